@@ -1,0 +1,9 @@
+/* sluice: Go's web-concurrency toolkit, in C11. This header includes every public module. */
+#ifndef SLUICE_SLUICE_H
+#define SLUICE_SLUICE_H
+
+#include "sluice/common.h"
+#include "sluice/error.h"
+#include "sluice/clock.h"
+
+#endif /* SLUICE_SLUICE_H */
