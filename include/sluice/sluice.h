@@ -5,5 +5,7 @@
 #include "sluice/common.h"
 #include "sluice/error.h"
 #include "sluice/clock.h"
+#include "sluice/log.h"
+#include "sluice/ctx.h"
 
 #endif /* SLUICE_SLUICE_H */
