@@ -10,7 +10,7 @@ CTEST  ?= ctest --output-on-failure --no-tests=error -j $(JOBS)
 CMAKE_COMMON := -DSLUICE_WERROR=ON
 # TSan and ASan binaries are slower; ctest's per-test timeouts are scaled for them.
 
-.PHONY: all deps build test test-race test-asan bench run fuzz format format-check install clean
+.PHONY: all deps build test test-race test-asan bench run fuzz format format-check install install-check clean
 
 all: build
 
@@ -63,6 +63,20 @@ format-check:
 
 install: build
 	cmake --install build/release $(if $(PREFIX),--prefix $(PREFIX))
+
+# Installs into a scratch prefix and builds a consumer with pkg-config and with find_package.
+STAGE := $(CURDIR)/build/stage
+install-check: build
+	rm -rf $(STAGE) build/consumer
+	cmake --install build/release --prefix $(STAGE) >/dev/null
+	PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig cc tests/install/consumer.c -o build/consumer-pc \
+		$$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs --static sluice) \
+		-Wl,-rpath,$(STAGE)/lib
+	build/consumer-pc
+	cmake -S tests/install -B build/consumer -DCMAKE_PREFIX_PATH=$(STAGE) >/dev/null
+	cmake --build build/consumer >/dev/null
+	build/consumer/consumer_cmake
+	@echo "install-check: ok"
 
 clean:
 	rm -rf build
