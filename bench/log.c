@@ -100,7 +100,7 @@ int main(void)
 {
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (devnull < 0) return 1;
-    sl_logger *text = NULL, *json = NULL, *fmt_only = NULL;
+    sl_logger *text = NULL, *json = NULL, *fmt_only = NULL, *fmt_json = NULL;
     sl_log_opts o = {.level = SL_LOG_INFO, .format = SL_LOG_TEXT, .fd = devnull};
     if (sl_logger_new(&o, &text) != 0) return 1;
     o.format = SL_LOG_JSON;
@@ -108,11 +108,15 @@ int main(void)
     o.format = SL_LOG_TEXT;
     o.sink = drop_sink;
     if (sl_logger_new(&o, &fmt_only) != 0) return 1;
+    o.format = SL_LOG_JSON;
+    if (sl_logger_new(&o, &fmt_json) != 0) return 1;
 
     row("disabled level (debug at INFO)", median_ns(&(bcase){text, SL_LOG_DEBUG, 4}),
         "4 attrs; level check only, attrs not built");
     row("discard logger", median_ns(&(bcase){sl_log_discard(), SL_LOG_INFO, 4}), "4 attrs");
     row("format only, text (sink drops line)", median_ns(&(bcase){fmt_only, SL_LOG_INFO, 4}),
+        "4 attrs; with time; no syscall");
+    row("format only, JSON (sink drops line)", median_ns(&(bcase){fmt_json, SL_LOG_INFO, 4}),
         "4 attrs; with time; no syscall");
     row("text to /dev/null, no attrs", median_ns(&(bcase){text, SL_LOG_INFO, 0}),
         "time+level+msg; one write(2)");
@@ -128,6 +132,7 @@ int main(void)
     sl_logger_free(text);
     sl_logger_free(json);
     sl_logger_free(fmt_only);
+    sl_logger_free(fmt_json);
     close(devnull);
     return 0;
 }
