@@ -35,7 +35,7 @@ typedef struct seg {
 } seg;
 
 typedef struct route {
-    char *text; /* the pattern as registered */
+    char *text;   /* the pattern as registered */
     char *method; /* NULL: any method */
     size_t method_len;
     seg segs[MAX_SEGS];
@@ -98,17 +98,18 @@ static long unescape(const char *src, size_t n, char *dst)
 static void route_free(route *rt)
 {
     if (!rt) return;
-    for (size_t i = 0; i < rt->nsegs; i++) free(rt->segs[i].s);
+    for (size_t i = 0; i < rt->nsegs; i++)
+        free(rt->segs[i].s);
     free(rt->method);
     free(rt->text);
     free(rt);
 }
 
-#define FAIL(code, ...)                                                                        \
-    do {                                                                                       \
-        if (err && errlen) snprintf(err, errlen, __VA_ARGS__);                                 \
-        rc = (code);                                                                           \
-        goto fail;                                                                             \
+#define FAIL(code, ...)                                        \
+    do {                                                       \
+        if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+        rc = (code);                                           \
+        goto fail;                                             \
     } while (0)
 
 static char *dupn(const char *s, size_t n)
@@ -162,7 +163,8 @@ static int parse_pattern(const char *pattern, route *rt, char *err, size_t errle
         if (!(rt->method = dupn(p, mlen))) return SL_ENOMEM;
         rt->method_len = mlen;
         p = sp;
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
     }
     if (*p != '/')
         FAIL(SL_EINVAL, "%s: path must start with '/' (host patterns are not supported)", pattern);
@@ -296,7 +298,8 @@ int sl_router_new(sl_router **out)
 void sl_router_free(sl_router *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->n; i++) route_free(r->routes[i]);
+    for (size_t i = 0; i < r->n; i++)
+        route_free(r->routes[i]);
     free(r->routes);
     free(r);
 }
@@ -389,7 +392,8 @@ static int split_path(reqpath *rp, const char *path, size_t len, scratch *sc)
     size_t i = 1;
     for (;;) {
         size_t j = i;
-        while (j < len && path[j] != '/') j++;
+        while (j < len && path[j] != '/')
+            j++;
         size_t k = rp->n;
         if (k == MAX_SEGS) j = len; /* the rest, only for a multi */
         rp->start[k] = i;
@@ -481,9 +485,11 @@ static size_t clean_path(const char *p, size_t len, char *out)
     out[o++] = '/';
     size_t i = 0;
     while (i < len) {
-        while (i < len && p[i] == '/') i++;
+        while (i < len && p[i] == '/')
+            i++;
         size_t j = i;
-        while (j < len && p[j] != '/') j++;
+        while (j < len && p[j] != '/')
+            j++;
         size_t n = j - i;
         if (n == 0) break;
         if (n == 1 && p[i] == '.') {
@@ -491,7 +497,8 @@ static size_t clean_path(const char *p, size_t len, char *out)
         } else if (n == 2 && p[i] == '.' && p[i + 1] == '.') {
             if (o > 1) {
                 o--; /* drop the slash before the last element, then the element */
-                while (o > 1 && out[o - 1] != '/') o--;
+                while (o > 1 && out[o - 1] != '/')
+                    o--;
             }
         } else {
             if (o > 1 && out[o - 1] != '/') out[o++] = '/';
@@ -520,7 +527,8 @@ static int allow_list(const sl_router *r, const reqpath *rp, sl_route_match *m, 
         *sc = save;
         if (!ok) continue;
         bool dup = false;
-        for (size_t k = 0; k < nm; k++) dup |= strcmp(ms[k], rt->method) == 0;
+        for (size_t k = 0; k < nm; k++)
+            dup |= strcmp(ms[k], rt->method) == 0;
         if (!dup) ms[nm++] = rt->method;
         get |= meth_is(rt, "GET");
         head |= meth_is(rt, "HEAD");
@@ -534,7 +542,8 @@ static int allow_list(const sl_router *r, const reqpath *rp, sl_route_match *m, 
             ms[k - 1] = t;
         }
     size_t total = 0;
-    for (size_t i = 0; i < nm; i++) total += strlen(ms[i]) + 2;
+    for (size_t i = 0; i < nm; i++)
+        total += strlen(ms[i]) + 2;
     if (nm == 0) return 0;
     char *a = take(sc, total);
     if (!a) return SL_ENOSPC;

@@ -23,8 +23,8 @@ static sl_router *mk(const char **patterns)
 static int go(sl_router *r, const char *method, const char *path, int *which, sl_route_match *m)
 {
     static char scratch[4096];
-    int st = sl_router_match(r, method, strlen(method), path, strlen(path), m, scratch,
-                             sizeof scratch);
+    int st =
+        sl_router_match(r, method, strlen(method), path, strlen(path), m, scratch, sizeof scratch);
     *which = -1;
     for (int i = 0; i < 32 && st == 200; i++)
         if (m->handler == h(i)) *which = i;
@@ -59,11 +59,11 @@ static void expect_param(sl_router *r, const char *path, const char *name, const
 
 static void test_basic_and_wildcards(void **state)
 {
-    const char *p[] = {"/index.html",                        /* 0 */
-                       "GET /static/",                       /* 1 */
-                       "/b/{bucket}/o/{objectname...}",      /* 2 */
-                       "/{$}",                               /* 3 */
-                       "/users/{id}",                        /* 4 */
+    const char *p[] = {"/index.html",                   /* 0 */
+                       "GET /static/",                  /* 1 */
+                       "/b/{bucket}/o/{objectname...}", /* 2 */
+                       "/{$}",                          /* 3 */
+                       "/users/{id}",                   /* 4 */
                        NULL};
     sl_router *r = mk(p);
     expect(r, "GET", "/index.html", 200, 0);
@@ -73,7 +73,7 @@ static void test_basic_and_wildcards(void **state)
     expect(r, "GET", "/b/mybucket/o/a/b/c", 200, 2);
     expect(r, "GET", "/", 200, 3);
     expect(r, "GET", "/users/42", 200, 4);
-    expect(r, "GET", "/users/", 404, -1);  /* {id} needs a non-empty segment */
+    expect(r, "GET", "/users/", 404, -1); /* {id} needs a non-empty segment */
     expect(r, "GET", "/users/42/x", 404, -1);
     expect(r, "GET", "/nothing", 404, -1);
     expect_param(r, "/users/42", "id", "42");
@@ -86,16 +86,16 @@ static void test_basic_and_wildcards(void **state)
 
 static void test_most_specific_wins(void **state)
 {
-    const char *p[] = {"/images/",                   /* 0 */
-                       "/images/thumbnails/",        /* 1 */
-                       "/b/{bucket}/o/default",      /* 2 */
-                       "/b/{bucket}/o/{noun}",       /* 3 */
-                       "/posts/{id}",                /* 4 */
-                       "/posts/latest",              /* 5 */
-                       "GET /items/{id}",            /* 6 */
-                       "/items/{id}",                /* 7 */
-                       "HEAD /items/{id}",           /* 8 */
-                       "/",                          /* 9 */
+    const char *p[] = {"/images/",              /* 0 */
+                       "/images/thumbnails/",   /* 1 */
+                       "/b/{bucket}/o/default", /* 2 */
+                       "/b/{bucket}/o/{noun}",  /* 3 */
+                       "/posts/{id}",           /* 4 */
+                       "/posts/latest",         /* 5 */
+                       "GET /items/{id}",       /* 6 */
+                       "/items/{id}",           /* 7 */
+                       "HEAD /items/{id}",      /* 8 */
+                       "/",                     /* 9 */
                        NULL};
     sl_router *r = mk(p);
     expect(r, "GET", "/images/thumbnails/x.png", 200, 1);
@@ -129,8 +129,9 @@ static void expect_add(sl_router *r, const char *pattern, int want)
 {
     char err[256] = "";
     int rc = sl_router_add(r, pattern, h(31), err, sizeof err);
-    if (rc != want) fail_msg("add \"%s\": got %s, want %s (%s)", pattern, sl_errname(rc),
-                             sl_errname(want), err);
+    if (rc != want)
+        fail_msg("add \"%s\": got %s, want %s (%s)", pattern, sl_errname(rc), sl_errname(want),
+                 err);
     if (want != 0) assert_true(strlen(err) > 0);
 }
 
@@ -154,7 +155,7 @@ static void test_conflicts(void **state)
     expect_add(r, "HEAD /a/{x}", 0);
     expect_add(r, "HEAD /{y}/b", SL_ECONFLICT); /* still crosses /a/{x} */
     expect_add(r, "/c/{$}", 0);
-    expect_add(r, "/c/", 0); /* more general than /c/{$} */
+    expect_add(r, "/c/", 0);                     /* more general than /c/{$} */
     expect_add(r, "/c/{rest...}", SL_ECONFLICT); /* same requests as /c/ */
     sl_route_match m;
     int w;
@@ -175,12 +176,11 @@ static void test_malformed_patterns(void **state)
 {
     sl_router *r;
     assert_int_equal(sl_router_new(&r), 0);
-    const char *bad[] = {"",           "GET",          "x/y",          "GET x",
-                         "/a/{",       "/a/{x}b",      "/a/b{x}",      "/{x...}/y",
-                         "/{$}/y",     "/{x}/{x}",     "/{}",          "/{1x}",
-                         "G@T /",      "/a//b",        "/a/%zz",       "/{x.}",
-                         NULL};
-    for (int i = 0; bad[i]; i++) expect_add(r, bad[i], SL_EINVAL);
+    const char *bad[] = {"",        "GET",       "x/y",    "GET x",    "/a/{", "/a/{x}b",
+                         "/a/b{x}", "/{x...}/y", "/{$}/y", "/{x}/{x}", "/{}",  "/{1x}",
+                         "G@T /",   "/a//b",     "/a/%zz", "/{x.}",    NULL};
+    for (int i = 0; bad[i]; i++)
+        expect_add(r, bad[i], SL_EINVAL);
     assert_int_equal(sl_router_add(r, "/x", NULL, NULL, 0), SL_EINVAL);
     sl_router_free(r);
 }
@@ -251,7 +251,8 @@ static void test_deep_paths(void **state)
     const char *p[] = {"/deep/", NULL};
     sl_router *r = mk(p);
     char path[2048] = "/deep";
-    for (int i = 0; i < 100; i++) strcat(path, "/s");
+    for (int i = 0; i < 100; i++)
+        strcat(path, "/s");
     expect(r, "GET", path, 200, 0);
     sl_router_free(r);
     const char *q[] = {"/{a}/{b}", NULL};
