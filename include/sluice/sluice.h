@@ -7,5 +7,9 @@
 #include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/ctx.h"
+#include "sluice/wg.h"
+#include "sluice/once.h"
+#include "sluice/sem.h"
+#include "sluice/router.h"
 
 #endif /* SLUICE_SLUICE_H */
