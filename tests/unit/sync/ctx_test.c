@@ -249,6 +249,16 @@ static void test_deadline_real_time(void **state)
     assert_int_equal(sl_ctx_err(late), 0);
     sl_ctx_release(early);
     sl_ctx_release(late); /* disarms */
+
+    /* Disarming the deadline the timer sleeps for, then arming a later one (no wakeup is sent
+     * for it): the timer wakes at the stale time, re-reads the heap, and still fires it. */
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(5), &early), 0);
+    sl_ctx_release(early);
+    t0 = sl_mono_ns();
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(30), &late), 0);
+    assert_int_equal(sl_ctx_wait(late), SL_ETIMEDOUT);
+    assert_true(sl_mono_ns() - t0 < SL_MS(30 + 4 * SLACK_MS));
+    sl_ctx_release(late);
 }
 
 /* ---- hooks ------------------------------------------------------------------------------ */
