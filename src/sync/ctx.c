@@ -229,7 +229,7 @@ void *sl_ctx_value(const sl_ctx *ctx, const void *key)
 
 bool sl__ctx_can_be_done(const sl_ctx *ctx)
 {
-    return !is_bg(ctx) && ((ctx->flags & CTX_CAN_DONE) || load_err(ctx) != 0);
+    return !is_bg(ctx);
 }
 
 /* ---- cancellation ----------------------------------------------------------------------- */
@@ -474,7 +474,9 @@ static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
     struct timespec ts;
     if (timed) abs_timespec(abs, &ts);
     int rc;
-    if (is_bg(ctx) || !(ctx->flags & CTX_CAN_DONE)) {
+    /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
+     * or releases it, and a primitive must not sleep through that. */
+    if (is_bg(ctx)) {
         rc = timed ? pthread_cond_timedwait(cv, mu, &ts) : pthread_cond_wait(cv, mu);
         return rc == ETIMEDOUT ? SL_ETIMEDOUT : 0;
     }
