@@ -280,6 +280,8 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
             *won_tail = c;
             won_tail = &c->won_next;
             pthread_mutex_lock(&c->mu);
+            /* err is set, so no hook can be added from now on: none pending, none ever. */
+            c->won_hooks = c->hooks != NULL;
             pthread_cond_broadcast(&c->cv);
             for (sl_ctx *ch = c->children; ch; ch = ch->sib_next) {
                 sl__ctx_mref(ch);
@@ -297,7 +299,7 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
     }
     for (c = won; c;) {
         sl_ctx *next = c->won_next;
-        fire_hooks(c, cause);
+        if (c->won_hooks) fire_hooks(c, cause);
         if (c->flags & CTX_HAS_TIMER) sl__ctx_timer_remove(c);
         sl__ctx_munref(c);
         c = next;
