@@ -15,10 +15,9 @@
 
 #include "http/parser.h"
 
-#define CHECK(x)                                                                               \
-    do {                                                                                       \
-        if (!(x))                                                                              \
-            __builtin_trap();                                                                  \
+#define CHECK(x)                    \
+    do {                            \
+        if (!(x)) __builtin_trap(); \
     } while (0)
 
 static bool inside(const char *p, uint32_t n, const char *lo, const char *hi)
@@ -30,8 +29,7 @@ static int head(const char *buf, size_t len, sl_http_req_head *h, sl_http_header
                 const sl_http_limits *lim)
 {
     char *copy = malloc(len ? len : 1);
-    if (!copy)
-        return SL_ENOMEM;
+    if (!copy) return SL_ENOMEM;
     memcpy(copy, buf, len);
     int rc = sl_http_parse_head(copy, len, h, hdrs, lim);
     free(copy);
@@ -44,8 +42,7 @@ static int chunked(const char *in, size_t len, size_t cut, const sl_http_limits 
                    size_t *out_len, size_t *used_total, int *status)
 {
     char *buf = malloc(len ? len : 1);
-    if (!buf)
-        return SL_ENOMEM;
+    if (!buf) return SL_ENOMEM;
     memcpy(buf, in, len);
     sl_http_chunked st;
     sl_http_chunked_init(&st, lim);
@@ -88,26 +85,23 @@ static void check_chunked(const char *p, size_t len, size_t cut, const sl_http_l
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
-        return 0;
+    if (size < 2) return 0;
     uint8_t ctl = data[0];
     const char *req = (const char *)data + 1;
     size_t len = size - 1;
-    sl_http_limits small = {.max_target = 32, .max_header_bytes = 256, .max_headers = 4,
-                            .max_body = 64};
+    sl_http_limits small = {
+        .max_target = 32, .max_header_bytes = 256, .max_headers = 4, .max_body = 64};
     const sl_http_limits *lim = (ctl & 1) ? &small : &sl_http_default_limits;
     size_t cut = ((size_t)ctl * 2654435761u) % (len + 1);
 
     static sl_http_header hdrs[SL_HTTP_DEFAULT_MAX_HEADERS];
     sl_http_req_head h, hp;
     char *buf = malloc(len);
-    if (!buf)
-        return 0;
+    if (!buf) return 0;
     memcpy(buf, req, len);
     int rc = sl_http_parse_head(buf, len, &h, hdrs, lim);
     CHECK(rc == SL_EAGAIN || rc == SL_EPARSE || (rc > 0 && (size_t)rc <= len));
-    if (rc == SL_EPARSE)
-        CHECK(h.status >= 400 && h.status <= 505 && !h.keep_alive);
+    if (rc == SL_EPARSE) CHECK(h.status >= 400 && h.status <= 505 && !h.keep_alive);
     if (rc > 0) {
         const char *lo = buf, *hi = buf + rc;
         CHECK(h.status == 0 && h.num_headers <= lim->max_headers);
