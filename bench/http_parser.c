@@ -175,15 +175,12 @@ static size_t theirs(const char *req, size_t len)
 static bool load_hp(void)
 {
     void *so = dlopen("libhttp_parser.so.2.9", RTLD_NOW | RTLD_LOCAL);
-    if (!so)
-        so = dlopen("libhttp_parser.so", RTLD_NOW | RTLD_LOCAL);
-    if (!so)
-        return false;
+    if (!so) so = dlopen("libhttp_parser.so", RTLD_NOW | RTLD_LOCAL);
+    if (!so) return false;
     *(void **)&g_hp.init = dlsym(so, "http_parser_init");
     *(void **)&g_hp.settings_init = dlsym(so, "http_parser_settings_init");
     *(void **)&g_hp.execute = dlsym(so, "http_parser_execute");
-    if (!g_hp.init || !g_hp.settings_init || !g_hp.execute)
-        return false;
+    if (!g_hp.init || !g_hp.settings_init || !g_hp.execute) return false;
     g_hp.settings_init(&g_hps);
     g_hps.on_url = hp_url;
     g_hps.on_header_field = hp_field;
@@ -227,8 +224,7 @@ int main(void)
     g_body_len = 16 * 4096;
     g_chunked = malloc(g_body_len + 16 * 16 + 8);
     g_work = malloc(g_body_len + 16 * 16 + 8);
-    if (!g_chunked || !g_work)
-        return 1;
+    if (!g_chunked || !g_work) return 1;
     size_t o = 0;
     for (int c = 0; c < 16; c++) {
         o += (size_t)sprintf(g_chunked + o, "1000\r\n");
