@@ -120,9 +120,9 @@ typedef struct facts {
     int64_t cl;
 } facts;
 
-/* Why the scan stopped short: more bytes could complete it, or a limit makes that pointless. */
+/* The bounds of one parse: where the bytes end, and whether that end is the data's (more may
+ * come: SL_EAGAIN) or the header-bytes limit (more cannot help: 431). */
 typedef struct scan {
-    const char *buf;
     const char *end; /* buf + min(len, max_header_bytes) */
     bool at_limit;   /* end is the header-bytes limit, not the data's end */
     sl_http_req_head *h;
@@ -156,6 +156,22 @@ static const char *skip_value_bytes(const char *p, const char *end)
     }
 #endif
     while (p < end && (unsigned char)*p >= 0x20 && *p != 0x7f)
+        p++;
+    return p;
+}
+
+/* Returns the first non-token byte at or after p (or end). Names are short, so this stays
+ * scalar, but unrolled: one bounds check per four bytes. */
+static inline const char *skip_tchars(const char *p, const char *end)
+{
+    while (end - p >= 4) {
+        if (!IS(p[0], C_TCHAR)) return p;
+        if (!IS(p[1], C_TCHAR)) return p + 1;
+        if (!IS(p[2], C_TCHAR)) return p + 2;
+        if (!IS(p[3], C_TCHAR)) return p + 3;
+        p += 4;
+    }
+    while (p < end && IS(*p, C_TCHAR))
         p++;
     return p;
 }
@@ -380,8 +396,7 @@ static int parse_request_line(scan *s, const char **pp, const sl_http_limits *li
         p += 2;
     }
     const char *m = p;
-    while (p < end && IS(*p, C_TCHAR))
-        p++;
+    p = skip_tchars(p, end);
     if (p == end) return need_more(s);
     if (*p != ' ' || p == m) return fail(h, 400);
     h->method = m;
@@ -431,8 +446,7 @@ static int parse_headers(scan *s, const char **pp, sl_http_header *hdrs, const s
          * field, RFC 9112 2.2); both are rejected, as is a bare LF. */
         if (h->num_headers == lim->max_headers) return fail(h, 431);
         const char *name = p;
-        while (p < end && IS(*p, C_TCHAR))
-            p++;
+        p = skip_tchars(p, end);
         if (p == end) return need_more(s);
         if (*p != ':' || p == name) return fail(h, 400);
         const char *name_end = p++;
@@ -499,8 +513,7 @@ int sl_http_parse_head(const char *buf, size_t len, sl_http_req_head *h, sl_http
 
     /* An int return caps the head near 2 GiB whatever the limit says. */
     size_t limit = lim->max_header_bytes < 0x7fffffffu ? lim->max_header_bytes : 0x7fffffffu;
-    scan s = {
-        .buf = buf, .end = buf + (len < limit ? len : limit), .at_limit = len >= limit, .h = h};
+    scan s = {.end = buf + (len < limit ? len : limit), .at_limit = len >= limit, .h = h};
     facts f = {.cl = -1};
     const char *p = buf;
     int rc = parse_request_line(&s, &p, lim);
