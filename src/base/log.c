@@ -289,7 +289,7 @@ static void lb_i64(lbuf *b, int64_t v)
  * of a scalar value: continuation bytes, overlongs (C0, C1, E0 80.., F0 80..), surrogates
  * (ED A0..), values past U+10FFFF and truncated sequences all count as one bad byte, as in
  * Go's utf8.DecodeRune. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+size_t sl__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned c = s[0];
     if (c < 0xC2 || c > 0xF4) return 0;
@@ -396,7 +396,7 @@ static void put_escaped(lbuf *b, const char *str, size_t n, bool json)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0) {
             if (json)
                 LB_LIT(b, "\\ufffd");
@@ -428,7 +428,7 @@ static bool text_needs_quote(const char *str, size_t n)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0 || cp_hidden(cp)) return true;
         i += len;
     }
@@ -457,7 +457,7 @@ static void put_json_str(lbuf *b, const char *s, size_t n)
 
 /* Shortest of %.15g/%.16g/%.17g that reads back as the same double (17 digits always do).
  * Returns the length written to out (>= 32 bytes). */
-static size_t fmt_double(char *out, double v)
+size_t sl__fmt_double(char *out, double v)
 {
     int len = 0;
     for (int prec = 15; prec <= 17; prec++) {
@@ -484,7 +484,7 @@ static void put_double(lbuf *b, double v, bool json)
         return;
     }
     char tmp[40];
-    size_t len = fmt_double(tmp, v);
+    size_t len = sl__fmt_double(tmp, v);
     lb_put(b, tmp, len);
     /* In JSON an integral double gets ".0" so that it parses back as a real, not an integer,
      * and -0.0 keeps its sign ("-0" reads as the integer 0). */
