@@ -491,74 +491,72 @@ static void put_double(lbuf *b, double v, bool json)
     if (json && strcspn(tmp, ".en") == len) LB_LIT(b, ".0");
 }
 
+/* Duration text is built backwards, from the unit to the sign, into the end of a small buffer;
+ * *w is the index of the first byte written so far. */
+
+/* Prepends v's low prec digits as a fraction (".5"), trailing zeros dropped, nothing if they
+ * are all zero. Returns v without them. */
+static uint64_t dur_frac(char *buf, size_t *w, uint64_t v, int prec)
+{
+    bool print = false;
+    for (int k = 0; k < prec; k++) {
+        unsigned dig = (unsigned)(v % 10);
+        print = print || dig != 0;
+        if (print) buf[--*w] = (char)('0' + dig);
+        v /= 10;
+    }
+    if (print) buf[--*w] = '.';
+    return v;
+}
+
+static void dur_int(char *buf, size_t *w, uint64_t v)
+{
+    do {
+        buf[--*w] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+}
+
 /* Appends d the way Go's time.Duration.String() prints it: "0s", "1.5µs", "250ms", "1.5s",
  * "2m3s", "1h0m0s", with the fraction's trailing zeros removed. */
 static void put_duration(lbuf *b, int64_t d)
 {
     char tmp[40];
     size_t w = sizeof tmp;
-    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d;
-    /* Writes v's low prec digits as a fraction (".5"), trailing zeros dropped; returns v/10^p. */
-#define FRAC(prec)                                   \
-    do {                                             \
-        bool print = false;                          \
-        for (int k = 0; k < (prec); k++) {           \
-            unsigned dig = (unsigned)(u % 10);       \
-            print = print || dig != 0;               \
-            if (print) tmp[--w] = (char)('0' + dig); \
-            u /= 10;                                 \
-        }                                            \
-        if (print) tmp[--w] = '.';                   \
-    } while (0)
-#define INT()                                \
-    do {                                     \
-        do {                                 \
-            tmp[--w] = (char)('0' + u % 10); \
-            u /= 10;                         \
-        } while (u);                         \
-    } while (0)
+    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d; /* INT64_MIN included */
     if (u == 0) {
         LB_LIT(b, "0s");
         return;
     }
+    tmp[--w] = 's';
     if (u < 1000000000ULL) {
-        int prec;
-        const char *unit;
-        tmp[--w] = 's';
+        /* Below a second: one unit, the largest that keeps the integer part non-zero. */
         if (u < 1000) {
-            prec = 0;
-            unit = "n";
+            tmp[--w] = 'n';
         } else if (u < 1000000) {
-            prec = 3;
-            unit = "\xC2\xB5"; /* µ, U+00B5 as Go prints it */
+            w -= 2;
+            memcpy(tmp + w, "\xC2\xB5", 2); /* µ, U+00B5 as Go prints it */
+            u = dur_frac(tmp, &w, u, 3);
         } else {
-            prec = 6;
-            unit = "m";
-        }
-        size_t ul = strlen(unit);
-        w -= ul;
-        memcpy(tmp + w, unit, ul);
-        FRAC(prec);
-        INT();
-    } else {
-        tmp[--w] = 's';
-        FRAC(9);
-        uint64_t total_min = u / 60;
-        u %= 60;
-        INT();
-        if (total_min > 0) {
             tmp[--w] = 'm';
-            u = total_min % 60;
-            INT();
-            u = total_min / 60;
-            if (u > 0) {
+            u = dur_frac(tmp, &w, u, 6);
+        }
+        dur_int(tmp, &w, u);
+    } else {
+        /* Hours and minutes as integers, seconds with up to 9 fractional digits; a zero
+         * minutes part is printed when there are hours ("1h0m0s"), as Go does. */
+        uint64_t secs = dur_frac(tmp, &w, u, 9);
+        dur_int(tmp, &w, secs % 60);
+        uint64_t mins = secs / 60;
+        if (mins > 0) {
+            tmp[--w] = 'm';
+            dur_int(tmp, &w, mins % 60);
+            if (mins / 60 > 0) {
                 tmp[--w] = 'h';
-                INT();
+                dur_int(tmp, &w, mins / 60);
             }
         }
     }
-#undef FRAC
-#undef INT
     if (d < 0) tmp[--w] = '-';
     lb_put(b, tmp + w, sizeof tmp - w);
 }
@@ -681,6 +679,13 @@ static void put_time(lbuf *b)
 
 static void put_level(lbuf *b, sl_log_level level)
 {
+    switch (level) { /* the common levels without snprintf */
+    case SL_LOG_DEBUG: LB_LIT(b, "DEBUG"); return;
+    case SL_LOG_INFO: LB_LIT(b, "INFO"); return;
+    case SL_LOG_WARN: LB_LIT(b, "WARN"); return;
+    case SL_LOG_ERROR: LB_LIT(b, "ERROR"); return;
+    default: break;
+    }
     char name[24];
     sl_log_level_name(level, name);
     lb_put(b, name, strlen(name));

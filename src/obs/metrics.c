@@ -656,8 +656,8 @@ static void w_put(wbuf *w, const char *s, size_t n)
 {
     if (w->failed) return;
     sl_buf *b = w->b;
-    if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 4096;
+    if (!b->data || b->cap - b->len < n + 1) {
+        size_t cap = b->data && b->cap ? b->cap : 4096;
         while (cap - b->len < n + 1)
             cap *= 2;
         char *p = realloc(b->data, cap);
