@@ -17,8 +17,8 @@
  * lock: records of at most PIPE_BUF bytes to a pipe, file or character device take it shared
  * (writers run in parallel; the kernel does the rest), every other record (large, a socket or
  * unknown fd, a sink call) takes it exclusive. The fd's type is read once, by fstat on first
- * use. A plain mutex for everything was measured (bench/log.c): it more than halves two-thread
- * throughput to /dev/null because writers convoy on it.
+ * use. A plain mutex for everything would serialize, in user space, writes the kernel can run
+ * in parallel (or serializes more cheaply itself); bench/log.c compares the two side by side.
  *
  * Invariants: the level is an atomic read before anything else, so a disabled record costs one
  * load and a compare (the macros in log.h also skip building the attributes); the formatter
