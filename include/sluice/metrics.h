@@ -60,6 +60,9 @@ typedef struct sl_metric_opts {
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 \
     }
 
+/* The Content-Type of what sl_metrics_write produces, for a /metrics handler. */
+#define SL_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
 /* A growable byte buffer owned by the caller: start it zeroed ({0}), reuse it across calls,
  * release it with sl_buf_destroy. data is NUL-terminated after a successful write (not counted
  * in len). */
