@@ -6,6 +6,7 @@
 #include "sluice/error.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/ctx.h"
 #include "sluice/wg.h"
 #include "sluice/once.h"
