@@ -22,7 +22,8 @@
  * the masked bits are zero (2001:db8::/48 and 2001:db8::/64 give the same 16 bytes): keep one
  * table per level, or append the level to the key when sharing one map.
  *
- * All functions are pure: no allocation, no locks. Threads: any. None blocks. */
+ * Every function below: pure (no allocation, no locks, no global state), borrows its pointer
+ * arguments for the call only, writes its output only on success. Threads: any. Never blocks. */
 #ifndef SLUICE_IPKEY_H
 #define SLUICE_IPKEY_H
 

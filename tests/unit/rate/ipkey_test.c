@@ -238,6 +238,39 @@ static void test_round_trip_random(void **state)
     }
 }
 
+/* Differential check against glibc's inet_pton, whose acceptance matches the rules here (it
+ * also refuses leading zeros in IPv4 parts and zones): strings assembled from tokens that
+ * produce valid and nearly valid addresses must be accepted by both or by neither, with the
+ * same bytes. */
+static void test_differential_inet_pton(void **state)
+{
+    static const char *toks[] = {"0",   "1", "00", "ff",      "FFFF", "12345", "db8",
+                                 "::",  ":", ".",  "1.2.3.4", "255",  "256",   "01",
+                                 "0.0", "a", "%e", "9",       ":::"};
+    unsigned seed = 1;
+    long accepted = 0;
+    for (int it = 0; it < 200000; it++) {
+        char s[96] = "";
+        int n = 1 + rand_r(&seed) % 9;
+        for (int i = 0; i < n; i++)
+            strcat(s, toks[rand_r(&seed) % (int)(sizeof toks / sizeof toks[0])]);
+        sl_ipkey k;
+        bool ours = sl_ipkey_parse(s, strlen(s), &k) == 0;
+        unsigned char b[16], b4[4];
+        bool lib6 = inet_pton(AF_INET6, s, b) == 1, lib4 = inet_pton(AF_INET, s, b4) == 1;
+        if (lib4) { /* the expected key of an IPv4 address is its mapped form */
+            memset(b, 0, 10);
+            b[10] = b[11] = 0xff;
+            memcpy(b + 12, b4, 4);
+        }
+        if (ours != (lib4 || lib6))
+            fail_msg("\"%s\": ours %d, inet_pton %d", s, ours, lib4 || lib6);
+        if (ours) assert_memory_equal(k.b, b, 16);
+        accepted += ours;
+    }
+    assert_true(accepted > 1000); /* the generator does produce valid addresses */
+}
+
 static void test_group_and_levels(void **state)
 {
     sl_ipkey a = parse_ok("2001:db8:1:2:3:4:5:6"), b = parse_ok("2001:db8:1:2:ffff::1");
@@ -422,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_v4_mapped_equal),
         cmocka_unit_test(test_format_space),
         cmocka_unit_test(test_round_trip_random),
+        cmocka_unit_test(test_differential_inet_pton),
         cmocka_unit_test(test_group_and_levels),
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_cidr_contains),
