@@ -16,14 +16,15 @@
  *   Per entry that is 8 bytes of header plus 4/load bytes of index (5.3 to 10.7) plus slab
  *   slack: about 17 bytes beyond key and value at 1M keys (docs/map.md).
  * Invariants (under the shard's lock): every non-empty slot names a live entry and each live
- * entry is named by exactly one slot; count < 3/4 of the slots; slab_slots >= count.
+ * entry is named by exactly one slot; count <= 3/4 of the slots; slab_slots >= count.
  *
  * Locking. One pthread rwlock per shard, writer-preferring so a stream of readers cannot starve
  * a writer. Readers take it shared and copy the value out; nothing the map owns is ever visible
  * outside a call. A lock-free (seqlock) read path was considered and rejected for now: an
  * optimistic reader can observe an index being freed by a concurrent resize, so it needs
  * deferred reclamation (epochs/hazard pointers) plus atomics for every byte it copies to stay
- * TSan-clean; the rwlock costs two uncontended atomics per read, and shards spread them over
+ * TSan-clean, and without such reclamation it would rule out freeing slabs and shrinking the
+ * index. The rwlock costs two uncontended atomics per read, and shards spread them over
  * different cache lines (each shard is cache-line aligned). docs/map.md has the numbers.
  *
  * Ordering that matters. Insertion reserves everything it can fail on (index growth, a slab, a
