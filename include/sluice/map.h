@@ -27,13 +27,18 @@ typedef struct sl_map sl_map;
 /* Creation options. Zero-initialise and set what you need: {.value_size = 8} is a complete,
  * valid configuration. */
 typedef struct sl_map_opts {
-    size_t value_size; /* bytes per value, 0..65536; 0 makes a set. Values are stored at 8-byte
-                          alignment (the update callback may access them as such). */
-    size_t key_inline; /* keys up to this many bytes live inside the entry; longer keys are
-                          allocated. Rounded up to a multiple of 8, at least 8, at most 256.
-                          0 = 16. */
-    size_t shards;     /* power of two, 1..4096; 0 = 64 */
-    size_t capacity;   /* expected number of keys (a hint: sizes the tables up front); 0 = none */
+    size_t value_size;   /* bytes per value, 0..65536; 0 makes a set. Values are stored at 8-byte
+                            alignment (the update callback may access them as such). */
+    size_t key_inline;   /* keys up to this many bytes live inside the entry; longer keys are
+                            allocated. Rounded up to a multiple of 8, at least 8, at most 256.
+                            0 = 16. */
+    size_t shards;       /* power of two, 1..4096; 0 = 64 */
+    size_t capacity;     /* expected number of keys (a hint: sizes the tables up front); 0 = none */
+    bool lockfree_reads; /* sl_map_get reads optimistically (seqlock) instead of taking the
+                            shard's read lock, for keys up to key_inline bytes and values up to
+                            256 bytes (others, and reads that meet a writer, take the lock).
+                            Price: memory is never given back while the map lives (deleted
+                            entries' room is reused; replaced index arrays are kept). */
 } sl_map_opts;
 
 /* Creates an empty map. Returns 0 and sets *out (free with sl_map_free), SL_EINVAL for options
