@@ -732,18 +732,6 @@ int sl_map_get(sl_map *m, const void *key, size_t klen, void *value_out)
     return i == UINT32_MAX ? SL_ENOENT : 0;
 }
 
-int sl__map_get_unlocked(void *mp, const void *key, size_t klen, void *value_out)
-{
-    sl_map *m = mp;
-    uint64_t h = siphash13(m->k0, m->k1, key, klen);
-    shard *s = shard_for(m, h);
-    uint32_t empty;
-    uint32_t i = find(m, s, (uint32_t)h, key, klen, &empty);
-    if (i != UINT32_MAX && value_out && m->value_size)
-        memcpy(value_out, ent_val(m, entry_at(m, s, slot_ent(s->index[i]))), m->value_size);
-    return i == UINT32_MAX ? SL_ENOENT : 0;
-}
-
 /* put and put_if_absent: replace says whether an existing value is overwritten. */
 static int put(sl_map *m, const void *key, size_t klen, const void *value, bool replace,
                void *existing_out)
