@@ -19,13 +19,19 @@
  * entry is named by exactly one slot; count <= 3/4 of the slots; slab_slots >= count.
  *
  * Locking. One pthread rwlock per shard, writer-preferring so a stream of readers cannot starve
- * a writer. Readers take it shared and copy the value out; nothing the map owns is ever visible
- * outside a call. A lock-free (seqlock) read path was considered and rejected for now: an
- * optimistic reader can observe an index being freed by a concurrent resize, so it needs
- * deferred reclamation (epochs/hazard pointers) plus atomics for every byte it copies to stay
- * TSan-clean, and without such reclamation it would rule out freeing slabs and shrinking the
- * index. The rwlock costs two uncontended atomics per read, and shards spread them over
- * different cache lines (each shard is cache-line aligned). docs/map.md has the numbers.
+ * a writer. Writers always take it exclusively. Readers, by default, take it shared and copy
+ * the value out; nothing the map owns is ever visible outside a call.
+ *
+ * lockfree_reads adds a seqlock read path (get_optimistic) that stores nothing shared, so
+ * readers of a hot shard stop bouncing the lock's cache line between cores. Writers make the
+ * shard's seq odd around every change, and store every byte a reader may load (slots, entries)
+ * with atomic release stores; readers use acquire loads and retry or fall back to the lock
+ * when seq moved (see "stores seen by optimistic readers" below: no fences, so TSan checks it
+ * precisely). An optimistic reader may be looking at any index, slab-pointer array or slab at
+ * any moment, so such a map frees none of them while it lives: replaced arrays are retired
+ * until sl_map_free (doubling growth bounds them by the live ones), slabs and the index never
+ * shrink, and long keys, which delete does free, are never followed: a key longer than
+ * key_inline is read under the lock. docs/map.md compares the two modes.
  *
  * Ordering that matters. Insertion reserves everything it can fail on (index growth, a slab, a
  * long-key copy) before it changes anything, so SL_ENOMEM leaves the map as it was and
