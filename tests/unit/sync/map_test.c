@@ -257,7 +257,7 @@ static void check_words(const uint64_t v[8], uint64_t k)
 static void *opt_reader(void *p)
 {
     opt_arg *a = p;
-    while (sl_mono_ns() < a->deadline) {
+    while (a->ops < 2000 || sl_mono_ns() < a->deadline) { /* a floor: threads may start late */
         uint64_t k = (uint64_t)(rand_r(&a->seed) % OPT_STABLE), v[8];
         assert_int_equal(sl_map_get(a->m, &k, 8, v), 0);
         check_words(v, k);
@@ -271,7 +271,7 @@ static void *opt_reader(void *p)
 static void *opt_writer(void *p)
 {
     opt_arg *a = p;
-    while (sl_mono_ns() < a->deadline) {
+    while (a->ops < 2000 || sl_mono_ns() < a->deadline) { /* a floor: threads may start late */
         unsigned r = (unsigned)rand_r(&a->seed);
         uint64_t k =
             r % 2 ? (uint64_t)(r / 2 % OPT_STABLE) : OPT_STABLE + (uint64_t)(r / 2 % OPT_CHURN);
