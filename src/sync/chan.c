@@ -41,6 +41,8 @@
 #define CASES_MAX 4096u
 #define STACK_N   8
 
+int sl__park_spins = SL__PARK_SPIN_DEFAULT;
+
 /* One blocked operation. state is its parking word; fired and err are written by whoever
  * claimed it, before the final state is published (release), and read by the owner after. */
 typedef struct sel {
@@ -201,7 +203,7 @@ static void on_ctx_done(void *arg, int err)
  * channel lock may be held. */
 static uint32_t wait_sel(sel *s, sl_ctx *ctx)
 {
-    uint32_t st = sl__park_spin(&s->state, SL__PARK_SPIN);
+    uint32_t st = sl__park_spin(&s->state, sl__park_spins);
     if (st != SL__WAITING) return st;
     if (!ctx) return sl__park_wait(&s->state);
     sl_ctx_hook *hook = NULL;

@@ -42,9 +42,11 @@ static inline void sl__futex_wake(_Atomic uint32_t *addr, int n)
 }
 
 /* Spin iterations before sleeping (each a pause instruction, ~10-40 ns). Measured in
- * bench/chan.c: without spinning, ping-pong costs a futex round trip per message. */
-#define SL__LOCK_SPIN 100
-#define SL__PARK_SPIN 2000
+ * bench/chan.c: without spinning, ping-pong costs a futex round trip per message. The parking
+ * spin is a variable (defined in chan.c) so the bench can compare settings side by side. */
+#define SL__LOCK_SPIN         100
+#define SL__PARK_SPIN_DEFAULT 1000
+extern int sl__park_spins;
 
 typedef struct sl__lock {
     _Atomic uint32_t v; /* 0 free, 1 held, 2 held and someone may sleep on it */
