@@ -35,6 +35,7 @@
 #include "sluice/error.h"
 #include "sync/chan_int.h"
 #include "sync/park_int.h"
+#include "sync/sync_int.h"
 
 #define ELEM_MAX  65536u
 #define CAP_MAX   (1u << 24)
@@ -205,7 +206,7 @@ static uint32_t wait_sel(sel *s, sl_ctx *ctx)
 {
     uint32_t st = sl__park_spin(&s->state, sl__park_spins);
     if (st != SL__WAITING) return st;
-    if (!ctx) return sl__park_wait(&s->state);
+    if (!sl__ctx_can_be_done(ctx)) return sl__park_wait(&s->state);
     sl_ctx_hook *hook = NULL;
     int rc = sl_ctx_on_done(ctx, on_ctx_done, s, &hook);
     if (rc < 0 && sl__park_claim(&s->state, SL__CLAIMED)) {
@@ -458,7 +459,7 @@ static int poll_locked(const sl_chan_case *cases, size_t n, int *err, _Atomic ui
 /* Waits for the ctx alone (every case is switched off). */
 static int wait_ctx_only(sl_ctx *ctx)
 {
-    if (!ctx) return SL_EDEADLK;
+    if (!sl__ctx_can_be_done(ctx)) return SL_EDEADLK;
     sel s = {.state = SL__WAITING};
     wait_sel(&s, ctx);
     return s.err;

@@ -445,6 +445,44 @@ static void test_fetch_with_timeout_no_leak(void **state)
     sl_chan_free(f.gate);
 }
 
+static void test_timeout_while_blocked_idle(void **state)
+{
+    /* A receiver blocked for 200 ms of real time times out with SL_ETIMEDOUT and, while it
+     * waited, was parked: it used (almost) no CPU. */
+    sl_chan *ch;
+    assert_int_equal(sl_chan_new(sizeof(int), 4, &ch), 0);
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(200), &ctx), 0);
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    int64_t t0 = sl_mono_ns();
+    int v;
+    assert_int_equal(sl_chan_recv(ch, &v, ctx), SL_ETIMEDOUT);
+    int64_t waited = sl_mono_ns() - t0;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    int64_t cpu = (c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec);
+    assert_true(waited >= SL_MS(150));
+    assert_true(cpu < SL_MS(30)); /* the bounded spin is ~20 us; the rest is parked */
+    assert_int_equal(receivers_of(ch), 0);
+    sl_ctx_release(ctx);
+
+    /* The same through a select with a send case on a full channel. */
+    int x = 1;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sl_chan_try_send(ch, &x), 0);
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(20), &ctx), 0);
+    sl_chan_case cs[2] = {{ch, SL_CHAN_SEND, &x}, {NULL, SL_CHAN_RECV, NULL}};
+    assert_int_equal(sl_chan_select(cs, 2, NULL, ctx), SL_ETIMEDOUT);
+    assert_int_equal(senders_of(ch), 0);
+    assert_int_equal(sl_chan_len(ch), 4);
+    sl_ctx_release(ctx);
+    /* Every case off: the select just waits for the ctx. */
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(10), &ctx), 0);
+    assert_int_equal(sl_chan_select(cs + 1, 1, NULL, ctx), SL_ETIMEDOUT);
+    sl_ctx_release(ctx);
+    sl_chan_free(ch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_select_picks_ready),
         cmocka_unit_test(test_select_ctx),
         cmocka_unit_test(test_fetch_with_timeout_no_leak),
+        cmocka_unit_test(test_timeout_while_blocked_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
