@@ -16,18 +16,23 @@
  * the FIFO is empty, so tasks queued before the stop still run. The default executor is created
  * on first use and joined by an atexit handler (or by sl__executor_default_shutdown). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "sluice/error.h"
 #include "sync/group_int.h"
+#include "sync/park_int.h"
 
 #define THREADS_MAX 1024
+
+int sl__executor_spins = 500;
 
 struct sl_executor {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sl__task *head, *tail; /* FIFO; guarded by mu */
+    _Atomic bool nonempty; /* head != NULL, mirrored for lock-free peeking by spinning workers */
     int idle;              /* workers asleep on cv; guarded by mu */
     int wakes;             /* signals sent, not yet consumed by a worker; guarded by mu */
     bool stopping;         /* guarded by mu */
@@ -56,6 +61,7 @@ static void fifo_unlink(sl_executor *ex, sl__task *t)
         else
             q->tail = t->oprev;
     }
+    if (!ex->head) atomic_store_explicit(&ex->nonempty, false, memory_order_relaxed);
 }
 
 /* Signals one sleeping worker unless enough wake-ups are already on their way. Under mu. */
@@ -72,6 +78,16 @@ static void *worker_main(void *arg)
     sl_executor *ex = arg;
     pthread_mutex_lock(&ex->mu);
     for (;;) {
+        if (!ex->head && !ex->stopping && sl__executor_spins > 0) {
+            /* Bursts of tiny tasks: a short spin catches the next submit without a sleep and
+             * a wake-up system call on both sides. */
+            pthread_mutex_unlock(&ex->mu);
+            for (int i = 0; i < sl__executor_spins; i++) {
+                if (atomic_load_explicit(&ex->nonempty, memory_order_relaxed)) break;
+                sl__cpu_relax();
+            }
+            pthread_mutex_lock(&ex->mu);
+        }
         while (!ex->head && !ex->stopping) {
             ex->idle++;
             pthread_cond_wait(&ex->cv, &ex->mu);
@@ -102,6 +118,7 @@ void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner)
     else
         ex->head = t;
     ex->tail = t;
+    atomic_store_explicit(&ex->nonempty, true, memory_order_relaxed);
     if (owner) {
         t->oprev = owner->tail;
         if (owner->tail)
@@ -156,7 +173,7 @@ int sl_executor_new(size_t nthreads, sl_executor **out)
         free(ex);
         return SL_ENOMEM;
     }
-    pthread_mutex_init(&ex->mu, NULL);
+    sl__mutex_init_adaptive(&ex->mu);
     pthread_cond_init(&ex->cv, NULL);
     ex->nthreads = nthreads;
     for (size_t i = 0; i < nthreads; i++) {

@@ -95,7 +95,7 @@ int sl_group_new_on(sl_ctx *parent, sl_executor *ex, sl_group **out)
         free(g);
         return rc;
     }
-    pthread_mutex_init(&g->mu, NULL);
+    sl__mutex_init_adaptive(&g->mu);
     pthread_cond_init(&g->cv, NULL);
     g->ex = ex;
     g->limit = -1;

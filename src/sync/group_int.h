@@ -7,7 +7,20 @@
 #ifndef SLUICE_SYNC_GROUP_INT_H
 #define SLUICE_SYNC_GROUP_INT_H
 
+#include <pthread.h>
+
 #include "sluice/group.h"
+
+/* Inits a mutex that spins briefly before sleeping (glibc's adaptive kind): the executor's and
+ * the groups' critical sections are a few pointer moves, shorter than a futex round trip. */
+static inline void sl__mutex_init_adaptive(pthread_mutex_t *mu)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(mu, &a);
+    pthread_mutexattr_destroy(&a);
+}
 
 typedef struct sl__task sl__task;
 
@@ -22,6 +35,10 @@ struct sl__task {
     sl__taskq *owner;        /* NULL if submitted without one */
     void (*run)(sl__task *t);
 };
+
+/* Iterations (pause instructions) an idle worker spins before sleeping; bench/group.c
+ * compares settings. */
+extern int sl__executor_spins;
 
 /* Queues t (and links it on owner, if not NULL); a worker will call t->run(t) unless the owner
  * steals it first. Never fails. Threads: any. Does not block. */
