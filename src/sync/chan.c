@@ -202,9 +202,34 @@ static void on_ctx_done(void *arg, int err)
 
 /* Waits until s is completed by a peer, by close, or by the ctx. Returns the final state. No
  * channel lock may be held. */
+static _Thread_local int t_spin_budget = -1; /* adaptive spin, per thread; -1: not yet set */
+
+/* Spins for a completion with an adaptive budget (glibc's adaptive mutex does the same): a
+ * spin that succeeded after k pauses pulls the budget towards 2k + 16; one that failed halves
+ * it. On a quiet machine ping-pong keeps spinning just long enough; on an oversubscribed one,
+ * where the peer is often not even running, spinning would only steal its CPU, and the budget
+ * shrinks to a few pauses. Returns the final state or SL__WAITING. */
+static uint32_t spin_sel(sel *s)
+{
+    int max = sl__park_spins;
+    if (max <= 0) return SL__WAITING;
+    int budget = t_spin_budget < 0 || t_spin_budget > max ? max : t_spin_budget;
+    for (int i = 0; i < budget; i++) {
+        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire) & SL__STATE_MASK;
+        if (st >= SL__DONE) {
+            budget += (2 * i + 16 - budget) / 4;
+            t_spin_budget = budget > max ? max : budget;
+            return st;
+        }
+        sl__cpu_relax();
+    }
+    t_spin_budget = budget / 2 < 16 ? 16 : budget / 2;
+    return SL__WAITING;
+}
+
 static uint32_t wait_sel(sel *s, sl_ctx *ctx)
 {
-    uint32_t st = sl__park_spin(&s->state, sl__park_spins);
+    uint32_t st = spin_sel(s);
     if (st != SL__WAITING) return st;
     if (!sl__ctx_can_be_done(ctx)) return sl__park_wait(&s->state);
     sl_ctx_hook *hook = NULL;
