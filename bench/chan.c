@@ -15,6 +15,8 @@
 #include "sluice/chan.h"
 #include "sync/park_int.h"
 
+#define BENCH_NAME "chan"
+
 enum { REPS = 5 };
 
 static int cmp_double(const void *a, const void *b)
@@ -140,8 +142,16 @@ static double idle_cpu_ms(int64_t idle_ns)
     return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / 1e6;
 }
 
+static double load1(void)
+{
+    double l[1] = {0};
+    getloadavg(l, 1);
+    return l[0];
+}
+
 int main(void)
 {
+    double load_before = load1();
     double v[REPS];
     for (int r = 0; r < REPS; r++)
         v[r] = ping_pong(200000);
@@ -171,5 +181,7 @@ int main(void)
 
     printf("| chan idle waiter CPU over 300 ms | %.2f | ms CPU | blocked in recv: parked |\n",
            idle_cpu_ms(SL_MS(300)));
+    printf("| %s machine load average (before / after) | %.1f / %.1f | | 2 CPUs shared |\n",
+           BENCH_NAME, load_before, load1());
     return 0;
 }

@@ -9,6 +9,8 @@
 #include "sluice/group.h"
 #include "sync/group_int.h"
 
+#define BENCH_NAME "group"
+
 enum { REPS = 5, TASKS = 100000 };
 
 static atomic_long g_sum;
@@ -48,8 +50,16 @@ static double median_of(int limit)
     return v[REPS / 2];
 }
 
+static double load1(void)
+{
+    double l[1] = {0};
+    getloadavg(l, 1);
+    return l[0];
+}
+
 int main(void)
 {
+    double load_before = load1();
     double l8 = median_of(8);
     double none = median_of(-1);
     if (atomic_load(&g_sum) != (long)TASKS * REPS * 2) {
@@ -67,5 +77,7 @@ int main(void)
            median_of(8), saved);
     sl__executor_spins = saved;
     sl__executor_default_shutdown();
+    printf("| %s machine load average (before / after) | %.1f / %.1f | | 2 CPUs shared |\n",
+           BENCH_NAME, load_before, load1());
     return 0;
 }

@@ -76,16 +76,25 @@ static void wake_one_locked(sl_executor *ex)
 static void *worker_main(void *arg)
 {
     sl_executor *ex = arg;
+    int budget = sl__executor_spins; /* adaptive spin before sleeping, in pauses */
     pthread_mutex_lock(&ex->mu);
     for (;;) {
-        if (!ex->head && !ex->stopping && sl__executor_spins > 0) {
+        if (!ex->head && !ex->stopping && budget > 0) {
             /* Bursts of tiny tasks: a short spin catches the next submit without a sleep and
-             * a wake-up system call on both sides. */
+             * a wake-up system call on both sides. The budget adapts as in chan.c: it shrinks
+             * when spinning fails (an oversubscribed machine, or real idleness). */
             pthread_mutex_unlock(&ex->mu);
-            for (int i = 0; i < sl__executor_spins; i++) {
-                if (atomic_load_explicit(&ex->nonempty, memory_order_relaxed)) break;
+            int i = 0;
+            while (i < budget && !atomic_load_explicit(&ex->nonempty, memory_order_relaxed)) {
                 sl__cpu_relax();
+                i++;
             }
+            if (i < budget)
+                budget += (2 * i + 16 - budget) / 4;
+            else
+                budget /= 2;
+            if (budget > sl__executor_spins) budget = sl__executor_spins;
+            if (budget < 16 && sl__executor_spins >= 16) budget = 16;
             pthread_mutex_lock(&ex->mu);
         }
         while (!ex->head && !ex->stopping) {
