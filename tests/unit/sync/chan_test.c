@@ -483,6 +483,73 @@ static void test_timeout_while_blocked_idle(void **state)
     sl_chan_free(ch);
 }
 
+typedef struct cs_arg {
+    sl_chan_case *cs;
+    atomic_int rc;
+} cs_arg;
+
+static void *cases_main(void *arg)
+{
+    cs_arg *a = arg;
+    atomic_store(&a->rc, sl_chan_select(a->cs, 2, NULL, NULL));
+    return NULL;
+}
+
+static void test_select_self_and_duplicates(void **state)
+{
+    /* A select on both ends of one rendezvous channel must not match itself. */
+    sl_chan *c;
+    assert_int_equal(sl_chan_new(sizeof(int), 0, &c), 0);
+    int out = 0, in = 5, err = 1;
+    sl_chan_case cs[2] = {{c, SL_CHAN_SEND, &in}, {c, SL_CHAN_RECV, &out}};
+    assert_int_equal(sl_chan_try_select(cs, 2, &err), SL_EAGAIN);
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(20), &ctx), 0);
+    assert_int_equal(sl_chan_select(cs, 2, &err, ctx), SL_ETIMEDOUT);
+    sl_ctx_release(ctx);
+    assert_int_equal(senders_of(c) + receivers_of(c), 0);
+
+    /* Another thread's receive pairs with the select's send case. */
+    op r;
+    op_start(&r, c, NULL, 0, recv_main);
+    assert_true(SL_WAIT_UNTIL(receivers_of(c) == 1, 5000));
+    assert_int_equal(sl_chan_select(cs, 2, &err, NULL), 0);
+    assert_int_equal(err, 0);
+    op_join(&r);
+    assert_int_equal(r.value, 5);
+
+    /* ... and a parked select (both ends of c) is found by another thread's send. */
+    cs_arg a = {.cs = cs};
+    atomic_store(&a.rc, 100);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cases_main, &a), 0);
+    assert_true(SL_WAIT_UNTIL(receivers_of(c) == 1 && senders_of(c) == 1, 5000));
+    int y = 77;
+    assert_int_equal(sl_chan_send(c, &y, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&a.rc), 1);
+    assert_int_equal(out, 77);
+    assert_int_equal(senders_of(c) + receivers_of(c), 0);
+
+    /* The same channel twice: one element satisfies exactly one case. */
+    sl_chan *b;
+    assert_int_equal(sl_chan_new(sizeof(int), 2, &b), 0);
+    int v1 = -1, v2 = -1, x = 9;
+    sl_chan_case dup[2] = {{b, SL_CHAN_RECV, &v1}, {b, SL_CHAN_RECV, &v2}};
+    assert_int_equal(sl_chan_try_send(b, &x), 0);
+    int i = sl_chan_select(dup, 2, &err, NULL);
+    assert_true(i == 0 || i == 1);
+    assert_int_equal(i == 0 ? v1 : v2, 9);
+    assert_int_equal(i == 0 ? v2 : v1, -1);
+    assert_int_equal(sl_chan_len(b), 0);
+    /* recv into NULL discards */
+    assert_int_equal(sl_chan_try_send(b, &x), 0);
+    assert_int_equal(sl_chan_recv(b, NULL, NULL), 0);
+    assert_int_equal(sl_chan_len(b), 0);
+    sl_chan_free(b);
+    sl_chan_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_select_ctx),
         cmocka_unit_test(test_fetch_with_timeout_no_leak),
         cmocka_unit_test(test_timeout_while_blocked_idle),
+        cmocka_unit_test(test_select_self_and_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
