@@ -1,20 +1,21 @@
 /* sl_executor: a fixed set of worker threads running intrusive tasks in FIFO order.
  *
  * It lives in the sync layer (below pool) because sl_group needs somewhere to run tasks. One
- * mutex guards the FIFO and every owner queue; tasks are intrusive nodes, so submitting
- * allocates nothing here. An owner queue lets a group take back its own not-yet-started tasks
- * (sl__executor_steal): that is what keeps nested groups from deadlocking when every worker is
- * itself waiting on a group — the waiter runs its own queued tasks instead of sleeping.
+ * lock (the spin-then-futex sl__lock of park_int.h: the critical sections are a few pointer
+ * moves) guards the FIFO, every owner queue and the stack of parked workers. Tasks are intrusive
+ * nodes, so submitting allocates nothing here. An owner queue lets a group take back its own
+ * not-yet-started tasks (sl__executor_steal): that is what keeps nested groups from deadlocking
+ * when every worker is itself waiting on a group — the waiter runs its own queued tasks instead
+ * of sleeping.
  *
- * Wake-ups: a worker with nothing to do sleeps on the condvar and counts itself in `idle`.
- * A submit signals only when more workers sleep than wake-ups are already in flight (`wakes`),
- * so a burst of submits costs one futex wake, and a woken worker that finds more work passes the
- * wake-up on (chain wake), as Go's scheduler does with spinning Ms. A busy executor makes no
- * system calls at all.
+ * Wake-ups: a worker with nothing to do spins briefly (adaptive budget, as in chan.c), then
+ * pushes its own parking word on the `idle` stack and sleeps on it. A submit pops at most one
+ * parked worker and wakes exactly that one (after unlocking), so a burst of submits wakes at most
+ * as many workers as are parked, and a busy executor makes no system calls at all.
  *
- * Shutdown: `stopping` is set under the lock and every worker is woken; a worker exits only when
- * the FIFO is empty, so tasks queued before the stop still run. The default executor is created
- * on first use and joined by an atexit handler (or by sl__executor_default_shutdown). */
+ * Shutdown: `stopping` is set under the lock and every parked worker is woken; a worker exits
+ * only when the FIFO is empty, so tasks queued before the stop still run. The default executor
+ * is created on first use and joined by an atexit handler (or sl__executor_default_shutdown). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,17 +29,27 @@
 
 int sl__executor_spins = 500;
 
+/* One per worker thread: where it sleeps when idle. */
+typedef struct wslot {
+    _Atomic uint32_t word; /* parking word (park_int.h); WAITING while on the idle stack */
+    struct wslot *next;    /* idle stack; guarded by the executor's lock */
+} wslot;
+
 struct sl_executor {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    sl__task *head, *tail; /* FIFO; guarded by mu */
+    sl__lock lock;
+    sl__task *head, *tail; /* FIFO; guarded by lock */
+    wslot *idle;           /* parked workers (a stack: the most recently idle is warmest) */
+    bool stopping;         /* guarded by lock */
     _Atomic bool nonempty; /* head != NULL, mirrored for lock-free peeking by spinning workers */
-    int idle;              /* workers asleep on cv; guarded by mu */
-    int wakes;             /* signals sent, not yet consumed by a worker; guarded by mu */
-    bool stopping;         /* guarded by mu */
     size_t nthreads;       /* immutable after start */
     pthread_t *threads;
+    wslot *slots; /* nthreads of them */
 };
+
+typedef struct wstart {
+    sl_executor *ex;
+    wslot *slot;
+} wstart;
 
 static void fifo_unlink(sl_executor *ex, sl__task *t)
 {
@@ -64,54 +75,72 @@ static void fifo_unlink(sl_executor *ex, sl__task *t)
     if (!ex->head) atomic_store_explicit(&ex->nonempty, false, memory_order_relaxed);
 }
 
-/* Signals one sleeping worker unless enough wake-ups are already on their way. Under mu. */
-static void wake_one_locked(sl_executor *ex)
+/* Pops one parked worker to wake after unlocking, or NULL. Under the lock. */
+static wslot *pop_idle_locked(sl_executor *ex)
 {
-    if (ex->idle > ex->wakes) {
-        ex->wakes++;
-        pthread_cond_signal(&ex->cv);
+    wslot *w = ex->idle;
+    if (w) ex->idle = w->next;
+    return w;
+}
+
+static void wake(wslot *w)
+{
+    if (w) sl__park_finish(&w->word, SL__DONE);
+}
+
+/* Spins up to *budget pauses for work to appear; adapts the budget. Lock not held. */
+static void spin_for_work(sl_executor *ex, int *budget)
+{
+    int max = sl__executor_spins, b = *budget;
+    int i = 0;
+    while (i < b && !atomic_load_explicit(&ex->nonempty, memory_order_relaxed)) {
+        sl__cpu_relax();
+        i++;
     }
+    b = i < b ? b + (2 * i + 16 - b) / 4 : b / 2;
+    if (b > max) b = max;
+    if (b < 16 && max >= 16) b = 16;
+    *budget = b;
 }
 
 static void *worker_main(void *arg)
 {
-    sl_executor *ex = arg;
+    wstart st = *(wstart *)arg;
+    free(arg);
+    sl_executor *ex = st.ex;
     int budget = sl__executor_spins; /* adaptive spin before sleeping, in pauses */
-    pthread_mutex_lock(&ex->mu);
+    bool spun = false;
+    sl__lock_acquire(&ex->lock);
     for (;;) {
-        if (!ex->head && !ex->stopping && budget > 0) {
-            /* Bursts of tiny tasks: a short spin catches the next submit without a sleep and
-             * a wake-up system call on both sides. The budget adapts as in chan.c: it shrinks
-             * when spinning fails (an oversubscribed machine, or real idleness). */
-            pthread_mutex_unlock(&ex->mu);
-            int i = 0;
-            while (i < budget && !atomic_load_explicit(&ex->nonempty, memory_order_relaxed)) {
-                sl__cpu_relax();
-                i++;
-            }
-            if (i < budget)
-                budget += (2 * i + 16 - budget) / 4;
-            else
-                budget /= 2;
-            if (budget > sl__executor_spins) budget = sl__executor_spins;
-            if (budget < 16 && sl__executor_spins >= 16) budget = 16;
-            pthread_mutex_lock(&ex->mu);
-        }
-        while (!ex->head && !ex->stopping) {
-            ex->idle++;
-            pthread_cond_wait(&ex->cv, &ex->mu);
-            ex->idle--;
-            if (ex->wakes > 0) ex->wakes--;
-        }
         sl__task *t = ex->head;
-        if (!t) break; /* stopping and drained */
-        fifo_unlink(ex, t);
-        if (ex->head) wake_one_locked(ex);
-        pthread_mutex_unlock(&ex->mu);
-        t->run(t);
-        pthread_mutex_lock(&ex->mu);
+        if (t) {
+            fifo_unlink(ex, t);
+            /* More work and a sleeping colleague: pass the wake-up on. */
+            wslot *w = ex->head ? pop_idle_locked(ex) : NULL;
+            sl__lock_release(&ex->lock);
+            wake(w);
+            t->run(t);
+            spun = false;
+            sl__lock_acquire(&ex->lock);
+            continue;
+        }
+        if (ex->stopping) break;
+        if (!spun && budget > 0) {
+            sl__lock_release(&ex->lock);
+            spin_for_work(ex, &budget);
+            spun = true;
+            sl__lock_acquire(&ex->lock);
+            continue;
+        }
+        atomic_store_explicit(&st.slot->word, SL__WAITING, memory_order_relaxed);
+        st.slot->next = ex->idle;
+        ex->idle = st.slot;
+        sl__lock_release(&ex->lock);
+        sl__park_wait(&st.slot->word);
+        spun = false;
+        sl__lock_acquire(&ex->lock);
     }
-    pthread_mutex_unlock(&ex->mu);
+    sl__lock_release(&ex->lock);
     return NULL;
 }
 
@@ -120,7 +149,7 @@ void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner)
     t->next = NULL;
     t->onext = NULL;
     t->owner = owner;
-    pthread_mutex_lock(&ex->mu);
+    sl__lock_acquire(&ex->lock);
     t->prev = ex->tail;
     if (ex->tail)
         ex->tail->next = t;
@@ -136,33 +165,39 @@ void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner)
             owner->head = t;
         owner->tail = t;
     }
-    wake_one_locked(ex);
-    pthread_mutex_unlock(&ex->mu);
+    wslot *w = pop_idle_locked(ex);
+    sl__lock_release(&ex->lock);
+    wake(w);
 }
 
 sl__task *sl__executor_steal(sl_executor *ex, sl__taskq *owner)
 {
-    pthread_mutex_lock(&ex->mu);
+    sl__lock_acquire(&ex->lock);
     sl__task *t = owner->head;
     if (t) fifo_unlink(ex, t);
-    pthread_mutex_unlock(&ex->mu);
+    sl__lock_release(&ex->lock);
     return t;
 }
 
 static void stop_and_join(sl_executor *ex, size_t started)
 {
-    pthread_mutex_lock(&ex->mu);
+    sl__lock_acquire(&ex->lock);
     ex->stopping = true;
-    pthread_cond_broadcast(&ex->cv);
-    pthread_mutex_unlock(&ex->mu);
+    wslot *w = ex->idle;
+    ex->idle = NULL;
+    sl__lock_release(&ex->lock);
+    while (w) {
+        wslot *next = w->next; /* read before the wake: the worker may re-park at once */
+        wake(w);
+        w = next;
+    }
     for (size_t i = 0; i < started; i++)
         if (!pthread_equal(ex->threads[i], pthread_self())) pthread_join(ex->threads[i], NULL);
 }
 
 static void destroy(sl_executor *ex)
 {
-    pthread_cond_destroy(&ex->cv);
-    pthread_mutex_destroy(&ex->mu);
+    free(ex->slots);
     free(ex->threads);
     free(ex);
 }
@@ -178,15 +213,20 @@ int sl_executor_new(size_t nthreads, sl_executor **out)
     sl_executor *ex = calloc(1, sizeof(*ex));
     if (!ex) return SL_ENOMEM;
     ex->threads = calloc(nthreads, sizeof(*ex->threads));
-    if (!ex->threads) {
-        free(ex);
+    ex->slots = calloc(nthreads, sizeof(*ex->slots));
+    if (!ex->threads || !ex->slots) {
+        destroy(ex);
         return SL_ENOMEM;
     }
-    sl__mutex_init_adaptive(&ex->mu);
-    pthread_cond_init(&ex->cv, NULL);
     ex->nthreads = nthreads;
     for (size_t i = 0; i < nthreads; i++) {
-        int rc = pthread_create(&ex->threads[i], NULL, worker_main, ex);
+        wstart *ws = malloc(sizeof(*ws));
+        int rc = ws ? 0 : ENOMEM;
+        if (ws) {
+            *ws = (wstart){.ex = ex, .slot = &ex->slots[i]};
+            rc = pthread_create(&ex->threads[i], NULL, worker_main, ws);
+            if (rc != 0) free(ws);
+        }
         if (rc != 0) {
             stop_and_join(ex, i);
             destroy(ex);

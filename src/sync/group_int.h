@@ -11,17 +11,6 @@
 
 #include "sluice/group.h"
 
-/* Inits a mutex that spins briefly before sleeping (glibc's adaptive kind): the executor's and
- * the groups' critical sections are a few pointer moves, shorter than a futex round trip. */
-static inline void sl__mutex_init_adaptive(pthread_mutex_t *mu)
-{
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(mu, &a);
-    pthread_mutexattr_destroy(&a);
-}
-
 typedef struct sl__task sl__task;
 
 /* A per-owner queue of tasks not yet started. Guarded by the executor's lock. */
