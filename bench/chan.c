@@ -159,6 +159,15 @@ int main(void)
            median(v, REPS), sl__park_spins);
 
     int saved = sl__park_spins;
+    /* Fixed long spin (no adaptation): the best case when both threads really run at once. */
+    sl__park_spins = 4000;
+    sl__park_spin_floor = 4000;
+    for (int r = 0; r < REPS; r++)
+        v[r] = ping_pong(20000);
+    printf("| chan ping-pong, fixed 4000-pause spin | %.0f | ns/message | not adaptive: wins "
+           "only when both threads own a CPU |\n",
+           median(v, REPS));
+    sl__park_spin_floor = 16;
     sl__park_spins = 0;
     for (int r = 0; r < REPS; r++)
         v[r] = ping_pong(20000);

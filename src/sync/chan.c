@@ -43,6 +43,7 @@
 #define STACK_N   8
 
 int sl__park_spins = SL__PARK_SPIN_DEFAULT;
+int sl__park_spin_floor = 16;
 
 /* One blocked operation. state is its parking word; fired and err are written by whoever
  * claimed it, before the final state is published (release), and read by the owner after. */
@@ -223,7 +224,7 @@ static uint32_t spin_sel(sel *s)
         }
         sl__cpu_relax();
     }
-    t_spin_budget = budget / 2 < 16 ? 16 : budget / 2;
+    t_spin_budget = budget / 2 < sl__park_spin_floor ? sl__park_spin_floor : budget / 2;
     return SL__WAITING;
 }
 

@@ -47,6 +47,7 @@ static inline void sl__futex_wake(_Atomic uint32_t *addr, int n)
 #define SL__LOCK_SPIN         100
 #define SL__PARK_SPIN_DEFAULT 1000
 extern int sl__park_spins;
+extern int sl__park_spin_floor; /* the adaptive budget never drops below this */
 
 typedef struct sl__lock {
     _Atomic uint32_t v; /* 0 free, 1 held, 2 held and someone may sleep on it */
