@@ -7,7 +7,9 @@
  * has taken the value.
  *
  * Blocking calls take an sl_ctx (NULL = wait forever) and return its error (SL_ECANCELED,
- * SL_ETIMEDOUT, ...) when it fires first; then nothing was sent or received. Closing wakes every
+ * SL_ETIMEDOUT, ...) when it fires first; then nothing was sent or received. Waiting on a ctx
+ * that can be done registers an on-done hook, which allocates: if that fails the call returns
+ * SL_ENOMEM, again with nothing sent or received. Closing wakes every
  * waiter: blocked senders get SL_ECLOSED, receivers drain what is buffered and then get
  * SL_ECLOSED. Unlike Go, sending on (or closing) a closed channel is not a crash: it returns
  * SL_ECLOSED.

@@ -111,7 +111,7 @@ static bool help_one(sl_group *g)
     return true;
 }
 
-/* Sleeps until `active` changes while done(active) is false; returns 0 (re-check) or the
+/* Sleeps, if blocked(active) still holds, until a task ends; returns 0 (re-check) or the
  * ctx's error. */
 static int sleep_while(sl_group *g, bool (*blocked)(const sl_group *, size_t), sl_ctx *ctx)
 {
