@@ -51,7 +51,8 @@ static void *producer(void *arg)
     round *r = w->r;
     uint64_t seq = 0;
     for (;;) {
-        if ((seq & 63) == 0 && sl_mono_ns() > r->stop_ns) break;
+        /* At least 64 values each, even if the thread starts after the deadline. */
+        if (seq >= 64 && (seq & 63) == 0 && sl_mono_ns() > r->stop_ns) break;
         uint64_t v = ((uint64_t)(w->id + 1) << 40) | seq++;
         int rc;
         if (w->id % 2 == 0) {
