@@ -49,8 +49,9 @@ SL_API void sl_executor_free(sl_executor *ex);
 SL_API size_t sl_executor_threads(const sl_executor *ex);
 
 /* Creates a group whose ctx is a child of parent (NULL = background), running on the
- * process-wide default executor (started lazily, joined at process exit). No limit. Returns 0
- * and *out, or SL_ENOMEM (*out untouched). Does not block. */
+ * process-wide default executor (started on first use, joined at process exit). No limit.
+ * Returns 0 and *out; SL_ENOMEM, or SL_EAGAIN if the default executor's threads could not be
+ * started (*out untouched). Does not block (beyond starting those threads once). */
 SL_API int sl_group_new(sl_ctx *parent, sl_group **out);
 
 /* Like sl_group_new, on executor ex (NULL = the default), which must outlive the group. */
@@ -68,8 +69,9 @@ SL_API int sl_group_set_limit(sl_group *g, int n);
 /* Starts fn(ctx, arg) on the executor, waiting first while the group is at its limit (during
  * that wait it may run one of the group's queued tasks itself). Like Go's Go this wait is not
  * cancellable: use sl_group_go_ctx for that. Returns 0 (fn will run exactly once; its result
- * goes to sl_group_wait), SL_EINVAL (fn NULL), SL_ENOMEM, or SL_EAGAIN (the default executor
- * could not start a thread); on error fn never runs and arg is still the caller's. Blocks. */
+ * goes to sl_group_wait), SL_EINVAL (fn NULL) or SL_ENOMEM; on error fn never runs. arg is
+ * only passed to fn, never freed by the group: it must stay valid until fn has returned (at the
+ * latest, until sl_group_wait returns). Blocks. */
 SL_API int sl_group_go(sl_group *g, sl_group_fn fn, void *arg);
 
 /* Like sl_group_go, but the wait for a free slot ends with ctx's error (SL_ECANCELED,
