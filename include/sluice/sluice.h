@@ -11,6 +11,8 @@
 #include "sluice/wg.h"
 #include "sluice/once.h"
 #include "sluice/sem.h"
+#include "sluice/chan.h"
+#include "sluice/group.h"
 #include "sluice/map.h"
 #include "sluice/ipkey.h"
 #include "sluice/router.h"
