@@ -62,16 +62,18 @@ typedef struct sl_attr {
 
 typedef struct sl_logger sl_logger;
 
-/* Receives one complete record (ending in '\n'); line is valid only during the call. */
+/* Receives one complete record (ending in '\n', not NUL-terminated); line is valid only during
+ * the call. The logger serializes its sink calls (one at a time, in the order records finish
+ * formatting), so a sink needs no lock of its own; it must not log to the same logger. */
 typedef void (*sl_log_sink_fn)(void *arg, const char *line, size_t len);
 
 typedef struct sl_log_opts {
-    sl_log_level level;    /* records below it are dropped before formatting */
-    sl_log_format format;  /* SL_LOG_TEXT (default) or SL_LOG_JSON */
-    int fd;                /* written with one write(2) per record; used when sink is NULL */
-    sl_log_sink_fn sink;   /* or: a callback per record */
+    sl_log_level level;   /* records below it are dropped before formatting */
+    sl_log_format format; /* SL_LOG_TEXT (default) or SL_LOG_JSON */
+    int fd;               /* one write(2) per record when sink is NULL (0 is stdin: set it) */
+    sl_log_sink_fn sink;  /* or: a callback per record */
     void *sink_arg;
-    bool omit_time;        /* no time attribute (for tests and golden output) */
+    bool omit_time; /* no time attribute (for tests and golden output) */
 } sl_log_opts;
 
 /* Creates a logger. The logger does not own fd. Returns 0, SL_EINVAL (no sink and fd < 0,
@@ -99,17 +101,41 @@ SL_API bool sl_log_enabled(const sl_logger *lg, sl_log_level level);
 SL_API void sl_log_attrs(sl_logger *lg, sl_log_level level, const char *msg, const sl_attr *attrs,
                          size_t n);
 
-/* Records dropped because a write failed, since the logger was created. */
+/* Records dropped because a write failed (or, rarely, because a record larger than the stack
+ * buffer could not get heap memory), since the logger was created. Loggers made by
+ * sl_logger_with share their root's output and therefore its count. NULL means the default. */
 SL_API uint64_t sl_logger_write_errors(const sl_logger *lg);
+
+/* Creates a child logger (slog's Logger.With) that writes parent's output with the n given
+ * attributes added to every record, after msg and before the call's own attributes. The
+ * attributes are formatted once, here: strings are copied, so the caller keeps ownership of
+ * attrs. The child starts at the parent's current level but has its own (set_level on one does
+ * not change the other). The child shares the parent's output (fd or sink, serialization, write
+ * error count), which stays alive until the last logger using it is freed: the parent may be
+ * freed before the child. A child of the discard logger discards; a child of the default
+ * logger writes where the default writes at creation time. NULL parent means the default.
+ * Returns 0 or SL_ENOMEM (*out untouched). Threads: any. Does not block. */
+SL_API int sl_logger_with(sl_logger *parent, const sl_attr *attrs, size_t n, sl_logger **out);
+
+/* Replaces the process-wide default logger (what sl_log_default() and a NULL logger mean);
+ * NULL restores the built-in one (text to stderr). The caller keeps ownership of lg and must
+ * keep it alive while any thread may still log through the default; freeing the installed
+ * default restores the built-in one first. Threads: any. Does not block. */
+SL_API void sl_log_set_default(sl_logger *lg);
+
+/* The level's name as slog prints it: "DEBUG", "INFO", "WARN", "ERROR", or an offset from the
+ * nearest lower one ("INFO+2", "DEBUG-1"). Writes a NUL-terminated string into buf (24 bytes
+ * are always enough) and returns buf. Threads: any. */
+SL_API const char *sl_log_level_name(sl_log_level level, char buf[24]);
 
 /* Convenience macros: the level is checked before the attributes are even built. A leading
  * SL_ATTR_NONE entry makes zero attributes legal C11 (a trailing comma is allowed). */
-#define sl_log(lg, lvl, msg, ...)                                                              \
-    do {                                                                                       \
-        if (sl_log_enabled((lg), (lvl))) {                                                     \
-            const sl_attr sl__a[] = {{.kind = SL_ATTR_NONE}, __VA_ARGS__};                     \
-            sl_log_attrs((lg), (lvl), (msg), sl__a, sizeof sl__a / sizeof sl__a[0]);           \
-        }                                                                                      \
+#define sl_log(lg, lvl, msg, ...)                                                    \
+    do {                                                                             \
+        if (sl_log_enabled((lg), (lvl))) {                                           \
+            const sl_attr sl__a[] = {{.kind = SL_ATTR_NONE}, __VA_ARGS__};           \
+            sl_log_attrs((lg), (lvl), (msg), sl__a, sizeof sl__a / sizeof sl__a[0]); \
+        }                                                                            \
     } while (0)
 #define sl_log_debug(lg, msg, ...) sl_log((lg), SL_LOG_DEBUG, (msg), __VA_ARGS__)
 #define sl_log_info(lg, msg, ...)  sl_log((lg), SL_LOG_INFO, (msg), __VA_ARGS__)
