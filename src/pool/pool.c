@@ -24,6 +24,7 @@
  * with tail). halt is read before each pop and re-read after it: a job popped after halt became
  * SL__ABANDON is abandoned without running. Retries and the ready list are guarded by mu, and
  * shutdown sets halt under mu, so no retry can slip into the heap after shutdown emptied it. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -32,10 +33,14 @@
 #include "sync/sync_int.h"
 #include "sluice/clock.h"
 
-/* Spins before a worker sleeps / a submitter blocks: long enough to cover a submitter's next
- * job (a few µs), short enough that an idle pool uses no CPU. */
-#define WORKER_SPINS 2000
-#define SUBMIT_SPINS 500
+/* Before a worker sleeps (or a submitter blocks on a full ring) it spins a little, then yields
+ * a few times: a futex sleep + wake costs far more than a tiny job, but on a loaded machine
+ * pure spinning steals the CPU from the very thread it waits for, so it yields instead. After
+ * that it sleeps: an idle pool uses no CPU. */
+#define WORKER_SPINS  64
+#define WORKER_YIELDS 16
+#define SUBMIT_SPINS  32
+#define SUBMIT_YIELDS 16
 
 static void *worker_main(void *arg);
 
@@ -89,18 +94,25 @@ static int load_job(const sl_pool *pool, const sl_pool_job *job, sl__job *dst)
     return 0;
 }
 
+/* Wakes one sleeping worker, unless a wake-up is already in flight: while the woken worker is
+ * being scheduled, further submits would only pile up futex calls. The flag is cleared by every
+ * worker that goes to sleep or wakes up, before it re-checks the ring (seq_cst), so a
+ * submitter that sees the flag set is ordered before that re-check, which then finds its job. */
 static void wake_worker(sl_pool *pool)
 {
-    if (atomic_load_explicit(&pool->idle_waiters, memory_order_seq_cst) > 0) {
+    if (atomic_load_explicit(&pool->idle_waiters, memory_order_seq_cst) > 0 &&
+        !atomic_exchange_explicit(&pool->work_wake_pending, 1, memory_order_seq_cst)) {
         pthread_mutex_lock(&pool->mu);
         pthread_cond_signal(&pool->work_cv);
         pthread_mutex_unlock(&pool->mu);
     }
 }
 
+/* The same for submitters blocked on a full ring. */
 static void wake_submitter(sl_pool *pool)
 {
-    if (atomic_load_explicit(&pool->prod_waiting, memory_order_seq_cst) > 0) {
+    if (atomic_load_explicit(&pool->prod_waiting, memory_order_seq_cst) > 0 &&
+        !atomic_exchange_explicit(&pool->space_wake_pending, 1, memory_order_seq_cst)) {
         pthread_mutex_lock(&pool->mu);
         pthread_cond_signal(&pool->space_cv);
         pthread_mutex_unlock(&pool->mu);
@@ -266,6 +278,7 @@ static int submit_slow(sl_pool *pool, sl__job *j, sl_ctx *ctx)
     pthread_mutex_lock(&pool->mu);
     atomic_fetch_add_explicit(&pool->prod_waiting, 1, memory_order_seq_cst);
     for (;;) {
+        atomic_store_explicit(&pool->space_wake_pending, 0, memory_order_seq_cst);
         rc = sl__ring_push(&pool->ring, j, NULL);
         if (rc != SL_EFULL) break;
         rc = sl__ctx_cond_wait(ctx, &pool->space_cv, &pool->mu);
@@ -292,8 +305,11 @@ static int submit(sl_pool *pool, const sl_pool_job *job, sl_ctx *ctx, bool wait)
     if ((atomic_load_explicit(&pool->ring.tail, memory_order_relaxed) & pool->sample_mask) == 0)
         j.enq_ns = sl_mono_ns();
     rc = sl__ring_push(&pool->ring, &j, NULL);
-    for (int i = 0; rc == SL_EFULL && wait && i < SUBMIT_SPINS; i++) {
-        sl__cpu_relax();
+    for (int i = 0; rc == SL_EFULL && wait && i < SUBMIT_SPINS + SUBMIT_YIELDS; i++) {
+        if (i < SUBMIT_SPINS)
+            sl__cpu_relax();
+        else
+            sched_yield();
         rc = sl__ring_push(&pool->ring, &j, NULL);
     }
     if (rc == SL_EFULL && wait) rc = submit_slow(pool, &j, ctx);
@@ -402,6 +418,7 @@ static bool sleep_for_work(sl_pool *pool, sl__worker *w)
     atomic_fetch_add_explicit(&pool->idle_waiters, 1, memory_order_seq_cst);
     pool->sleeping++;
     for (;;) {
+        atomic_store_explicit(&pool->work_wake_pending, 0, memory_order_seq_cst);
         if (atomic_load_explicit(&pool->halt, memory_order_relaxed) != SL__RUN) {
             keep = false;
             break;
@@ -432,11 +449,19 @@ static bool get_job(sl_pool *pool, sl__worker *w, bool *retired)
             return true;
         if (sl__ring_pop(&pool->ring, &w->job)) {
             wake_submitter(pool);
+            /* More work and a sleeping peer: pass the wake-up on (a burst arrived faster than
+             * the one wake-up in flight could spread it). */
+            if (atomic_load_explicit(&pool->idle_waiters, memory_order_relaxed) > 0 &&
+                sl__ring_count(&pool->ring) > 0)
+                wake_worker(pool);
             return true;
         }
         if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__RUN) return false;
-        if (spins++ < WORKER_SPINS) {
-            sl__cpu_relax();
+        if (spins < WORKER_SPINS + WORKER_YIELDS) {
+            if (spins++ < WORKER_SPINS)
+                sl__cpu_relax();
+            else
+                sched_yield();
             continue;
         }
         spins = 0;

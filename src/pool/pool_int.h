@@ -97,7 +97,9 @@ struct sl_pool {
     _Atomic int detached; /* shutdown returned SL_ETIMEDOUT: no hooks, no logs any more */
     /* Eventcount announcements (written only when somebody is about to sleep). */
     alignas(SL__POOL_LINE) _Atomic int idle_waiters; /* workers about to sleep or asleep */
+    _Atomic int work_wake_pending; /* a work_cv signal is in flight: don't send another */
     alignas(SL__POOL_LINE) _Atomic int prod_waiting; /* submitters waiting for room */
+    _Atomic int space_wake_pending;                  /* a space_cv signal is in flight */
 
     alignas(SL__POOL_LINE) _Atomic uint64_t rejected;
     _Atomic int64_t rate_at_ns; /* sl_mono_ns() of the last drain-rate sample */
