@@ -210,7 +210,8 @@ typedef struct sl_pool_report {
  * is freed with arg_free, no hook is called and nothing is logged (the caller may have freed
  * what hooks and logger use), the stats no longer change, and the worker exits. sl_pool_free
  * is still allowed: the pool's memory is released by the last such worker to exit.
- * (report->stuck counts them.)
+ * (report->stuck counts them.) A hook still running when the hard timeout passes is waited for
+ * only if it started after the deadline; one that started earlier counts as stuck too.
  * Idempotent: later (or concurrent) calls wait for the first to finish and return its result
  * and report. Threads: any but a worker (a job or hook must not shut its own pool down).
  * Blocks. */

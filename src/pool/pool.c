@@ -353,22 +353,26 @@ int sl_pool_try_submit(sl_pool *pool, const sl_pool_job *job)
 /* Hooks and logs after shutdown's deadline go through here: once shutdown gave up on the
  * workers (hard timeout, `detached`), the caller may be freeing what hooks and the logger use,
  * so nothing is reported any more. `reporting` lets shutdown wait for a report in progress
- * before it declares the workers detached. Returns false if the caller must not report. */
-static bool report_begin(sl_pool *pool)
+ * before it declares the workers detached. Returns REP_NO if the caller must not report, else
+ * a token for report_end. (A hook that started before the deadline and is still running at
+ * the hard timeout is treated like a stuck job: documented in pool.h.) */
+enum { REP_NO = 0, REP_PLAIN = 1, REP_COUNTED = 2 };
+
+static int report_begin(sl_pool *pool)
 {
-    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return true;
+    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return REP_PLAIN;
     pthread_mutex_lock(&pool->mu);
-    bool ok = !atomic_load_explicit(&pool->detached, memory_order_relaxed);
-    if (ok) pool->reporting++;
+    int tok = atomic_load_explicit(&pool->detached, memory_order_relaxed) ? REP_NO : REP_COUNTED;
+    if (tok == REP_COUNTED) pool->reporting++;
     pthread_mutex_unlock(&pool->mu);
-    return ok;
+    return tok;
 }
 
-static void report_end(sl_pool *pool)
+static void report_end(sl_pool *pool, int tok)
 {
-    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return;
+    if (tok != REP_COUNTED) return;
     pthread_mutex_lock(&pool->mu);
-    if (pool->reporting > 0 && --pool->reporting == 0) pthread_cond_broadcast(&pool->drain_cv);
+    if (--pool->reporting == 0) pthread_cond_broadcast(&pool->drain_cv);
     pthread_mutex_unlock(&pool->mu);
 }
 
@@ -377,8 +381,8 @@ static void report_end(sl_pool *pool)
 void sl__pool_abandon_job(sl_pool *pool, sl__job *job, sl__worker *w)
 {
     if (w) sl__own_inc(&w->c.abandoned, 1);
-    bool report = w ? report_begin(pool) : true;
-    if (!report) {
+    int tok = w ? report_begin(pool) : REP_PLAIN;
+    if (tok == REP_NO) {
         free_arg(job);
         return;
     }
@@ -391,7 +395,7 @@ void sl__pool_abandon_job(sl_pool *pool, sl__job *job, sl__worker *w)
                      SL_A_STR("job_id", job->id), SL_A_INT("attempts", job->attempts));
         free_arg(job);
     }
-    if (w) report_end(pool);
+    report_end(pool, tok);
 }
 
 static bool take_ready(sl_pool *pool, sl__worker *w)
@@ -537,13 +541,13 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
         int src = sl__pool_schedule_retry(pool, job, &delay);
         if (src == 0) {
             sl__own_inc(&w->c.retried, 1);
-            if (report_begin(pool)) {
+            int tok = report_begin(pool);
+            if (tok != REP_NO)
                 sl_log_warn(pool->log, "job attempt failed", SL_A_STR("pool", pool->name),
                             SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id),
                             SL_A_INT("attempt", attempt), SL_A_ERR("err", rc),
                             SL_A_DUR("retry_in", delay), dur);
-                report_end(pool);
-            }
+            report_end(pool, tok);
             return;
         }
         job->attempts = attempt - 1;
@@ -554,7 +558,8 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
         /* SL_ENOMEM: the retry cannot be stored; the job is dead with its last error. */
     }
     job->attempts = attempt;
-    bool rep = report_begin(pool);
+    int tok = report_begin(pool);
+    bool rep = tok != REP_NO;
     sl_pool_job v;
     view_of(job, &v);
     if (rc >= 0) {
@@ -582,7 +587,7 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
             if (pool->on_dead) pool->on_dead(pool->hook_arg, &v, rc);
         }
     }
-    if (rep) report_end(pool);
+    report_end(pool, tok);
     free_arg(job);
 }
 
