@@ -481,6 +481,42 @@ static void test_stats_histograms_and_rate(void **state)
     sl_pool_free(p);
 }
 
+/* Retry-After follows the measured drain rate: after a burst of fast jobs, a full queue of 4
+ * drains in well under the 1 s used while no rate is known. */
+static void test_retry_after_uses_rate(void **state)
+{
+    gate g;
+    gate_init(&g);
+    sl_pool_opts o = {.workers = 1, .queue_capacity = 4, .logger = quiet()};
+    sl_pool *p;
+    assert_int_equal(sl_pool_new(&o, &p), 0);
+    assert_int_equal(sl_pool_retry_after_ns(p), SL_SEC(1));
+    int64_t until = sl_mono_ns() + SL_MS(60);
+    while (sl_mono_ns() < until) { /* rate samples need >= 10 ms between them */
+        sl_pool_job j = {.id = "fast", .fn = noop_job};
+        assert_int_equal(sl_pool_submit(p, &j, NULL), 0);
+        sl_pool_retry_after_ns(p);
+    }
+    sl_pool_job blk = {.id = "blocker", .fn = gate_job, .arg = &g};
+    assert_int_equal(sl_pool_submit(p, &blk, NULL), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g.waiting) == 1, SLACK_MS));
+    for (int i = 0; i < 4; i++) {
+        sl_pool_job j = {.id = "filler", .fn = noop_job};
+        assert_int_equal(sl_pool_try_submit(p, &j), 0);
+    }
+    sl_pool_job j = {.id = "refused", .fn = noop_job};
+    assert_int_equal(sl_pool_try_submit(p, &j), SL_EFULL);
+    sl_pool_stats st;
+    sl_pool_stats_get(p, &st);
+    assert_true(st.drain_rate > 1000.0); /* jobs/s: thousands ran in 60 ms */
+    int64_t ra = sl_pool_retry_after_ns(p);
+    assert_true(ra >= SL_MS(1));
+    assert_true(ra < SL_MS(100));
+    gate_open(&g);
+    sl_pool_free(p);
+    gate_destroy(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_set_workers),
         cmocka_unit_test(test_hist_quantile),
         cmocka_unit_test(test_stats_histograms_and_rate),
+        cmocka_unit_test(test_retry_after_uses_rate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
