@@ -473,7 +473,11 @@ static unsigned batch_size(sl__worker *w)
  * must exit. */
 static bool refill(sl_pool *pool, sl__worker *w, bool *retired)
 {
+    /* Checked before the logger is touched: after a hard-timeout shutdown returned, the logger
+     * may be gone, and a detached worker only gets here on its way out. */
+    if (atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON) return false;
     unsigned want = batch_size(w);
+    w->debug = sl_log_enabled(pool->log, SL_LOG_DEBUG);
     w->bn = w->bi = 0;
     for (unsigned spins = 0;;) {
         if (atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON) return false;
@@ -565,9 +569,10 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
     if (rc >= 0) {
         sl__own_inc(&w->c.succeeded, 1);
         if (rep) {
-            sl_log_debug(pool->log, "job completed", SL_A_STR("pool", pool->name),
-                         SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id), dur,
-                         SL_A_ERR("err", 0));
+            if (w->debug)
+                sl_log_debug(pool->log, "job completed", SL_A_STR("pool", pool->name),
+                             SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id), dur,
+                             SL_A_ERR("err", 0));
             if (pool->on_done) pool->on_done(pool->hook_arg, &v, 0, attempt);
         }
     } else if (rc == SL_EPERMANENT) {
@@ -601,7 +606,7 @@ static void run_job(sl_pool *pool, sl__worker *w)
     publish_id(w);
     atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
     sl__own_inc(&w->c.started, 1);
-    bool timed = job->enq_ns != 0 || job->timeout_ns > 0 || sl_log_enabled(pool->log, SL_LOG_DEBUG);
+    bool timed = job->enq_ns != 0 || job->timeout_ns > 0 || w->debug;
     int64_t t0 = timed ? sl_mono_ns() : 0;
     if (job->enq_ns) record_hist(w, w->c.wait_hist, t0 - job->enq_ns);
 

@@ -92,6 +92,7 @@ typedef struct sl__worker {
     unsigned bn, bi;          /* batch[bi..bn) are still to run */
     unsigned batch_max;       /* 1 or SL__BATCH, adapted to the average job time */
     int64_t batch_t0;         /* sl_mono_ns() when the current batch was taken */
+    bool debug;               /* DEBUG logging enabled: re-read at every refill */
     _Atomic uint64_t held;    /* bn - bi, for stats ("queued") */
     sl__counts c;
     bool exited;   /* thread returned or is about to; guarded by pool->mu */
