@@ -4,11 +4,21 @@
  * whatever bytes the caller hands us. Each record is formatted by the calling thread, without
  * any lock, into a buffer on its stack (grown onto the heap for large records); the finished
  * line is then handed to the output in one piece: one write(2) for an fd (looping only on
- * EINTR and partial writes) or one sink call. The output holds a mutex around that hand-off, and
- * only there: the kernel does not promise that a large pipe write, or the tail of a partial
- * write, stays contiguous when several threads write the same fd, and the mutex makes "lines
- * never interleave" true for every record size and every kind of fd. Writers already serialize
- * in the kernel on the file's lock, so the mutex costs little beyond what the write costs.
+ * EINTR and partial writes) or one sink call.
+ *
+ * Whole lines need more than one write(2) per record: the kernel keeps a write contiguous
+ * only sometimes. A pipe write of at most PIPE_BUF bytes is atomic (POSIX); so, in practice,
+ * is any single write to a regular file (the inode lock) or a character device (ttys take a
+ * write lock; /dev/null has nothing to mix). A larger pipe write, the tail after a partial
+ * write, or a stream-socket write (journald's stdout is one) that must wait for buffer space
+ * or is cut into several packets can be split and mixed with other writers' bytes; the stress
+ * test shows large pipe records mangled within seconds without a lock. Sockets are treated
+ * conservatively: POSIX promises nothing for them at any size. So an output has a reader-writer
+ * lock: records of at most PIPE_BUF bytes to a pipe, file or character device take it shared
+ * (writers run in parallel; the kernel does the rest), every other record (large, a socket or
+ * unknown fd, a sink call) takes it exclusive. The fd's type is read once, by fstat on first
+ * use. A plain mutex for everything would serialize, in user space, writes the kernel can run
+ * in parallel (or serializes more cheaply itself); bench/log.c compares the two side by side.
  *
  * Invariants: the level is an atomic read before anything else, so a disabled record costs one
  * load and a compare (the macros in log.h also skip building the attributes); the formatter
@@ -16,7 +26,7 @@
  * control characters, bidi/format characters) and invalid UTF-8 becomes U+FFFD, byte by byte
  * as Go's decoder counts it; every record ends in exactly one '\n'.
  *
- * Ownership: an output (fd or sink, its mutex, the write-error count) is shared by a root logger
+ * Ownership: an output (fd or sink, its lock, the write-error count) is shared by a root logger
  * and the children made with sl_logger_with, and reference-counted, so either may be freed
  * first. The built-in default and discard loggers are static and never freed. */
 #include <math.h>
@@ -29,16 +39,19 @@
 #include <unistd.h>
 #include <errno.h>
 #include <limits.h>
+#include <sys/stat.h>
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/log.h"
+#include "base/log_int.h"
 
 /* ---- loggers ------------------------------------------------------------------------------ */
 
 typedef struct log_out {
-    pthread_mutex_t mu; /* serializes write(2)/sink calls */
-    int fd;             /* used when sink is NULL; not owned */
+    pthread_rwlock_t lock;    /* shared: small atomic writes; exclusive: everything else */
+    _Atomic int small_shared; /* -1 unknown yet; 1 if fd is a pipe, file or char device */
+    int fd;                   /* used when sink is NULL; not owned */
     sl_log_sink_fn sink;
     void *sink_arg;
     _Atomic uint64_t errors; /* records dropped: write failed or no memory */
@@ -57,12 +70,18 @@ struct sl_logger {
     size_t prefix_len;
 };
 
-static log_out g_stderr_out = {
-    .mu = PTHREAD_MUTEX_INITIALIZER, .fd = 2, .refs = 1, .is_static = true};
+static log_out g_stderr_out = {.lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP,
+                               .small_shared = -1,
+                               .fd = 2,
+                               .refs = 1,
+                               .is_static = true};
 static sl_logger g_builtin = {
     .level = SL_LOG_INFO, .is_static = true, .format = SL_LOG_TEXT, .out = &g_stderr_out};
-static log_out g_null_out = {
-    .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .refs = 1, .is_static = true};
+static log_out g_null_out = {.lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP,
+                             .small_shared = 0,
+                             .fd = -1,
+                             .refs = 1,
+                             .is_static = true};
 static sl_logger g_discard = {
     .level = INT_MAX, .discard = true, .is_static = true, .out = &g_null_out};
 static _Atomic(sl_logger *) g_default = &g_builtin;
@@ -86,13 +105,21 @@ static log_out *out_new(int fd, sl_log_sink_fn sink, void *sink_arg)
 {
     log_out *o = calloc(1, sizeof *o);
     if (!o) return NULL;
-    if (pthread_mutex_init(&o->mu, NULL) != 0) {
+    /* Writer preference: a steady stream of small shared writes must not starve a large
+     * record waiting for the exclusive lock. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int rc = pthread_rwlock_init(&o->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    if (rc != 0) {
         free(o);
         return NULL;
     }
     o->fd = fd;
     o->sink = sink;
     o->sink_arg = sink_arg;
+    atomic_init(&o->small_shared, -1);
     atomic_init(&o->refs, 1);
     return o;
 }
@@ -101,7 +128,7 @@ static void out_release(log_out *o)
 {
     if (o->is_static) return;
     if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1) return;
-    pthread_mutex_destroy(&o->mu);
+    pthread_rwlock_destroy(&o->lock);
     free(o);
 }
 
@@ -262,7 +289,7 @@ static void lb_i64(lbuf *b, int64_t v)
  * of a scalar value: continuation bytes, overlongs (C0, C1, E0 80.., F0 80..), surrogates
  * (ED A0..), values past U+10FFFF and truncated sequences all count as one bad byte, as in
  * Go's utf8.DecodeRune. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+size_t sl__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned c = s[0];
     if (c < 0xC2 || c > 0xF4) return 0;
@@ -369,7 +396,7 @@ static void put_escaped(lbuf *b, const char *str, size_t n, bool json)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0) {
             if (json)
                 LB_LIT(b, "\\ufffd");
@@ -401,7 +428,7 @@ static bool text_needs_quote(const char *str, size_t n)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0 || cp_hidden(cp)) return true;
         i += len;
     }
@@ -430,7 +457,7 @@ static void put_json_str(lbuf *b, const char *s, size_t n)
 
 /* Shortest of %.15g/%.16g/%.17g that reads back as the same double (17 digits always do).
  * Returns the length written to out (>= 32 bytes). */
-static size_t fmt_double(char *out, double v)
+size_t sl__fmt_double(char *out, double v)
 {
     int len = 0;
     for (int prec = 15; prec <= 17; prec++) {
@@ -457,11 +484,37 @@ static void put_double(lbuf *b, double v, bool json)
         return;
     }
     char tmp[40];
-    size_t len = fmt_double(tmp, v);
+    size_t len = sl__fmt_double(tmp, v);
     lb_put(b, tmp, len);
     /* In JSON an integral double gets ".0" so that it parses back as a real, not an integer,
      * and -0.0 keeps its sign ("-0" reads as the integer 0). */
     if (json && strcspn(tmp, ".en") == len) LB_LIT(b, ".0");
+}
+
+/* Duration text is built backwards, from the unit to the sign, into the end of a small buffer;
+ * *w is the index of the first byte written so far. */
+
+/* Prepends v's low prec digits as a fraction (".5"), trailing zeros dropped, nothing if they
+ * are all zero. Returns v without them. */
+static uint64_t dur_frac(char *buf, size_t *w, uint64_t v, int prec)
+{
+    bool print = false;
+    for (int k = 0; k < prec; k++) {
+        unsigned dig = (unsigned)(v % 10);
+        print = print || dig != 0;
+        if (print) buf[--*w] = (char)('0' + dig);
+        v /= 10;
+    }
+    if (print) buf[--*w] = '.';
+    return v;
+}
+
+static void dur_int(char *buf, size_t *w, uint64_t v)
+{
+    do {
+        buf[--*w] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
 }
 
 /* Appends d the way Go's time.Duration.String() prints it: "0s", "1.5µs", "250ms", "1.5s",
@@ -470,68 +523,40 @@ static void put_duration(lbuf *b, int64_t d)
 {
     char tmp[40];
     size_t w = sizeof tmp;
-    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d;
-    /* Writes v's low prec digits as a fraction (".5"), trailing zeros dropped; returns v/10^p. */
-#define FRAC(prec)                                   \
-    do {                                             \
-        bool print = false;                          \
-        for (int k = 0; k < (prec); k++) {           \
-            unsigned dig = (unsigned)(u % 10);       \
-            print = print || dig != 0;               \
-            if (print) tmp[--w] = (char)('0' + dig); \
-            u /= 10;                                 \
-        }                                            \
-        if (print) tmp[--w] = '.';                   \
-    } while (0)
-#define INT()                                \
-    do {                                     \
-        do {                                 \
-            tmp[--w] = (char)('0' + u % 10); \
-            u /= 10;                         \
-        } while (u);                         \
-    } while (0)
+    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d; /* INT64_MIN included */
     if (u == 0) {
         LB_LIT(b, "0s");
         return;
     }
+    tmp[--w] = 's';
     if (u < 1000000000ULL) {
-        int prec;
-        const char *unit;
-        tmp[--w] = 's';
+        /* Below a second: one unit, the largest that keeps the integer part non-zero. */
         if (u < 1000) {
-            prec = 0;
-            unit = "n";
+            tmp[--w] = 'n';
         } else if (u < 1000000) {
-            prec = 3;
-            unit = "\xC2\xB5"; /* µ, U+00B5 as Go prints it */
+            w -= 2;
+            memcpy(tmp + w, "\xC2\xB5", 2); /* µ, U+00B5 as Go prints it */
+            u = dur_frac(tmp, &w, u, 3);
         } else {
-            prec = 6;
-            unit = "m";
-        }
-        size_t ul = strlen(unit);
-        w -= ul;
-        memcpy(tmp + w, unit, ul);
-        FRAC(prec);
-        INT();
-    } else {
-        tmp[--w] = 's';
-        FRAC(9);
-        uint64_t total_min = u / 60;
-        u %= 60;
-        INT();
-        if (total_min > 0) {
             tmp[--w] = 'm';
-            u = total_min % 60;
-            INT();
-            u = total_min / 60;
-            if (u > 0) {
+            u = dur_frac(tmp, &w, u, 6);
+        }
+        dur_int(tmp, &w, u);
+    } else {
+        /* Hours and minutes as integers, seconds with up to 9 fractional digits; a zero
+         * minutes part is printed when there are hours ("1h0m0s"), as Go does. */
+        uint64_t secs = dur_frac(tmp, &w, u, 9);
+        dur_int(tmp, &w, secs % 60);
+        uint64_t mins = secs / 60;
+        if (mins > 0) {
+            tmp[--w] = 'm';
+            dur_int(tmp, &w, mins % 60);
+            if (mins / 60 > 0) {
                 tmp[--w] = 'h';
-                INT();
+                dur_int(tmp, &w, mins / 60);
             }
         }
     }
-#undef FRAC
-#undef INT
     if (d < 0) tmp[--w] = '-';
     lb_put(b, tmp + w, sizeof tmp - w);
 }
@@ -654,6 +679,13 @@ static void put_time(lbuf *b)
 
 static void put_level(lbuf *b, sl_log_level level)
 {
+    switch (level) { /* the common levels without snprintf */
+    case SL_LOG_DEBUG: LB_LIT(b, "DEBUG"); return;
+    case SL_LOG_INFO: LB_LIT(b, "INFO"); return;
+    case SL_LOG_WARN: LB_LIT(b, "WARN"); return;
+    case SL_LOG_ERROR: LB_LIT(b, "ERROR"); return;
+    default: break;
+    }
     char name[24];
     sl_log_level_name(level, name);
     lb_put(b, name, strlen(name));
@@ -708,19 +740,36 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Whether a write of at most PIPE_BUF bytes to o->fd stays contiguous by itself. */
+static bool small_writes_atomic(log_out *o)
+{
+    int v = atomic_load_explicit(&o->small_shared, memory_order_relaxed);
+    if (v < 0) {
+        struct stat st;
+        v = fstat(o->fd, &st) == 0 &&
+            (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode) || S_ISCHR(st.st_mode));
+        atomic_store_explicit(&o->small_shared, v, memory_order_relaxed);
+    }
+    return v == 1;
+}
+
 static void emit(const sl_logger *lg, const char *p, size_t n)
 {
     log_out *o = lg->out;
-    pthread_mutex_lock(&o->mu);
     if (o->sink) {
+        pthread_rwlock_wrlock(&o->lock);
         o->sink(o->sink_arg, p, n);
-    } else {
-        int saved = errno; /* logging must not clobber the caller's errno */
-        if (write_all(o->fd, p, n) < 0)
-            atomic_fetch_add_explicit(&o->errors, 1, memory_order_relaxed);
-        errno = saved;
+        pthread_rwlock_unlock(&o->lock);
+        return;
     }
-    pthread_mutex_unlock(&o->mu);
+    int saved = errno; /* logging must not clobber the caller's errno */
+    if (n <= PIPE_BUF && small_writes_atomic(o))
+        pthread_rwlock_rdlock(&o->lock);
+    else
+        pthread_rwlock_wrlock(&o->lock);
+    if (write_all(o->fd, p, n) < 0) atomic_fetch_add_explicit(&o->errors, 1, memory_order_relaxed);
+    pthread_rwlock_unlock(&o->lock);
+    errno = saved;
 }
 
 void sl_log_attrs(sl_logger *lg, sl_log_level level, const char *msg, const sl_attr *attrs,
@@ -766,4 +815,11 @@ int sl_logger_with(sl_logger *parent, const sl_attr *attrs, size_t n, sl_logger 
     if (!lg->out->is_static) atomic_fetch_add_explicit(&lg->out->refs, 1, memory_order_relaxed);
     *out = lg;
     return 0;
+}
+
+void sl__log_set_small_shared(sl_logger *lg, int v)
+{
+    if (!lg) lg = sl_log_default();
+    if (lg->out->is_static && lg->out->fd < 0) return;
+    atomic_store_explicit(&lg->out->small_shared, v, memory_order_relaxed);
 }

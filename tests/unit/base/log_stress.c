@@ -2,7 +2,8 @@
  * thread. Every line must come out whole and exactly once: each carries its thread id, its
  * sequence number and a payload whose length and bytes are derived from both, and some
  * payloads are far past PIPE_BUF so that the kernel alone would not keep them contiguous.
- * A second run does the same in JSON (each line must parse) while the level flips. */
+ * Shorter runs do the same over a stream socket, and in JSON (each line must parse) while the
+ * level flips. */
 #include "harness.h"
 #include "sluice/log.h"
 
@@ -12,13 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define THREADS 4
 #define RECORDS 10000
 
 typedef struct reader {
-    int fd;
+    int fd; /* read end of a pipe, or one end of a socketpair */
     char *buf;
     size_t len, cap;
 } reader;
@@ -57,6 +59,7 @@ static void fill_payload(char *p, int t, int seq)
 typedef struct writer {
     sl_logger *lg;
     int id;
+    int n;             /* records to write */
     atomic_bool *flip; /* JSON run: some writers flip the level while others log */
 } writer;
 
@@ -65,7 +68,7 @@ static void *writer_main(void *arg)
     writer *w = arg;
     char *pay = malloc(9001);
     if (!pay) return NULL;
-    for (int seq = 0; seq < RECORDS; seq++) {
+    for (int seq = 0; seq < w->n; seq++) {
         fill_payload(pay, w->id, seq);
         sl_log_warn(w->lg, "rec", SL_A_INT("t", w->id), SL_A_INT("seq", seq), SL_A_STR("pay", pay));
         /* DEBUG records come and go with the level; they are not counted. */
@@ -79,10 +82,13 @@ static void *writer_main(void *arg)
 }
 
 /* Runs the writers against a fresh pipe and returns everything the reader got. */
-static char *run(sl_log_format fmt, bool flip, size_t *len)
+static char *run(sl_log_format fmt, bool flip, bool sock, int n, size_t *len)
 {
     int p[2];
-    assert_int_equal(pipe(p), 0);
+    if (sock)
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+    else
+        assert_int_equal(pipe(p), 0);
     sl_log_opts o = {.level = SL_LOG_INFO, .format = fmt, .fd = p[1]};
     sl_logger *lg = NULL;
     assert_int_equal(sl_logger_new(&o, &lg), 0);
@@ -92,7 +98,7 @@ static char *run(sl_log_format fmt, bool flip, size_t *len)
     atomic_bool fl = false;
     assert_int_equal(pthread_create(&rt, NULL, reader_main, &r), 0);
     for (int i = 0; i < THREADS; i++) {
-        w[i] = (writer){.lg = lg, .id = i, .flip = flip && i % 2 ? &fl : NULL};
+        w[i] = (writer){.lg = lg, .id = i, .n = n, .flip = flip && i % 2 ? &fl : NULL};
         assert_int_equal(pthread_create(&wt[i], NULL, writer_main, &w[i]), 0);
     }
     for (int i = 0; i < THREADS; i++)
@@ -120,10 +126,8 @@ static void check_record(unsigned char seen[THREADS][RECORDS], int t, int seq, c
     assert_memory_equal(pay, want, pay_len);
 }
 
-static void test_text_lines_whole(void **state)
+static void check_text(char *all, size_t len, int n)
 {
-    size_t len;
-    char *all = run(SL_LOG_TEXT, false, &len);
     static unsigned char seen[THREADS][RECORDS];
     memset(seen, 0, sizeof seen);
     size_t lines = 0;
@@ -144,14 +148,30 @@ static void test_text_lines_whole(void **state)
         check_record(seen, t, seq, pay, pay_len);
         lines++;
     }
-    assert_int_equal(lines, THREADS * RECORDS);
+    assert_int_equal(lines, THREADS * n);
     free(all);
+}
+
+/* A pipe: small records are written under the output's shared lock, in parallel. */
+static void test_text_lines_whole(void **state)
+{
+    size_t len;
+    char *all = run(SL_LOG_TEXT, false, false, RECORDS, &len);
+    check_text(all, len, RECORDS);
+}
+
+/* A stream socket promises nothing about concurrent writes: every record goes exclusive. */
+static void test_text_lines_whole_socket(void **state)
+{
+    size_t len;
+    char *all = run(SL_LOG_TEXT, false, true, RECORDS / 4, &len);
+    check_text(all, len, RECORDS / 4);
 }
 
 static void test_json_lines_whole(void **state)
 {
     size_t len;
-    char *all = run(SL_LOG_JSON, true, &len);
+    char *all = run(SL_LOG_JSON, true, false, RECORDS / 4, &len);
     static unsigned char seen[THREADS][RECORDS];
     memset(seen, 0, sizeof seen);
     size_t lines = 0;
@@ -173,7 +193,7 @@ static void test_json_lines_whole(void **state)
         }
         json_decref(j);
     }
-    assert_int_equal(lines, THREADS * RECORDS);
+    assert_int_equal(lines, THREADS * (RECORDS / 4));
     free(all);
 }
 
@@ -181,6 +201,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_lines_whole),
+        cmocka_unit_test(test_text_lines_whole_socket),
         cmocka_unit_test(test_json_lines_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
