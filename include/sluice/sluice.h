@@ -13,6 +13,7 @@
 #include "sluice/sem.h"
 #include "sluice/chan.h"
 #include "sluice/group.h"
+#include "sluice/pool.h"
 #include "sluice/map.h"
 #include "sluice/ipkey.h"
 #include "sluice/router.h"
