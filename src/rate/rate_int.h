@@ -74,6 +74,10 @@ static inline void sl__tb_settle(sl__tb *s, double limit, int64_t burst, int64_t
     s->last = t;
 }
 
+/* True if key has an entry in k (for tests: eviction is otherwise invisible by design). */
+typedef struct sl_keyed sl_keyed;
+bool sl__keyed_has(sl_keyed *k, const void *key, size_t len);
+
 /* ---- spinlock -----------------------------------------------------------------------------
  * A test-and-test-and-set lock. Critical sections here are a few dozen instructions, so an
  * uncontended lock is one exchange and one store; a waiter spins briefly, then yields the CPU
