@@ -164,12 +164,19 @@ static bool refilled(const sl_keyed *k, const entry *e, int64_t t)
     return e->tb.last_event <= t && sl__tb_advance(&e->tb, tr->limit, tr->burst, t) >= tr->burst;
 }
 
+/* Key equality; 16-byte keys (IPv6 and mapped IPv4 addresses) skip the memcmp call. */
+static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    if (len == 16) return ((rd64(a) ^ rd64(b)) | (rd64(a + 8) ^ rd64(b + 8))) == 0;
+    return memcmp(a, b, len) == 0;
+}
+
 static entry *find(shard *sh, uint32_t tag, const void *key, size_t len)
 {
     uint32_t i = sh->heads[tag & sh->bmask];
     while (i) {
         entry *e = &sh->slab[i - 1];
-        if (e->tag == tag && e->klen == len && memcmp(key_of(e), key, len) == 0) return e;
+        if (e->tag == tag && e->klen == len && key_eq(key_of(e), key, len)) return e;
         i = e->next;
     }
     return NULL;
