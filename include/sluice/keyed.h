@@ -140,7 +140,8 @@ SL_API void sl_keyed_cancel_at(sl_keyed *k, const void *key, size_t len,
                                const sl_keyed_reservation *res, int64_t now_ns);
 
 /* The tokens key's bucket holds at now_ns, or its tier's burst if the key has no entry (what
- * it would start with). Creates nothing. Threads: any. */
+ * it would start with). For a limit-0 tier it is the burst left, which is what limits such a
+ * key (Go's TokensAt reports an unused field there). Creates nothing. Threads: any. */
 SL_API double sl_keyed_tokens_at(sl_keyed *k, const void *key, size_t len, int64_t now_ns);
 
 /* Forgets key at once (its bucket too, refilled or not: the caller decides). Returns 1 if it

@@ -475,6 +475,29 @@ static void TestWaitInf(void **state)
     sl_test_clock_uninstall();
 }
 
+/* A wait that ends before the ctx's deadline parks and succeeds; the next one, which would end
+ * after it, fails at once and takes nothing. */
+static void TestWaitDeadlineFits(void **state)
+{
+    sl_test_clock_install(T0);
+    sl_limiter *lim = new_lim(10, 3);
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_with_timeout(NULL, 3 * D, &ctx), 0);
+    assert_int_equal(wait_now(lim, ctx, 3), 0); /* drained */
+    waiter w;
+    waiter_start(&w, lim, ctx, 2); /* 2d <= 3d */
+    assert_true(SL_WAIT_UNTIL(sl_limiter_tokens_at(lim, w.start) == -2, 5000));
+    sl_test_clock_set(w.start + 2 * D);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&w.done), 5000));
+    waiter_join(&w);
+    assert_int_equal(w.err, 0);
+    assert_int_equal(wait_now(lim, ctx, 2), SL_ETIMEDOUT); /* would end at 4d > 3d */
+    assert_true(sl_limiter_tokens_at(lim, sl_now_ns()) == 0);
+    sl_ctx_release(ctx);
+    sl_limiter_free(lim);
+    sl_test_clock_uninstall();
+}
+
 static void TestZeroLimit(void **state)
 {
     sl_limiter *lim = new_lim(0, 1);
@@ -710,6 +733,7 @@ int main(void)
         cmocka_unit_test(TestWaitCancel),
         cmocka_unit_test(TestWaitTimeout),
         cmocka_unit_test(TestWaitInf),
+        cmocka_unit_test(TestWaitDeadlineFits),
         cmocka_unit_test(TestZeroLimit),
         cmocka_unit_test(TestConversionRounding),
         cmocka_unit_test(TestReservationNotOK),
