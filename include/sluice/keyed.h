@@ -9,9 +9,10 @@
  * entries) reserved at creation but touched only as keys arrive, so resident memory grows
  * with the keys actually held. Every entry takes SL_KEYED_ENTRY_BYTES (56) bytes with its key
  * inline when the key is at most SL_KEYED_INLINE_KEY (16) bytes; a longer key also takes one
- * malloc of its length. Each shard's bucket index adds 4 to 8 bytes per slot (4 bytes x the
- * power of two at or above its slot count). So the table never holds more than max_keys
- * entries, and its memory never exceeds max_keys x (56 + 8) bytes + the long keys + about
+ * malloc of its length. Each shard's bucket index grows with the entries it holds (4 to 8
+ * bytes per entry; doubling it briefly holds the shard lock for a pass over the shard), up to
+ * 4 bytes x the power of two at or above the shard's slot count. So the table never holds more than
+ * max_keys entries, and its memory never exceeds max_keys x (56 + 8) bytes + the long keys + about
  * 64 bytes x shards, whatever keys arrive.
  *
  * Eviction, and what sluice guarantees about it. No thread sweeps: each insert of a new key
