@@ -229,7 +229,7 @@ void *sl_ctx_value(const sl_ctx *ctx, const void *key)
 
 bool sl__ctx_can_be_done(const sl_ctx *ctx)
 {
-    return !is_bg(ctx) && ((ctx->flags & CTX_CAN_DONE) || load_err(ctx) != 0);
+    return !is_bg(ctx);
 }
 
 /* ---- cancellation ----------------------------------------------------------------------- */
@@ -280,6 +280,8 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
             *won_tail = c;
             won_tail = &c->won_next;
             pthread_mutex_lock(&c->mu);
+            /* err is set, so no hook can be added from now on: none pending, none ever. */
+            c->won_hooks = c->hooks != NULL;
             pthread_cond_broadcast(&c->cv);
             for (sl_ctx *ch = c->children; ch; ch = ch->sib_next) {
                 sl__ctx_mref(ch);
@@ -297,7 +299,7 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
     }
     for (c = won; c;) {
         sl_ctx *next = c->won_next;
-        fire_hooks(c, cause);
+        if (c->won_hooks) fire_hooks(c, cause);
         if (c->flags & CTX_HAS_TIMER) sl__ctx_timer_remove(c);
         sl__ctx_munref(c);
         c = next;
@@ -474,7 +476,9 @@ static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
     struct timespec ts;
     if (timed) abs_timespec(abs, &ts);
     int rc;
-    if (is_bg(ctx) || !(ctx->flags & CTX_CAN_DONE)) {
+    /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
+     * or releases it, and a primitive must not sleep through that. */
+    if (is_bg(ctx)) {
         rc = timed ? pthread_cond_timedwait(cv, mu, &ts) : pthread_cond_wait(cv, mu);
         return rc == ETIMEDOUT ? SL_ETIMEDOUT : 0;
     }

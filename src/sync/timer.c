@@ -212,7 +212,9 @@ void sl__ctx_timer_shutdown(void)
 {
     pthread_mutex_lock(&g_join_mu);
     pthread_mutex_lock(&g.mu);
-    if (!g.running) goto out;
+    /* Not running, or called on the timer thread itself (from a hook, or exit() in a hook
+     * running the atexit handler): joining would deadlock. */
+    if (!g.running || pthread_equal(g.thread, pthread_self())) goto out;
     g.stop = true;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
