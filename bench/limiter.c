@@ -15,6 +15,7 @@
 #include "sluice/sluice.h"
 #include "sluice/limiter.h"
 #include "sluice/keyed.h"
+#include "rate/rate_int.h"
 
 #define RUNS 5
 
@@ -71,6 +72,28 @@ static double bench_allow(bool with_clock)
     g_sink = ok;
     sl_limiter_free(lim);
     return ns;
+}
+
+/* The lock choice: an uncontended lock + unlock pair, spinlock (used) vs pthread mutex. */
+static double bench_lock(bool mutex)
+{
+    static sl__spin spin;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static volatile int64_t shared;
+    const int n = 1000000;
+    int64_t t0 = cpu_ns();
+    for (int i = 0; i < n; i++) {
+        if (mutex) {
+            pthread_mutex_lock(&mu);
+            shared++;
+            pthread_mutex_unlock(&mu);
+        } else {
+            sl__spin_lock(&spin);
+            shared++;
+            sl__spin_unlock(&spin);
+        }
+    }
+    return (double)(cpu_ns() - t0) / n;
 }
 
 typedef struct par {
@@ -217,6 +240,13 @@ int main(void)
     for (int r = 0; r < RUNS; r++)
         v[r] = bench_allow(false);
     row("limiter allow_at, uncontended, fixed time", median(v, RUNS), "ns/op", "Go 42");
+    for (int r = 0; r < RUNS; r++)
+        v[r] = bench_lock(false);
+    row("lock+unlock uncontended: spinlock (used)", median(v, RUNS), "ns", "");
+    for (int r = 0; r < RUNS; r++)
+        v[r] = bench_lock(true);
+    row("lock+unlock uncontended: pthread mutex", median(v, RUNS), "ns",
+        "not used: no faster inside allow (docs/limiter.md)");
     for (int r = 0; r < RUNS; r++)
         v[r] = bench_allow_2threads();
     row("limiter allow, 2 threads on one limiter", median(v, RUNS), "ns/op per thread",
