@@ -16,6 +16,8 @@
 #include "sluice/pool.h"
 #include "sluice/map.h"
 #include "sluice/ipkey.h"
+#include "sluice/limiter.h"
+#include "sluice/keyed.h"
 #include "sluice/router.h"
 
 #endif /* SLUICE_SLUICE_H */
