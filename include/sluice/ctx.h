@@ -14,7 +14,11 @@
  * caller. Like Go's cancel func, sl_ctx_release() must be called when the caller is done with
  * it; releasing the last reference cancels the ctx (if it was not done) and detaches it from its
  * parent, so no parent accumulates dead children. Children hold a reference on their parent.
- * Threads: any — every function here may be called from any thread. */
+ * Note that releasing is not cancelling: while a child is alive, releasing the parent's last
+ * owner reference does not cancel it (call sl_ctx_cancel for "stop now", as Go's cancel func).
+ * Callbacks run on the cancelling thread: do not cancel or release a ctx while holding a lock
+ * that one of its (or its descendants') on-done callbacks takes.
+ * Threads: any — every function here may be called from any thread. See docs/ctx.md. */
 #ifndef SLUICE_CTX_H
 #define SLUICE_CTX_H
 
@@ -45,7 +49,8 @@ SL_API int sl_ctx_with_cancel(sl_ctx *parent, sl_ctx **out);
 
 /* Like sl_ctx_with_cancel, and also done with SL_ETIMEDOUT at deadline_ns (an sl_now_ns()
  * instant). A deadline already past gives a ctx that is done at once. The effective deadline is
- * the earlier of deadline_ns and the parent's. Returns 0 or SL_ENOMEM. */
+ * the earlier of deadline_ns and the parent's. Returns 0 or SL_ENOMEM (also when the timer
+ * thread cannot be started the first time a deadline is armed: then SL_EAGAIN is possible). */
 SL_API int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out);
 
 /* sl_ctx_with_deadline(parent, sl_now_ns() + timeout_ns, out). */
@@ -53,7 +58,8 @@ SL_API int sl_ctx_with_timeout(sl_ctx *parent, int64_t timeout_ns, sl_ctx **out)
 
 /* Creates a child that carries value under key (compared by pointer identity, as Go compares
  * unexported key types). Lookups walk towards the root; the nearest binding wins. The ctx does
- * not own value. Returns 0 or SL_ENOMEM. */
+ * not own value. Returns 0 or SL_ENOMEM. It is done when its parent is done, or when
+ * sl_ctx_cancel is called on it or its last reference is released. */
 SL_API int sl_ctx_with_value(sl_ctx *parent, const void *key, void *value, sl_ctx **out);
 
 /* Cancels ctx and every descendant with SL_ECANCELED. The first cause wins: cancelling a done
@@ -96,12 +102,15 @@ SL_API int sl_ctx_on_done(sl_ctx *ctx, sl_ctx_done_fn fn, void *arg, sl_ctx_hook
 /* Unregisters and frees a hook (NULL is ignored). Returns true if this stopped fn from ever
  * running; false if fn already ran or is running. If fn is running on another thread, waits for
  * it to return, so that after sl_ctx_hook_stop the caller may free arg. Called from inside fn
- * itself it does not wait (that would deadlock) and returns false. */
+ * itself it does not wait (that would deadlock) and returns false. Do not call it while holding
+ * a lock that fn takes (it may wait for fn). */
 SL_API bool sl_ctx_hook_stop(sl_ctx_hook *hook);
 
 /* Blocks until ctx is done; returns its error. On a ctx that can never be done (NULL,
  * background, or a chain with no cancel and no deadline) it returns SL_EDEADLK at once
- * rather than block forever. Parks the thread: uses no CPU while waiting. */
+ * rather than block forever. ("Chain" means how the ctx was built: a value-only chain counts as
+ * never done even though sl_ctx_cancel could still be called on it.) Parks the thread: uses no
+ * CPU while waiting. */
 SL_API int sl_ctx_wait(sl_ctx *ctx);
 
 /* Blocks until ctx is done or timeout_ns (real time) passes. Returns the ctx's error if it
@@ -112,11 +121,14 @@ SL_API int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns);
  * (Go's signal.NotifyContext). The signals are blocked from default handling until
  * sl_signal_ctx_stop. Only one signal ctx may be active in the process at a time (SL_EBUSY
  * otherwise). Returns 0, SL_EINVAL (n <= 0 or a signal that cannot be caught), SL_EBUSY or
- * SL_ENOMEM. */
+ * SL_ENOMEM. Implementation: a process-wide signal handler (sigaction) feeding a watcher thread,
+ * so it works whichever thread takes the signal and may be called after other threads exist;
+ * the previous dispositions are saved. The watcher thread runs until sl_signal_ctx_stop. */
 SL_API int sl_signal_ctx(sl_ctx *parent, const int *signals, int n, sl_ctx **out);
 
-/* Restores the signals' previous handling, stops the watcher, and releases the caller's
- * reference to the signal ctx. Safe to call once per sl_signal_ctx success. */
+/* Restores the signals' previous handling, stops and joins the watcher, and releases the
+ * caller's reference to the signal ctx. Safe to call once per sl_signal_ctx success; a ctx that
+ * is not the active signal ctx (or NULL) is ignored. Blocks briefly (the join). */
 SL_API void sl_signal_ctx_stop(sl_ctx *ctx);
 
 SL_END_DECLS
