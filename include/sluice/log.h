@@ -66,12 +66,12 @@ typedef struct sl_logger sl_logger;
 typedef void (*sl_log_sink_fn)(void *arg, const char *line, size_t len);
 
 typedef struct sl_log_opts {
-    sl_log_level level;   /* records below it are dropped before formatting */
-    sl_log_format format; /* SL_LOG_TEXT (default) or SL_LOG_JSON */
-    int fd;               /* written with one write(2) per record; used when sink is NULL */
-    sl_log_sink_fn sink;  /* or: a callback per record */
+    sl_log_level level;    /* records below it are dropped before formatting */
+    sl_log_format format;  /* SL_LOG_TEXT (default) or SL_LOG_JSON */
+    int fd;                /* written with one write(2) per record; used when sink is NULL */
+    sl_log_sink_fn sink;   /* or: a callback per record */
     void *sink_arg;
-    bool omit_time; /* no time attribute (for tests and golden output) */
+    bool omit_time;        /* no time attribute (for tests and golden output) */
 } sl_log_opts;
 
 /* Creates a logger. The logger does not own fd. Returns 0, SL_EINVAL (no sink and fd < 0,
@@ -104,12 +104,12 @@ SL_API uint64_t sl_logger_write_errors(const sl_logger *lg);
 
 /* Convenience macros: the level is checked before the attributes are even built. A leading
  * SL_ATTR_NONE entry makes zero attributes legal C11 (a trailing comma is allowed). */
-#define sl_log(lg, lvl, msg, ...)                                                    \
-    do {                                                                             \
-        if (sl_log_enabled((lg), (lvl))) {                                           \
-            const sl_attr sl__a[] = {{.kind = SL_ATTR_NONE}, __VA_ARGS__};           \
-            sl_log_attrs((lg), (lvl), (msg), sl__a, sizeof sl__a / sizeof sl__a[0]); \
-        }                                                                            \
+#define sl_log(lg, lvl, msg, ...)                                                              \
+    do {                                                                                       \
+        if (sl_log_enabled((lg), (lvl))) {                                                     \
+            const sl_attr sl__a[] = {{.kind = SL_ATTR_NONE}, __VA_ARGS__};                     \
+            sl_log_attrs((lg), (lvl), (msg), sl__a, sizeof sl__a / sizeof sl__a[0]);           \
+        }                                                                                      \
     } while (0)
 #define sl_log_debug(lg, msg, ...) sl_log((lg), SL_LOG_DEBUG, (msg), __VA_ARGS__)
 #define sl_log_info(lg, msg, ...)  sl_log((lg), SL_LOG_INFO, (msg), __VA_ARGS__)
