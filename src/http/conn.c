@@ -172,6 +172,7 @@ static int wbuf_reserve(sl__conn *c, size_t need)
 
 static char *put(char *p, const char *s, size_t n)
 {
+    if (n == 0) return p; /* s may be NULL (no headers yet): memcpy forbids that */
     memcpy(p, s, n);
     return p + n;
 }

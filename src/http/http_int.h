@@ -109,7 +109,7 @@ struct sl__worker {
     sl__conn *grave; /* closed, freed by reap_task */
     void *pool;      /* free SL__BUF_SIZE buffers, linked through their first bytes */
     int npool;
-    char date[32]; /* "Date: ...\r\n" body: IMF-fixdate, 29 chars */
+    char date[80]; /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
     int64_t date_sec;
     sl_http_header *hdrs; /* max_headers slots for the parser */
     sl_http_req_head head;
