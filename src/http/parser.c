@@ -10,10 +10,10 @@
  * (framing: Content-Length against Transfer-Encoding, Host presence, CONNECT) run once the
  * empty line is seen, in a fixed order documented in docs/http-parser.md.
  *
- * Header values are scanned 16 bytes at a time with SSE2 (baseline on x86-64) when available:
- * only bytes below 0x20 and DEL end a value or are errors, and a whole block of ordinary bytes
- * is skipped with one compare; the scalar loop then classifies the byte that stopped it. The
- * block load never reads past the caller's len.
+ * Header values and the target, the long runs of a head, are scanned 16 bytes at a time with
+ * SSE2 (baseline on x86-64): a block of ordinary bytes is skipped with a few compares and the
+ * scalar code classifies the byte that stopped it. A block load never reads past the caller's
+ * len; the portable loops do the same work byte by byte (SL_HTTP_NO_SIMD selects them).
  *
  * The chunked decoder is the opposite: a resumable byte-level state machine, because a body
  * can be far larger than any buffer. It decodes in place (data only moves toward the front),
@@ -22,7 +22,10 @@
 
 #include <string.h>
 
-#if defined(__SSE2__)
+/* SL_HTTP_NO_SIMD forces the portable loops (to measure the difference, or for a build that
+ * must not use them). */
+#if defined(__SSE2__) && !defined(SL_HTTP_NO_SIMD)
+#define SL_HTTP_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -42,27 +45,29 @@ enum {
     C_HEX = 16,
 };
 
-static unsigned char cls[256];
-
-static void cls_init_once(void);
-
-/* The table is built at load time: a constructor keeps it out of the hot path and avoids a
- * 256-line literal. GCC and Clang both honour the attribute. */
-__attribute__((constructor)) static void cls_init_once(void)
-{
-    for (int c = 0x21; c <= 0x7e; c++)
-        cls[c] |= C_VALUE | (c != '#' ? C_TARGET : 0);
-    for (int c = 0x80; c <= 0xff; c++)
-        cls[c] |= C_VALUE;
-    const char *tspecial = "!#$%&'*+-.^_`|~";
-    for (int c = 0; c < 256; c++) {
-        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (alnum || (c && strchr(tspecial, c))) cls[c] |= C_TCHAR;
-        if (alnum || (c && strchr("-._~%!$&'()*+,;=:[]", c))) cls[c] |= C_HOST;
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))
-            cls[c] |= C_HEX;
-    }
-}
+/* The classes above, byte by byte (generated once; test_char_classes in parser_test.c pushes
+ * every byte through the parser in each role and compares with the RFC sets, so a wrong entry
+ * fails a test). */
+/* clang-format off */
+static const unsigned char cls[256] = {
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x00 */
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
+     0, 15,  6,  5, 15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15,  6,  /* 0x20 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 14, 14,  6, 14,  6,  6,  /* 0x30 */
+     6, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15,  /* 0x40 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14,  6, 14,  7, 15,  /* 0x50 */
+     7, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15,  /* 0x60 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,  6,  7,  6, 15,  0,  /* 0x70 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x80 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x90 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xa0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xb0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xc0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xd0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xe0 */
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xf0 */
+};
+/* clang-format on */
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
@@ -115,9 +120,9 @@ typedef struct facts {
     int64_t cl;
 } facts;
 
-/* Why the scan stopped short: more bytes could complete it, or a limit makes that pointless. */
+/* The bounds of one parse: where the bytes end, and whether that end is the data's (more may
+ * come: SL_EAGAIN) or the header-bytes limit (more cannot help: 431). */
 typedef struct scan {
-    const char *buf;
     const char *end; /* buf + min(len, max_header_bytes) */
     bool at_limit;   /* end is the header-bytes limit, not the data's end */
     sl_http_req_head *h;
@@ -138,7 +143,7 @@ static int need_more(const scan *s)
 /* Returns the first byte at or after p that is below 0x20 or DEL (or end). */
 static const char *skip_value_bytes(const char *p, const char *end)
 {
-#if defined(__SSE2__)
+#ifdef SL_HTTP_SSE2
     const __m128i lo = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
     while (end - p >= 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
@@ -151,6 +156,42 @@ static const char *skip_value_bytes(const char *p, const char *end)
     }
 #endif
     while (p < end && (unsigned char)*p >= 0x20 && *p != 0x7f)
+        p++;
+    return p;
+}
+
+/* Returns the first non-token byte at or after p (or end). Names are short, so this stays
+ * scalar, but unrolled: one bounds check per four bytes. */
+static inline const char *skip_tchars(const char *p, const char *end)
+{
+    while (end - p >= 4) {
+        if (!IS(p[0], C_TCHAR)) return p;
+        if (!IS(p[1], C_TCHAR)) return p + 1;
+        if (!IS(p[2], C_TCHAR)) return p + 2;
+        if (!IS(p[3], C_TCHAR)) return p + 3;
+        p += 4;
+    }
+    while (p < end && IS(*p, C_TCHAR))
+        p++;
+    return p;
+}
+
+/* Returns the first byte at or after p that cannot be in a request-target (or end). */
+static const char *skip_target_bytes(const char *p, const char *end)
+{
+#ifdef SL_HTTP_SSE2
+    /* Signed compare: 0x21..0x7e are > 0x20, while 0x80..0xff are negative and stop. */
+    const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f), hash = _mm_set1_epi8('#');
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i ok = _mm_cmpgt_epi8(x, sp);
+        __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(x, del), _mm_cmpeq_epi8(x, hash));
+        int m = _mm_movemask_epi8(_mm_andnot_si128(ok, _mm_set1_epi8(-1))) | _mm_movemask_epi8(bad);
+        if (m) return p + __builtin_ctz((unsigned)m);
+        p += 16;
+    }
+#endif
+    while (p < end && IS(*p, C_TARGET))
         p++;
     return p;
 }
@@ -355,8 +396,7 @@ static int parse_request_line(scan *s, const char **pp, const sl_http_limits *li
         p += 2;
     }
     const char *m = p;
-    while (p < end && IS(*p, C_TCHAR))
-        p++;
+    p = skip_tchars(p, end);
     if (p == end) return need_more(s);
     if (*p != ' ' || p == m) return fail(h, 400);
     h->method = m;
@@ -366,8 +406,7 @@ static int parse_request_line(scan *s, const char **pp, const sl_http_limits *li
     /* Stop one byte past max_target: a target of exactly max_target bytes is fine. */
     const char *t = p;
     const char *tend = (size_t)(end - t) > lim->max_target ? t + lim->max_target + 1 : end;
-    while (p < tend && IS(*p, C_TARGET))
-        p++;
+    p = skip_target_bytes(p, tend);
     if ((size_t)(p - t) > lim->max_target) return fail(h, 414);
     if (p == end) return need_more(s);
     if (*p != ' ' || p == t) return fail(h, 400);
@@ -407,8 +446,7 @@ static int parse_headers(scan *s, const char **pp, sl_http_header *hdrs, const s
          * field, RFC 9112 2.2); both are rejected, as is a bare LF. */
         if (h->num_headers == lim->max_headers) return fail(h, 431);
         const char *name = p;
-        while (p < end && IS(*p, C_TCHAR))
-            p++;
+        p = skip_tchars(p, end);
         if (p == end) return need_more(s);
         if (*p != ':' || p == name) return fail(h, 400);
         const char *name_end = p++;
@@ -475,8 +513,7 @@ int sl_http_parse_head(const char *buf, size_t len, sl_http_req_head *h, sl_http
 
     /* An int return caps the head near 2 GiB whatever the limit says. */
     size_t limit = lim->max_header_bytes < 0x7fffffffu ? lim->max_header_bytes : 0x7fffffffu;
-    scan s = {
-        .buf = buf, .end = buf + (len < limit ? len : limit), .at_limit = len >= limit, .h = h};
+    scan s = {.end = buf + (len < limit ? len : limit), .at_limit = len >= limit, .h = h};
     facts f = {.cl = -1};
     const char *p = buf;
     int rc = parse_request_line(&s, &p, lim);

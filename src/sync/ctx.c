@@ -161,7 +161,8 @@ int sl_ctx_with_cancel(sl_ctx *parent, sl_ctx **out)
     return node_new(parent, CTX_CAN_DONE, SL_FOREVER, out);
 }
 
-int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out)
+/* now: sl_now_ns() read by the caller (one clock read per ctx: it costs ~60 ns on some VMs). */
+static int with_deadline_at(sl_ctx *parent, int64_t deadline_ns, int64_t now, sl_ctx **out)
 {
     /* A parent deadline at or before ours fires first and propagates: no timer of our own. */
     bool own = deadline_ns < sl_ctx_deadline(parent);
@@ -169,7 +170,7 @@ int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out)
     int rc = node_new(parent, CTX_CAN_DONE | (own ? CTX_HAS_TIMER : 0u), deadline_ns, &c);
     if (rc < 0) return rc;
     if (load_err(c) == 0) {
-        if (c->deadline <= sl_now_ns()) {
+        if (c->deadline <= now) {
             sl__ctx_cancel_cause(c, SL_ETIMEDOUT);
         } else if (own && (rc = sl__ctx_timer_add(c)) < 0) {
             sl_ctx_release(c);
@@ -180,9 +181,15 @@ int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out)
     return 0;
 }
 
+int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out)
+{
+    return with_deadline_at(parent, deadline_ns, sl_now_ns(), out);
+}
+
 int sl_ctx_with_timeout(sl_ctx *parent, int64_t timeout_ns, sl_ctx **out)
 {
-    return sl_ctx_with_deadline(parent, sat_add(sl_now_ns(), timeout_ns), out);
+    int64_t now = sl_now_ns();
+    return with_deadline_at(parent, sat_add(now, timeout_ns), now, out);
 }
 
 int sl_ctx_with_value(sl_ctx *parent, const void *key, void *value, sl_ctx **out)
@@ -222,7 +229,7 @@ void *sl_ctx_value(const sl_ctx *ctx, const void *key)
 
 bool sl__ctx_can_be_done(const sl_ctx *ctx)
 {
-    return !is_bg(ctx) && ((ctx->flags & CTX_CAN_DONE) || load_err(ctx) != 0);
+    return !is_bg(ctx);
 }
 
 /* ---- cancellation ----------------------------------------------------------------------- */
@@ -273,6 +280,8 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
             *won_tail = c;
             won_tail = &c->won_next;
             pthread_mutex_lock(&c->mu);
+            /* err is set, so no hook can be added from now on: none pending, none ever. */
+            c->won_hooks = c->hooks != NULL;
             pthread_cond_broadcast(&c->cv);
             for (sl_ctx *ch = c->children; ch; ch = ch->sib_next) {
                 sl__ctx_mref(ch);
@@ -290,7 +299,7 @@ void sl__ctx_cancel_cause(sl_ctx *root, int cause)
     }
     for (c = won; c;) {
         sl_ctx *next = c->won_next;
-        fire_hooks(c, cause);
+        if (c->won_hooks) fire_hooks(c, cause);
         if (c->flags & CTX_HAS_TIMER) sl__ctx_timer_remove(c);
         sl__ctx_munref(c);
         c = next;
@@ -467,7 +476,9 @@ static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
     struct timespec ts;
     if (timed) abs_timespec(abs, &ts);
     int rc;
-    if (is_bg(ctx) || !(ctx->flags & CTX_CAN_DONE)) {
+    /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
+     * or releases it, and a primitive must not sleep through that. */
+    if (is_bg(ctx)) {
         rc = timed ? pthread_cond_timedwait(cv, mu, &ts) : pthread_cond_wait(cv, mu);
         return rc == ETIMEDOUT ? SL_ETIMEDOUT : 0;
     }

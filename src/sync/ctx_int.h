@@ -48,6 +48,7 @@ struct sl_ctx {
     struct sl_ctx_hook *hooks, *hooks_tail; /* PENDING hooks, FIFO; guarded by mu */
     sl_ctx *visit_next; /* cancel scratch: pushed only by the parent's cancel winner */
     sl_ctx *won_next;   /* cancel scratch: linked only by this node's cancel winner */
+    bool won_hooks;     /* cancel scratch: hooks were pending when the winner took mu */
     int heap_idx;       /* index in the timer heap or -1; guarded by the timer's lock */
 };
 

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,9 +28,10 @@
 #include "sync/ctx_int.h"
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static int g_pipe[2] = {-1, -1}; /* created once, never closed; written before any handler */
-static bool g_active;            /* guarded by g_mu */
-static sl_ctx *g_ctx;            /* the active signal ctx; guarded by g_mu */
+static int g_rfd = -1;         /* pipe read end; created once, never closed; guarded by g_mu */
+static _Atomic int g_wfd = -1; /* write end, read by the handler (lock-free: signal-safe) */
+static bool g_active;          /* guarded by g_mu */
+static sl_ctx *g_ctx;          /* the active signal ctx; guarded by g_mu */
 static pthread_t g_thread;
 static int g_sigs[NSIG]; /* installed signals, without duplicates */
 static int g_nsigs;
@@ -39,7 +41,7 @@ static void on_signal(int sig)
 {
     int saved = errno;
     unsigned char b = (unsigned char)sig;
-    ssize_t r = write(g_pipe[1], &b, 1);
+    ssize_t r = write(atomic_load_explicit(&g_wfd, memory_order_relaxed), &b, 1);
     (void)r;
     errno = saved;
 }
@@ -48,10 +50,10 @@ static void *watch_main(void *arg)
 {
     sl_ctx *ctx = arg;
     for (;;) {
-        struct pollfd p = {.fd = g_pipe[0], .events = POLLIN};
+        struct pollfd p = {.fd = g_rfd, .events = POLLIN};
         if (poll(&p, 1, -1) < 0) continue; /* EINTR */
         unsigned char buf[64];
-        ssize_t n = read(g_pipe[0], buf, sizeof buf);
+        ssize_t n = read(g_rfd, buf, sizeof buf);
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == 0) return NULL;
             sl_ctx_cancel(ctx);
@@ -61,18 +63,18 @@ static void *watch_main(void *arg)
 
 static int make_pipe(void)
 {
-    if (g_pipe[0] >= 0) return 0;
+    if (g_rfd >= 0) return 0;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) return -errno;
-    g_pipe[0] = fds[0];
-    g_pipe[1] = fds[1];
+    g_rfd = fds[0];
+    atomic_store(&g_wfd, fds[1]);
     return 0;
 }
 
 static void drain_pipe(void)
 {
     unsigned char buf[64];
-    while (read(g_pipe[0], buf, sizeof buf) > 0) {
+    while (read(g_rfd, buf, sizeof buf) > 0) {
     }
 }
 
@@ -159,9 +161,9 @@ void sl_signal_ctx_stop(sl_ctx *ctx)
     /* The stop byte must get through even if signal bytes filled the pipe: the watcher is
      * draining it, so wait until it is writable. */
     unsigned char zero = 0;
-    while (write(g_pipe[1], &zero, 1) != 1)
+    while (write(atomic_load(&g_wfd), &zero, 1) != 1)
         if (errno == EAGAIN) {
-            struct pollfd p = {.fd = g_pipe[1], .events = POLLOUT};
+            struct pollfd p = {.fd = atomic_load(&g_wfd), .events = POLLOUT};
             poll(&p, 1, 10);
         }
     pthread_join(g_thread, NULL);

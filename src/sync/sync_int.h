@@ -20,9 +20,8 @@
  * moment the call drops mu, waits for the notifier to finish, and retakes mu, so no thread
  * touches the waiter's mu/cv after the call returns (the primitive may be destroyed right then).
  *
- * Cost: NULL ctx, the background ctx, or a chain that can never be done (values only): a plain
- * pthread_cond_wait, nothing else (no lock on the ctx, no atomic RMW). Otherwise two short
- * critical sections on ctx->mu per wait, no allocation.
+ * Cost: NULL or the background ctx: a plain pthread_cond_wait, nothing else (no lock on the
+ * ctx, no atomic RMW). Otherwise two short critical sections on ctx->mu per wait, no allocation.
  *
  * Rules for callers (violations deadlock):
  * - Never call sl_ctx_cancel / sl_ctx_cancel_with / sl_ctx_release (the last release cancels)
@@ -57,8 +56,8 @@ int sl__ctx_cond_wait_until(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
  * code (SL_ENOMEM, ...). Destroy with pthread_cond_destroy. */
 int sl__cond_init_mono(pthread_cond_t *cv);
 
-/* True if waiting on ctx could ever end because of the ctx (it is cancellable or has a
- * deadline somewhere on its chain). Primitives may use it to skip ctx work entirely. */
+/* False for NULL and the background ctx (never done): primitives may skip ctx work entirely.
+ * True for every other ctx (even a value-only chain is done once cancelled or released). */
 bool sl__ctx_can_be_done(const sl_ctx *ctx);
 
 /* Stops the process-wide deadline timer thread and joins it (it restarts lazily when a new

@@ -3,7 +3,8 @@
  * Problem: a ctx's deadline must fire (cancel it, run its hooks) without anyone polling, and on
  * test time when the test clock is installed. One thread serves every deadline in the process:
  * it parks on a CLOCK_MONOTONIC condvar until the earliest deadline, is woken early when an
- * earlier deadline is armed or when the test clock moves (sl__clock_set_advance_hook), and
+ * earlier deadline is armed (only then: arming a later one or disarming costs no wakeup) or when
+ * the test clock moves (sl__clock_set_advance_hook), and
  * compares deadlines with sl_now_ns(), so test time drives it. While the test clock is
  * installed it waits without a timeout: real time says nothing about test time, and every
  * test-clock move wakes it.
@@ -36,11 +37,13 @@ static struct {
     sl_ctx **heap;     /* min-heap on deadline */
     size_t len, cap;
     pthread_t thread;
-    bool running; /* thread started and not yet joined */
-    bool stop;    /* asks the thread to exit */
-    bool exiting; /* atexit ran: do not restart */
+    int64_t sleep_until; /* what the parked thread waits for: SL_FOREVER if untimed, INT64_MIN
+                            while it is awake (it re-reads the heap before parking again) */
+    bool running;        /* thread started and not yet joined */
+    bool stop;           /* asks the thread to exit */
+    bool exiting;        /* atexit ran: do not restart */
     bool atexit_registered;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .sleep_until = INT64_MIN};
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_join_mu = PTHREAD_MUTEX_INITIALIZER; /* serializes shutdowns */
@@ -111,7 +114,9 @@ static void *timer_main(void *unused)
 {
     pthread_mutex_lock(&g.mu);
     while (!g.stop) {
+        g.sleep_until = INT64_MIN;
         if (g.len == 0) {
+            g.sleep_until = SL_FOREVER;
             pthread_cond_wait(&g.cv, &g.mu);
             continue;
         }
@@ -124,6 +129,7 @@ static void *timer_main(void *unused)
             pthread_mutex_lock(&g.mu);
             continue;
         }
+        g.sleep_until = top->deadline;
         if (sl_test_clock_installed()) {
             pthread_cond_wait(&g.cv, &g.mu);
         } else {
@@ -181,7 +187,13 @@ int sl__ctx_timer_add(sl_ctx *c)
     sl__ctx_mref(c);
     g.heap[g.len] = c;
     sift_up(g.len++);
-    if (c->heap_idx == 0) pthread_cond_broadcast(&g.cv);
+    /* Wake the thread only if it sleeps past this deadline: a disarmed earlier deadline leaves
+     * it sleeping until a time that is now too early, which costs one harmless re-check, while
+     * waking it on every arm would cost a context switch per ctx. */
+    if (c->deadline < g.sleep_until) {
+        g.sleep_until = INT64_MIN;
+        pthread_cond_broadcast(&g.cv);
+    }
 out:
     pthread_mutex_unlock(&g.mu);
     return rc;
@@ -200,7 +212,9 @@ void sl__ctx_timer_shutdown(void)
 {
     pthread_mutex_lock(&g_join_mu);
     pthread_mutex_lock(&g.mu);
-    if (!g.running) goto out;
+    /* Not running, or called on the timer thread itself (from a hook, or exit() in a hook
+     * running the atexit handler): joining would deadlock. */
+    if (!g.running || pthread_equal(g.thread, pthread_self())) goto out;
     g.stop = true;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);

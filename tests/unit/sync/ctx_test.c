@@ -249,6 +249,16 @@ static void test_deadline_real_time(void **state)
     assert_int_equal(sl_ctx_err(late), 0);
     sl_ctx_release(early);
     sl_ctx_release(late); /* disarms */
+
+    /* Disarming the deadline the timer sleeps for, then arming a later one (no wakeup is sent
+     * for it): the timer wakes at the stale time, re-reads the heap, and still fires it. */
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(5), &early), 0);
+    sl_ctx_release(early);
+    t0 = sl_mono_ns();
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(30), &late), 0);
+    assert_int_equal(sl_ctx_wait(late), SL_ETIMEDOUT);
+    assert_true(sl_mono_ns() - t0 < SL_MS(30 + 4 * SLACK_MS));
+    sl_ctx_release(late);
 }
 
 /* ---- hooks ------------------------------------------------------------------------------ */
@@ -498,6 +508,20 @@ static void test_cond_wait(void **state)
     sl_ctx_cancel_with(parent, SL_ESHUTDOWN);
     pthread_join(t, NULL);
     assert_int_equal(p.rc, SL_ESHUTDOWN);
+    /* A value-only chain is skipped by sl_ctx_wait (EDEADLK) but not by the primitives'
+     * waiter: cancelling it directly must still wake a blocked primitive. */
+    sl_ctx *vctx;
+    assert_int_equal(sl_ctx_with_value(NULL, &k1, NULL, &vctx), 0);
+    sl_ctx *saved = p.ctx;
+    p.ctx = vctx;
+    atomic_store(&p.waiting, false);
+    assert_int_equal(pthread_create(&t, NULL, prim_waiter, &p), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&p.waiting), 5000));
+    sl_ctx_cancel(vctx);
+    pthread_join(t, NULL);
+    assert_int_equal(p.rc, SL_ECANCELED);
+    sl_ctx_release(vctx);
+    p.ctx = saved;
     /* Already done: returns at once. */
     pthread_mutex_lock(&p.mu);
     assert_int_equal(sl__ctx_cond_wait(p.ctx, &p.cv, &p.mu), SL_ESHUTDOWN);
