@@ -692,7 +692,8 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
         return;
     }
     bool progress = false;
-    if (events & (EPOLLIN | EPOLLHUP)) {
+    /* A closing connection reads no more requests; a hang-up then shows as a failed write. */
+    if ((events & (EPOLLIN | EPOLLHUP)) && !c->closing) {
         if (c->rlen == c->rpos && !c->head_len && c->timer.q == &c->w->tq_idle)
             sl__timer_stop(&c->timer); /* a new request: its header timeout starts now */
         int rc = read_some(c);
