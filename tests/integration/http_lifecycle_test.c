@@ -203,25 +203,40 @@ static void *client_main(void *p)
     return NULL;
 }
 
+static int thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
 static void test_shutdown_under_load(void **state)
 {
     (void)state;
     int port;
-    sl_server_opts o = {.handler = handler, .reactors = 2};
+    sl_ctx *ctx; /* created first: the ctx timer thread is not the server's */
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_SEC(20), &ctx), 0);
+    int threads = thread_count();
+    assert_true(threads > 0);
+    sl_server_opts o = {.handler = handler, .reactors = 3};
     sl_server *srv = tc_server_start(&o, &port);
+    assert_int_equal(thread_count(), threads + 3);
     load L = {.port = port};
     enum { NC = 8 };
     pthread_t th[NC];
     for (int i = 0; i < NC; i++)
         assert_int_equal(pthread_create(&th[i], NULL, client_main, &L), 0);
     assert_true(SL_WAIT_UNTIL(atomic_load(&L.responses) >= 2000, 20000));
-    sl_ctx *ctx;
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_SEC(20), &ctx), 0);
     assert_int_equal(sl_server_shutdown(srv, ctx), 0);
     sl_ctx_release(ctx);
     atomic_store(&L.stop, true);
     for (int i = 0; i < NC; i++)
         pthread_join(th[i], NULL);
+    assert_int_equal(thread_count(), threads); /* every reactor thread joined */
     assert_int_equal(atomic_load(&L.truncated), 0);
     /* Every response the server produced reached a client. */
     assert_int_equal((long long)tc_stat_requests(srv), atomic_load(&L.responses));
