@@ -424,6 +424,11 @@ static void arm_timer(sl__conn *c, bool progress)
 
 static void resp_reset(sl_resp *rp)
 {
+    if (rp->copy_cap > SL__COPY_MAX) { /* a big copy that was not handed over (HEAD) */
+        free(rp->copy);
+        rp->copy = NULL;
+        rp->copy_cap = 0;
+    }
     rp->status = 200;
     rp->close = false;
     rp->hlen = 0;
