@@ -220,6 +220,43 @@ static void test_shutdown_deadline(void **state)
     sl_server_free(srv);
 }
 
+/* sl_server_run: serves until its ctx is cancelled, then shuts down gracefully. */
+typedef struct run_arg {
+    sl_server *srv;
+    sl_ctx *ctx;
+    atomic_int rc;
+} run_arg;
+
+static void *run_main(void *p)
+{
+    run_arg *a = p;
+    atomic_store(&a->rc, sl_server_run(a->srv, a->ctx));
+    return NULL;
+}
+
+static void test_run_until_ctx(void **state)
+{
+    (void)state;
+    sl_server_opts o = {.handler = handler, .reactors = 1, .shutdown_timeout_ns = SL_SEC(5)};
+    sl_server *srv;
+    assert_int_equal(sl_server_new(&o, &srv), 0);
+    assert_int_equal(sl_server_run(srv, NULL), SL_EINVAL);
+    int port = sl_server_listen(srv, "127.0.0.1", 0);
+    assert_true(port > 0);
+    run_arg a = {.srv = srv, .rc = 1};
+    assert_int_equal(sl_ctx_with_cancel(NULL, &a.ctx), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_main, &a), 0);
+    assert_true(
+        SL_WAIT_UNTIL(tc_get_status(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") == 200, 5000));
+    sl_ctx_cancel(a.ctx);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&a.rc), 0);
+    assert_true(tc_connect(port) < 0); /* no longer listening */
+    sl_ctx_release(a.ctx);
+    sl_server_free(srv);
+}
+
 /* ---- shutdown under load ---- */
 
 typedef struct load {
@@ -361,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_shutdown_idle_and_inflight),
         cmocka_unit_test(test_shutdown_deadline),
         cmocka_unit_test(test_shutdown_under_load),
+        cmocka_unit_test(test_run_until_ctx),
         cmocka_unit_test(test_wrk_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
