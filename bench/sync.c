@@ -64,6 +64,41 @@ static void *idle_waiter(void *arg)
     return NULL;
 }
 
+static void noop_hook(void *arg, int err) {}
+
+/* Per-request pattern: every thread derives and drops children of one shared root. */
+struct churn {
+    sl_ctx *root;
+    long iters;
+};
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    for (long i = 0; i < c->iters; i++) {
+        sl_ctx *x;
+        sl_ctx_with_cancel(c->root, &x);
+        sl_ctx_release(x);
+    }
+    return NULL;
+}
+static void contended(sl_ctx *root)
+{
+    enum { THREADS = 2, ITERS = 200000 };
+    double v[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        pthread_t t[THREADS];
+        struct churn c = {root, ITERS};
+        int64_t t0 = sl_mono_ns();
+        for (int i = 0; i < THREADS; i++)
+            pthread_create(&t[i], NULL, churn_main, &c);
+        for (int i = 0; i < THREADS; i++)
+            pthread_join(t[i], NULL);
+        v[r] = (double)(sl_mono_ns() - t0) / (double)(THREADS * ITERS);
+    }
+    row("sync: ctx with_cancel+release, 2 threads, shared parent", median(v), "ns/op",
+        "wall time / total ops (throughput)");
+}
+
 int main(void)
 {
     sl_ctx *root;
@@ -80,8 +115,14 @@ int main(void)
         sl_ctx_with_timeout(root, SL_SEC(30), &c);
         sl_ctx_release(c);
     });
+    contended(root);
     sl_ctx *leaf;
     sl_ctx_with_cancel(root, &leaf);
+    BENCH("sync: ctx on_done+hook_stop", 1000000, "live ctx, hook never runs, 1 thread", {
+        sl_ctx_hook *h;
+        sl_ctx_on_done(leaf, noop_hook, NULL, &h);
+        sl_ctx_hook_stop(h);
+    });
     BENCH("sync: sl_ctx_err", 20000000, "one acquire load", { g_sink += sl_ctx_err(leaf); });
     sl_ctx_release(leaf);
 

@@ -340,6 +340,75 @@ static void test_hook_reentrancy(void **state)
     sl_ctx_release(c);
 }
 
+/* A hook that drops the last reference of its own ctx: the canceller keeps the memory alive
+ * until it is done with the node, and hook_stop later frees the rest. */
+static void release_own(void *arg, int err)
+{
+    sl_ctx_release(arg);
+}
+static void test_hook_releases_own_ctx(void **state)
+{
+    sl_ctx *parent = mk_cancel(NULL);
+    sl_ctx *c = mk_cancel(parent);
+    sl_ctx_hook *h;
+    assert_int_equal(sl_ctx_on_done(c, release_own, c, &h), 0);
+    sl_ctx_cancel(parent); /* c's hook runs on this thread and frees c's last reference */
+    assert_false(sl_ctx_hook_stop(h));
+    sl_ctx_release(parent);
+}
+
+/* Hooks run in registration order, and when any hook runs, every descendant is done already. */
+struct order {
+    int seen[4];
+    int n;
+    sl_ctx *leaf;
+    bool leaf_done_when_root_hook_ran;
+};
+static struct order g_order;
+static struct order *g_order_slots[3] = {&g_order, &g_order, &g_order};
+static void order_slot_fn(void *arg, int err)
+{
+    struct order *o = *(struct order **)arg;
+    o->seen[o->n++] = (int)((struct order **)arg - g_order_slots);
+    if (o->n == 1) o->leaf_done_when_root_hook_ran = sl_ctx_done(o->leaf);
+}
+
+static void test_hook_order_and_subtree_first(void **state)
+{
+    sl_ctx *root = mk_cancel(NULL), *mid = mk_cancel(root);
+    g_order.leaf = mk_cancel(mid);
+    sl_ctx_hook *h[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sl_ctx_on_done(root, order_slot_fn, &g_order_slots[i], &h[i]), 0);
+    sl_ctx_cancel(root);
+    assert_int_equal(g_order.n, 3);
+    assert_int_equal(g_order.seen[0], 0);
+    assert_int_equal(g_order.seen[1], 1);
+    assert_int_equal(g_order.seen[2], 2);
+    assert_true(g_order.leaf_done_when_root_hook_ran);
+    for (int i = 0; i < 3; i++)
+        assert_false(sl_ctx_hook_stop(h[i]));
+    sl_ctx_release(g_order.leaf);
+    sl_ctx_release(mid);
+    sl_ctx_release(root);
+}
+
+/* Cancel and release walk iteratively: a very deep chain cannot overflow the stack. */
+static void test_deep_chain(void **state)
+{
+    enum { DEPTH = 20000 };
+    sl_ctx *root = mk_cancel(NULL), *c = root;
+    for (int i = 0; i < DEPTH; i++) {
+        sl_ctx *next = mk_cancel(c);
+        if (c != root) sl_ctx_release(c); /* the child's reference keeps it */
+        c = next;
+    }
+    sl_ctx_cancel(root);
+    assert_int_equal(sl_ctx_err(c), SL_ECANCELED);
+    sl_ctx_release(c); /* frees the whole chain up to root, one level at a time */
+    sl_ctx_release(root);
+}
+
 /* hook_stop from another thread waits for a running callback. */
 struct slow {
     pthread_mutex_t mu;
@@ -586,6 +655,9 @@ int main(void)
         cmocka_unit_test(test_hook_on_done_ctx_runs_at_once),
         cmocka_unit_test(test_hook_stop_true_false),
         cmocka_unit_test(test_hook_reentrancy),
+        cmocka_unit_test(test_hook_releases_own_ctx),
+        cmocka_unit_test(test_hook_order_and_subtree_first),
+        cmocka_unit_test(test_deep_chain),
         cmocka_unit_test(test_hook_stop_waits_for_running),
         cmocka_unit_test(test_wait_is_woken),
         cmocka_unit_test(test_idle_waiter_uses_no_cpu),
