@@ -455,10 +455,9 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     bool keep = h->keep_alive && !w->resp.close && !w->draining;
     bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
     if (queue_response(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
-        /* No memory for the answer: the only honest thing left is to close. */
+        /* No memory for the answer: send what is queued (earlier pipelined responses are
+         * intact; wbuf_reserve failed before writing), then close without this one. */
         c->closing = true;
-        c->pending++;
-        c->wlen = c->woff = 0;
         return;
     }
     if (!keep) c->closing = true;
