@@ -86,7 +86,8 @@ SL_API int sl_server_new(const sl_server_opts *opts, sl_server **out);
 
 /* Binds and listens on host:port (host: an IPv4 or IPv6 literal, e.g. "127.0.0.1", "::1",
  * "0.0.0.0", "::"; NULL = "0.0.0.0"). Port 0 picks a free port. One SO_REUSEPORT socket is
- * opened per reactor. May be called several times (several addresses) before serve. Returns
+ * opened per reactor. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::" to take both
+ * families. May be called several times (several addresses) before serve. Returns
  * the bound port (> 0), or SL_EINVAL (bad host, or called after serve), SL_EADDRINUSE, or
  * another -errno. Threads: the controlling thread. Does not block. */
 SL_API int sl_server_listen(sl_server *srv, const char *host, int port);
