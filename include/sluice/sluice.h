@@ -19,5 +19,6 @@
 #include "sluice/limiter.h"
 #include "sluice/keyed.h"
 #include "sluice/router.h"
+#include "sluice/server.h"
 
 #endif /* SLUICE_SLUICE_H */
