@@ -375,9 +375,12 @@ static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
     double tok = sl_keyed_tokens_at(ru->keyed, st->key, st->len, now);
     st->after = tok;
     if (tier.limit != SL_RATE_INF && (tok < (double)n || n > tier.burst)) {
-        sl__spin_unlock(&sp->lock);
+        /* A deficit worth less than a nanosecond is no wait: x/time/rate allows it. */
         *wait = deficit_wait(tier.limit, tier.burst, tok, n);
-        return 0;
+        if (*wait > 0) {
+            sl__spin_unlock(&sp->lock);
+            return 0;
+        }
     }
     int rc = sl_keyed_reserve_n_at(ru->keyed, st->key, st->len, n, now, &st->kr);
     if (rc == 1) {
@@ -409,7 +412,7 @@ static int take_global(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait
     st->after = tok;
     if (st->limit != 0 && st->limit != SL_RATE_INF && tok < (double)n) {
         *wait = deficit_wait(st->limit, st->burst, tok, n);
-        return 0;
+        if (*wait > 0) return 0;
     }
     if (!sl_limiter_reserve_n_max_at(ru->lim, n, now, 0, &st->r)) {
         /* Another thread took the tokens between our look and our reservation. */
