@@ -148,7 +148,8 @@ typedef struct sl_ratelimit_rule {
     sl_ipgroup group; /* {0, 0}: SL_IPGROUP_DEFAULT (IPv4 /32, IPv6 /64) */
 
     /* SL_RATELIMIT_APIKEY */
-    const char *header; /* NULL: "X-API-Key"; the first line's value, trimmed, is the key */
+    const char *header; /* NULL: "X-API-Key"; the first line's value, trimmed, is the key;
+                           empty or longer than SL_RATELIMIT_MAX_KEY counts as missing */
     bool key_optional;  /* a request without the key skips this rule instead of 401 */
     const char *realm;  /* WWW-Authenticate realm on 401; NULL: "api" */
 
@@ -158,7 +159,9 @@ typedef struct sl_ratelimit_rule {
 
     /* Tiers (APIKEY, CUSTOM; ignored elsewhere). tiers NULL: one tier {limit, burst}. A key's
      * tier comes from tier_fn when set, else from tier_table (exact match), else default_tier.
-     * tier_fn is called from any thread, sometimes under a table lock: fast, no blocking. */
+     * tier_fn is called from any thread, sometimes under a table lock: fast, no blocking, and
+     * a pure function of the key (a key keeps the tier its table entry was created with; the
+     * headers and waits are computed from what tier_fn says now). */
     const sl_keyed_tier *tiers;
     int ntiers;
     int default_tier;
