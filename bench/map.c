@@ -1,9 +1,10 @@
-/* How fast is sl_map, and how much memory does an entry cost?
+/* How fast is sl_map (rwlock reads and lockfree_reads), and how much memory does an entry
+ * cost?
  *
  * 1M keys of 16 bytes with 8-byte values (the per-IP limiter's shape: a 16-byte address key).
- * get: 512k lookups per thread in random order over all 1M keys, 1 and 2 threads (each thread
+ * get: 256k lookups per thread in random order over all 1M keys, 1 and 2 threads (each thread
  * its own permutation). put: insert 1M new keys into an empty map (1 thread; 2 threads each
- * inserting half), and overwrite 512k existing keys. Every number is the median of 3 runs. Memory:
+ * inserting half), and overwrite 256k existing keys. Every number is the median of 3 runs. Memory:
  * bytes per entry from the allocator's counters (mallinfo2, heap bytes in use) and from the map's
  * own accounting; "overhead" is what is left after the 24 bytes of key and value. */
 #include <malloc.h>
@@ -15,7 +16,6 @@
 
 #include "sluice/sluice.h"
 #include "sluice/map.h"
-#include "sync/map_int.h"
 
 #define NKEYS (1u << 20)
 #define REPS  3
@@ -50,7 +50,7 @@ typedef struct job {
     sl_map *m;
     const uint32_t *order;
     uint32_t from, to;
-    int what; /* 0 get, 1 put, 2 get without the lock (single thread only) */
+    int what; /* 0 get, 1 put */
     uint64_t sink;
     atomic_int *ready;
     int nthreads;
@@ -70,9 +70,7 @@ static void *run(void *arg)
         if (j->what == 0) {
             if (sl_map_get(j->m, &k, sizeof k, &v) != 0) exit(2);
             sink += v;
-        } else if (j->what == 2) {
-            if (sl__map_get_unlocked(j->m, &k, sizeof k, &v) != 0) exit(2);
-            sink += v;
+
         } else if (sl_map_put(j->m, &k, sizeof k, &v) < 0) {
             exit(3);
         }
@@ -154,10 +152,10 @@ static double miss_ns(void)
 }
 
 /* get on a cache-resident map (10k keys): the compute cost (hash, lock, probe, copy). */
-static double small_get_ns(void)
+static double small_get_ns(bool lockfree)
 {
     sl_map *m = NULL;
-    sl_map_opts o = {.value_size = 8};
+    sl_map_opts o = {.value_size = 8, .lockfree_reads = lockfree};
     if (sl_map_new(&o, &m) != 0) exit(4);
     for (uint32_t i = 0; i < 10000; i++) {
         key16 k = key_of(i);
@@ -181,10 +179,10 @@ static double small_get_ns(void)
     return median(v);
 }
 
-static sl_map *fresh(void)
+static sl_map *fresh(bool lockfree)
 {
     sl_map *m = NULL;
-    sl_map_opts o = {.value_size = 8};
+    sl_map_opts o = {.value_size = 8, .lockfree_reads = lockfree};
     if (sl_map_new(&o, &m) != 0) exit(4);
     return m;
 }
@@ -192,58 +190,75 @@ static sl_map *fresh(void)
 int main(void)
 {
     uint32_t *orders[2] = {perm(1), perm(2)};
-    double ins[2][REPS], get[2][REPS], over[2][REPS], nolock[REPS];
-    double heap_per = 0, acct_per = 0;
-    sl_map_stats st = {0};
+    /* [mode: 0 rwlock, 1 lockfree_reads][threads - 1][rep] */
+    double ins[2][2][REPS] = {{{0}}}, get[2][2][REPS], over[2][2][REPS];
+    double heap_per = 0, acct_per[2] = {0, 0};
+    sl_map_stats st = {0}, st_lf = {0};
 
     for (int r = 0; r < REPS; r++) {
-        for (int th = 1; th <= 2; th++) {
+        for (int lf = 0; lf < 2; lf++) {
             struct mallinfo2 mi0 = mallinfo2();
             size_t before = mi0.uordblks + mi0.hblkhd;
-            sl_map *m = fresh();
-            ins[th - 1][r] = timed(m, orders, th, 1, NKEYS);
-            if (th == 1 && r == 0) {
+            sl_map *m = fresh(lf);
+            ins[lf][0][r] = timed(m, orders, 1, 1, NKEYS);
+            if (r == 0) {
                 struct mallinfo2 mi1 = mallinfo2();
                 size_t after = mi1.uordblks + mi1.hblkhd;
-                heap_per = (double)(after - before) / NKEYS;
-                sl_map_get_stats(m, &st);
-                acct_per = (double)st.bytes / (double)st.entries;
+                if (lf == 0) heap_per = (double)(after - before) / NKEYS;
+                sl_map_get_stats(m, lf ? &st_lf : &st);
+                acct_per[lf] = (double)(lf ? st_lf : st).bytes / (double)st.entries;
             }
-            get[th - 1][r] = timed(m, orders, th, 0, NKEYS / 2 * (uint32_t)th);
-            if (th == 1) nolock[r] = timed(m, orders, 1, 2, NKEYS / 2);
-            over[th - 1][r] = timed(m, orders, th, 1, NKEYS / 2);
+            for (int th = 1; th <= 2; th++) {
+                get[lf][th - 1][r] = timed(m, orders, th, 0, NKEYS / 4 * (uint32_t)th);
+                over[lf][th - 1][r] = timed(m, orders, th, 1, NKEYS / 4);
+            }
             sl_map_free(m);
+            if (lf == 0) { /* writers run the same code in both modes: one 2-thread insert */
+                m = fresh(lf);
+                ins[lf][1][r] = timed(m, orders, 2, 1, NKEYS);
+                sl_map_free(m);
+            }
         }
     }
-    /* timed() reports wall ns x threads / ops: per-thread latency. Throughput per op is the
-     * wall time divided by ops, printed as the 'ns/op (aggregate)' note. */
-    for (int th = 1; th <= 2; th++) {
-        double g = median(get[th - 1]), i = median(ins[th - 1]), o = median(over[th - 1]);
-        printf("| map get, 1M keys, %d thread%s | %.1f | ns/op per thread | aggregate %.1f ns/op; "
-               "16 B keys, 8 B values, random order |\n",
-               th, th > 1 ? "s" : "", g, g / th);
-        printf("| map put (insert), 1M keys, %d thread%s | %.1f | ns/op per thread | aggregate "
-               "%.1f ns/op; empty map, grows from 64 shards x 16 slots |\n",
-               th, th > 1 ? "s" : "", i, i / th);
-        printf("| map put (overwrite), 1M keys, %d thread%s | %.1f | ns/op per thread | "
-               "aggregate %.1f ns/op |\n",
-               th, th > 1 ? "s" : "", o, o / th);
+    /* timed() reports per-thread latency (wall time x threads / ops); the note gives the
+     * aggregate (wall time / ops). */
+    static const char *mode[2] = {"rwlock reads", "lockfree_reads"};
+    for (int lf = 0; lf < 2; lf++) {
+        for (int th = 1; th <= 2; th++) {
+            double g = median(get[lf][th - 1]);
+            printf("| map get, 1M keys, %d thread%s, %s | %.1f | ns/op per thread | aggregate "
+                   "%.1f ns/op; 16 B keys, 8 B values, random order |\n",
+                   th, th > 1 ? "s" : "", mode[lf], g, g / th);
+        }
+    }
+    for (int lf = 0; lf < 2; lf++) {
+        for (int th = 1; th <= 2; th++) {
+            double i = median(ins[lf][th - 1]), o = median(over[lf][th - 1]);
+            if (lf == 0 || th == 1)
+                printf("| map put (insert), 1M keys, %d thread%s, %s | %.1f | ns/op per thread "
+                       "| aggregate %.1f ns/op; empty map, grows from 64 shards x 16 slots |\n",
+                       th, th > 1 ? "s" : "", mode[lf], i, i / th);
+            printf("| map put (overwrite), 1M keys, %d thread%s, %s | %.1f | ns/op per thread | "
+                   "aggregate %.1f ns/op |\n",
+                   th, th > 1 ? "s" : "", mode[lf], o, o / th);
+        }
     }
     printf("| map bytes/entry (heap, mallinfo2), 1M keys | %.1f | bytes | overhead beyond 24 B "
            "key+value: %.1f |\n",
            heap_per, heap_per - 24);
     printf("| map bytes/entry (map accounting), 1M keys | %.1f | bytes | overhead %.1f: entry %zu "
            "B, index %.2f slots/entry, slab %.3f slots/entry |\n",
-           acct_per, acct_per - 24, st.entry_bytes, (double)st.index_slots / (double)st.entries,
-           (double)st.slab_slots / (double)st.entries);
-    printf("| map get without the shard lock (unsafe; prices the lock), 1M keys, 1 thread | %.1f "
-           "| ns/op | the most an optimistic read path could reach |\n",
-           median(nolock));
-    printf("| map get, 10k keys (cache-resident), 1 thread | %.1f | ns/op | hash + rwlock + probe "
-           "+ copy, no DRAM miss |\n",
-           small_get_ns());
+           acct_per[0], acct_per[0] - 24, st.entry_bytes,
+           (double)st.index_slots / (double)st.entries, (double)st.slab_slots / (double)st.entries);
+    printf("| map bytes/entry (map accounting), 1M keys, lockfree_reads | %.1f | bytes | overhead "
+           "%.1f: retired index arrays kept for readers |\n",
+           acct_per[1], acct_per[1] - 24);
+    for (int lf = 0; lf < 2; lf++)
+        printf("| map get, 10k keys (cache-resident), 1 thread, %s | %.1f | ns/op | hash + read "
+               "path + probe + copy, no DRAM miss |\n",
+               mode[lf], small_get_ns(lf));
     printf("| baseline: one dependent DRAM miss (32 MB pointer chase) | %.1f | ns | same machine, "
-           "same run: a 1M-key get pays ~2 |\n",
+           "same run: a 1M-key get pays up to ~2 |\n",
            miss_ns());
     free(orders[0]);
     free(orders[1]);

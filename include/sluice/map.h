@@ -6,9 +6,10 @@
  *
  * The map is split into shards (a power of two), each an open-addressing table with its own
  * reader-writer lock: readers of a shard run in parallel, writers of different shards run in
- * parallel, and a resize stops only the one shard that grows. Entries live in per-shard slabs
- * with the key stored inline when it is short (key_inline bytes) and the value inline, so a put
- * with a short key allocates nothing once the shard's slab has room.
+ * parallel, and a resize stops only the one shard that grows. With the lockfree_reads option
+ * reads take no lock at all (a seqlock), at the price of never returning memory. Entries live in
+ * per-shard slabs with the key stored inline when it is short (key_inline bytes) and the value
+ * inline, so a put with a short key allocates nothing once the shard's slab has room.
  *
  * Read-modify-write without a TOCTOU window goes through sl_map_update: a callback runs while
  * the key's shard is write-locked and may create, change or delete the entry.
@@ -27,13 +28,18 @@ typedef struct sl_map sl_map;
 /* Creation options. Zero-initialise and set what you need: {.value_size = 8} is a complete,
  * valid configuration. */
 typedef struct sl_map_opts {
-    size_t value_size; /* bytes per value, 0..65536; 0 makes a set. Values are stored at 8-byte
-                          alignment (the update callback may access them as such). */
-    size_t key_inline; /* keys up to this many bytes live inside the entry; longer keys are
-                          allocated. Rounded up to a multiple of 8, at least 8, at most 256.
-                          0 = 16. */
-    size_t shards;     /* power of two, 1..4096; 0 = 64 */
-    size_t capacity;   /* expected number of keys (a hint: sizes the tables up front); 0 = none */
+    size_t value_size;   /* bytes per value, 0..65536; 0 makes a set. Values are stored at 8-byte
+                            alignment (the update callback may access them as such). */
+    size_t key_inline;   /* keys up to this many bytes live inside the entry; longer keys are
+                            allocated. Rounded up to a multiple of 8, at least 8, at most 256.
+                            0 = 16. */
+    size_t shards;       /* power of two, 1..4096; 0 = 64 */
+    size_t capacity;     /* expected number of keys (a hint: sizes the tables up front); 0 = none */
+    bool lockfree_reads; /* sl_map_get reads optimistically (seqlock) instead of taking the
+                            shard's read lock, for keys up to key_inline bytes and values up to
+                            256 bytes (others, and reads that meet a writer, take the lock).
+                            Price: memory is never given back while the map lives (deleted
+                            entries' room is reused; replaced index arrays are kept). */
 } sl_map_opts;
 
 /* Creates an empty map. Returns 0 and sets *out (free with sl_map_free), SL_EINVAL for options
@@ -47,7 +53,9 @@ SL_API void sl_map_free(sl_map *m);
 /* Copies the value stored under key into value_out (value_size bytes; may be NULL to test for
  * presence only). Returns 0, or SL_ENOENT when the key is absent (value_out untouched).
  * key may be NULL when klen is 0. Threads: any; readers of one shard do not exclude each other.
- * Blocks only while a writer holds the key's shard. */
+ * Blocks only while a writer holds the key's shard. With lockfree_reads the read stores nothing
+ * shared and takes the lock only when it meets a writer (or for a long key or a value over
+ * 256 bytes). */
 SL_API int sl_map_get(sl_map *m, const void *key, size_t klen, void *value_out);
 
 /* Stores a copy of value (value_size bytes; NULL stores zeroes) under a copy of key, replacing
@@ -118,7 +126,8 @@ SL_API size_t sl_map_value_size(const sl_map *m);
 /* Memory accounting, for benchmarks and metrics. */
 typedef struct sl_map_stats {
     size_t entries;     /* entries stored */
-    size_t bytes;       /* heap bytes held: shard structs, indexes, slabs, long keys */
+    size_t bytes;       /* heap bytes held: shard structs, indexes, slabs, long keys, and
+                           (lockfree_reads) retired arrays */
     size_t index_slots; /* open-addressing slots over all shards */
     size_t slab_slots;  /* entry slots allocated in slabs over all shards */
     size_t entry_bytes; /* bytes of one slab entry: header + inline key + value */

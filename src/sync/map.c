@@ -19,13 +19,19 @@
  * entry is named by exactly one slot; count <= 3/4 of the slots; slab_slots >= count.
  *
  * Locking. One pthread rwlock per shard, writer-preferring so a stream of readers cannot starve
- * a writer. Readers take it shared and copy the value out; nothing the map owns is ever visible
- * outside a call. A lock-free (seqlock) read path was considered and rejected for now: an
- * optimistic reader can observe an index being freed by a concurrent resize, so it needs
- * deferred reclamation (epochs/hazard pointers) plus atomics for every byte it copies to stay
- * TSan-clean, and without such reclamation it would rule out freeing slabs and shrinking the
- * index. The rwlock costs two uncontended atomics per read, and shards spread them over
- * different cache lines (each shard is cache-line aligned). docs/map.md has the numbers.
+ * a writer. Writers always take it exclusively. Readers, by default, take it shared and copy
+ * the value out; nothing the map owns is ever visible outside a call.
+ *
+ * lockfree_reads adds a seqlock read path (get_optimistic) that stores nothing shared, so
+ * readers of a hot shard stop bouncing the lock's cache line between cores. Writers make the
+ * shard's seq odd around every change, and store every byte a reader may load (slots, entries)
+ * with atomic release stores; readers use acquire loads and retry or fall back to the lock
+ * when seq moved (see "stores seen by optimistic readers" below: no fences, so TSan checks it
+ * precisely). An optimistic reader may be looking at any index, slab-pointer array or slab at
+ * any moment, so such a map frees none of them while it lives: replaced arrays are retired
+ * until sl_map_free (doubling growth bounds them by the live ones), slabs and the index never
+ * shrink, and long keys, which delete does free, are never followed: a key longer than
+ * key_inline is read under the lock. docs/map.md compares the two modes.
  *
  * Ordering that matters. Insertion reserves everything it can fail on (index growth, a slab, a
  * long-key copy) before it changes anything, so SL_ENOMEM leaves the map as it was and
@@ -74,17 +80,41 @@ static inline uint32_t slot_ent(slot sl) /* entry number; only for a non-empty s
     return (sl & SLOT_ENT_MASK) - 1;
 }
 
+/* The index and the slab-pointer array are each one allocation reached through an atomic
+ * pointer, so an optimistic reader gets a consistent {mask, slots} or {slab pointers} from one
+ * load. In a lockfree_reads map a replaced block is retired (kept until sl_map_free, linked
+ * through `retired`) instead of freed, since a reader may still be inside it. */
+typedef struct index_blk {
+    struct index_blk *retired;
+    uint32_t mask; /* immutable once published */
+    slot slots[];
+} index_blk;
+
+typedef struct slabs_blk {
+    struct slabs_blk *retired;
+    uint32_t cap;
+    unsigned char *slab[];
+} slabs_blk;
+
 typedef struct shard {
     _Alignas(CACHE_LINE) pthread_rwlock_t lock;
-    slot *index;            /* mask + 1 slots; guarded by lock */
-    uint32_t mask;          /* guarded by lock */
-    _Atomic uint32_t count; /* live entries; written under the write lock, read anywhere */
-    unsigned char **slabs;  /* nslabs pointers; guarded by lock */
-    uint32_t nslabs, slabs_cap;
-    uint32_t slab_slots;    /* entries the allocated slabs can hold; guarded by lock */
-    size_t long_key_bytes;  /* bytes allocated for keys longer than key_inline; lock */
-    size_t key_bytes_r;     /* sum over entries of klen rounded up to 8 (range's copy); lock */
-    unsigned char *scratch; /* value_size bytes for update's callback; write lock */
+    slot *index;             /* == ix->slots; guarded by lock */
+    uint32_t mask;           /* == ix->mask; guarded by lock */
+    _Atomic uint32_t count;  /* live entries; written under the write lock, read anywhere */
+    unsigned char **slabs;   /* == sb->slab; guarded by lock */
+    uint32_t slabs_cap;      /* guarded by lock */
+    _Atomic uint32_t nslabs; /* written under the write lock (release), read by optimistic
+                                readers (acquire) */
+    _Atomic uint32_t seq;    /* seqlock: odd while a writer changes a lockfree_reads shard */
+    _Atomic(index_blk *) ix; /* replaced under the write lock (release) */
+    _Atomic(slabs_blk *) sb; /* replaced under the write lock (release); NULL until a slab */
+    index_blk *retired_ix;   /* lockfree_reads only; freed by sl_map_free; lock */
+    slabs_blk *retired_sb;   /* idem */
+    size_t retired_bytes;    /* bytes in the two retired lists; lock */
+    uint32_t slab_slots;     /* entries the allocated slabs can hold; guarded by lock */
+    size_t long_key_bytes;   /* bytes allocated for keys longer than key_inline; lock */
+    size_t key_bytes_r;      /* sum over entries of klen rounded up to 8 (range's copy); lock */
+    unsigned char *scratch;  /* value_size bytes for update's callback; write lock */
 } shard;
 
 struct sl_map {
@@ -93,6 +123,7 @@ struct sl_map {
     size_t key_inline; /* multiple of 8, >= 8 */
     size_t stride;     /* bytes per entry: HDR_BYTES + key_inline + value_r */
     uint32_t nshards;  /* power of two */
+    bool lockfree;     /* lockfree_reads: seqlock readers, retire instead of free, no shrink */
     uint64_t k0, k1;   /* SipHash key */
     shard *shards;
 };
@@ -200,18 +231,24 @@ static inline uint32_t slab_size(uint32_t k)
     return k < SLAB_GEOM ? SLAB_FIRST << k : SLAB_MAX;
 }
 
+/* Entry number i lives in slab *k at position *off. */
+static inline void slab_pos(uint32_t i, uint32_t *k, uint32_t *off)
+{
+    if (i < SLAB_GEOM_TOTAL) {
+        uint32_t q = i / SLAB_FIRST + 1;
+        *k = 31u - (uint32_t)__builtin_clz(q);
+        *off = i - SLAB_FIRST * ((1u << *k) - 1u);
+    } else {
+        uint32_t r = i - SLAB_GEOM_TOTAL;
+        *k = SLAB_GEOM + r / SLAB_MAX;
+        *off = r % SLAB_MAX;
+    }
+}
+
 static inline unsigned char *entry_at(const sl_map *m, const shard *s, uint32_t i)
 {
     uint32_t k, off;
-    if (i < SLAB_GEOM_TOTAL) {
-        uint32_t q = i / SLAB_FIRST + 1;
-        k = 31u - (uint32_t)__builtin_clz(q);
-        off = i - SLAB_FIRST * ((1u << k) - 1u);
-    } else {
-        uint32_t r = i - SLAB_GEOM_TOTAL;
-        k = SLAB_GEOM + r / SLAB_MAX;
-        off = r % SLAB_MAX;
-    }
+    slab_pos(i, &k, &off);
     return s->slabs[k] + (size_t)off * m->stride;
 }
 
@@ -247,6 +284,68 @@ static inline size_t round8(size_t n)
     return (n + 7) & ~(size_t)7;
 }
 
+/* ---- stores seen by optimistic readers ------------------------------------------------------
+ * Every byte an optimistic reader may load (slots, entries) is stored with atomic release
+ * stores and loaded with acquire loads (plain moves on x86): a reader that sees any byte of a
+ * writer's update then also sees that writer's odd sequence number, so its validation fails.
+ * This is Boehm's fence-free seqlock formulation; standalone fences are avoided because
+ * ThreadSanitizer does not model them. In a map without lockfree_reads the same stores are
+ * simply ordinary moves. */
+
+static inline void slot_store(slot *p, slot v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Stores n bytes (a multiple of 8) at the 8-aligned dst, word by word: srclen bytes from src,
+ * then zeroes. */
+static void store_words(unsigned char *dst, const void *src, size_t srclen, size_t n)
+{
+    const unsigned char *p = src;
+    for (size_t off = 0; off < n; off += 8) {
+        uint64_t w = 0;
+        if (off < srclen) memcpy(&w, p + off, srclen - off < 8 ? srclen - off : 8);
+        __atomic_store_n((uint64_t *)(void *)(dst + off), w, __ATOMIC_RELEASE);
+    }
+}
+
+static inline void write_begin(const sl_map *m, shard *s)
+{
+    if (!m->lockfree) return;
+    uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
+}
+
+static inline void write_end(const sl_map *m, shard *s)
+{
+    if (!m->lockfree) return;
+    uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->seq, q + 1, memory_order_release);
+}
+
+static void retire_ix(const sl_map *m, shard *s, index_blk *old)
+{
+    if (!m->lockfree) {
+        free(old);
+        return;
+    }
+    old->retired = s->retired_ix;
+    s->retired_ix = old;
+    s->retired_bytes += sizeof *old + ((size_t)old->mask + 1) * sizeof(slot);
+}
+
+static void retire_sb(const sl_map *m, shard *s, slabs_blk *old)
+{
+    if (!old) return;
+    if (!m->lockfree) {
+        free(old);
+        return;
+    }
+    old->retired = s->retired_sb;
+    s->retired_sb = old;
+    s->retired_bytes += sizeof *old + old->cap * sizeof(unsigned char *);
+}
+
 /* Returns the slot holding key, or, when absent, UINT32_MAX with *empty set to the first empty
  * slot of the probe (where an insertion without resize would go). */
 static uint32_t find(const sl_map *m, const shard *s, uint32_t h, const void *key, size_t klen,
@@ -278,23 +377,27 @@ static uint32_t first_empty(const shard *s, uint32_t h)
 }
 
 /* Rebuilds the index with ncap slots from the entries, which are dense, so this reads memory
- * sequentially. Returns 0 or SL_ENOMEM (index unchanged). */
+ * sequentially. The new block is filled before it is published. Returns 0 or SL_ENOMEM (index
+ * unchanged). */
 static int index_resize(const sl_map *m, shard *s, uint32_t ncap)
 {
-    slot *ni = map_calloc(ncap, sizeof *ni);
-    if (!ni) return SL_ENOMEM;
+    index_blk *nb = map_calloc(1, sizeof *nb + (size_t)ncap * sizeof(slot));
+    if (!nb) return SL_ENOMEM;
     uint32_t nmask = ncap - 1;
+    nb->mask = nmask;
     uint32_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
     for (uint32_t i = 0; i < count; i++) {
         uint32_t h = ent_hash(entry_at(m, s, i));
         uint32_t j = h & nmask;
-        while (ni[j] != 0)
+        while (nb->slots[j] != 0)
             j = (j + 1) & nmask;
-        ni[j] = mkslot(h, i);
+        nb->slots[j] = mkslot(h, i);
     }
-    free(s->index);
-    s->index = ni;
+    index_blk *old = atomic_load_explicit(&s->ix, memory_order_relaxed);
+    atomic_store_explicit(&s->ix, nb, memory_order_release);
+    s->index = nb->slots;
     s->mask = nmask;
+    retire_ix(m, s, old);
     return 0;
 }
 
@@ -311,17 +414,26 @@ static int reserve(const sl_map *m, shard *s, const void *key, size_t klen, unsi
         if (rc < 0) return rc;
     }
     if (count == s->slab_slots) {
-        if (s->nslabs == s->slabs_cap) {
+        uint32_t nslabs = atomic_load_explicit(&s->nslabs, memory_order_relaxed);
+        if (nslabs == s->slabs_cap) {
             uint32_t ncap = s->slabs_cap ? s->slabs_cap * 2 : 8;
-            unsigned char **ns = map_realloc(s->slabs, ncap * sizeof *ns);
-            if (!ns) return SL_ENOMEM;
-            s->slabs = ns;
+            slabs_blk *nb = map_malloc(sizeof *nb + ncap * sizeof(unsigned char *));
+            if (!nb) return SL_ENOMEM;
+            nb->retired = NULL;
+            nb->cap = ncap;
+            if (nslabs) memcpy(nb->slab, s->slabs, nslabs * sizeof *s->slabs);
+            slabs_blk *old = atomic_load_explicit(&s->sb, memory_order_relaxed);
+            atomic_store_explicit(&s->sb, nb, memory_order_release);
+            s->slabs = nb->slab;
             s->slabs_cap = ncap;
+            retire_sb(m, s, old);
         }
-        uint32_t n = slab_size(s->nslabs);
+        uint32_t n = slab_size(nslabs);
         unsigned char *slab = map_malloc((size_t)n * m->stride);
         if (!slab) return SL_ENOMEM;
-        s->slabs[s->nslabs++] = slab;
+        /* The pointer is in place before nslabs says it exists (release). */
+        s->slabs[nslabs] = slab;
+        atomic_store_explicit(&s->nslabs, nslabs + 1, memory_order_release);
         s->slab_slots += n;
     }
     if (klen > m->key_inline) {
@@ -340,21 +452,19 @@ static void insert(const sl_map *m, shard *s, uint32_t h, const void *key, size_
     uint32_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
     unsigned char *e = entry_at(m, s, count);
     uint32_t kl = (uint32_t)klen;
-    memcpy(e, &h, 4);
-    memcpy(e + 4, &kl, 4);
+    unsigned char hdr[HDR_BYTES];
+    memcpy(hdr, &h, 4);
+    memcpy(hdr + 4, &kl, 4);
+    store_words(e, hdr, HDR_BYTES, HDR_BYTES);
     if (kcopy) {
-        memcpy(e + HDR_BYTES, &kcopy, sizeof kcopy);
+        store_words(e + HDR_BYTES, &kcopy, sizeof kcopy, 8);
         s->long_key_bytes += klen;
-    } else if (klen) {
-        memcpy(e + HDR_BYTES, key, klen);
+    } else {
+        store_words(e + HDR_BYTES, key, klen, round8(klen));
     }
-    if (m->value_size) {
-        if (value)
-            memcpy(ent_val(m, e), value, m->value_size);
-        else
-            memset(ent_val(m, e), 0, m->value_size);
-    }
-    s->index[first_empty(s, h)] = mkslot(h, count);
+    store_words(ent_val(m, e), value, value ? m->value_size : 0, m->value_r);
+    /* The entry is complete before a slot names it. */
+    slot_store(&s->index[first_empty(s, h)], mkslot(h, count));
     s->key_bytes_r += round8(klen);
     atomic_store_explicit(&s->count, count + 1, memory_order_relaxed);
 }
@@ -364,15 +474,18 @@ static void insert(const sl_map *m, shard *s, uint32_t h, const void *key, size_
  * the index once it is under 1/8 full. Failure to shrink is not an error. Write lock held. */
 static void shrink(const sl_map *m, shard *s)
 {
+    if (m->lockfree) return; /* an optimistic reader may be inside any slab or index */
     uint32_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
-    while (s->nslabs > 1) {
-        uint32_t last = s->nslabs - 1;
+    uint32_t nslabs = atomic_load_explicit(&s->nslabs, memory_order_relaxed);
+    while (nslabs > 1) {
+        uint32_t last = nslabs - 1;
         uint32_t start = s->slab_slots - slab_size(last);
         if (count + slab_size(last - 1) / 2 > start) break;
         free(s->slabs[last]);
-        s->nslabs--;
+        nslabs--;
         s->slab_slots = start;
     }
+    atomic_store_explicit(&s->nslabs, nslabs, memory_order_relaxed);
     if (s->mask + 1 > INDEX_MIN && (uint64_t)count * 8 < (uint64_t)(s->mask + 1))
         (void)index_resize(m, s, (s->mask + 1) / 2);
 }
@@ -401,21 +514,21 @@ static void remove_at(const sl_map *m, shard *s, uint32_t i)
         if (sl == 0) break;
         uint32_t home = ent_hash(entry_at(m, s, slot_ent(sl))) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
-            s->index[hole] = sl;
+            slot_store(&s->index[hole], sl);
             hole = j;
         }
     }
-    s->index[hole] = 0;
+    slot_store(&s->index[hole], 0);
 
     /* Keep entries dense: the last one moves into the freed number. */
     uint32_t last = atomic_load_explicit(&s->count, memory_order_relaxed) - 1;
     if (ent != last) {
         unsigned char *le = entry_at(m, s, last);
-        memcpy(e, le, m->stride);
+        store_words(e, le, m->stride, m->stride);
         uint32_t k = ent_hash(e) & mask;
         while (s->index[k] == 0 || slot_ent(s->index[k]) != last)
             k = (k + 1) & mask;
-        s->index[k] = mkslot(ent_hash(e), ent);
+        slot_store(&s->index[k], mkslot(ent_hash(e), ent));
     }
     atomic_store_explicit(&s->count, last, memory_order_relaxed);
     shrink(m, s);
@@ -432,15 +545,18 @@ static int shard_init(shard *s, uint32_t index_cap, size_t value_size)
     int rc = pthread_rwlock_init(&s->lock, &a);
     pthread_rwlockattr_destroy(&a);
     if (rc != 0) return SL_ENOMEM;
-    s->index = map_calloc(index_cap, sizeof *s->index);
+    index_blk *ix = map_calloc(1, sizeof *ix + (size_t)index_cap * sizeof(slot));
     s->scratch = map_malloc(value_size ? value_size : 1);
-    if (!s->index || !s->scratch) {
-        free(s->index);
+    if (!ix || !s->scratch) {
+        free(ix);
         free(s->scratch);
         pthread_rwlock_destroy(&s->lock);
         return SL_ENOMEM;
     }
-    s->mask = index_cap - 1;
+    ix->mask = index_cap - 1;
+    atomic_store_explicit(&s->ix, ix, memory_order_relaxed); /* published by sl_map_new's return */
+    s->index = ix->slots;
+    s->mask = ix->mask;
     return 0;
 }
 
@@ -455,10 +571,21 @@ static void shard_destroy(const sl_map *m, shard *s)
             free(p);
         }
     }
-    for (uint32_t k = 0; k < s->nslabs; k++)
+    uint32_t nslabs = atomic_load_explicit(&s->nslabs, memory_order_relaxed);
+    for (uint32_t k = 0; k < nslabs; k++)
         free(s->slabs[k]);
-    free(s->slabs);
-    free(s->index);
+    free(atomic_load_explicit(&s->sb, memory_order_relaxed));
+    free(atomic_load_explicit(&s->ix, memory_order_relaxed));
+    while (s->retired_ix) {
+        index_blk *next = s->retired_ix->retired;
+        free(s->retired_ix);
+        s->retired_ix = next;
+    }
+    while (s->retired_sb) {
+        slabs_blk *next = s->retired_sb->retired;
+        free(s->retired_sb);
+        s->retired_sb = next;
+    }
     free(s->scratch);
     pthread_rwlock_destroy(&s->lock);
 }
@@ -486,6 +613,7 @@ int sl_map_new(const sl_map_opts *opts, sl_map **out)
     m->key_inline = round8(o.key_inline);
     m->stride = HDR_BYTES + m->key_inline + m->value_r;
     m->nshards = (uint32_t)o.shards;
+    m->lockfree = o.lockfree_reads;
     uint64_t seed[2];
     if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         /* No entropy yet (early boot): fall back to addresses and time; still per-map. */
@@ -529,29 +657,84 @@ static inline shard *shard_for(const sl_map *m, uint64_t h)
     return &m->shards[(h >> 40) & (m->nshards - 1)];
 }
 
+#define OPT_VALUE_MAX 256 /* larger values are read under the lock */
+#define OPT_FALLBACK  1   /* get_optimistic could not get a consistent read */
+
+static void load_words(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    for (size_t off = 0; off < n; off += 8) {
+        uint64_t w = __atomic_load_n((const uint64_t *)(const void *)(src + off), __ATOMIC_ACQUIRE);
+        memcpy(dst + off, &w, 8);
+    }
+}
+
+/* The seqlock read of a lockfree_reads map: no store to shared memory at all, so readers of
+ * one shard never touch each other's cache lines. Everything read is copied into locals and
+ * used only once the sequence number proves no writer ran meanwhile; whatever a torn read
+ * yields, every address formed stays inside memory the shard keeps until sl_map_free (bounds:
+ * probe count <= slots, slab number < published nslabs, long keys never followed). Returns 0,
+ * SL_ENOENT, or OPT_FALLBACK when a writer is active or two tries were torn: then the caller
+ * takes the read lock, which also means a busy writer is waited for instead of spun on. */
+static int get_optimistic(const sl_map *m, shard *s, uint32_t h, const void *key, size_t klen,
+                          void *value_out)
+{
+    unsigned char kbuf[KEY_INLINE_MAX], vbuf[OPT_VALUE_MAX];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint32_t s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
+        if (s1 & 1) return OPT_FALLBACK;
+        uint32_t nslabs = atomic_load_explicit(&s->nslabs, memory_order_acquire);
+        const slabs_blk *sb = atomic_load_explicit(&s->sb, memory_order_acquire);
+        const index_blk *ix = atomic_load_explicit(&s->ix, memory_order_acquire);
+        uint32_t mask = ix->mask, i = h & mask;
+        int rc = SL_ENOENT;
+        for (uint32_t probes = 0; probes <= mask; probes++, i = (i + 1) & mask) {
+            slot sl = __atomic_load_n(&ix->slots[i], __ATOMIC_ACQUIRE);
+            if (sl == 0) break;
+            if (((sl ^ h) & ~SLOT_ENT_MASK) != 0) continue;
+            uint32_t k, off;
+            slab_pos(slot_ent(sl), &k, &off);
+            if (k >= nslabs) {
+                rc = OPT_FALLBACK; /* torn: a slot newer than our slab count */
+                break;
+            }
+            const unsigned char *e = sb->slab[k] + (size_t)off * m->stride;
+            unsigned char hdr[HDR_BYTES];
+            uint32_t eh, ekl;
+            load_words(hdr, e, HDR_BYTES);
+            memcpy(&eh, hdr, 4);
+            memcpy(&ekl, hdr + 4, 4);
+            if (eh != h || ekl != klen) continue; /* a long key never matches: klen is short */
+            load_words(kbuf, e + HDR_BYTES, round8(klen));
+            if (klen && memcmp(kbuf, key, klen) != 0) continue;
+            load_words(vbuf, e + HDR_BYTES + m->key_inline, m->value_r);
+            rc = 0;
+            break;
+        }
+        /* The acquire loads above keep this load after them. */
+        uint32_t s2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
+        if (s1 == s2 && rc != OPT_FALLBACK) {
+            if (rc == 0 && value_out && m->value_size) memcpy(value_out, vbuf, m->value_size);
+            return rc;
+        }
+    }
+    return OPT_FALLBACK;
+}
+
 int sl_map_get(sl_map *m, const void *key, size_t klen, void *value_out)
 {
     if (klen > UINT32_MAX) return SL_ENOENT;
     uint64_t h = siphash13(m->k0, m->k1, key, klen);
     shard *s = shard_for(m, h);
+    if (m->lockfree && klen <= m->key_inline && m->value_r <= OPT_VALUE_MAX) {
+        int rc = get_optimistic(m, s, (uint32_t)h, key, klen, value_out);
+        if (rc != OPT_FALLBACK) return rc;
+    }
     uint32_t empty;
     pthread_rwlock_rdlock(&s->lock);
     uint32_t i = find(m, s, (uint32_t)h, key, klen, &empty);
     if (i != UINT32_MAX && value_out && m->value_size)
         memcpy(value_out, ent_val(m, entry_at(m, s, slot_ent(s->index[i]))), m->value_size);
     pthread_rwlock_unlock(&s->lock);
-    return i == UINT32_MAX ? SL_ENOENT : 0;
-}
-
-int sl__map_get_unlocked(void *mp, const void *key, size_t klen, void *value_out)
-{
-    sl_map *m = mp;
-    uint64_t h = siphash13(m->k0, m->k1, key, klen);
-    shard *s = shard_for(m, h);
-    uint32_t empty;
-    uint32_t i = find(m, s, (uint32_t)h, key, klen, &empty);
-    if (i != UINT32_MAX && value_out && m->value_size)
-        memcpy(value_out, ent_val(m, entry_at(m, s, slot_ent(s->index[i]))), m->value_size);
     return i == UINT32_MAX ? SL_ENOENT : 0;
 }
 
@@ -569,10 +752,9 @@ static int put(sl_map *m, const void *key, size_t klen, const void *value, bool 
     if (i != UINT32_MAX) {
         unsigned char *v = ent_val(m, entry_at(m, s, slot_ent(s->index[i])));
         if (replace) {
-            if (value && m->value_size)
-                memcpy(v, value, m->value_size);
-            else if (m->value_size)
-                memset(v, 0, m->value_size);
+            write_begin(m, s);
+            store_words(v, value, value ? m->value_size : 0, m->value_r);
+            write_end(m, s);
             rc = 0;
         } else {
             if (existing_out && m->value_size) memcpy(existing_out, v, m->value_size);
@@ -582,7 +764,9 @@ static int put(sl_map *m, const void *key, size_t klen, const void *value, bool 
         unsigned char *kcopy;
         rc = reserve(m, s, key, klen, &kcopy);
         if (rc == 0) {
+            write_begin(m, s);
             insert(m, s, (uint32_t)h, key, klen, kcopy, value);
+            write_end(m, s);
             rc = replace ? 1 : 0;
         }
     }
@@ -612,7 +796,9 @@ int sl_map_delete(sl_map *m, const void *key, size_t klen, void *value_out)
     if (i != UINT32_MAX) {
         if (value_out && m->value_size)
             memcpy(value_out, ent_val(m, entry_at(m, s, slot_ent(s->index[i]))), m->value_size);
+        write_begin(m, s);
         remove_at(m, s, i);
+        write_end(m, s);
     }
     pthread_rwlock_unlock(&s->lock);
     return i == UINT32_MAX ? SL_ENOENT : 0;
@@ -633,20 +819,25 @@ int sl_map_update(sl_map *m, const void *key, size_t klen, sl_map_update_fn fn, 
         unsigned char *v = ent_val(m, entry_at(m, s, slot_ent(s->index[i])));
         memcpy(s->scratch, v, vs);
         rc = fn(s->scratch, true, arg);
+        write_begin(m, s);
         if (rc == SL_MAP_STORE)
-            memcpy(v, s->scratch, vs);
+            store_words(v, s->scratch, vs, m->value_r);
         else if (rc == SL_MAP_DELETE)
             remove_at(m, s, i);
+        write_end(m, s);
     } else {
         unsigned char *kcopy;
         rc = reserve(m, s, key, klen, &kcopy);
         if (rc == 0) {
             memset(s->scratch, 0, vs ? vs : 1);
             rc = fn(s->scratch, false, arg);
-            if (rc == SL_MAP_STORE)
+            if (rc == SL_MAP_STORE) {
+                write_begin(m, s);
                 insert(m, s, (uint32_t)h, key, klen, kcopy, s->scratch);
-            else
+                write_end(m, s);
+            } else {
                 free(kcopy);
+            }
         }
     }
     pthread_rwlock_unlock(&s->lock);
@@ -732,9 +923,10 @@ void sl_map_get_stats(sl_map *m, sl_map_stats *st)
         st->entries += atomic_load_explicit(&s->count, memory_order_relaxed);
         st->index_slots += (size_t)s->mask + 1;
         st->slab_slots += s->slab_slots;
-        st->bytes += ((size_t)s->mask + 1) * sizeof(slot) + (size_t)s->slab_slots * m->stride +
-                     s->slabs_cap * sizeof *s->slabs + s->long_key_bytes +
-                     (m->value_size ? m->value_size : 1);
+        st->bytes += sizeof(index_blk) + ((size_t)s->mask + 1) * sizeof(slot) +
+                     (size_t)s->slab_slots * m->stride +
+                     (s->slabs_cap ? sizeof(slabs_blk) + s->slabs_cap * sizeof *s->slabs : 0) +
+                     s->retired_bytes + s->long_key_bytes + (m->value_size ? m->value_size : 1);
         pthread_rwlock_unlock(&s->lock);
     }
 }

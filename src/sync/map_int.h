@@ -16,8 +16,4 @@ uint64_t sl__map_hash(const void *m, const void *key, size_t klen);
 /* The shard a hash selects. */
 size_t sl__map_shard_of(const void *m, uint64_t hash);
 
-/* sl_map_get without the shard's read lock, for the benchmark that prices the lock (what an
- * optimistic read path could save at best). Unsafe with any concurrent writer. */
-int sl__map_get_unlocked(void *m, const void *key, size_t klen, void *value_out);
-
 #endif

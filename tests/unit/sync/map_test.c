@@ -11,10 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool g_lockfree; /* the group runs twice: rwlock reads, then lockfree_reads */
+
 static sl_map *new_map(size_t value_size, size_t shards, size_t key_inline)
 {
     sl_map *m = NULL;
-    sl_map_opts o = {.value_size = value_size, .shards = shards, .key_inline = key_inline};
+    sl_map_opts o = {.value_size = value_size,
+                     .shards = shards,
+                     .key_inline = key_inline,
+                     .lockfree_reads = g_lockfree};
     assert_int_equal(sl_map_new(&o, &m), 0);
     assert_non_null(m);
     return m;
@@ -203,8 +208,23 @@ static void model_run(size_t shards, size_t key_inline, unsigned seed)
     sl_map_stats st;
     sl_map_get_stats(m, &st);
     assert_int_equal(st.entries, 0);
-    assert_int_equal(st.index_slots, 16 * shards);
-    assert_true(st.slab_slots <= 16 * shards);
+    if (!g_lockfree) {
+        assert_int_equal(st.index_slots, 16 * shards);
+        assert_true(st.slab_slots <= 16 * shards);
+    } else {
+        /* lockfree_reads keeps its memory: putting back the keys that were present before the
+         * deletions (a state each shard already held) allocates no index or slab. */
+        size_t slots = st.index_slots, slabs = st.slab_slots;
+        assert_true(slots > 16 * shards);
+        for (int k = 0; k < MODEL_KEYS; k++) {
+            if (!present[k]) continue;
+            int len = snprintf(key, sizeof key, "%d/%0*d", k, k % 40, k);
+            assert_int_equal(sl_map_put(m, key, (size_t)len, NULL), 1);
+        }
+        sl_map_get_stats(m, &st);
+        assert_int_equal(st.index_slots, slots);
+        assert_int_equal(st.slab_slots, slabs);
+    }
     sl_map_free(m);
 }
 
@@ -213,6 +233,99 @@ static void test_model(void **state)
     model_run(1, 16, 1);
     model_run(4, 8, 2);
     model_run(64, 32, 3);
+}
+
+/* lockfree_reads under writers: readers must never see a torn value, a missing stable key, or
+ * a wrong key's value, while a writer overwrites values, inserts and deletes (moving entries
+ * and resizing the index) in the same shard. Values are 8 equal words naming their key, so a
+ * read that mixes two writes shows. Time-bounded (300 ms). */
+#define OPT_STABLE 16
+#define OPT_CHURN  256
+typedef struct opt_arg {
+    sl_map *m;
+    int64_t deadline;
+    unsigned seed;
+    long ops;
+} opt_arg;
+
+static void check_words(const uint64_t v[8], uint64_t k)
+{
+    for (int w = 0; w < 8; w++)
+        if (v[w] != v[0] || v[w] >> 32 != k) fail_msg("torn or foreign value for key %lu", k);
+}
+
+static void *opt_reader(void *p)
+{
+    opt_arg *a = p;
+    while (a->ops < 2000 || sl_mono_ns() < a->deadline) { /* a floor: threads may start late */
+        uint64_t k = (uint64_t)(rand_r(&a->seed) % OPT_STABLE), v[8];
+        assert_int_equal(sl_map_get(a->m, &k, 8, v), 0);
+        check_words(v, k);
+        uint64_t c = OPT_STABLE + (uint64_t)(rand_r(&a->seed) % OPT_CHURN);
+        if (sl_map_get(a->m, &c, 8, v) == 0) check_words(v, c);
+        a->ops++;
+    }
+    return NULL;
+}
+
+static void *opt_writer(void *p)
+{
+    opt_arg *a = p;
+    while (a->ops < 2000 || sl_mono_ns() < a->deadline) { /* a floor: threads may start late */
+        unsigned r = (unsigned)rand_r(&a->seed);
+        uint64_t k =
+            r % 2 ? (uint64_t)(r / 2 % OPT_STABLE) : OPT_STABLE + (uint64_t)(r / 2 % OPT_CHURN);
+        uint64_t v[8];
+        for (int w = 0; w < 8; w++)
+            v[w] = k << 32 | (r & 0xffff);
+        if (k >= OPT_STABLE && r % 4 == 2)
+            sl_map_delete(a->m, &k, 8, NULL);
+        else
+            assert_true(sl_map_put(a->m, &k, 8, v) >= 0);
+        a->ops++;
+    }
+    return NULL;
+}
+
+static void test_lockfree_reads(void **state)
+{
+    sl_map *m = NULL;
+    sl_map_opts o = {.value_size = 64, .shards = 1, .lockfree_reads = true};
+    assert_int_equal(sl_map_new(&o, &m), 0);
+    for (uint64_t k = 0; k < OPT_STABLE; k++) {
+        uint64_t v[8];
+        for (int w = 0; w < 8; w++)
+            v[w] = k << 32;
+        assert_int_equal(sl_map_put(m, &k, 8, v), 1);
+    }
+    int64_t deadline = sl_mono_ns() + SL_MS(300);
+    opt_arg a[3] = {{m, deadline, 1, 0}, {m, deadline, 2, 0}, {m, deadline, 3, 0}};
+    pthread_t t[3];
+    assert_int_equal(pthread_create(&t[0], NULL, opt_reader, &a[0]), 0);
+    assert_int_equal(pthread_create(&t[1], NULL, opt_reader, &a[1]), 0);
+    assert_int_equal(pthread_create(&t[2], NULL, opt_writer, &a[2]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    assert_true(a[0].ops > 0 && a[2].ops > 0);
+    /* a long key takes the locked read path in the same map */
+    char lk[64];
+    memset(lk, 'q', sizeof lk);
+    uint64_t v[8] = {1, 2}, out[8] = {0};
+    assert_int_equal(sl_map_put(m, lk, sizeof lk, v), 1);
+    assert_int_equal(sl_map_get(m, lk, sizeof lk, out), 0);
+    assert_int_equal(out[1], 2);
+    sl_map_free(m);
+
+    /* values over 256 bytes are read under the lock too */
+    o = (sl_map_opts){.value_size = 300, .lockfree_reads = true};
+    assert_int_equal(sl_map_new(&o, &m), 0);
+    unsigned char big[300], got[300];
+    memset(big, 0x7e, sizeof big);
+    assert_int_equal(sl_map_put(m, "k", 1, big), 1);
+    assert_int_equal(sl_map_get(m, "k", 1, got), 0);
+    assert_memory_equal(big, got, sizeof big);
+    assert_int_equal(sl_map_get(m, "j", 1, got), SL_ENOENT);
+    sl_map_free(m);
 }
 
 static void test_many_keys_and_stats(void **state)
@@ -566,11 +679,15 @@ int main(void)
         cmocka_unit_test(test_value_sizes),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_many_keys_and_stats),
+        cmocka_unit_test(test_lockfree_reads),
         cmocka_unit_test(test_update),
         cmocka_unit_test(test_put_if_absent_race),
         cmocka_unit_test(test_range),
         cmocka_unit_test(test_range_concurrent_writers),
         cmocka_unit_test(test_enomem),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sl_map, rwlock reads", tests, NULL, NULL);
+    g_lockfree = true;
+    failed += cmocka_run_group_tests_name("sl_map, lockfree_reads", tests, NULL, NULL);
+    return failed;
 }
