@@ -257,6 +257,68 @@ static void test_limits(void **state)
     xff_one(shorter, "203.0.113.9", SL_CLIENTIP_FROM_XFF);
 }
 
+/* Whatever a client writes in front of what our proxy appends, it cannot choose the address
+ * it is limited under. X-Forwarded-For: always the address the proxy saw. Forwarded: that
+ * address, or (when the client's text leaves a quoted string open and swallows the proxy's
+ * element) the proxy itself; never anything the client wrote. Random text from an alphabet
+ * of the characters that matter, also run under ASan/UBSan for the parsers' bounds. */
+static uint64_t rng = 0x2545f4914f6cdd1dULL;
+
+static uint32_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+
+static void random_text(char *buf, size_t cap)
+{
+    static const char *atoms[] = {"1.2.3.4", "10.0.0.7", "fd00::1", "[2001:db8::1]:80",
+                                  ",",       ", ",       ";",       "=",
+                                  "\"",      "\\",       "for",     "For=",
+                                  "by=",     "_x",       "unknown", ":",
+                                  "[",       "]",        " ",       "\t",
+                                  "6.6.6.6", "::1",      "a"};
+    size_t n = next() % 12, len = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = atoms[next() % (sizeof atoms / sizeof atoms[0])];
+        size_t al = strlen(a);
+        if (len + al + 1 >= cap) break;
+        memcpy(buf + len, a, al + 1);
+        len += al;
+    }
+}
+
+static void test_client_cannot_choose(void **state)
+{
+    (void)state;
+    sl_clientip_config cfg = config(BOTH);
+    sl_ipkey peer = ip("10.0.0.1"), seen = ip("203.0.113.9"), got;
+    for (int i = 0; i < 20000; i++) {
+        char junk[128], line[192];
+        random_text(junk, sizeof junk);
+        hdrs h = {.n = 0};
+        bool fwd = i % 2;
+        if (i % 4 < 2) { /* the proxy appends to the client's line */
+            snprintf(line, sizeof line, fwd ? "%s, for=203.0.113.9" : "%s, 203.0.113.9", junk);
+            add(&h, fwd ? "Forwarded" : "X-Forwarded-For", line);
+        } else { /* the proxy adds a line of its own */
+            add(&h, fwd ? "Forwarded" : "X-Forwarded-For", junk);
+            add(&h, fwd ? "Forwarded" : "X-Forwarded-For", fwd ? "for=203.0.113.9" : "203.0.113.9");
+        }
+        int rc = sl_clientip_resolve(&cfg, &peer, lookup, &h, &got);
+        if (fwd && i % 4 < 2 && sl_ipkey_equal(&got, &peer)) {
+            assert_int_equal(rc, SL_CLIENTIP_FROM_PEER);
+            continue;
+        }
+        if (!sl_ipkey_equal(&got, &seen)) print_error("junk: [%s]\n", junk);
+        assert_true(sl_ipkey_equal(&got, &seen));
+        assert_int_equal(rc, fwd ? SL_CLIENTIP_FROM_FORWARDED : SL_CLIENTIP_FROM_XFF);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_forwarded_edges),
         cmocka_unit_test(test_forwarded_preferred),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_client_cannot_choose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
