@@ -18,6 +18,7 @@
 #include "sluice/ipkey.h"
 #include "sluice/limiter.h"
 #include "sluice/keyed.h"
+#include "sluice/ratelimit.h"
 #include "sluice/router.h"
 #include "sluice/server.h"
 
