@@ -1,0 +1,127 @@
+/* sluice-bench-server: the HTTP engine with the routes benchmarks use (TechEmpower style).
+ *
+ *   GET /plaintext -> 200 "Hello, World!" (text/plain)
+ *   GET /json      -> 200 {"message":"Hello, World!"} (application/json)
+ *   /              -> 200 for any method, after the whole body was read
+ *   anything else  -> 404
+ *
+ * Prints "listening on <addr>:<port>" once serving (port 0 picks a free one) and exits cleanly
+ * on SIGINT/SIGTERM through a graceful shutdown. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/sluice.h"
+#include "sluice/server.h"
+
+static const char hello[] = "Hello, World!";
+static const char json[] = "{\"message\":\"Hello, World!\"}";
+
+static bool is(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+static void handle(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)arg;
+    size_t ml, pl;
+    const char *m = sl_req_method(req, &ml);
+    const char *p = sl_req_path(req, &pl);
+    bool get = is(m, ml, "GET") || is(m, ml, "HEAD");
+    if (get && is(p, pl, "/plaintext")) {
+        sl_resp_set_content_type(resp, "text/plain");
+        sl_resp_set_body_static(resp, hello, sizeof hello - 1);
+    } else if (get && is(p, pl, "/json")) {
+        sl_resp_set_content_type(resp, "application/json");
+        sl_resp_set_body_static(resp, json, sizeof json - 1);
+    } else if (is(p, pl, "/")) {
+        sl_resp_set_content_type(resp, "text/plain");
+        sl_resp_set_body_static(resp, "OK", 2);
+    } else {
+        sl_resp_set_status(resp, 404);
+        sl_resp_set_content_type(resp, "text/plain");
+        sl_resp_set_body_static(resp, "not found\n", 10);
+    }
+}
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--addr A] [--port P] [--reactors N] [--max-body BYTES]\n"
+            "          [--max-connections N] [--read-header-timeout-ms MS]\n"
+            "          [--read-body-timeout-ms MS] [--write-timeout-ms MS]\n"
+            "          [--idle-timeout-ms MS] [--shutdown-timeout-ms MS]\n",
+            argv0);
+}
+
+int main(int argc, char **argv)
+{
+    sl_server_opts o = {.handler = handle};
+    const char *addr = "127.0.0.1";
+    int port = 8080;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) {
+            usage(argv[0]);
+            return 2;
+        }
+        const char *v = argv[++i];
+        long long n = strtoll(v, NULL, 10);
+        if (!strcmp(a, "--addr"))
+            addr = v;
+        else if (!strcmp(a, "--port"))
+            port = (int)n;
+        else if (!strcmp(a, "--reactors"))
+            o.reactors = (int)n;
+        else if (!strcmp(a, "--max-body"))
+            o.max_body_bytes = (uint64_t)n;
+        else if (!strcmp(a, "--max-connections"))
+            o.max_connections = (int)n;
+        else if (!strcmp(a, "--read-header-timeout-ms"))
+            o.read_header_timeout_ns = SL_MS(n);
+        else if (!strcmp(a, "--read-body-timeout-ms"))
+            o.read_body_timeout_ns = SL_MS(n);
+        else if (!strcmp(a, "--write-timeout-ms"))
+            o.write_timeout_ns = SL_MS(n);
+        else if (!strcmp(a, "--idle-timeout-ms"))
+            o.idle_timeout_ns = SL_MS(n);
+        else if (!strcmp(a, "--shutdown-timeout-ms"))
+            o.shutdown_timeout_ns = SL_MS(n);
+        else {
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    sl_server *srv;
+    int rc = sl_server_new(&o, &srv);
+    if (rc < 0) {
+        fprintf(stderr, "sluice-bench-server: %s\n", sl_strerror(rc));
+        return 1;
+    }
+    rc = sl_server_listen(srv, addr, port);
+    if (rc < 0) {
+        fprintf(stderr, "sluice-bench-server: listen %s:%d: %s\n", addr, port, sl_strerror(rc));
+        sl_server_free(srv);
+        return 1;
+    }
+    const int sigs[] = {SIGINT, SIGTERM};
+    sl_ctx *stop;
+    rc = sl_signal_ctx(NULL, sigs, 2, &stop);
+    if (rc < 0) {
+        fprintf(stderr, "sluice-bench-server: signals: %s\n", sl_strerror(rc));
+        sl_server_free(srv);
+        return 1;
+    }
+    printf("listening on %s:%d\n", addr, sl_server_port(srv));
+    fflush(stdout);
+    rc = sl_server_run(srv, stop);
+    sl_signal_ctx_stop(stop);
+    sl_server_free(srv);
+    if (rc < 0 && rc != SL_ETIMEDOUT) {
+        fprintf(stderr, "sluice-bench-server: %s\n", sl_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# HTTP benchmarks: sluice-bench-server side by side with Debian's nginx, in the same run.
+#
+#   scripts/bench_http.sh [build-dir]      (default build/release)
+#   env: DURATION=5 (s per wrk run), REPS=1 (runs per row; the median is printed),
+#        CONNS=64, DEPTH=16 (pipeline depth), IDLE=10000 (idle connections for the RSS row)
+#
+# Both servers are pinned to CPU 0 with one reactor / one worker; wrk and the idle-connection
+# client are pinned to CPU 1. Loopback only, every step bounded by `timeout`. Prints Markdown
+# rows "| name | value | unit | note |". The machine may be shared: compare the rows of one
+# run with each other (the ratio rows), not with other runs.
+set -euo pipefail
+
+dir=${1:-build/release}
+srv_bin="$dir/bench/http/sluice-bench-server"
+DURATION=${DURATION:-5}
+REPS=${REPS:-1}
+CONNS=${CONNS:-64}
+DEPTH=${DEPTH:-16}
+IDLE=${IDLE:-10000}
+NGINX=${NGINX:-/usr/sbin/nginx}
+# The system interpreter starts much faster than a pyenv shim; any python3 works.
+PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || true)}
+
+note_skip() { echo "| http benchmarks | skipped | | $1 |"; exit 0; }
+[ -x "$srv_bin" ] || note_skip "no $srv_bin"
+command -v wrk >/dev/null || note_skip "wrk not installed"
+[ -n "$PY" ] || note_skip "python3 not installed"
+have_nginx=1
+[ -x "$NGINX" ] || have_nginx=0
+
+tmp=$(mktemp -d /tmp/sluice-bench-http.XXXXXX)
+sluice_pid=""
+nginx_pid=""
+cleanup() {
+    [ -n "$sluice_pid" ] && kill "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port
+    for _ in $(seq 1 100); do
+        "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1',$1)))" \
+            && return 0
+        sleep 0.05 # sleep-ok: polling a port with a bounded number of tries
+    done
+    return 1
+}
+
+# start_* set PORT and the server's pid (no command substitution: the pid must reach us).
+start_sluice() {
+    local port
+    port=$(free_port)
+    taskset -c 0 "$srv_bin" --addr 127.0.0.1 --port "$port" --reactors 1 \
+        --max-connections 20000 >"$tmp/sluice.log" 2>&1 &
+    sluice_pid=$!
+    wait_port "$port" || { echo "| sluice | failed to start | | $(cat "$tmp/sluice.log") |"; exit 1; }
+    PORT=$port
+}
+
+stop_sluice() {
+    kill -TERM "$sluice_pid" 2>/dev/null || true
+    timeout 10 tail --pid="$sluice_pid" -f /dev/null || kill -KILL "$sluice_pid" 2>/dev/null || true
+    wait "$sluice_pid" 2>/dev/null || true
+    sluice_pid=""
+}
+
+start_nginx() {
+    local port
+    port=$(free_port)
+    mkdir -p "$tmp/ngx"
+    cat >"$tmp/ngx/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 30000;
+daemon off;
+pid $tmp/ngx/nginx.pid;
+error_log $tmp/ngx/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $tmp/ngx/body;
+    proxy_temp_path $tmp/ngx/proxy;
+    fastcgi_temp_path $tmp/ngx/fastcgi;
+    uwsgi_temp_path $tmp/ngx/uwsgi;
+    scgi_temp_path $tmp/ngx/scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$port;
+        location / { return 200 "Hello, World!"; }
+    }
+}
+EOF
+    taskset -c 0 "$NGINX" -p "$tmp/ngx" -c "$tmp/ngx/nginx.conf" >"$tmp/ngx/out.log" 2>&1 &
+    nginx_pid=$!
+    wait_port "$port" || { echo "| nginx | failed to start | | $(cat "$tmp/ngx/error.log" "$tmp/ngx/out.log" 2>/dev/null | tr '\n' ' ') |"; exit 1; }
+    PORT=$port
+}
+
+stop_nginx() {
+    kill -QUIT "$nginx_pid" 2>/dev/null || true
+    timeout 10 tail --pid="$nginx_pid" -f /dev/null || kill -KILL "$nginx_pid" 2>/dev/null || true
+    wait "$nginx_pid" 2>/dev/null || true
+    nginx_pid=""
+}
+
+cat >"$tmp/pipeline.lua" <<'EOF'
+-- Sends `depth` requests back to back in one write (HTTP pipelining).
+init = function(args)
+    local depth = tonumber(args[1]) or 1
+    local r = {}
+    for i = 1, depth do r[i] = wrk.format() end
+    req = table.concat(r)
+end
+request = function() return req end
+EOF
+
+# wrk_rps port depth -> prints "rps errors"
+wrk_rps() {
+    local port=$1 depth=$2 out
+    local args=(-t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s)
+    [ "$depth" -gt 1 ] && args+=(-s "$tmp/pipeline.lua")
+    args+=("http://127.0.0.1:$port/plaintext")
+    [ "$depth" -gt 1 ] && args+=(-- "$depth")
+    out=$(timeout $((DURATION + 20)) taskset -c 1 wrk "${args[@]}" 2>&1) || true
+    local rps errs
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    errs=$(grep -E "Socket errors|Non-2xx" <<<"$out" | tr -s ' ' | tr '\n' ';' || true)
+    echo "${rps:-0} ${errs:-none}"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
+
+# One reactor/worker each, alternating servers so that drifting background load hits both.
+declare -A res notes
+for depth in 1 "$DEPTH"; do
+    for rep in $(seq 1 "$REPS"); do
+        start_sluice
+        read -r rps errs < <(wrk_rps "$PORT" "$depth")
+        stop_sluice
+        res[sluice_$depth]+="$rps"$'\n'
+        [ "$errs" != "none" ] && notes[sluice_$depth]="errors: $errs"
+        if [ $have_nginx -eq 1 ]; then
+            start_nginx
+            read -r rps errs < <(wrk_rps "$PORT" "$depth")
+            stop_nginx
+            res[nginx_$depth]+="$rps"$'\n'
+            [ "$errs" != "none" ] && notes[nginx_$depth]="errors: $errs"
+        fi
+    done
+done
+
+for depth in 1 "$DEPTH"; do
+    if [ "$depth" -eq 1 ]; then label="keep-alive"; else label="keep-alive, pipeline depth $depth"; fi
+    s=$(printf "%s" "${res[sluice_$depth]}" | median)
+    cfg="wrk -t1 -c$CONNS -d${DURATION}s on CPU 1; server on CPU 0; median of $REPS"
+    echo "| http plaintext $label: sluice (1 reactor) | $(printf '%.0f' "$s") | req/s | $cfg ${notes[sluice_$depth]:-} |"
+    if [ $have_nginx -eq 1 ]; then
+        n=$(printf "%s" "${res[nginx_$depth]}" | median)
+        echo "| http plaintext $label: nginx (1 worker) | $(printf '%.0f' "$n") | req/s | same run, same pinning ${notes[nginx_$depth]:-} |"
+        echo "| http plaintext $label: sluice / nginx | $(awk -v a="$s" -v b="$n" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}') | x | per server core, same run |"
+    fi
+done
+
+# RSS per idle keep-alive connection: IDLE clients each send one request, read the answer and
+# stay connected; the server's RSS is read from /proc before and after.
+cat >"$tmp/idle.py" <<'EOF'
+import os, resource, select, socket, sys, time
+port, n, pids = int(sys.argv[1]), int(sys.argv[2]), [int(p) for p in sys.argv[3].split(",")]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 256), hard))
+def rss():
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+req = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+for _ in range(8):  # warm-up: one-time allocations are not per connection
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(req); s.recv(4096); s.close()
+time.sleep(0.2)  # sleep-ok: let the server settle closed warm-up connections
+before = rss()
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    socks.append(s)
+deadline = time.time() + 60
+for s in socks:
+    got = b""
+    while b"Hello, World!" not in got:
+        if time.time() > deadline: sys.exit("timeout")
+        got += s.recv(4096)
+time.sleep(0.5)  # sleep-ok: let the server finish its bookkeeping before reading RSS
+after = rss()
+print((after - before) / n)
+for s in socks: s.close()
+EOF
+
+idle_row() { # name port pids
+    local v
+    v=$(timeout 120 taskset -c 1 "$PY" "$tmp/idle.py" "$2" "$IDLE" "$3" 2>&1 | tail -1) || true
+    if [[ "$v" =~ ^[0-9.]+$ ]]; then
+        echo "| http RSS per idle keep-alive connection: $1 | $(printf '%.0f' "$v") | bytes | $IDLE connections, each served one request; /proc VmRSS before/after |"
+    else
+        echo "| http RSS per idle keep-alive connection: $1 | failed | bytes | $v |"
+    fi
+}
+
+start_sluice
+idle_row "sluice" "$PORT" "$sluice_pid"
+stop_sluice
+if [ $have_nginx -eq 1 ]; then
+    start_nginx
+    workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
+    idle_row "nginx (worker)" "$PORT" "${workers:-$nginx_pid}"
+    stop_nginx
+fi

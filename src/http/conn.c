@@ -1,0 +1,939 @@
+/* One HTTP/1.1 connection: read, parse, call the handler, queue the response, write.
+ *
+ * A connection is driven by its reactor only (no locks). Each readiness event runs drive():
+ * parse every complete request in the read buffer, call the handler inline for each and append
+ * its response to the output buffer (so pipelined responses stay in request order by
+ * construction), then write everything with one sendmsg (scatter/gather like writev, plus
+ * MSG_NOSIGNAL so a dead peer cannot raise SIGPIPE in the application). Then the epoll interest
+ * and the one armed timer are set from the state.
+ *
+ * Invariants:
+ *  - Views handed to a handler point into rbuf; rbuf is only moved or grown when reading more,
+ *    never while a handler runs. A head whose body arrived over several reads is parsed again
+ *    when the body is complete (cheap, and it keeps no pointers across reads).
+ *  - Bounded everything: the read buffer grows only up to head + body limits; the output is
+ *    bounded by max_output_bytes and max_pipeline (past either we stop parsing and stop
+ *    reading, so a client that never reads its responses cannot make us buffer without end).
+ *  - Idle keep-alive connections hold no buffer: rbuf and wbuf go back to a per-worker pool
+ *    once empty, so an idle connection costs its struct (about 200 bytes) and nothing else.
+ *  - A closed connection is unlinked and marked dead at once, and freed by a deferred task at
+ *    the end of the loop iteration, because a later event of the same epoll batch may still
+ *    name it.
+ *  - Server-initiated closes after a response shut the write side and drain input for a while
+ *    (lingering close, as nginx does): closing with unread input would make the kernel send a
+ *    reset that can destroy the response before the client reads it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/clock.h"
+#include "sluice/error.h"
+#include "http/http_int.h"
+
+#define CONN_OF_IO(p)    ((sl__conn *)((char *)(p)-offsetof(sl__conn, io)))
+#define CONN_OF_TIMER(p) ((sl__conn *)((char *)(p)-offsetof(sl__conn, timer)))
+
+static void drive(sl__conn *c, bool progress);
+
+/* ---- buffers ---------------------------------------------------------------------------- */
+
+static char *buf_get(sl__worker *w)
+{
+    if (w->pool) {
+        void *b = w->pool;
+        memcpy(&w->pool, b, sizeof(void *));
+        w->npool--;
+        return b;
+    }
+    return malloc(SL__BUF_SIZE);
+}
+
+static void buf_put(sl__worker *w, char *b, uint32_t cap)
+{
+    if (!b) return;
+    if (cap == SL__BUF_SIZE && w->npool < SL__POOL_MAX) {
+        memcpy(b, &w->pool, sizeof(void *));
+        w->pool = b;
+        w->npool++;
+        return;
+    }
+    free(b);
+}
+
+static void stat_inc(_Atomic uint64_t *v)
+{
+    /* Single writer: a load and a store, no read-modify-write needed. */
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* ---- Date header, cached per second ------------------------------------------------------ */
+
+static void date_refresh(sl__worker *w)
+{
+    int64_t sec = sl_wall_ns() / SL_SEC(1);
+    if (sec == w->date_sec) return;
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    /* Formatted by hand: strftime's %a and %b follow the locale; HTTP's names do not. */
+    snprintf(w->date, sizeof w->date, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+             tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    w->date_sec = sec;
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 400 ? "OK" : "Error";
+    }
+}
+
+/* ---- output --------------------------------------------------------------------------- */
+
+static size_t unsent(const sl__conn *c)
+{
+    return (size_t)(c->wlen - c->woff) + (c->ext ? c->ext_len - c->ext_off : 0);
+}
+
+/* Makes room for need more bytes at wbuf + wlen. Returns 0 or SL_ENOMEM. */
+static int wbuf_reserve(sl__conn *c, size_t need)
+{
+    if (!c->wbuf) {
+        size_t cap = need <= SL__BUF_SIZE ? SL__BUF_SIZE : need;
+        c->wbuf = cap == SL__BUF_SIZE ? buf_get(c->w) : malloc(cap);
+        if (!c->wbuf) return SL_ENOMEM;
+        c->wcap = (uint32_t)cap;
+        c->wlen = c->woff = 0;
+        return 0;
+    }
+    if (c->woff > 0) {
+        memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+        c->wlen -= c->woff;
+        c->woff = 0;
+    }
+    if ((size_t)c->wcap - c->wlen >= need) return 0;
+    size_t cap = (size_t)c->wcap * 2;
+    if (cap < c->wlen + need) cap = c->wlen + need;
+    if (cap > UINT32_MAX) return SL_ENOMEM;
+    char *nb = malloc(cap);
+    if (!nb) return SL_ENOMEM;
+    memcpy(nb, c->wbuf, c->wlen);
+    buf_put(c->w, c->wbuf, c->wcap);
+    c->wbuf = nb;
+    c->wcap = (uint32_t)cap;
+    return 0;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    if (n == 0) return p; /* s may be NULL (no headers yet): memcpy forbids that */
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Writes the status line, Date and Server. 96 + strlen(reason) bytes at most. */
+static char *put_status(sl__worker *w, char *p, int status)
+{
+    p = PUTS(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    const char *rs = reason(status);
+    p = put(p, rs, strlen(rs));
+    p = PUTS(p, "\r\nServer: sluice\r\nDate: ");
+    p = put(p, w->date, 29);
+    return PUTS(p, "\r\n");
+}
+
+/* Queues an engine-generated error response and marks the connection closing. A failure to
+ * allocate just closes without an answer. */
+static void queue_error(sl__conn *c, int status)
+{
+    sl__worker *w = c->w;
+    const char *rs = reason(status);
+    size_t rl = strlen(rs);
+    stat_inc(&w->st.requests);
+    stat_inc(&w->st.rejected);
+    c->closing = true;
+    if (wbuf_reserve(c, 256 + 2 * rl) < 0) return;
+    date_refresh(w);
+    char *p = put_status(w, c->wbuf + c->wlen, status);
+    p = PUTS(p, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    p = put_u64(p, rl + 1);
+    p = PUTS(p, "\r\nConnection: close\r\n\r\n");
+    p = put(p, rs, rl);
+    *p++ = '\n';
+    c->wlen = (uint32_t)(p - c->wbuf);
+    c->pending++;
+}
+
+static void queue_continue(sl__conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (wbuf_reserve(c, sizeof cont) < 0) return;
+    memcpy(c->wbuf + c->wlen, cont, sizeof cont - 1);
+    c->wlen += sizeof cont - 1;
+}
+
+/* Appends the handler's response. Returns 0 or SL_ENOMEM. */
+static int queue_response(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10)
+{
+    sl__worker *w = c->w;
+    int st = rp->status;
+    bool bodyless = st < 200 || st == 204 || st == 304;
+    size_t blen = bodyless ? 0 : rp->body_len;
+    bool copy = !head_method && blen > 0 && blen <= SL__COPY_MAX;
+    size_t clen = strlen(rp->ctype);
+    size_t need = 160 + strlen(reason(st)) + clen + rp->hlen + (copy ? blen : 0);
+    if (wbuf_reserve(c, need) < 0) return SL_ENOMEM;
+    date_refresh(w);
+    char *p = put_status(w, c->wbuf + c->wlen, st);
+    if (clen) {
+        p = PUTS(p, "Content-Type: ");
+        p = put(p, rp->ctype, clen);
+        p = PUTS(p, "\r\n");
+    }
+    if (!bodyless) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_u64(p, blen);
+        p = PUTS(p, "\r\n");
+    }
+    if (!keep)
+        p = PUTS(p, "Connection: close\r\n");
+    else if (v10)
+        p = PUTS(p, "Connection: keep-alive\r\n");
+    p = put(p, rp->hdrs, rp->hlen);
+    p = PUTS(p, "\r\n");
+    if (copy) p = put(p, rp->body, blen);
+    c->wlen = (uint32_t)(p - c->wbuf);
+    c->pending++;
+    if (!head_method && blen > SL__COPY_MAX) {
+        c->ext = rp->body;
+        c->ext_len = blen;
+        c->ext_off = 0;
+        c->ext_owned = rp->body == rp->copy;
+        if (c->ext_owned) { /* the connection takes the copy; the worker allocates anew */
+            rp->copy = NULL;
+            rp->copy_cap = 0;
+        }
+    }
+    return 0;
+}
+
+static void ext_release(sl__conn *c)
+{
+    if (c->ext_owned) free((void *)c->ext);
+    c->ext = NULL;
+    c->ext_len = c->ext_off = 0;
+    c->ext_owned = false;
+}
+
+/* Writes what is queued. Returns 0 (all written, or the socket is full: want_out set) or a
+ * negative error (the connection must be closed). *progress is set when bytes went out. */
+static int flush(sl__conn *c, bool *progress)
+{
+    while (c->woff < c->wlen || c->ext) {
+        struct iovec iov[2];
+        int n = 0;
+        if (c->woff < c->wlen) iov[n++] = (struct iovec){c->wbuf + c->woff, c->wlen - c->woff};
+        if (c->ext) iov[n++] = (struct iovec){(char *)c->ext + c->ext_off, c->ext_len - c->ext_off};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t k = sendmsg(c->io.fd, &m, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->want_out = true;
+                return 0;
+            }
+            return -errno;
+        }
+        *progress = true;
+        size_t a = (size_t)k < c->wlen - c->woff ? (size_t)k : c->wlen - c->woff;
+        c->woff += (uint32_t)a;
+        if (c->ext) {
+            c->ext_off += (size_t)k - a;
+            if (c->ext_off == c->ext_len) ext_release(c);
+        }
+    }
+    c->want_out = false;
+    c->woff = c->wlen = 0;
+    c->pending = 0;
+    return 0;
+}
+
+/* ---- close ------------------------------------------------------------------------------ */
+
+static void reap(sl__reactor *r, sl__task *t)
+{
+    sl__worker *w = r->data;
+    (void)t;
+    w->reap_queued = false;
+    while (w->grave) {
+        sl__conn *c = w->grave;
+        w->grave = c->next;
+        free(c);
+    }
+}
+
+void sl__conn_close(sl__conn *c)
+{
+    if (c->dead) return;
+    sl__worker *w = c->w;
+    c->dead = true;
+    sl__io_stop(&w->r, &c->io);
+    close(c->io.fd);
+    sl__timer_stop(&c->timer);
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    buf_put(w, c->rbuf, c->rcap);
+    buf_put(w, c->wbuf, c->wcap);
+    c->rbuf = c->wbuf = NULL;
+    ext_release(c);
+    free(c->chunk);
+    c->chunk = NULL;
+    c->next = w->grave;
+    w->grave = c;
+    if (!w->reap_queued) {
+        w->reap_queued = true;
+        sl__reactor_defer(&w->r, &w->reap_task);
+    }
+    sl__server_conn_closed(w->srv);
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static void on_header_timeout(sl__reactor *r, sl__timer *t)
+{
+    sl__conn *c = CONN_OF_TIMER(t);
+    (void)r;
+    if (c->rlen > c->rpos || c->head_len) {
+        queue_error(c, 408);
+        drive(c, false);
+    } else {
+        sl__conn_close(c);
+    }
+}
+
+static void on_body_timeout(sl__reactor *r, sl__timer *t)
+{
+    sl__conn *c = CONN_OF_TIMER(t);
+    (void)r;
+    queue_error(c, 408);
+    drive(c, false);
+}
+
+static void on_close_timeout(sl__reactor *r, sl__timer *t)
+{
+    (void)r;
+    sl__conn_close(CONN_OF_TIMER(t));
+}
+
+static bool body_pending(const sl__conn *c)
+{
+    return c->head_len != 0;
+}
+
+/* Arms the one timeout that matters in the current state. Timers that measure a total (header,
+ * idle, linger) keep running while they stay the relevant one; the others (body, write) measure
+ * inactivity and restart on progress. */
+static void arm_timer(sl__conn *c, bool progress)
+{
+    sl__worker *w = c->w;
+    sl__tq *q;
+    bool restart = false;
+    if (c->want_out) {
+        q = &w->tq_write;
+        restart = progress;
+    } else if (c->lingering) {
+        q = &w->tq_linger;
+    } else if (body_pending(c)) {
+        q = &w->tq_body;
+        restart = progress;
+    } else if (c->rlen > c->rpos || c->fresh) {
+        q = &w->tq_header;
+    } else {
+        q = &w->tq_idle;
+    }
+    if (c->timer.q != q || restart || !sl__timer_active(&c->timer)) {
+        sl__timer_start(&w->r, q, &c->timer);
+        c->timer.q = q; /* remember the state even when q is disabled (not queued) */
+    }
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+static void resp_reset(sl_resp *rp)
+{
+    rp->status = 200;
+    rp->close = false;
+    rp->hlen = 0;
+    rp->ctype[0] = '\0';
+    rp->body = NULL;
+    rp->body_len = 0;
+}
+
+static void dispatch(sl__conn *c, const char *body, size_t blen)
+{
+    sl__worker *w = c->w;
+    sl_server *srv = w->srv;
+    const sl_http_req_head *h = &w->head;
+    stat_inc(&w->st.requests);
+    sl_req req = {.h = h, .body = blen ? body : NULL, .body_len = blen, .c = c};
+    const char *q = memchr(h->path, '?', h->path_len);
+    req.path_len = q ? (size_t)(q - h->path) : h->path_len;
+    if (q) {
+        req.query = q + 1;
+        req.query_len = h->path_len - req.path_len - 1;
+    }
+    resp_reset(&w->resp);
+    srv->o.handler(&req, &w->resp, srv->o.handler_arg);
+    bool keep = h->keep_alive && !w->resp.close && !w->draining;
+    bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+    if (queue_response(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
+        /* No memory for the answer: the only honest thing left is to close. */
+        c->closing = true;
+        c->pending++;
+        c->wlen = c->woff = 0;
+        return;
+    }
+    if (!keep) c->closing = true;
+}
+
+static bool output_full(const sl__conn *c)
+{
+    const sl_server *srv = c->w->srv;
+    return c->pending >= srv->o.max_pipeline || unsent(c) >= srv->o.max_output_bytes || c->ext;
+}
+
+/* Starts the current request's body after its head was parsed into w->head. Returns false
+ * when the connection is now closing. */
+static bool body_begin(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    c->body_have = 0;
+    if (w->head.chunked) {
+        c->chunk = malloc(sizeof *c->chunk);
+        if (!c->chunk) {
+            queue_error(c, 503);
+            return false;
+        }
+        sl_http_chunked_init(c->chunk, &w->srv->lim);
+        c->body_len = -1;
+    } else {
+        c->body_len = w->head.content_length > 0 ? w->head.content_length : 0;
+    }
+    uint32_t have = c->rlen - c->rpos - c->head_len;
+    if (w->head.expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have))
+        queue_continue(c);
+    return true;
+}
+
+/* Handles every complete request in rbuf, in order, until the output bounds are reached.
+ * Returns true when it stopped on those bounds (more may be buffered). */
+static bool process(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    sl_server *srv = w->srv;
+    bool head_ok = false; /* w->head describes this connection's current request */
+    for (;;) {
+        if (c->closing) return false;
+        if (output_full(c)) return true;
+        if (c->head_len == 0) {
+            if (c->rlen == c->rpos) break;
+            int n = sl_http_parse_head(c->rbuf + c->rpos, c->rlen - c->rpos, &w->head, w->hdrs,
+                                       &srv->lim);
+            if (n == SL_EAGAIN) break;
+            if (n < 0) {
+                queue_error(c, w->head.status ? w->head.status : 400);
+                break;
+            }
+            c->head_len = (uint32_t)n;
+            head_ok = true;
+            if (!body_begin(c)) break;
+        }
+        uint32_t bstart = c->rpos + c->head_len;
+        uint32_t next;
+        if (c->body_len >= 0) {
+            if ((uint64_t)(c->rlen - bstart) < (uint64_t)c->body_len) break;
+            c->body_have = (uint64_t)c->body_len;
+            next = bstart + (uint32_t)c->body_len;
+        } else {
+            uint32_t in = bstart + (uint32_t)c->body_have;
+            size_t len = c->rlen - in, used = 0;
+            int rc = sl_http_chunked_decode(c->chunk, c->rbuf + in, &len, &used);
+            c->body_have += len;
+            if (rc == SL_EAGAIN) {
+                c->rlen = bstart + (uint32_t)c->body_have;
+                break;
+            }
+            if (rc < 0) {
+                queue_error(c, c->chunk->status ? c->chunk->status : 400);
+                break;
+            }
+            next = in + (uint32_t)used;
+        }
+        if (!head_ok &&
+            sl_http_parse_head(c->rbuf + c->rpos, c->head_len, &w->head, w->hdrs, &srv->lim) <= 0) {
+            queue_error(c, 500); /* cannot happen: the same bytes parsed before */
+            break;
+        }
+        sl__timer_stop(&c->timer); /* the next request's timeouts start afresh */
+        dispatch(c, c->rbuf + bstart, (size_t)c->body_have);
+        free(c->chunk);
+        c->chunk = NULL;
+        c->rpos = next;
+        c->head_len = 0;
+        c->body_have = 0;
+        c->fresh = false;
+        head_ok = false;
+    }
+    return false;
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+static uint32_t rbuf_max(const sl_server *srv)
+{
+    return srv->lim.max_header_bytes + (uint32_t)srv->lim.max_body + SL_HTTP_CHUNK_LINE_MAX +
+           SL__BUF_SIZE;
+}
+
+/* Reads once. Returns 1 when bytes arrived, 0 on EOF or nothing to read, < 0 on error. */
+static int read_some(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    if (!c->rbuf) {
+        c->rbuf = buf_get(w);
+        if (!c->rbuf) return SL_ENOMEM;
+        c->rcap = SL__BUF_SIZE;
+        c->rlen = c->rpos = 0;
+    }
+    if (c->rpos > 0 && c->rlen == c->rcap) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    if (c->rlen == c->rcap) {
+        uint32_t max = rbuf_max(w->srv);
+        if (c->rcap >= max) return SL_EMSGSIZE; /* the parser's limits make this unreachable */
+        uint64_t cap = (uint64_t)c->rcap * 2;
+        if (cap > max) cap = max;
+        char *nb = malloc(cap);
+        if (!nb) return SL_ENOMEM;
+        memcpy(nb, c->rbuf, c->rlen);
+        buf_put(w, c->rbuf, c->rcap);
+        c->rbuf = nb;
+        c->rcap = (uint32_t)cap;
+    }
+    for (;;) {
+        ssize_t n = read(c->io.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n > 0) {
+            c->rlen += (uint32_t)n;
+            return 1;
+        }
+        if (n == 0) {
+            c->peer_eof = true;
+            return 0;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -errno;
+    }
+}
+
+static void linger_read(sl__conn *c)
+{
+    char sink[4096];
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = read(c->io.fd, sink, sizeof sink);
+        if (n > 0) continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        sl__conn_close(c); /* EOF or error: done */
+        return;
+    }
+}
+
+static void start_linger(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    if (c->peer_eof || shutdown(c->io.fd, SHUT_WR) < 0) {
+        sl__conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    buf_put(w, c->rbuf, c->rcap);
+    c->rbuf = NULL;
+    c->rlen = c->rpos = c->rcap = 0;
+    if (sl__io_set(&w->r, &c->io, EPOLLIN) < 0) {
+        sl__conn_close(c);
+        return;
+    }
+    arm_timer(c, false);
+}
+
+/* After reading or writing: handle requests, write, then set interest and timer. */
+static void drive(sl__conn *c, bool progress)
+{
+    sl__worker *w = c->w;
+    bool out = false;
+    for (;;) {
+        bool more = process(c);
+        if (c->peer_eof) c->closing = true; /* a partial request can never complete */
+        if (flush(c, &out) < 0) {
+            sl__conn_close(c);
+            return;
+        }
+        /* Stopped on the output bounds and the output drained at once: go on with the
+         * requests still buffered rather than wait for a read event that may never come. */
+        if (!more || c->want_out) break;
+    }
+    if (!c->want_out) {
+        if (c->closing) {
+            start_linger(c);
+            return;
+        }
+        if (c->wbuf) {
+            buf_put(w, c->wbuf, c->wcap);
+            c->wbuf = NULL;
+            c->wcap = 0;
+        }
+        if (c->rbuf && c->rpos == c->rlen) {
+            /* Nothing buffered: give the buffer back so idle connections stay small. */
+            buf_put(w, c->rbuf, c->rcap);
+            c->rbuf = NULL;
+            c->rcap = c->rlen = c->rpos = 0;
+        } else if (c->rpos > 0 && c->head_len == 0) {
+            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+            c->rlen -= c->rpos;
+            c->rpos = 0;
+        }
+    }
+    uint32_t ev = 0;
+    if (!c->closing && !output_full(c)) ev |= EPOLLIN;
+    if (c->want_out) ev |= EPOLLOUT;
+    if (sl__io_set(&w->r, &c->io, ev) < 0) {
+        sl__conn_close(c);
+        return;
+    }
+    arm_timer(c, progress || out);
+}
+
+static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    sl__conn *c = CONN_OF_IO(io);
+    (void)r;
+    if (events & EPOLLERR) {
+        sl__conn_close(c);
+        return;
+    }
+    if (c->lingering) {
+        linger_read(c);
+        return;
+    }
+    bool progress = false;
+    /* A closing connection reads no more requests; a hang-up then shows as a failed write. */
+    if ((events & (EPOLLIN | EPOLLHUP)) && !c->closing) {
+        if (c->rlen == c->rpos && !c->head_len && c->timer.q == &c->w->tq_idle)
+            sl__timer_stop(&c->timer); /* a new request: its header timeout starts now */
+        int rc = read_some(c);
+        if (rc < 0) {
+            sl__conn_close(c);
+            return;
+        }
+        progress = rc > 0;
+    }
+    drive(c, progress);
+}
+
+/* ---- connections and workers ------------------------------------------------------------ */
+
+int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    sl__conn *c = calloc(1, sizeof *c);
+    if (!c) return SL_ENOMEM;
+    c->w = w;
+    c->fresh = true;
+    memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
+    int rc = sl__io_start(&w->r, &c->io, fd, EPOLLIN, on_io);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    c->next = w->conns.next;
+    c->prev = &w->conns;
+    w->conns.next->prev = c;
+    w->conns.next = c;
+    arm_timer(c, false);
+    return 0;
+}
+
+void sl__conn_drain_all(sl__worker *w)
+{
+    w->draining = true;
+    sl__conn *c = w->conns.next;
+    while (c != &w->conns) {
+        sl__conn *next = c->next;
+        bool idle = c->rlen == c->rpos && !c->head_len && !unsent(c) && !c->lingering;
+        if (idle) sl__conn_close(c);
+        c = next;
+    }
+}
+
+void sl__conn_close_all(sl__worker *w)
+{
+    while (w->conns.next != &w->conns)
+        sl__conn_close(w->conns.next);
+}
+
+void sl__conn_worker_init(sl__worker *w)
+{
+    sl_server *srv = w->srv;
+    w->conns.next = w->conns.prev = &w->conns;
+    w->reap_task.fn = reap;
+    sl__tq_init(&w->r, &w->tq_header, srv->o.read_header_timeout_ns, on_header_timeout);
+    sl__tq_init(&w->r, &w->tq_body, srv->o.read_body_timeout_ns, on_body_timeout);
+    sl__tq_init(&w->r, &w->tq_write, srv->o.write_timeout_ns, on_close_timeout);
+    sl__tq_init(&w->r, &w->tq_idle, srv->o.idle_timeout_ns, on_close_timeout);
+    sl__tq_init(&w->r, &w->tq_linger, SL__LINGER_NS, on_close_timeout);
+}
+
+void sl__conn_worker_destroy(sl__worker *w)
+{
+    sl__conn_close_all(w);
+    reap(&w->r, NULL);
+    while (w->pool) {
+        void *b = w->pool;
+        memcpy(&w->pool, b, sizeof(void *));
+        free(b);
+    }
+    w->npool = 0;
+    free(w->resp.hdrs);
+    free(w->resp.copy);
+    w->resp.hdrs = w->resp.copy = NULL;
+}
+
+/* ---- the handler API -------------------------------------------------------------------- */
+
+const char *sl_req_method(const sl_req *req, size_t *len)
+{
+    *len = req->h->method_len;
+    return req->h->method;
+}
+
+const char *sl_req_target(const sl_req *req, size_t *len)
+{
+    *len = req->h->target_len;
+    return req->h->target;
+}
+
+const char *sl_req_path(const sl_req *req, size_t *len)
+{
+    *len = req->path_len;
+    return req->h->path;
+}
+
+const char *sl_req_query(const sl_req *req, size_t *len)
+{
+    *len = req->query_len;
+    return req->query;
+}
+
+const char *sl_req_header(const sl_req *req, const char *name, size_t *len)
+{
+    const sl_http_header *hd = sl_http_find_header(req->h, name, strlen(name));
+    if (len) *len = hd ? hd->value_len : 0;
+    return hd ? hd->value : NULL;
+}
+
+size_t sl_req_header_count(const sl_req *req)
+{
+    return req->h->num_headers;
+}
+
+int sl_req_header_at(const sl_req *req, size_t i, const char **name, size_t *name_len,
+                     const char **value, size_t *value_len)
+{
+    if (i >= req->h->num_headers) return SL_ERANGE;
+    const sl_http_header *hd = &req->h->headers[i];
+    *name = hd->name;
+    *name_len = hd->name_len;
+    *value = hd->value;
+    *value_len = hd->value_len;
+    return 0;
+}
+
+const void *sl_req_body(const sl_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body;
+}
+
+int sl_req_version(const sl_req *req)
+{
+    return req->h->version_minor ? 11 : 10;
+}
+
+const char *sl_req_remote_addr(sl_req *req)
+{
+    if (req->addr[0]) return req->addr;
+    const struct sockaddr_in6 *s6 = &req->c->peer;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (s6->sin6_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)s6;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(req->addr, sizeof req->addr, "%s:%u", ip, ntohs(s4->sin_port));
+    } else {
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(req->addr, sizeof req->addr, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    }
+    return req->addr;
+}
+
+int sl_resp_set_status(sl_resp *resp, int status)
+{
+    if (status < 100 || status > 999) return SL_EINVAL;
+    resp->status = status;
+    return 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool valid_value(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\r' || *v == '\n') return false;
+    return true;
+}
+
+int sl_resp_set_content_type(sl_resp *resp, const char *type)
+{
+    size_t n = strlen(type);
+    if (n >= sizeof resp->ctype || !valid_value(type)) return SL_EINVAL;
+    memcpy(resp->ctype, type, n + 1);
+    return 0;
+}
+
+int sl_resp_add_header(sl_resp *resp, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0 || !valid_value(value)) return SL_EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i])) return SL_EINVAL;
+    if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding") ||
+        !strcasecmp(name, "Date"))
+        return SL_EINVAL;
+    if (!strcasecmp(name, "Content-Type")) return sl_resp_set_content_type(resp, value);
+    if (!strcasecmp(name, "Connection")) {
+        /* The server owns connection management; the handler can only ask to close. */
+        if (!strcasecmp(value, "close")) resp->close = true;
+        return 0;
+    }
+    size_t need = nl + vl + 4;
+    if (resp->hcap - resp->hlen < need) {
+        size_t cap = resp->hcap ? resp->hcap * 2 : 256;
+        while (cap - resp->hlen < need)
+            cap *= 2;
+        char *nb = realloc(resp->hdrs, cap);
+        if (!nb) return SL_ENOMEM;
+        resp->hdrs = nb;
+        resp->hcap = cap;
+    }
+    char *p = resp->hdrs + resp->hlen;
+    p = put(p, name, nl);
+    p = PUTS(p, ": ");
+    p = put(p, value, vl);
+    p = PUTS(p, "\r\n");
+    resp->hlen = (size_t)(p - resp->hdrs);
+    return 0;
+}
+
+int sl_resp_set_body(sl_resp *resp, const void *data, size_t len)
+{
+    resp->body = NULL;
+    resp->body_len = 0;
+    if (len == 0) return 0;
+    if (resp->copy_cap < len) {
+        char *nb = malloc(len);
+        if (!nb) return SL_ENOMEM;
+        free(resp->copy);
+        resp->copy = nb;
+        resp->copy_cap = len;
+    }
+    memcpy(resp->copy, data, len);
+    resp->body = resp->copy;
+    resp->body_len = len;
+    return 0;
+}
+
+int sl_resp_set_body_static(sl_resp *resp, const void *data, size_t len)
+{
+    resp->body = len ? data : NULL;
+    resp->body_len = len;
+    return 0;
+}

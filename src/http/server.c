@@ -1,0 +1,548 @@
+/* The server: options, listening sockets, reactor threads, accepting under a connection
+ * bound, and graceful shutdown.
+ *
+ * Accepting under max_connections: a worker reserves a slot (atomic add on the process-wide
+ * count) before accept(); at the bound it undoes the add and stops watching its listeners
+ * (pause). Whoever frees a slot (a connection closing, or an undone reservation) posts a
+ * resume task to each paused worker. The pause/resume race is closed Dekker-style: a pausing
+ * worker publishes `paused` and then re-reads the count; a closer lowers the count and then
+ * reads `npaused` (all seq_cst), so at least one of them sees the other and nobody stays
+ * paused while there is room. New connections wait in the kernel backlog meanwhile.
+ *
+ * Shutdown: the controlling thread sets `draining`, posts a drain task to every worker (close
+ * the listeners, close idle connections, mark the rest to close after their current response)
+ * and parks on a condition variable until every worker acknowledged the drain and the
+ * connection count reached zero, or the caller's ctx fires (an on-done hook signals the same
+ * condition). Then it posts a stop task (close everything, leave the loop) and joins every
+ * thread. Posted tasks are the only cross-thread entry into a worker. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sluice/clock.h"
+#include "sluice/ctx.h"
+#include "sluice/error.h"
+#include "http/http_int.h"
+
+enum { SRV_NEW, SRV_SERVING, SRV_STOPPED, SRV_FAILED };
+
+#define ACCEPT_BATCH     64
+#define ACCEPT_BACKOFF   SL_MS(100)
+#define LISTEN_BACKLOG   4096
+#define MAX_BODY_LIMIT   (1ull << 30)
+#define MAX_HEADER_LIMIT (1u << 20)
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+static int64_t dflt_timeout(int64_t v, int64_t d)
+{
+    return v == 0 ? d : v; /* negative stays negative: disabled */
+}
+
+static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_limits *lim)
+{
+    if (!in || !in->handler || in->reactors < 0 || in->max_connections < 0) return SL_EINVAL;
+    *o = *in;
+    if (!o->reactors) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->reactors = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    }
+    if (!o->max_connections) o->max_connections = 16384;
+    if (!o->max_header_bytes) o->max_header_bytes = SL_HTTP_DEFAULT_MAX_HEADER_BYTES;
+    if (!o->max_headers) o->max_headers = SL_HTTP_DEFAULT_MAX_HEADERS;
+    if (!o->max_target) o->max_target = SL_HTTP_DEFAULT_MAX_TARGET;
+    if (!o->max_body_bytes) o->max_body_bytes = SL_HTTP_DEFAULT_MAX_BODY;
+    if (!o->max_pipeline) o->max_pipeline = 64;
+    if (!o->max_output_bytes) o->max_output_bytes = 256 * 1024;
+    if (o->max_header_bytes > MAX_HEADER_LIMIT || o->max_body_bytes > MAX_BODY_LIMIT ||
+        o->max_headers > 4096 || o->max_pipeline > 65535)
+        return SL_EINVAL;
+    o->read_header_timeout_ns = dflt_timeout(o->read_header_timeout_ns, SL_SEC(10));
+    o->read_body_timeout_ns = dflt_timeout(o->read_body_timeout_ns, SL_SEC(60));
+    o->write_timeout_ns = dflt_timeout(o->write_timeout_ns, SL_SEC(60));
+    o->idle_timeout_ns = dflt_timeout(o->idle_timeout_ns, SL_SEC(75));
+    o->shutdown_timeout_ns = dflt_timeout(o->shutdown_timeout_ns, SL_SEC(30));
+    *lim = (sl_http_limits){.max_target = o->max_target,
+                            .max_header_bytes = o->max_header_bytes,
+                            .max_headers = o->max_headers,
+                            .max_body = o->max_body_bytes};
+    return 0;
+}
+
+/* ---- accepting -------------------------------------------------------------------------- */
+
+static bool slot_reserve(sl_server *srv)
+{
+    int64_t n = atomic_fetch_add(&srv->nconns, 1);
+    if (n < srv->o.max_connections) return true;
+    sl__server_conn_closed(srv); /* undo; may resume others (see the file comment) */
+    return false;
+}
+
+static void listeners_set(sl__worker *w, bool on)
+{
+    for (int i = 0; i < w->nlis; i++)
+        if (w->lis[i].io.fn) sl__io_set(&w->r, &w->lis[i].io, on ? EPOLLIN : 0);
+    w->accepting = on;
+}
+
+/* Loop thread. Turns accepting back on when nothing holds it off. */
+static void maybe_resume(sl__worker *w)
+{
+    sl_server *srv = w->srv;
+    if (w->accepting || w->draining || sl__timer_active(&w->backoff)) return;
+    if (atomic_load(&w->paused)) {
+        if (atomic_load(&srv->nconns) >= srv->o.max_connections) return; /* a close reposts */
+        atomic_store(&w->paused, false);
+        atomic_fetch_sub(&srv->npaused, 1);
+    }
+    listeners_set(w, true);
+}
+
+static void pause_at_limit(sl__worker *w)
+{
+    sl_server *srv = w->srv;
+    if (atomic_load(&w->paused)) return;
+    listeners_set(w, false);
+    atomic_store(&w->paused, true);
+    atomic_fetch_add(&srv->npaused, 1);
+    atomic_store_explicit(&w->st.pauses,
+                          atomic_load_explicit(&w->st.pauses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    /* Re-check after publishing `paused`: a close that lowered the count before it could see
+     * us paused would not post a resume. */
+    if (atomic_load(&srv->nconns) < srv->o.max_connections) maybe_resume(w);
+}
+
+static void on_resume(sl__reactor *r, sl__task *t)
+{
+    sl__worker *w = r->data;
+    (void)t;
+    atomic_store(&w->resume_posted, false);
+    maybe_resume(w);
+}
+
+static void on_backoff(sl__reactor *r, sl__timer *t)
+{
+    (void)t;
+    maybe_resume(r->data);
+}
+
+void sl__server_conn_closed(sl_server *srv)
+{
+    int64_t left = atomic_fetch_sub(&srv->nconns, 1) - 1;
+    if (left < srv->o.max_connections && atomic_load(&srv->npaused) > 0) {
+        for (int i = 0; i < srv->nworkers; i++) {
+            sl__worker *w = &srv->workers[i];
+            if (atomic_load(&w->paused) && !atomic_exchange(&w->resume_posted, true))
+                sl__reactor_post(&w->r, &w->resume_task);
+        }
+    }
+    if (left == 0 && atomic_load(&srv->draining)) {
+        pthread_mutex_lock(&srv->mu);
+        pthread_cond_broadcast(&srv->cv);
+        pthread_mutex_unlock(&srv->mu);
+    }
+}
+
+static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    sl__lis *l = (sl__lis *)(void *)((char *)io - offsetof(sl__lis, io));
+    sl__worker *w = l->w;
+    sl_server *srv = w->srv;
+    (void)r;
+    (void)events;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (!slot_reserve(srv)) {
+            pause_at_limit(w);
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            sl__server_conn_closed(srv);
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* Out of descriptors or memory: stop accepting for a moment instead of
+                 * spinning on a listener that stays readable. */
+                listeners_set(w, false);
+                sl__timer_start(&w->r, &w->tq_backoff, &w->backoff);
+                atomic_store_explicit(&w->st.pauses,
+                                      atomic_load_explicit(&w->st.pauses, memory_order_relaxed) + 1,
+                                      memory_order_relaxed);
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (sl__conn_open(w, fd, (struct sockaddr *)&ss, sl) < 0) {
+            close(fd);
+            sl__server_conn_closed(srv);
+            continue;
+        }
+        atomic_store_explicit(&w->st.accepted,
+                              atomic_load_explicit(&w->st.accepted, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+}
+
+/* ---- worker tasks ----------------------------------------------------------------------- */
+
+static void close_listeners(sl__worker *w)
+{
+    for (int i = 0; i < w->nlis; i++) {
+        sl__lis *l = &w->lis[i];
+        if (!l->io.fn) continue;
+        sl__io_stop(&w->r, &l->io);
+        close(l->io.fd);
+        l->io.fd = -1;
+    }
+    w->accepting = false;
+}
+
+static void on_drain(sl__reactor *r, sl__task *t)
+{
+    sl__worker *w = r->data;
+    sl_server *srv = w->srv;
+    (void)t;
+    close_listeners(w);
+    sl__timer_stop(&w->backoff);
+    sl__conn_drain_all(w);
+    pthread_mutex_lock(&srv->mu);
+    srv->drained++;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static void on_stop(sl__reactor *r, sl__task *t)
+{
+    sl__worker *w = r->data;
+    (void)t;
+    w->draining = true;
+    close_listeners(w);
+    sl__timer_stop(&w->backoff);
+    sl__conn_close_all(w);
+    sl__reactor_stop(r);
+}
+
+static void *worker_main(void *arg)
+{
+    sl__worker *w = arg;
+    sl__reactor_run(&w->r);
+    return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+static void worker_destroy(sl__worker *w)
+{
+    if (w->r.epfd < 0) return;
+    close_listeners(w);
+    sl__conn_worker_destroy(w);
+    sl__reactor_destroy(&w->r);
+    free(w->lis);
+    free(w->hdrs);
+    w->lis = NULL;
+    w->hdrs = NULL;
+}
+
+static int worker_init(sl_server *srv, sl__worker *w)
+{
+    w->srv = srv;
+    int rc = sl__reactor_init(&w->r);
+    if (rc < 0) return rc;
+    w->r.data = w;
+    w->hdrs = calloc(srv->o.max_headers, sizeof *w->hdrs);
+    if (!w->hdrs) {
+        sl__reactor_destroy(&w->r);
+        w->r.epfd = -1;
+        return SL_ENOMEM;
+    }
+    atomic_init(&w->paused, false);
+    atomic_init(&w->resume_posted, false);
+    w->resume_task.fn = on_resume;
+    w->drain_task.fn = on_drain;
+    w->stop_task.fn = on_stop;
+    sl__conn_worker_init(w);
+    sl__tq_init(&w->r, &w->tq_backoff, ACCEPT_BACKOFF, on_backoff);
+    return 0;
+}
+
+int sl_server_new(const sl_server_opts *opts, sl_server **out)
+{
+    sl_server_opts o;
+    sl_http_limits lim;
+    int rc = resolve_opts(opts, &o, &lim);
+    if (rc < 0) return rc;
+    sl_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return SL_ENOMEM;
+    srv->o = o;
+    srv->lim = lim;
+    atomic_init(&srv->nconns, 0);
+    atomic_init(&srv->npaused, 0);
+    atomic_init(&srv->draining, false);
+    srv->workers = calloc((size_t)o.reactors, sizeof *srv->workers);
+    if (!srv->workers) {
+        free(srv);
+        return SL_ENOMEM;
+    }
+    for (int i = 0; i < o.reactors; i++)
+        srv->workers[i].r.epfd = -1;
+    if (pthread_mutex_init(&srv->mu, NULL) != 0) {
+        free(srv->workers);
+        free(srv);
+        return SL_ENOMEM;
+    }
+    pthread_cond_init(&srv->cv, NULL);
+    srv->nworkers = o.reactors;
+    for (int i = 0; i < o.reactors; i++) {
+        rc = worker_init(srv, &srv->workers[i]);
+        if (rc < 0) {
+            sl_server_free(srv);
+            return rc;
+        }
+    }
+    *out = srv;
+    return 0;
+}
+
+static int parse_host(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (!host) host = "0.0.0.0";
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof *s4;
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *s6;
+        return AF_INET6;
+    }
+    return SL_EINVAL;
+}
+
+static int open_listener(int fam, struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int sl_server_listen(sl_server *srv, const char *host, int port)
+{
+    if (!srv || srv->state != SRV_NEW || port < 0 || port > 65535) return SL_EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fam = parse_host(host, port, &ss, &len);
+    if (fam < 0) return fam;
+    int n = srv->nworkers;
+    int *fds = realloc(srv->lfds, (size_t)(srv->nlis + 1) * (size_t)n * sizeof *fds);
+    if (!fds) return SL_ENOMEM;
+    srv->lfds = fds;
+    int *mine = fds + srv->nlis * n;
+    int bound = port;
+    for (int i = 0; i < n; i++) {
+        int fd = open_listener(fam, &ss, len);
+        if (fd < 0) {
+            while (i--)
+                close(mine[i]);
+            return fd;
+        }
+        mine[i] = fd;
+        if (i == 0 && port == 0) {
+            /* Port 0: the first socket picks the port, the others join it by SO_REUSEPORT. */
+            struct sockaddr_storage got;
+            socklen_t gl = sizeof got;
+            getsockname(fd, (struct sockaddr *)&got, &gl);
+            bound = ntohs(fam == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                         : ((struct sockaddr_in6 *)&got)->sin6_port);
+            if (fam == AF_INET)
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)bound);
+            else
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)bound);
+        }
+    }
+    srv->nlis++;
+    if (!srv->port) srv->port = bound;
+    return bound;
+}
+
+int sl_server_port(const sl_server *srv)
+{
+    return srv && srv->port ? srv->port : SL_ENOENT;
+}
+
+/* Posts stop to every started worker and joins it. */
+static void stop_and_join(sl_server *srv)
+{
+    for (int i = 0; i < srv->nworkers; i++) {
+        sl__worker *w = &srv->workers[i];
+        if (w->thread_started) sl__reactor_post(&w->r, &w->stop_task);
+    }
+    for (int i = 0; i < srv->nworkers; i++) {
+        sl__worker *w = &srv->workers[i];
+        if (!w->thread_started) continue;
+        pthread_join(w->thread, NULL);
+        w->thread_started = false;
+    }
+}
+
+static int worker_listen(sl_server *srv, int idx)
+{
+    sl__worker *w = &srv->workers[idx];
+    w->lis = calloc((size_t)srv->nlis, sizeof *w->lis);
+    if (!w->lis) return SL_ENOMEM;
+    w->nlis = srv->nlis;
+    for (int a = 0; a < srv->nlis; a++) {
+        int fd = srv->lfds[a * srv->nworkers + idx];
+        srv->lfds[a * srv->nworkers + idx] = -1; /* the worker owns it now */
+        w->lis[a].w = w;
+        w->lis[a].io.fd = fd;
+        int rc = sl__io_start(&w->r, &w->lis[a].io, fd, EPOLLIN, on_accept);
+        if (rc < 0) {
+            close(fd);
+            w->lis[a].io.fd = -1;
+            return rc;
+        }
+    }
+    w->accepting = true;
+    return 0;
+}
+
+int sl_server_serve(sl_server *srv)
+{
+    if (!srv || srv->state != SRV_NEW || srv->nlis == 0) return SL_EINVAL;
+    int rc = 0;
+    for (int i = 0; i < srv->nworkers && rc == 0; i++)
+        rc = worker_listen(srv, i);
+    /* Reactor threads take no signals: the application's signal handling (a signal ctx, or
+     * the default action) happens elsewhere. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < srv->nworkers && rc == 0; i++) {
+        sl__worker *w = &srv->workers[i];
+        int e = pthread_create(&w->thread, NULL, worker_main, w);
+        if (e != 0)
+            rc = -e;
+        else
+            w->thread_started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0) {
+        stop_and_join(srv);
+        srv->state = SRV_FAILED;
+        return rc;
+    }
+    srv->state = SRV_SERVING;
+    return 0;
+}
+
+static void on_fired(void *arg, int err)
+{
+    sl_server *srv = arg;
+    (void)err;
+    pthread_mutex_lock(&srv->mu);
+    srv->fired = true;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
+{
+    atomic_store(&srv->draining, true);
+    for (int i = 0; i < srv->nworkers; i++)
+        sl__reactor_post(&srv->workers[i].r, &srv->workers[i].drain_task);
+    bool clean = false;
+    if (wait) {
+        sl_ctx_hook *hook = NULL;
+        int hr = sl_ctx_on_done(ctx, on_fired, srv, &hook);
+        pthread_mutex_lock(&srv->mu);
+        if (hr < 0) srv->fired = true; /* cannot watch the ctx: do not wait blind */
+        for (;;) {
+            clean = srv->drained == srv->nworkers && atomic_load(&srv->nconns) == 0;
+            if (clean || srv->fired) break;
+            pthread_cond_wait(&srv->cv, &srv->mu);
+        }
+        pthread_mutex_unlock(&srv->mu);
+        if (hr == 0) sl_ctx_hook_stop(hook);
+    }
+    stop_and_join(srv);
+    srv->state = SRV_STOPPED;
+    if (clean) return 0;
+    int err = sl_ctx_err(ctx);
+    return err ? err : SL_ECANCELED;
+}
+
+int sl_server_shutdown(sl_server *srv, sl_ctx *ctx)
+{
+    if (!srv || srv->state != SRV_SERVING) return SL_EINVAL;
+    return shutdown_impl(srv, ctx, true);
+}
+
+int sl_server_run(sl_server *srv, sl_ctx *ctx)
+{
+    if (!srv || !ctx) return SL_EINVAL;
+    int rc = sl_server_serve(srv);
+    if (rc < 0) return rc;
+    sl_ctx_wait(ctx);
+    sl_ctx *grace = NULL;
+    if (srv->o.shutdown_timeout_ns > 0) {
+        rc = sl_ctx_with_timeout(NULL, srv->o.shutdown_timeout_ns, &grace);
+        if (rc < 0) grace = NULL;
+    }
+    rc = sl_server_shutdown(srv, grace);
+    sl_ctx_release(grace);
+    return rc;
+}
+
+void sl_server_stats_get(const sl_server *srv, sl_server_stats *st)
+{
+    *st = (sl_server_stats){.connections = atomic_load(&((sl_server *)srv)->nconns)};
+    for (int i = 0; i < srv->nworkers; i++) {
+        sl__worker_stats *ws = &srv->workers[i].st;
+        st->accepted += atomic_load_explicit(&ws->accepted, memory_order_relaxed);
+        st->requests += atomic_load_explicit(&ws->requests, memory_order_relaxed);
+        st->rejected += atomic_load_explicit(&ws->rejected, memory_order_relaxed);
+        st->accept_pauses += atomic_load_explicit(&ws->pauses, memory_order_relaxed);
+    }
+}
+
+void sl_server_free(sl_server *srv)
+{
+    if (!srv) return;
+    if (srv->state == SRV_SERVING) shutdown_impl(srv, NULL, false);
+    for (int i = 0; i < srv->nworkers; i++)
+        worker_destroy(&srv->workers[i]);
+    for (int i = 0; i < srv->nlis * srv->nworkers; i++)
+        if (srv->lfds[i] >= 0) close(srv->lfds[i]);
+    free(srv->lfds);
+    pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv->workers);
+    free(srv);
+}

@@ -1,0 +1,244 @@
+/* A tiny blocking HTTP/1.1 test client for the server's integration tests: connect, send raw
+ * bytes (whole or byte by byte), read responses with deadlines. Header-only; every wait is
+ * bounded by poll() with a deadline, so a server that hangs fails the test instead of hanging
+ * it. */
+#ifndef SLUICE_TEST_HTTP_CLIENT_H
+#define SLUICE_TEST_HTTP_CLIENT_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Connects to 127.0.0.1:port (blocking socket, TCP_NODELAY). Returns the fd or -errno. */
+static inline int tc_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* Sends all bytes; false if the peer is gone (EPIPE/ECONNRESET), which some tests expect. */
+static inline bool tc_send(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static inline bool tc_sends(int fd, const char *s)
+{
+    return tc_send(fd, s, strlen(s));
+}
+
+/* Waits up to ms for fd to be readable. */
+static inline bool tc_readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int rc;
+    do {
+        rc = poll(&p, 1, ms);
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
+/* A response parsed by tc_read_response. */
+typedef struct tc_resp {
+    int status;
+    char head[4096]; /* status line + headers, NUL-terminated */
+    char *body;      /* malloc'd, NUL-terminated; free with tc_resp_free */
+    size_t body_len;
+} tc_resp;
+
+static inline void tc_resp_free(tc_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Buffered reader over one connection. */
+typedef struct tc_conn {
+    int fd;
+    char buf[65536];
+    size_t len, pos;
+    bool eof;
+} tc_conn;
+
+static inline void tc_init(tc_conn *c, int fd)
+{
+    c->fd = fd;
+    c->len = c->pos = 0;
+    c->eof = false;
+}
+
+/* Reads more into the buffer. Returns >0 bytes, 0 on EOF, -1 on error/timeout. */
+static inline int tc_fill(tc_conn *c, int ms)
+{
+    if (c->pos > 0) {
+        memmove(c->buf, c->buf + c->pos, c->len - c->pos);
+        c->len -= c->pos;
+        c->pos = 0;
+    }
+    if (c->len == sizeof c->buf) return -1;
+    if (!tc_readable(c->fd, ms)) return -1;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    if (n == 0) c->eof = true;
+    if (n < 0) return -1;
+    c->len += (size_t)n;
+    return (int)n;
+}
+
+/* True when the server closed the connection (EOF or reset) within ms, having sent nothing
+ * more. */
+static inline bool tc_wait_eof(tc_conn *c, int ms)
+{
+    if (c->len > c->pos) return false;
+    int64_t dl = sl_mono_ns() + SL_MS(ms);
+    while (sl_mono_ns() < dl) {
+        if (!tc_readable(c->fd, 50)) continue;
+        char b[512];
+        ssize_t n = recv(c->fd, b, sizeof b, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+        if (n > 0) return false;
+    }
+    return false;
+}
+
+static inline const char *tc_find_hdr(const char *head, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = strstr(head, "\r\n");
+    while (p && p[2] != '\r' && p[2] != '\0') {
+        p += 2;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t l = e ? (size_t)(e - v) : strlen(v);
+            if (l >= cap) l = cap - 1;
+            memcpy(out, v, l);
+            out[l] = 0;
+            return out;
+        }
+        p = strstr(p, "\r\n");
+    }
+    return NULL;
+}
+
+/* Reads one final response (interim 1xx responses are skipped, counted in *interim if not
+ * NULL). head_only: the request was HEAD (no body follows). Returns 0, or -1 on EOF/timeout/
+ * garbage. */
+static inline int tc_read_response_ex(tc_conn *c, tc_resp *r, bool head_only, int ms, int *interim)
+{
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        char *end;
+        while (!(end = memmem(c->buf + c->pos, c->len - c->pos, "\r\n\r\n", 4)))
+            if (tc_fill(c, ms) <= 0) return -1;
+        size_t hl = (size_t)(end + 4 - (c->buf + c->pos));
+        if (hl >= sizeof r->head) return -1;
+        memcpy(r->head, c->buf + c->pos, hl);
+        r->head[hl] = 0;
+        c->pos += hl;
+        if (sscanf(r->head, "HTTP/1.%*d %d", &r->status) != 1) return -1;
+        if (r->status >= 100 && r->status < 200) {
+            if (interim) (*interim)++;
+            continue;
+        }
+        break;
+    }
+    char v[64];
+    size_t cl = 0;
+    if (!head_only && tc_find_hdr(r->head, "Content-Length", v, sizeof v)) cl = strtoul(v, 0, 10);
+    r->body = malloc(cl + 1);
+    if (!r->body) return -1;
+    size_t got = 0;
+    while (got < cl) {
+        if (c->pos == c->len && tc_fill(c, ms) <= 0) return -1;
+        size_t n = c->len - c->pos < cl - got ? c->len - c->pos : cl - got;
+        memcpy(r->body + got, c->buf + c->pos, n);
+        got += n;
+        c->pos += n;
+    }
+    r->body[cl] = 0;
+    r->body_len = cl;
+    return 0;
+}
+
+static inline int tc_read_response(tc_conn *c, tc_resp *r)
+{
+    return tc_read_response_ex(c, r, false, 5000, NULL);
+}
+
+/* One request on a new connection; returns the status or -1. Body in *r when r is not NULL. */
+static inline int tc_get_status(int port, const char *raw)
+{
+    int fd = tc_connect(port);
+    if (fd < 0) return -1;
+    tc_conn c;
+    tc_init(&c, fd);
+    tc_resp r;
+    int st = -1;
+    if (tc_sends(fd, raw) && tc_read_response(&c, &r) == 0) st = r.status;
+    tc_resp_free(&r);
+    close(fd);
+    return st;
+}
+
+/* ---- a server for a test ---- */
+#include "sluice/server.h"
+
+/* Starts a server on 127.0.0.1:0 with o; returns it and sets *port. Fails the test on error. */
+static inline sl_server *tc_server_start(sl_server_opts *o, int *port)
+{
+    sl_server *srv = NULL;
+    assert_int_equal(sl_server_new(o, &srv), 0);
+    int p = sl_server_listen(srv, "127.0.0.1", 0);
+    assert_true(p > 0);
+    assert_int_equal(sl_server_port(srv), p);
+    assert_int_equal(sl_server_serve(srv), 0);
+    *port = p;
+    return srv;
+}
+
+static inline int64_t tc_stat_conns(sl_server *srv)
+{
+    sl_server_stats st;
+    sl_server_stats_get(srv, &st);
+    return st.connections;
+}
+
+static inline uint64_t tc_stat_requests(sl_server *srv)
+{
+    sl_server_stats st;
+    sl_server_stats_get(srv, &st);
+    return st.requests;
+}
+
+#endif
