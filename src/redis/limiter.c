@@ -43,7 +43,7 @@
 #include "sluice/redis_limiter.h"
 #include "redis/redis_int.h"
 
-#define MAX_REACTORS 64
+#define MAX_REACTORS       64
 #define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
 
 /* KEYS[1] the bucket; ARGV: emission interval T (us, double), burst, n, now (us; <= 0: TIME).
@@ -122,9 +122,9 @@ struct conn {
     sl__io io;
     uint32_t want; /* epoll interest hiredis asked for */
     int state;
-    bool closing;        /* detaching: answer SL_ECANCELED, do not reconnect */
-    sl__tq call_q;       /* per-call timeouts, dur = rl->timeout */
-    sl__tq retry_q;      /* one timer: reconnect backoff, or the connect timeout */
+    bool closing;   /* detaching: answer SL_ECANCELED, do not reconnect */
+    sl__tq call_q;  /* per-call timeouts, dur = rl->timeout */
+    sl__tq retry_q; /* one timer: reconnect backoff, or the connect timeout */
     sl__timer retry_t;
     int64_t backoff;       /* ns: the next reconnect delay */
     int64_t inflight;      /* calls hiredis holds (answered or not) */
@@ -148,8 +148,7 @@ typedef struct call {
 
 /* ---- decisions --------------------------------------------------------------------------- */
 
-static void answer(sl_redis_limiter *rl, const sl_rate_decision *d, sl_redis_check_fn cb,
-                   void *arg)
+static void answer(sl_redis_limiter *rl, const sl_rate_decision *d, sl_redis_check_fn cb, void *arg)
 {
     INC(checks);
     if (d->allowed) INC(allowed);
@@ -233,10 +232,22 @@ static void set_want(conn *c, uint32_t add, uint32_t del)
     c->want = (c->want | add) & ~del;
     if (c->io.fn) sl__io_set(c->r, &c->io, c->want);
 }
-static void ev_add_read(void *p) { set_want(p, EPOLLIN, 0); }
-static void ev_del_read(void *p) { set_want(p, 0, EPOLLIN); }
-static void ev_add_write(void *p) { set_want(p, EPOLLOUT, 0); }
-static void ev_del_write(void *p) { set_want(p, 0, EPOLLOUT); }
+static void ev_add_read(void *p)
+{
+    set_want(p, EPOLLIN, 0);
+}
+static void ev_del_read(void *p)
+{
+    set_want(p, 0, EPOLLIN);
+}
+static void ev_add_write(void *p)
+{
+    set_want(p, EPOLLOUT, 0);
+}
+static void ev_del_write(void *p)
+{
+    set_want(p, 0, EPOLLOUT);
+}
 static void ev_cleanup(void *p)
 {
     conn *c = p;
@@ -448,7 +459,8 @@ static int send_eval(call *k)
     snprintf(now, sizeof now, "%lld", (long long)k->now_us);
     const char *argv[] = {"EVALSHA", c->rl->sha, "1", k->name, T, burst, n, now};
     size_t lens[8];
-    for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
     lens[3] = k->name_len;
     if (redisAsyncCommandArgv(c->ac, reply_cb, k, 8, argv, lens) != REDIS_OK) return -1;
     if (c->inflight++ == 0) c->last_progress = c->r->now;
@@ -485,19 +497,20 @@ static const sl_keyed_tier *tier_of(sl_redis_limiter *rl, const void *key, size_
     return &rl->tiers[t];
 }
 
-int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *key,
-                              size_t len, int64_t n, int64_t now_ns, sl_redis_check_fn cb,
-                              void *arg, sl_rate_decision *now)
+int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
+                              int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
+                              sl_rate_decision *now)
 {
-    if (!rl || !cb || !now || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0)
-        return SL_EINVAL;
+    if (!rl || !cb || !now || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
     conn *c = find_conn(rl, r);
     if (!c) return SL_EINVAL;
     const sl_keyed_tier *tier = tier_of(rl, key, len);
     if (tier->limit == SL_RATE_INF || n > tier->burst) {
         bool inf = tier->limit == SL_RATE_INF;
-        *now = (sl_rate_decision){.allowed = inf, .source = SL_RATE_FROM_LOCAL,
-                                  .limit = tier->burst, .remaining = inf ? tier->burst : 0,
+        *now = (sl_rate_decision){.allowed = inf,
+                                  .source = SL_RATE_FROM_LOCAL,
+                                  .limit = tier->burst,
+                                  .remaining = inf ? tier->burst : 0,
                                   .retry_after_ns = inf ? 0 : SL_FOREVER};
         answer(rl, now, NULL, NULL);
         return 1;
@@ -636,8 +649,8 @@ static void wc_run(sl__reactor *r, sl__task *t)
 {
     waitcall *w = (waitcall *)t;
     sl_rate_decision d;
-    int rc = sl_redis_limiter_check_at(w->rl, r, w->key, w->len, w->n, w->now_ns, wc_complete,
-                                       w, &d);
+    int rc =
+        sl_redis_limiter_check_at(w->rl, r, w->key, w->len, w->n, w->now_ns, wc_complete, w, &d);
     if (rc == 0) return;
     if (rc < 0) d = (sl_rate_decision){.err = rc, .retry_after_ns = SL_FOREVER};
     wc_complete(w, &d);
@@ -722,7 +735,8 @@ int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t le
     }
     sl__reactor_post(&rl->priv, &w->task);
     pthread_mutex_lock(&w->mu);
-    while (!w->done && !w->canceled) pthread_cond_wait(&w->cv, &w->mu);
+    while (!w->done && !w->canceled)
+        pthread_cond_wait(&w->cv, &w->mu);
     rc = w->done ? 0 : sl_ctx_err(ctx);
     if (w->done) *out = w->d;
     pthread_mutex_unlock(&w->mu);

@@ -13,7 +13,8 @@ static void block(uint32_t h[5], const unsigned char *p)
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
                (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++) w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (int i = 16; i < 80; i++)
+        w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
     for (int i = 0; i < 80; i++) {
         uint32_t f, k;
@@ -49,13 +50,15 @@ void sl__redis_sha1_hex(const void *data, size_t len, char out[41])
     uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
     const unsigned char *p = data;
     size_t left = len;
-    for (; left >= 64; left -= 64, p += 64) block(h, p);
+    for (; left >= 64; left -= 64, p += 64)
+        block(h, p);
     unsigned char tail[128] = {0};
     memcpy(tail, p, left);
     tail[left] = 0x80;
     size_t tl = left < 56 ? 64 : 128;
     uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++) tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
     block(h, tail);
     if (tl == 128) block(h, tail + 64);
     static const char hex[] = "0123456789abcdef";

@@ -116,8 +116,10 @@ static int replay(double limit, int64_t burst, const char *key, unsigned seed, i
         assert_int_equal(sl_redis_limiter_check_wait(rl, key, strlen(key), n, wall0 + t, NULL, &d),
                          0);
         assert_int_equal(d.source, SL_RATE_FROM_REDIS);
-        if (d.allowed != want) diff++;
-        else if (d.remaining != (int64_t)floor(tok + 1e-9)) diff++;
+        if (d.allowed != want)
+            diff++;
+        else if (d.remaining != (int64_t)floor(tok + 1e-9))
+            diff++;
     }
     sl_limiter_free(lim);
     sl_redis_limiter_free(rl);
@@ -239,7 +241,8 @@ static void test_two_instances_share_a_limit(void **state)
         in[i].until = t0 + SL_MS(700);
         assert_int_equal(pthread_create(&in[i].thr, NULL, instance_main, &in[i]), 0);
     }
-    for (int i = 0; i < 2; i++) pthread_join(in[i].thr, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(in[i].thr, NULL);
     double secs = (double)(sl_mono_ns() - t0) / 1e9;
     int sum = in[0].allowed + in[1].allowed;
     /* One instance alone would allow burst + limit x elapsed (Redis's clock). Tolerance: the
@@ -250,7 +253,8 @@ static void test_two_instances_share_a_limit(void **state)
     assert_true(in[0].allowed > 0 && in[1].allowed > 0);
     assert_true(in[0].checks + in[1].checks > sum); /* the limit did bite */
     assert_true(fabs(sum - expect) <= expect * 0.1 + 3);
-    for (int i = 0; i < 2; i++) sl_redis_limiter_free(in[i].rl);
+    for (int i = 0; i < 2; i++)
+        sl_redis_limiter_free(in[i].rl);
 }
 
 /* ---- NOSCRIPT, timeouts, Redis down ------------------------------------------------------ */
