@@ -274,11 +274,13 @@ int sl_redis_jobs_new(const sl_redis_jobs_config *cfg, sl_ctx *ctx, sl_redis_job
     q->io_timeout = cfg->io_timeout_ns > 0 ? cfg->io_timeout_ns : SL_SEC(2);
     q->logger = cfg->logger;
     strcpy(q->cursor, "0-0");
-    for (int i = 0; i < S_N; i++) sl__redis_sha1_hex(SCRIPTS[i], strlen(SCRIPTS[i]), q->sha[i]);
+    for (int i = 0; i < S_N; i++)
+        sl__redis_sha1_hex(SCRIPTS[i], strlen(SCRIPTS[i]), q->sha[i]);
     /* "0": a group created after jobs were submitted still sees them. */
     const char *argv[] = {"XGROUP", "CREATE", q->stream, q->group, "0", "MKSTREAM"};
     size_t lens[6];
-    for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
     redisReply *r = NULL;
     int rc = cmd(q, ctx, 0, 6, argv, lens, &r);
     if (rc == 0) {
@@ -305,7 +307,8 @@ static int add(sl_redis_jobs *q, const char *id, const void *payload, size_t len
     snprintf(att, sizeof att, "%d", attempts);
     const char *argv[] = {"XADD", q->stream, "*", "id", id, "attempts", att, "payload", payload};
     size_t lens[9];
-    for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
     lens[8] = len;
     return cmd_simple(q, ctx, 9, argv, lens, NULL);
 }
@@ -347,24 +350,26 @@ void sl_redis_job_free(sl_redis_jobs *q, sl_redis_job *job)
 {
     if (!job) return;
     if (job->arg) {
-        if (q && q->codec.arg_free) q->codec.arg_free(job->arg);
-        else free(job->arg);
+        if (q && q->codec.arg_free)
+            q->codec.arg_free(job->arg);
+        else
+            free(job->arg);
     }
     free(job->payload);
     free(job);
 }
 
-static int move_dead(sl_redis_jobs *q, const sl_redis_job *job, int err, int attempts,
-                     sl_ctx *ctx)
+static int move_dead(sl_redis_jobs *q, const sl_redis_job *job, int err, int attempts, sl_ctx *ctx)
 {
     char att[16], e[24];
     snprintf(att, sizeof att, "%d", attempts);
     snprintf(e, sizeof e, "%s", sl_errname(err));
-    const char *argv[] = {q->stream, q->dead, q->group, job->entry, job->id, att,
-                          job->payload ? job->payload : "", e};
+    const char *argv[] = {
+        q->stream, q->dead, q->group, job->entry, job->id, att, job->payload ? job->payload : "",
+        e};
     size_t lens[8];
-    for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
-    lens[6] = job->payload_len;
+    for (int i = 0; i < 8; i++)
+        lens[i] = i == 6 ? job->payload_len : strlen(argv[i]);
     long long moved = 0;
     int rc = script(q, ctx, S_DEAD, 8, argv, lens, &moved);
     if (rc == 0 && moved) q->st.dead++;
@@ -439,7 +444,8 @@ static int reclaim(sl_redis_jobs *q, sl_ctx *ctx, sl_redis_job **out)
     const char *av[8] = {"XAUTOCLAIM", q->stream, q->group, q->consumer,
                          idle,         q->cursor, "COUNT",  "1"};
     size_t lens[8];
-    for (int i = 0; i < 8; i++) lens[i] = strlen(av[i]);
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(av[i]);
     redisReply *r = NULL;
     int rc = cmd(q, ctx, 0, 8, av, lens, &r);
     if (rc < 0) return rc;
@@ -466,10 +472,11 @@ static int read_new(sl_redis_jobs *q, sl_ctx *ctx, sl_redis_job **out)
     if (block < SL_MS(1)) block = SL_MS(1); /* BLOCK 0 would mean forever */
     char ms[24];
     snprintf(ms, sizeof ms, "%lld", (long long)(block / SL_MS(1)));
-    const char *argv[] = {"XREADGROUP", "GROUP", q->group, q->consumer, "COUNT", "1",
-                          "BLOCK",      ms,      "STREAMS", q->stream,  ">"};
+    const char *argv[] = {"XREADGROUP", "GROUP", q->group,  q->consumer, "COUNT", "1",
+                          "BLOCK",      ms,      "STREAMS", q->stream,   ">"};
     size_t lens[11];
-    for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
     redisReply *r = NULL;
     int rc = cmd(q, ctx, block, 11, argv, lens, &r);
     if (rc < 0) return rc;
@@ -512,8 +519,10 @@ int sl_redis_jobs_ack(sl_redis_jobs *q, const sl_redis_job *job, sl_ctx *ctx)
     const char *xack[] = {"XACK", q->stream, q->group, job->entry};
     const char *xdel[] = {"XDEL", q->stream, job->entry};
     size_t l1[4], l2[3];
-    for (int i = 0; i < 4; i++) l1[i] = strlen(xack[i]);
-    for (int i = 0; i < 3; i++) l2[i] = strlen(xdel[i]);
+    for (int i = 0; i < 4; i++)
+        l1[i] = strlen(xack[i]);
+    for (int i = 0; i < 3; i++)
+        l2[i] = strlen(xdel[i]);
     int rc = cmd_simple(q, ctx, 4, xack, l1, NULL);
     /* XDEL only trims memory: an acked entry is never delivered again anyway. */
     if (rc == 0) rc = cmd_simple(q, ctx, 3, xdel, l2, NULL);
@@ -528,7 +537,8 @@ int sl_redis_jobs_fail(sl_redis_jobs *q, const sl_redis_job *job, int err, sl_ct
     if (err == SL_EPERMANENT || attempts >= q->max_attempts)
         return move_dead(q, job, err, attempts, ctx);
     int64_t d = q->base_delay;
-    for (int i = 1; i < attempts && d < q->max_delay; i++) d *= 2;
+    for (int i = 1; i < attempts && d < q->max_delay; i++)
+        d *= 2;
     if (d > q->max_delay) d = q->max_delay;
     size_t idlen = strlen(job->id);
     char head[128], ms[24];
@@ -542,7 +552,8 @@ int sl_redis_jobs_fail(sl_redis_jobs *q, const sl_redis_job *job, int err, sl_ct
     snprintf(ms, sizeof ms, "%lld", (long long)(d / SL_MS(1)));
     const char *argv[] = {q->stream, q->delayed, q->group, job->entry, member, ms};
     size_t lens[6];
-    for (int i = 0; i < 6; i++) lens[i] = i == 4 ? mlen : strlen(argv[i]);
+    for (int i = 0; i < 6; i++)
+        lens[i] = i == 4 ? mlen : strlen(argv[i]);
     long long moved = 0;
     int rc = script(q, ctx, S_RETRY, 6, argv, lens, &moved);
     free(member);
@@ -571,8 +582,10 @@ int sl_redis_jobs_work(sl_redis_jobs *q, sl_redis_job_fn fn, void *arg, sl_ctx *
         rc = fn(ctx, job, arg);
         /* The outcome is recorded even when ctx just fired (shutdown): a finished job must
          * not run again. io_timeout_ns bounds these two calls instead. */
-        if (rc >= 0) sl_redis_jobs_ack(q, job, NULL);
-        else sl_redis_jobs_fail(q, job, rc, NULL);
+        if (rc >= 0)
+            sl_redis_jobs_ack(q, job, NULL);
+        else
+            sl_redis_jobs_fail(q, job, rc, NULL);
         /* An ack/fail that did not reach Redis leaves the job pending: it is reclaimed. */
         sl_redis_job_free(q, job);
     }

@@ -109,7 +109,8 @@ static void test_killed_consumer_job_is_reclaimed(void **state)
         char msg[SL_POOL_ID_MAX + 1];
         snprintf(msg, sizeof msg, "%s", job->id);
         if (write(pfd[1], msg, strlen(msg) + 1) < 0) _exit(2);
-        for (;;) pause(); /* until SIGKILL */
+        for (;;)
+            pause(); /* until SIGKILL */
     }
     close(pfd[1]);
     struct pollfd p = {.fd = pfd[0], .events = POLLIN};
@@ -294,15 +295,18 @@ static void test_pool_spill_on_shutdown(void **state)
 {
     (void)state;
     spill_state ss = {.q = open_q("spill", NULL, SL_SEC(30))};
-    sl_pool_opts po = {.workers = 1, .queue_capacity = 16, .on_abandoned = on_abandoned,
-                       .hook_arg = &ss, .logger = sl_log_discard()};
+    sl_pool_opts po = {.workers = 1,
+                       .queue_capacity = 16,
+                       .on_abandoned = on_abandoned,
+                       .hook_arg = &ss,
+                       .logger = sl_log_discard()};
     sl_pool *pool = NULL;
     assert_int_equal(sl_pool_new(&po, &pool), 0);
     for (int i = 0; i < 4; i++) {
         char id[16];
         snprintf(id, sizeof id, "pooled-%d", i);
-        sl_pool_job job = {.id = id, .fn = blocks_until_canceled, .arg = strdup(id),
-                           .arg_free = free};
+        sl_pool_job job = {
+            .id = id, .fn = blocks_until_canceled, .arg = strdup(id), .arg_free = free};
         assert_int_equal(sl_pool_submit(pool, &job, NULL), 0);
     }
     sl_ctx *now = NULL;
