@@ -369,6 +369,132 @@ static void test_redis_down_policies(void **state)
     sl_keyed_free(fb);
 }
 
+/* ---- tiers, and in-flight checks when the server dies ------------------------------------ */
+
+static int tier_by_prefix(void *arg, const void *key, size_t len)
+{
+    (void)arg;
+    return len > 5 && memcmp(key, "paid-", 5) == 0 ? 1 : 0;
+}
+
+static void test_tiers_per_key(void **state)
+{
+    (void)state;
+    sl_keyed_tier tiers[] = {{1, 2}, {1, 5}};
+    sl_redis_limiter_config cfg = {.port = g_redis.port,
+                                   .tiers = tiers,
+                                   .ntiers = 2,
+                                   .tier_fn = tier_by_prefix,
+                                   .timeout_ns = SL_SEC(2),
+                                   .policy = SL_REDIS_FAIL_CLOSED,
+                                   .logger = sl_log_discard()};
+    sl_redis_limiter *rl = NULL;
+    assert_int_equal(sl_redis_limiter_new(&cfg, &rl), 0);
+    int64_t at = SL_SEC(1750000000);
+    int free_ok = 0, paid_ok = 0;
+    sl_rate_decision d;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(sl_redis_limiter_check_wait(rl, "free-a", 6, 1, at, NULL, &d), 0);
+        assert_int_equal(d.source, SL_RATE_FROM_REDIS);
+        assert_int_equal(d.limit, 2);
+        free_ok += d.allowed;
+        assert_int_equal(sl_redis_limiter_check_wait(rl, "paid-a", 6, 1, at, NULL, &d), 0);
+        assert_int_equal(d.limit, 5);
+        paid_ok += d.allowed;
+    }
+    assert_int_equal(free_ok, 2);
+    assert_int_equal(paid_ok, 5);
+    /* Refused: retry_after is one emission interval; reset is until the bucket is full. */
+    assert_false(d.allowed);
+    assert_int_equal(d.retry_after_ns, SL_SEC(1));
+    assert_int_equal(d.reset_ns, SL_SEC(5));
+    /* n > burst is refused without a round trip; n = 3 of 5 fits after 3 s. */
+    assert_int_equal(sl_redis_limiter_check_wait(rl, "paid-a", 6, 6, at, NULL, &d), 0);
+    assert_int_equal(d.source, SL_RATE_FROM_LOCAL);
+    assert_int_equal(d.retry_after_ns, SL_FOREVER);
+    assert_int_equal(sl_redis_limiter_check_wait(rl, "paid-a", 6, 3, at + SL_SEC(3), NULL, &d), 0);
+    assert_true(d.allowed);
+    assert_int_equal(d.remaining, 0);
+    sl_redis_limiter_free(rl);
+}
+
+typedef struct drop_run {
+    sl__reactor r;
+    sl_redis_limiter *rl;
+    sl__task start;
+    pid_t victim;
+    int total, answered, dup, from_redis, unavailable;
+    unsigned char seen[500];
+} drop_run;
+
+static drop_run *g_drop;
+
+static void drop_cb(void *arg, const sl_rate_decision *d)
+{
+    drop_run *x = g_drop;
+    unsigned char *slot = arg;
+    if (*slot) x->dup++;
+    *slot = 1;
+    x->answered++;
+    if (d->source == SL_RATE_FROM_REDIS)
+        x->from_redis++;
+    else if (d->err == SL_EUNAVAIL)
+        x->unavailable++;
+    if (x->answered == x->total) sl__reactor_stop(&x->r);
+}
+
+static void drop_start(sl__reactor *r, sl__task *t)
+{
+    drop_run *x = r->data;
+    if (!sl_redis_limiter_connected(x->rl, r)) {
+        sl__reactor_post(r, t); /* again after this iteration */
+        return;
+    }
+    for (int i = 0; i < x->total; i++) {
+        sl_rate_decision d;
+        assert_int_equal(sl_redis_limiter_check(x->rl, r, "drop", 4, 1, drop_cb, &x->seen[i], &d),
+                         0);
+    }
+    kill(x->victim, SIGKILL); /* the checks are still in hiredis's buffers, or in flight */
+}
+
+static void test_inflight_checks_answered_once_on_drop(void **state)
+{
+    (void)state;
+    sl_test_redis own;
+    assert_int_equal(sl_test_redis_start(&own), 0);
+    static drop_run x;
+    memset(&x, 0, sizeof x);
+    g_drop = &x;
+    x.total = 500;
+    x.victim = own.proc.pid;
+    sl_keyed_tier tier = {1000, 1000};
+    sl_redis_limiter_config cfg = {.port = own.port,
+                                   .tiers = &tier,
+                                   .ntiers = 1,
+                                   .timeout_ns = SL_SEC(5),
+                                   .policy = SL_REDIS_FAIL_OPEN,
+                                   .logger = sl_log_discard()};
+    assert_int_equal(sl_redis_limiter_new(&cfg, &x.rl), 0);
+    assert_int_equal(sl__reactor_init(&x.r), 0);
+    x.r.data = &x;
+    assert_int_equal(sl_redis_limiter_attach(x.rl, &x.r), 0);
+    x.start.fn = drop_start;
+    sl__reactor_post(&x.r, &x.start);
+    sl__reactor_run(&x.r);
+    assert_int_equal(x.answered, x.total);
+    assert_int_equal(x.dup, 0);
+    assert_int_equal(x.from_redis + x.unavailable, x.total);
+    assert_true(x.unavailable > 0);
+    sl_redis_limiter_stats st;
+    sl_redis_limiter_stats_get(x.rl, &st);
+    assert_int_equal(st.fail_open, (uint64_t)x.unavailable);
+    assert_int_equal(sl_redis_limiter_detach(x.rl, &x.r), 0);
+    sl__reactor_destroy(&x.r);
+    sl_redis_limiter_free(x.rl);
+    sl_test_redis_stop(&own);
+}
+
 static void test_keyed_decision(void **state)
 {
     (void)state;
@@ -398,6 +524,8 @@ int main(void)
         cmocka_unit_test(test_keyed_decision),
         cmocka_unit_test(test_same_decisions_as_sl_limiter),
         cmocka_unit_test(test_async_pipelined),
+        cmocka_unit_test(test_tiers_per_key),
+        cmocka_unit_test(test_inflight_checks_answered_once_on_drop),
         cmocka_unit_test(test_two_instances_share_a_limit),
         cmocka_unit_test(test_noscript_reload),
         cmocka_unit_test(test_timeout_paused_server),
