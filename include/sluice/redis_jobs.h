@@ -50,14 +50,14 @@ typedef struct sl_redis_codec {
 } sl_redis_codec;
 
 typedef struct sl_redis_jobs_config {
-    const char *host;     /* copied; NULL -> "127.0.0.1" */
-    int port;             /* 0 -> 6379 */
-    const char *prefix;   /* copied; NULL -> "sl:jobs:" */
-    const char *queue;    /* required; copied */
-    const char *group;    /* copied; NULL -> "workers" */
-    const char *consumer; /* copied; unique per worker; NULL -> "<hostname>-<pid>-<n>" */
-    sl_redis_codec codec; /* encode and decode required */
-    int max_attempts;     /* total, first included; 0 -> 3 */
+    const char *host;      /* copied; NULL -> "127.0.0.1" */
+    int port;              /* 0 -> 6379 */
+    const char *prefix;    /* copied; NULL -> "sl:jobs:" */
+    const char *queue;     /* required; copied */
+    const char *group;     /* copied; NULL -> "workers" */
+    const char *consumer;  /* copied; unique per worker; NULL -> "<hostname>-<pid>-<n>" */
+    sl_redis_codec codec;  /* encode and decode required */
+    int max_attempts;      /* total, first included; 0 -> 3 */
     int64_t base_delay_ns; /* retry n waits min(max, base * 2^(n-1)); 0 -> 100 ms */
     int64_t max_delay_ns;  /* 0 -> 30 s */
     int64_t visibility_ns; /* a pending job idle this long is reclaimed; 0 -> 30 s */
@@ -130,7 +130,9 @@ SL_API int sl_redis_jobs_work(sl_redis_jobs *q, sl_redis_job_fn fn, void *arg, s
 /* Spills an in-memory sl_pool job to this queue, for an sl_pool on_abandoned hook: encodes
  * job->arg and adds it with job->id. On success calls job->arg_free(job->arg) (the hook owned
  * it) and returns 0; on failure returns the error and the caller still owns job->arg. Blocks
- * for one round trip (bounded by io_timeout_ns and ctx). */
+ * for one round trip (bounded by io_timeout_ns and ctx). q is single owner, and sl_pool calls
+ * on_abandoned both on the shutdown thread (queued jobs) and on worker threads (interrupted
+ * running jobs), possibly at once: hold a mutex around the call in the hook. */
 SL_API int sl_redis_jobs_spill(sl_redis_jobs *q, const sl_pool_job *job, sl_ctx *ctx);
 
 /* Counters of this object. Threads: the owner. */

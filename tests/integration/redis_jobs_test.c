@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,7 @@ static int blocks_until_canceled(sl_ctx *ctx, void *arg)
 }
 
 typedef struct spill_state {
+    pthread_mutex_t mu; /* on_abandoned runs on shutdown's thread and on workers' */
     sl_redis_jobs *q;
     int spilled, failed;
 } spill_state;
@@ -283,18 +285,20 @@ typedef struct spill_state {
 static void on_abandoned(void *hook_arg, const sl_pool_job *job)
 {
     spill_state *ss = hook_arg;
+    pthread_mutex_lock(&ss->mu);
     if (sl_redis_jobs_spill(ss->q, job, NULL) == 0) {
         ss->spilled++;
     } else {
         ss->failed++;
         free(job->arg);
     }
+    pthread_mutex_unlock(&ss->mu);
 }
 
 static void test_pool_spill_on_shutdown(void **state)
 {
     (void)state;
-    spill_state ss = {.q = open_q("spill", NULL, SL_SEC(30))};
+    spill_state ss = {.mu = PTHREAD_MUTEX_INITIALIZER, .q = open_q("spill", NULL, SL_SEC(30))};
     sl_pool_opts po = {.workers = 1,
                        .queue_capacity = 16,
                        .on_abandoned = on_abandoned,
