@@ -304,6 +304,31 @@ static void test_timeout_paused_server(void **state)
     sl_redis_limiter_free(rl);
 }
 
+/* A server that stays paused: after max(4 x timeout, 1 s) of silence the connection is
+ * dropped and reopened, so timed-out calls do not pile up in hiredis; SIGCONT -> service. */
+static void test_stalled_connection_is_replaced(void **state)
+{
+    (void)state;
+    sl_redis_limiter *rl = new_limiter(10, 5, SL_REDIS_FAIL_OPEN, NULL, SL_MS(50));
+    assert_true(SL_WAIT_UNTIL(redis_answers(rl, "stall"), 5000));
+    assert_int_equal(kill(g_redis.proc.pid, SIGSTOP), 0);
+    sl_redis_limiter_stats st;
+    int64_t t0 = sl_mono_ns();
+    sl_rate_decision d;
+    while ((sl_redis_limiter_stats_get(rl, &st), st.disconnects == 0) &&
+           sl_mono_ns() - t0 < SL_SEC(5)) {
+        assert_int_equal(sl_redis_limiter_check_wait(rl, "stall", 5, 1, 0, NULL, &d), 0);
+        assert_true(d.allowed); /* fail-open, whatever the reason */
+        assert_int_not_equal(d.err, 0);
+    }
+    int64_t took = sl_mono_ns() - t0;
+    assert_int_equal(kill(g_redis.proc.pid, SIGCONT), 0);
+    assert_int_equal(st.disconnects, 1);
+    assert_true(took >= SL_MS(950) && took < SL_SEC(3));
+    assert_true(SL_WAIT_UNTIL(redis_answers(rl, "stall"), 5000));
+    sl_redis_limiter_free(rl);
+}
+
 static int restart_same_port(sl_test_redis *r)
 {
     char portbuf[16];
@@ -529,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_two_instances_share_a_limit),
         cmocka_unit_test(test_noscript_reload),
         cmocka_unit_test(test_timeout_paused_server),
+        cmocka_unit_test(test_stalled_connection_is_replaced),
         cmocka_unit_test(test_redis_down_policies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
