@@ -121,50 +121,76 @@ end
 request = function() return req end
 EOF
 
-# wrk_rps port depth -> prints "rps errors"
+# CPU time (clock ticks, user + system) used so far by the given pids.
+cpu_ticks() {
+    local t=0 p a b
+    for p in "$@"; do
+        read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+        t=$((t + a + b))
+    done
+    echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# wrk_rps port depth pids... -> prints "rps req_per_cpu_s errors". req_per_cpu_s is requests
+# divided by the server's CPU seconds during the run: throughput per server core, which the
+# load on a shared machine distorts much less than requests/s.
 wrk_rps() {
-    local port=$1 depth=$2 out
+    local port=$1 depth=$2 out c0 c1
+    shift 2
     local args=(-t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s)
     [ "$depth" -gt 1 ] && args+=(-s "$tmp/pipeline.lua")
     args+=("http://127.0.0.1:$port/plaintext")
     [ "$depth" -gt 1 ] && args+=(-- "$depth")
+    c0=$(cpu_ticks "$@")
     out=$(timeout $((DURATION + 20)) taskset -c 1 wrk "${args[@]}" 2>&1) || true
-    local rps errs
+    c1=$(cpu_ticks "$@")
+    local rps n errs per
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    per=$(awk -v n="${n:-0}" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN {printf "%.0f", (t > 0 ? n * hz / t : 0)}')
     errs=$(grep -E "Socket errors|Non-2xx" <<<"$out" | tr -s ' ' | tr '\n' ';' || true)
-    echo "${rps:-0} ${errs:-none}"
+    echo "${rps:-0} $per ${errs:-none}"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
 # One reactor/worker each, alternating servers so that drifting background load hits both.
-declare -A res notes
+declare -A res cpu notes
 for depth in 1 "$DEPTH"; do
     for rep in $(seq 1 "$REPS"); do
         start_sluice
-        read -r rps errs < <(wrk_rps "$PORT" "$depth")
+        read -r rps per errs < <(wrk_rps "$PORT" "$depth" "$sluice_pid")
         stop_sluice
         res[sluice_$depth]+="$rps"$'\n'
+        cpu[sluice_$depth]+="$per"$'\n'
         [ "$errs" != "none" ] && notes[sluice_$depth]="errors: $errs"
         if [ $have_nginx -eq 1 ]; then
             start_nginx
-            read -r rps errs < <(wrk_rps "$PORT" "$depth")
+            read -r rps per errs < <(wrk_rps "$PORT" "$depth" $(pgrep -P "$nginx_pid"))
             stop_nginx
             res[nginx_$depth]+="$rps"$'\n'
+            cpu[nginx_$depth]+="$per"$'\n'
             [ "$errs" != "none" ] && notes[nginx_$depth]="errors: $errs"
         fi
     done
 done
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 for depth in 1 "$DEPTH"; do
     if [ "$depth" -eq 1 ]; then label="keep-alive"; else label="keep-alive, pipeline depth $depth"; fi
     s=$(printf "%s" "${res[sluice_$depth]}" | median)
+    sc=$(printf "%s" "${cpu[sluice_$depth]}" | median)
     cfg="wrk -t1 -c$CONNS -d${DURATION}s on CPU 1; server on CPU 0; median of $REPS"
     echo "| http plaintext $label: sluice (1 reactor) | $(printf '%.0f' "$s") | req/s | $cfg ${notes[sluice_$depth]:-} |"
+    echo "| http plaintext $label: sluice per server CPU-second | $sc | req/cpu-s | requests / server CPU time (user+sys) |"
     if [ $have_nginx -eq 1 ]; then
         n=$(printf "%s" "${res[nginx_$depth]}" | median)
+        nc=$(printf "%s" "${cpu[nginx_$depth]}" | median)
         echo "| http plaintext $label: nginx (1 worker) | $(printf '%.0f' "$n") | req/s | same run, same pinning ${notes[nginx_$depth]:-} |"
-        echo "| http plaintext $label: sluice / nginx | $(awk -v a="$s" -v b="$n" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}') | x | per server core, same run |"
+        echo "| http plaintext $label: nginx per server CPU-second | $nc | req/cpu-s | nginx worker's CPU time |"
+        echo "| http plaintext $label: sluice / nginx req/s | $(ratio "$s" "$n") | x | same run |"
+        echo "| http plaintext $label: sluice / nginx per server core | $(ratio "$sc" "$nc") | x | requests per server CPU-second, same run |"
     fi
 done
 

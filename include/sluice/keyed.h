@@ -6,22 +6,25 @@
  * mapped into IPv6), an API-key string, anything.
  *
  * Memory. The table is split into shards, each with a fixed slot array (max_keys / shards
- * entries) reserved at creation but touched only as keys arrive, so resident memory grows
- * with the keys actually held. Every entry takes SL_KEYED_ENTRY_BYTES (56) bytes with its key
- * inline when the key is at most SL_KEYED_INLINE_KEY (16) bytes; a longer key also takes one
- * malloc of its length. Each shard's bucket index adds 4 to 8 bytes per slot (4 bytes x the
- * power of two at or above its slot count). So the table never holds more than max_keys
- * entries, and its memory never exceeds max_keys x (56 + 8) bytes + the long keys + about
- * 64 bytes x shards, whatever keys arrive.
+ * entries, rounded down) reserved at creation but touched only as keys arrive, so resident
+ * memory grows with the keys actually held. Every entry takes SL_KEYED_ENTRY_BYTES (56)
+ * bytes with its key inline when the key is at most SL_KEYED_INLINE_KEY (16) bytes; a longer
+ * key also takes one malloc of its length. Each shard's bucket index grows with the entries
+ * it holds (4 to 8 bytes per entry; doubling it holds the shard lock for one pass over the
+ * shard), up to 4 bytes x the power of two at or above the shard's slot count. So the table
+ * never holds more than max_keys entries, and its memory never exceeds about
+ * max_keys x (56 + 8) bytes + the long keys + 64 bytes x shards, whatever keys arrive. Each
+ * shard fills on its own: eviction may start in one shard a little before the table as a
+ * whole holds max_keys.
  *
  * Eviction, and what sluice guarantees about it. No thread sweeps: each insert of a new key
  * examines the next couple of entries in its shard (a cursor goes round) and removes those
  * idle for idle_ttl. When a shard is full, an insert examines the next entries, up to
- * SL_KEYED_SCAN_FULL of them or until it has found SL_KEYED_SAMPLE candidates, and evicts the
- * idlest candidate. In both cases an entry is removed only if its bucket
- * is full again (it has been idle long enough to refill, and it has no reservation still to
- * act), so removing it loses nothing: a key that comes back finds exactly the bucket it would
- * have had. Hence:
+ * SL_KEYED_SCAN_FULL of them or until it has found SL_KEYED_SAMPLE candidates, and evicts
+ * the idlest candidate. In both cases an entry is removed only if its bucket is full again
+ * (it has been idle long enough to refill, and it has no reservation still to act), so
+ * removing it loses nothing: a key that comes back finds exactly the bucket it would have
+ * had. Hence:
  *   - churning keys never resets anyone's limit: a key is never given more tokens than its
  *     own bucket would hold had it never been evicted;
  *   - an entry idle for idle_ttl is gone after at most one full turn of its shard's cursor,

@@ -124,7 +124,8 @@ typedef struct sl_pool_opts {
  * *out untouched). Does not block. */
 SL_API int sl_pool_new(const sl_pool_opts *opts, sl_pool **out);
 
-/* Submits a job, waiting while the queue is full. Returns:
+/* Submits a job, waiting while the queue is full. Jobs start in submission order (FIFO; with
+ * several workers, tiny jobs may be taken a few at a time, see docs/pool.md). Returns:
  *   0             accepted: the pool owns job->arg and will report the job to exactly one hook.
  *   SL_ETIMEDOUT / SL_ECANCELED  ctx fired before there was room (also when ctx is already
  *                 done on entry).
@@ -139,10 +140,12 @@ SL_API int sl_pool_submit(sl_pool *pool, const sl_pool_job *job, sl_ctx *ctx);
 SL_API int sl_pool_try_submit(sl_pool *pool, const sl_pool_job *job);
 
 /* Suggests how long a caller refused with SL_EFULL should wait before trying again: the time
- * the queued jobs need to start at the pool's recent drain rate (an EWMA of completions per
- * second, time constant 1 s): queued / rate, clamped to [1 ms, 60 s]. Before any job has
- * completed (no rate known yet) it returns 1 s. Threads: any. Does not block (takes a lock
- * for a few instructions at most every 10 ms). */
+ * the queued jobs need to start at the pool's recent drain rate: queued / rate, clamped to
+ * [1 ms, 60 s]. The rate is an EWMA (time constant 1 s) of jobs started per second — a start
+ * is what frees a queue slot; in steady state it equals completions per second — sampled on
+ * try_submit refusals and on this call, at most every 10 ms. Before a rate is known it returns 1 s.
+ * Threads: any. Does not block (takes the pool's lock for a few instructions at most every
+ * 10 ms). */
 SL_API int64_t sl_pool_retry_after_ns(sl_pool *pool);
 
 /* Changes the number of workers. Growing starts threads at once; shrinking retires workers as
@@ -172,7 +175,7 @@ typedef struct sl_pool_stats {
     uint64_t retried;   /* attempts that failed and were scheduled again */
     uint64_t dead;      /* jobs that used every attempt */
     uint64_t abandoned; /* jobs handed to on_abandoned (or logged) at shutdown */
-    uint64_t queued;    /* waiting to start now (queue + retries that are due) */
+    uint64_t queued;    /* waiting to start: queue, due retries, jobs a worker took in a batch */
     uint64_t delayed;   /* waiting for a retry's backoff to pass */
     uint64_t running;   /* running now */
     int workers;        /* live worker threads */
@@ -210,7 +213,8 @@ typedef struct sl_pool_report {
  * is freed with arg_free, no hook is called and nothing is logged (the caller may have freed
  * what hooks and logger use), the stats no longer change, and the worker exits. sl_pool_free
  * is still allowed: the pool's memory is released by the last such worker to exit.
- * (report->stuck counts them.)
+ * (report->stuck counts them.) A hook still running when the hard timeout passes is waited for
+ * only if it started after the deadline; one that started earlier counts as stuck too.
  * Idempotent: later (or concurrent) calls wait for the first to finish and return its result
  * and report. Threads: any but a worker (a job or hook must not shut its own pool down).
  * Blocks. */

@@ -17,8 +17,8 @@
  * lock: records of at most PIPE_BUF bytes to a pipe, file or character device take it shared
  * (writers run in parallel; the kernel does the rest), every other record (large, a socket or
  * unknown fd, a sink call) takes it exclusive. The fd's type is read once, by fstat on first
- * use. A plain mutex for everything was measured (bench/log.c): it more than halves two-thread
- * throughput to /dev/null because writers convoy on it.
+ * use. A plain mutex for everything would serialize, in user space, writes the kernel can run
+ * in parallel (or serializes more cheaply itself); bench/log.c compares the two side by side.
  *
  * Invariants: the level is an atomic read before anything else, so a disabled record costs one
  * load and a compare (the macros in log.h also skip building the attributes); the formatter
@@ -289,7 +289,7 @@ static void lb_i64(lbuf *b, int64_t v)
  * of a scalar value: continuation bytes, overlongs (C0, C1, E0 80.., F0 80..), surrogates
  * (ED A0..), values past U+10FFFF and truncated sequences all count as one bad byte, as in
  * Go's utf8.DecodeRune. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+size_t sl__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned c = s[0];
     if (c < 0xC2 || c > 0xF4) return 0;
@@ -396,7 +396,7 @@ static void put_escaped(lbuf *b, const char *str, size_t n, bool json)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0) {
             if (json)
                 LB_LIT(b, "\\ufffd");
@@ -428,7 +428,7 @@ static bool text_needs_quote(const char *str, size_t n)
             continue;
         }
         uint32_t cp = 0;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = sl__utf8_decode(s + i, n - i, &cp);
         if (len == 0 || cp_hidden(cp)) return true;
         i += len;
     }
@@ -457,7 +457,7 @@ static void put_json_str(lbuf *b, const char *s, size_t n)
 
 /* Shortest of %.15g/%.16g/%.17g that reads back as the same double (17 digits always do).
  * Returns the length written to out (>= 32 bytes). */
-static size_t fmt_double(char *out, double v)
+size_t sl__fmt_double(char *out, double v)
 {
     int len = 0;
     for (int prec = 15; prec <= 17; prec++) {
@@ -484,11 +484,37 @@ static void put_double(lbuf *b, double v, bool json)
         return;
     }
     char tmp[40];
-    size_t len = fmt_double(tmp, v);
+    size_t len = sl__fmt_double(tmp, v);
     lb_put(b, tmp, len);
     /* In JSON an integral double gets ".0" so that it parses back as a real, not an integer,
      * and -0.0 keeps its sign ("-0" reads as the integer 0). */
     if (json && strcspn(tmp, ".en") == len) LB_LIT(b, ".0");
+}
+
+/* Duration text is built backwards, from the unit to the sign, into the end of a small buffer;
+ * *w is the index of the first byte written so far. */
+
+/* Prepends v's low prec digits as a fraction (".5"), trailing zeros dropped, nothing if they
+ * are all zero. Returns v without them. */
+static uint64_t dur_frac(char *buf, size_t *w, uint64_t v, int prec)
+{
+    bool print = false;
+    for (int k = 0; k < prec; k++) {
+        unsigned dig = (unsigned)(v % 10);
+        print = print || dig != 0;
+        if (print) buf[--*w] = (char)('0' + dig);
+        v /= 10;
+    }
+    if (print) buf[--*w] = '.';
+    return v;
+}
+
+static void dur_int(char *buf, size_t *w, uint64_t v)
+{
+    do {
+        buf[--*w] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
 }
 
 /* Appends d the way Go's time.Duration.String() prints it: "0s", "1.5µs", "250ms", "1.5s",
@@ -497,68 +523,40 @@ static void put_duration(lbuf *b, int64_t d)
 {
     char tmp[40];
     size_t w = sizeof tmp;
-    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d;
-    /* Writes v's low prec digits as a fraction (".5"), trailing zeros dropped; returns v/10^p. */
-#define FRAC(prec)                                   \
-    do {                                             \
-        bool print = false;                          \
-        for (int k = 0; k < (prec); k++) {           \
-            unsigned dig = (unsigned)(u % 10);       \
-            print = print || dig != 0;               \
-            if (print) tmp[--w] = (char)('0' + dig); \
-            u /= 10;                                 \
-        }                                            \
-        if (print) tmp[--w] = '.';                   \
-    } while (0)
-#define INT()                                \
-    do {                                     \
-        do {                                 \
-            tmp[--w] = (char)('0' + u % 10); \
-            u /= 10;                         \
-        } while (u);                         \
-    } while (0)
+    uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d; /* INT64_MIN included */
     if (u == 0) {
         LB_LIT(b, "0s");
         return;
     }
+    tmp[--w] = 's';
     if (u < 1000000000ULL) {
-        int prec;
-        const char *unit;
-        tmp[--w] = 's';
+        /* Below a second: one unit, the largest that keeps the integer part non-zero. */
         if (u < 1000) {
-            prec = 0;
-            unit = "n";
+            tmp[--w] = 'n';
         } else if (u < 1000000) {
-            prec = 3;
-            unit = "\xC2\xB5"; /* µ, U+00B5 as Go prints it */
+            w -= 2;
+            memcpy(tmp + w, "\xC2\xB5", 2); /* µ, U+00B5 as Go prints it */
+            u = dur_frac(tmp, &w, u, 3);
         } else {
-            prec = 6;
-            unit = "m";
-        }
-        size_t ul = strlen(unit);
-        w -= ul;
-        memcpy(tmp + w, unit, ul);
-        FRAC(prec);
-        INT();
-    } else {
-        tmp[--w] = 's';
-        FRAC(9);
-        uint64_t total_min = u / 60;
-        u %= 60;
-        INT();
-        if (total_min > 0) {
             tmp[--w] = 'm';
-            u = total_min % 60;
-            INT();
-            u = total_min / 60;
-            if (u > 0) {
+            u = dur_frac(tmp, &w, u, 6);
+        }
+        dur_int(tmp, &w, u);
+    } else {
+        /* Hours and minutes as integers, seconds with up to 9 fractional digits; a zero
+         * minutes part is printed when there are hours ("1h0m0s"), as Go does. */
+        uint64_t secs = dur_frac(tmp, &w, u, 9);
+        dur_int(tmp, &w, secs % 60);
+        uint64_t mins = secs / 60;
+        if (mins > 0) {
+            tmp[--w] = 'm';
+            dur_int(tmp, &w, mins % 60);
+            if (mins / 60 > 0) {
                 tmp[--w] = 'h';
-                INT();
+                dur_int(tmp, &w, mins / 60);
             }
         }
     }
-#undef FRAC
-#undef INT
     if (d < 0) tmp[--w] = '-';
     lb_put(b, tmp + w, sizeof tmp - w);
 }
@@ -681,6 +679,13 @@ static void put_time(lbuf *b)
 
 static void put_level(lbuf *b, sl_log_level level)
 {
+    switch (level) { /* the common levels without snprintf */
+    case SL_LOG_DEBUG: LB_LIT(b, "DEBUG"); return;
+    case SL_LOG_INFO: LB_LIT(b, "INFO"); return;
+    case SL_LOG_WARN: LB_LIT(b, "WARN"); return;
+    case SL_LOG_ERROR: LB_LIT(b, "ERROR"); return;
+    default: break;
+    }
     char name[24];
     sl_log_level_name(level, name);
     lb_put(b, name, strlen(name));

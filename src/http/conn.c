@@ -424,6 +424,11 @@ static void arm_timer(sl__conn *c, bool progress)
 
 static void resp_reset(sl_resp *rp)
 {
+    if (rp->copy_cap > SL__COPY_MAX) { /* a big copy that was not handed over (HEAD) */
+        free(rp->copy);
+        rp->copy = NULL;
+        rp->copy_cap = 0;
+    }
     rp->status = 200;
     rp->close = false;
     rp->hlen = 0;
@@ -450,10 +455,9 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     bool keep = h->keep_alive && !w->resp.close && !w->draining;
     bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
     if (queue_response(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
-        /* No memory for the answer: the only honest thing left is to close. */
+        /* No memory for the answer: send what is queued (earlier pipelined responses are
+         * intact; wbuf_reserve failed before writing), then close without this one. */
         c->closing = true;
-        c->pending++;
-        c->wlen = c->woff = 0;
         return;
     }
     if (!keep) c->closing = true;

@@ -537,8 +537,17 @@ int sl_http_parse_head(const char *buf, size_t len, sl_http_req_head *h, sl_http
 enum {
     CK_SIZE,    /* hex digits of a chunk size */
     CK_SIZE_WS, /* BWS after the size, before ';' */
-    CK_EXT,     /* chunk extensions: checked for bytes, then dropped */
-    CK_SIZE_LF, /* the LF ending the size line */
+    /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ),
+     * RFC 9112 7.1.1: parsed to the grammar, then dropped */
+    CK_EXT_PRE_NAME,
+    CK_EXT_NAME,
+    CK_EXT_POST_NAME,
+    CK_EXT_PRE_VAL,
+    CK_EXT_TOKEN,
+    CK_EXT_QUOTED,
+    CK_EXT_QUOTED_ESC,
+    CK_EXT_POST_VAL,
+    CK_SIZE_LF, /* the LF ending the size line; every state up to here counts line_bytes */
     CK_DATA,    /* chunk data */
     CK_DATA_CR, /* the CRLF after chunk data */
     CK_DATA_LF, /* */
@@ -571,6 +580,72 @@ static int hexval(int c)
     return lower(c) - 'a' + 10;
 }
 
+static bool is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* One byte of a chunk extension. Returns 0 or a status. */
+static int ck_ext(sl_http_chunked *st, unsigned char c)
+{
+    switch (st->state) {
+    case CK_EXT_PRE_NAME:
+        if (IS(c, C_TCHAR))
+            st->state = CK_EXT_NAME;
+        else if (!is_ws(c))
+            return 400;
+        return 0;
+    case CK_EXT_NAME:
+    case CK_EXT_POST_NAME:
+        if (IS(c, C_TCHAR) && st->state == CK_EXT_NAME) return 0;
+        if (is_ws(c))
+            st->state = CK_EXT_POST_NAME;
+        else if (c == '=')
+            st->state = CK_EXT_PRE_VAL;
+        else if (c == ';')
+            st->state = CK_EXT_PRE_NAME;
+        else if (c == '\r')
+            st->state = CK_SIZE_LF;
+        else
+            return 400;
+        return 0;
+    case CK_EXT_PRE_VAL:
+        if (c == '"')
+            st->state = CK_EXT_QUOTED;
+        else if (IS(c, C_TCHAR))
+            st->state = CK_EXT_TOKEN;
+        else if (!is_ws(c))
+            return 400;
+        return 0;
+    case CK_EXT_QUOTED:
+        /* qdtext: HTAB, SP, VCHAR except '"' and '\\', obs-text */
+        if (c == '"')
+            st->state = CK_EXT_POST_VAL;
+        else if (c == '\\')
+            st->state = CK_EXT_QUOTED_ESC;
+        else if (!IS(c, C_VALUE) && !is_ws(c))
+            return 400;
+        return 0;
+    case CK_EXT_QUOTED_ESC:
+        if (!IS(c, C_VALUE) && !is_ws(c)) return 400;
+        st->state = CK_EXT_QUOTED;
+        return 0;
+    case CK_EXT_TOKEN:
+    case CK_EXT_POST_VAL:
+        if (IS(c, C_TCHAR) && st->state == CK_EXT_TOKEN) return 0;
+        if (is_ws(c))
+            st->state = CK_EXT_POST_VAL;
+        else if (c == ';')
+            st->state = CK_EXT_PRE_NAME;
+        else if (c == '\r')
+            st->state = CK_SIZE_LF;
+        else
+            return 400;
+        return 0;
+    default: return 400;
+    }
+}
+
 /* One byte of the framing (anything but chunk data). Returns 0 or a status. */
 static int ck_byte(sl_http_chunked *st, unsigned char c)
 {
@@ -589,7 +664,7 @@ static int ck_byte(sl_http_chunked *st, unsigned char c)
         if (c == '\r')
             st->state = CK_SIZE_LF;
         else if (c == ';')
-            st->state = CK_EXT;
+            st->state = CK_EXT_PRE_NAME;
         else if (c == ' ' || c == '\t')
             st->state = CK_SIZE_WS;
         else
@@ -597,16 +672,18 @@ static int ck_byte(sl_http_chunked *st, unsigned char c)
         return 0;
     case CK_SIZE_WS:
         if (c == ';')
-            st->state = CK_EXT;
+            st->state = CK_EXT_PRE_NAME;
         else if (c != ' ' && c != '\t')
             return 400; /* whitespace may only precede an extension */
         return 0;
-    case CK_EXT:
-        if (c == '\r')
-            st->state = CK_SIZE_LF;
-        else if (!IS(c, C_VALUE) && c != ' ' && c != '\t')
-            return 400;
-        return 0;
+    case CK_EXT_PRE_NAME:
+    case CK_EXT_NAME:
+    case CK_EXT_POST_NAME:
+    case CK_EXT_PRE_VAL:
+    case CK_EXT_TOKEN:
+    case CK_EXT_QUOTED:
+    case CK_EXT_QUOTED_ESC:
+    case CK_EXT_POST_VAL: return ck_ext(st, c);
     case CK_SIZE_LF:
         if (c != '\n') return 400;
         if (st->remaining > st->max_body - st->total)

@@ -99,7 +99,8 @@ typedef struct sl_http_req_head {
 int sl_http_parse_head(const char *buf, size_t len, sl_http_req_head *h, sl_http_header *hdrs,
                        const sl_http_limits *lim);
 
-/* Returns the first header named name (case-insensitive), or NULL. */
+/* Returns the first header named name (case-insensitive, name_len bytes), or NULL. The result
+ * points into h->headers. Threads: any (read-only). Never blocks. */
 const sl_http_header *sl_http_find_header(const sl_http_req_head *h, const char *name,
                                           size_t name_len);
 
@@ -117,7 +118,9 @@ typedef struct sl_http_chunked {
     int status;     /* 0 unless SL_EPARSE: then the HTTP status to answer (400, 413, 431) */
 } sl_http_chunked;
 
-/* Prepares st to decode one chunked body under lim (NULL: sl_http_default_limits). */
+/* Prepares st to decode one chunked body under lim (NULL: sl_http_default_limits): max_body
+ * bounds the decoded bytes, max_header_bytes the trailer section. Threads: single owner of
+ * st. Never blocks. */
 void sl_http_chunked_init(sl_http_chunked *st, const sl_http_limits *lim);
 
 /* Decodes the chunked-encoded bytes buf[0..*len) in place. On return buf[0..*len) holds the

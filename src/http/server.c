@@ -1,13 +1,13 @@
 /* The server: options, listening sockets, reactor threads, accepting under a connection
  * bound, and graceful shutdown.
  *
- * Accepting under max_connections: a worker reserves a slot (atomic add on the process-wide
- * count) before accept(); at the bound it undoes the add and stops watching its listeners
- * (pause). Whoever frees a slot (a connection closing, or an undone reservation) posts a
- * resume task to each paused worker. The pause/resume race is closed Dekker-style: a pausing
- * worker publishes `paused` and then re-reads the count; a closer lowers the count and then
- * reads `npaused` (all seq_cst), so at least one of them sees the other and nobody stays
- * paused while there is room. New connections wait in the kernel backlog meanwhile.
+ * Accepting under max_connections: a worker reserves a slot (CAS on the process-wide count)
+ * before accept(); at the bound it stops watching its listeners (pause). Whoever frees a slot
+ * (a connection closing, or a reservation that found nothing to accept) posts a resume task to
+ * each paused worker. The pause/resume race is closed Dekker-style: a pausing worker
+ * publishes `paused` and then re-reads the count; a closer lowers the count and then reads
+ * `npaused` (all seq_cst), so at least one of them sees the other and nobody stays paused
+ * while there is room. New connections wait in the kernel backlog meanwhile.
  *
  * Shutdown: the controlling thread sets `draining`, posts a drain task to every worker (close
  * the listeners, close idle connections, mark the rest to close after their current response)
@@ -78,12 +78,15 @@ static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_lim
 
 /* ---- accepting -------------------------------------------------------------------------- */
 
+/* A CAS loop rather than add-then-undo: the count never exceeds the bound, not even for a
+ * moment, so sl_server_stats_get never reports more connections than allowed. */
 static bool slot_reserve(sl_server *srv)
 {
-    int64_t n = atomic_fetch_add(&srv->nconns, 1);
-    if (n < srv->o.max_connections) return true;
-    sl__server_conn_closed(srv); /* undo; may resume others (see the file comment) */
-    return false;
+    int64_t n = atomic_load(&srv->nconns);
+    do {
+        if (n >= srv->o.max_connections) return false;
+    } while (!atomic_compare_exchange_weak(&srv->nconns, &n, n + 1));
+    return true;
 }
 
 static void listeners_set(sl__worker *w, bool on)

@@ -11,13 +11,15 @@
  * counters. Submit signals a condvar only when some worker announced it is going to sleep, so
  * busy workers cost submitters nothing.
  *
- * Sleeping without lost wake-ups (eventcount): a worker with nothing to do spins briefly, then
- * takes mu, increments idle_waiters (seq_cst), re-checks the ring with seq_cst loads, and only
- * then waits on work_cv. A submitter publishes its slot with a seq_cst store and then reads
- * idle_waiters (seq_cst): in the single total order either the worker's re-check sees the job
- * or the submitter sees the waiter, and then it signals under mu, which the worker holds from
- * its re-check until it sleeps. Submitters blocked on a full ring use the mirror protocol with
- * prod_waiting / space_cv, the worker being the publisher (its slot release is seq_cst).
+ * Sleeping without lost wake-ups (eventcount): a worker with nothing to do spins and yields
+ * briefly, then takes mu, increments idle_waiters (seq_cst), re-reads tail and head (seq_cst),
+ * and sleeps on work_cv only if no slot is claimed. A submitter claims its slot with a seq_cst
+ * CAS on tail, publishes it, then reads idle_waiters (seq_cst): in the single total order
+ * either the worker's re-read sees the claim (and stays awake until the job is published) or
+ * the submitter sees the waiter and signals under mu, which the worker holds from its re-check
+ * until it sleeps. At most one signal is in flight (work_wake_pending). Submitters blocked on a
+ * full ring use the mirror protocol (prod_waiting, space_cv, the CAS on head). No per-job
+ * fence: the CASes are locked instructions anyway.
  *
  * Ordering at shutdown: ring.tail's top bit closes the ring atomically with respect to every
  * producer's CAS, so after shutdown sets it, the set of accepted jobs is final (head catches up
@@ -51,13 +53,17 @@ void sl__pool_job_id(const sl__job *job, char *buf)
     memcpy(buf, job->id, job->idlen + 1);
 }
 
+/* Mirrors the running job's id for shutdown's overrun log: the words up to the NUL (bytes after
+ * it in the last word are whatever the buffer held; readers stop at the NUL). */
 static void publish_id(sl__worker *w)
 {
-    uint64_t words[SL__ID_WORDS] = {0};
-    memcpy(words, w->job.id, w->job.idlen + 1);
-    size_t n = (w->job.idlen + 8) / 8;
-    for (size_t i = 0; i < n; i++)
-        atomic_store_explicit(&w->id_words[i], words[i], memory_order_relaxed);
+    const char *id = w->cur->id;
+    size_t n = (w->cur->idlen + 8) / 8;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t word;
+        memcpy(&word, id + 8 * i, sizeof word);
+        atomic_store_explicit(&w->id_words[i], word, memory_order_relaxed);
+    }
 }
 
 static void view_of(const sl__job *job, sl_pool_job *v)
@@ -281,6 +287,14 @@ static int submit_slow(sl_pool *pool, sl__job *j, sl_ctx *ctx)
         atomic_store_explicit(&pool->space_wake_pending, 0, memory_order_seq_cst);
         rc = sl__ring_push(&pool->ring, j, NULL);
         if (rc != SL_EFULL) break;
+        if (sl__ring_room_sc(&pool->ring)) {
+            /* A worker claimed slots and is copying them out: room in a moment. */
+            pthread_mutex_unlock(&pool->mu);
+            sched_yield();
+            pthread_mutex_lock(&pool->mu);
+            if ((rc = sl_ctx_err(ctx)) < 0) break;
+            continue;
+        }
         rc = sl__ctx_cond_wait(ctx, &pool->space_cv, &pool->mu);
         if (rc < 0) break;
     }
@@ -339,22 +353,26 @@ int sl_pool_try_submit(sl_pool *pool, const sl_pool_job *job)
 /* Hooks and logs after shutdown's deadline go through here: once shutdown gave up on the
  * workers (hard timeout, `detached`), the caller may be freeing what hooks and the logger use,
  * so nothing is reported any more. `reporting` lets shutdown wait for a report in progress
- * before it declares the workers detached. Returns false if the caller must not report. */
-static bool report_begin(sl_pool *pool)
+ * before it declares the workers detached. Returns REP_NO if the caller must not report, else
+ * a token for report_end. (A hook that started before the deadline and is still running at
+ * the hard timeout is treated like a stuck job: documented in pool.h.) */
+enum { REP_NO = 0, REP_PLAIN = 1, REP_COUNTED = 2 };
+
+static int report_begin(sl_pool *pool)
 {
-    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return true;
+    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return REP_PLAIN;
     pthread_mutex_lock(&pool->mu);
-    bool ok = !atomic_load_explicit(&pool->detached, memory_order_relaxed);
-    if (ok) pool->reporting++;
+    int tok = atomic_load_explicit(&pool->detached, memory_order_relaxed) ? REP_NO : REP_COUNTED;
+    if (tok == REP_COUNTED) pool->reporting++;
     pthread_mutex_unlock(&pool->mu);
-    return ok;
+    return tok;
 }
 
-static void report_end(sl_pool *pool)
+static void report_end(sl_pool *pool, int tok)
 {
-    if (atomic_load_explicit(&pool->halt, memory_order_acquire) != SL__ABANDON) return;
+    if (tok != REP_COUNTED) return;
     pthread_mutex_lock(&pool->mu);
-    if (pool->reporting > 0 && --pool->reporting == 0) pthread_cond_broadcast(&pool->drain_cv);
+    if (--pool->reporting == 0) pthread_cond_broadcast(&pool->drain_cv);
     pthread_mutex_unlock(&pool->mu);
 }
 
@@ -363,8 +381,8 @@ static void report_end(sl_pool *pool)
 void sl__pool_abandon_job(sl_pool *pool, sl__job *job, sl__worker *w)
 {
     if (w) sl__own_inc(&w->c.abandoned, 1);
-    bool report = w ? report_begin(pool) : true;
-    if (!report) {
+    int tok = w ? report_begin(pool) : REP_PLAIN;
+    if (tok == REP_NO) {
         free_arg(job);
         return;
     }
@@ -377,7 +395,7 @@ void sl__pool_abandon_job(sl_pool *pool, sl__job *job, sl__worker *w)
                      SL_A_STR("job_id", job->id), SL_A_INT("attempts", job->attempts));
         free_arg(job);
     }
-    if (w) report_end(pool);
+    report_end(pool, tok);
 }
 
 static bool take_ready(sl_pool *pool, sl__worker *w)
@@ -388,8 +406,10 @@ static bool take_ready(sl_pool *pool, sl__worker *w)
         d = sl__pool_pop_ready_locked(pool);
     pthread_mutex_unlock(&pool->mu);
     if (!d) return false;
-    memcpy(&w->job, &d->job, SL__JOB_HDR + d->job.idlen + 1);
+    memcpy(&w->batch[0], &d->job, SL__JOB_HDR + d->job.idlen + 1);
     free(d);
+    w->bn = 1;
+    w->bi = 0;
     return true;
 }
 
@@ -424,7 +444,7 @@ static bool sleep_for_work(sl_pool *pool, sl__worker *w)
             break;
         }
         if (pool->retire_count > 0) break; /* try_retire decides, outside mu */
-        if (pool->ready_count > 0 || sl__ring_ready_sc(&pool->ring)) break;
+        if (pool->ready_count > 0 || sl__ring_claimed_sc(&pool->ring)) break;
         /* Shutdown waits for every worker to be asleep with nothing left to do. */
         if (atomic_load_explicit(&pool->ring.tail, memory_order_relaxed) & SL__RING_CLOSED)
             pthread_cond_broadcast(&pool->drain_cv);
@@ -436,9 +456,29 @@ static bool sleep_for_work(sl_pool *pool, sl__worker *w)
     return keep;
 }
 
-/* Finds the next job for w into w->job. Returns false when the worker must exit. */
-static bool get_job(sl_pool *pool, sl__worker *w, bool *retired)
+/* How many jobs to take from the ring: one, unless recent jobs were tiny (then up to
+ * SL__BATCH; sl__ring_pop_batch also leaves half of what it sees to other workers). */
+static unsigned batch_size(sl__worker *w)
 {
+    int64_t now = sl_mono_ns();
+    if (w->bn > 0) {
+        int64_t avg = (now - w->batch_t0) / (int64_t)w->bn;
+        w->batch_max = avg < SL__BATCH_MAX_JOB_NS ? SL__BATCH : 1;
+    }
+    w->batch_t0 = now;
+    return w->batch_max > 1 ? w->batch_max : 1;
+}
+
+/* Refills w's batch (from the ready list first, then the ring). Returns false when the worker
+ * must exit. */
+static bool refill(sl_pool *pool, sl__worker *w, bool *retired)
+{
+    /* Checked before the logger is touched: after a hard-timeout shutdown returned, the logger
+     * may be gone, and a detached worker only gets here on its way out. */
+    if (atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON) return false;
+    unsigned want = batch_size(w);
+    w->debug = sl_log_enabled(pool->log, SL_LOG_DEBUG);
+    w->bn = w->bi = 0;
     for (unsigned spins = 0;;) {
         if (atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON) return false;
         if (try_retire(pool)) {
@@ -447,7 +487,7 @@ static bool get_job(sl_pool *pool, sl__worker *w, bool *retired)
         }
         if (atomic_load_explicit(&pool->ready_n, memory_order_relaxed) > 0 && take_ready(pool, w))
             return true;
-        if (sl__ring_pop(&pool->ring, &w->job)) {
+        if ((w->bn = sl__ring_pop_batch(&pool->ring, w->batch, want)) > 0) {
             wake_submitter(pool);
             /* More work and a sleeping peer: pass the wake-up on (a burst arrived faster than
              * the one wake-up in flight could spread it). */
@@ -466,7 +506,21 @@ static bool get_job(sl_pool *pool, sl__worker *w, bool *retired)
         }
         spins = 0;
         if (!sleep_for_work(pool, w)) return false;
+        want = 1; /* after a sleep: a fresh start, measured again */
+        w->batch_t0 = sl_mono_ns();
     }
+}
+
+/* Points w->cur at the next job. Returns false when the worker must exit. */
+static bool get_job(sl_pool *pool, sl__worker *w, bool *retired)
+{
+    if (w->bi == w->bn && !refill(pool, w, retired)) {
+        atomic_store_explicit(&w->held, 0, memory_order_relaxed);
+        return false;
+    }
+    w->cur = &w->batch[w->bi++];
+    atomic_store_explicit(&w->held, w->bn - w->bi, memory_order_relaxed);
+    return true;
 }
 
 static void record_hist(sl__worker *w, _Atomic uint64_t *hist, int64_t ns)
@@ -477,7 +531,7 @@ static void record_hist(sl__worker *w, _Atomic uint64_t *hist, int64_t ns)
 
 static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
 {
-    sl__job *job = &w->job;
+    sl__job *job = w->cur;
     int attempt = job->attempts + 1;
     sl_attr dur = dur_ns >= 0 ? SL_A_DUR("duration", dur_ns) : (sl_attr){.kind = SL_ATTR_NONE};
     bool halted = atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON;
@@ -491,13 +545,13 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
         int src = sl__pool_schedule_retry(pool, job, &delay);
         if (src == 0) {
             sl__own_inc(&w->c.retried, 1);
-            if (report_begin(pool)) {
+            int tok = report_begin(pool);
+            if (tok != REP_NO)
                 sl_log_warn(pool->log, "job attempt failed", SL_A_STR("pool", pool->name),
                             SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id),
                             SL_A_INT("attempt", attempt), SL_A_ERR("err", rc),
                             SL_A_DUR("retry_in", delay), dur);
-                report_end(pool);
-            }
+            report_end(pool, tok);
             return;
         }
         job->attempts = attempt - 1;
@@ -508,15 +562,17 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
         /* SL_ENOMEM: the retry cannot be stored; the job is dead with its last error. */
     }
     job->attempts = attempt;
-    bool rep = report_begin(pool);
+    int tok = report_begin(pool);
+    bool rep = tok != REP_NO;
     sl_pool_job v;
     view_of(job, &v);
     if (rc >= 0) {
         sl__own_inc(&w->c.succeeded, 1);
         if (rep) {
-            sl_log_debug(pool->log, "job completed", SL_A_STR("pool", pool->name),
-                         SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id), dur,
-                         SL_A_ERR("err", 0));
+            if (w->debug)
+                sl_log_debug(pool->log, "job completed", SL_A_STR("pool", pool->name),
+                             SL_A_INT("worker", w->index), SL_A_STR("job_id", job->id), dur,
+                             SL_A_ERR("err", 0));
             if (pool->on_done) pool->on_done(pool->hook_arg, &v, 0, attempt);
         }
     } else if (rc == SL_EPERMANENT) {
@@ -536,13 +592,13 @@ static void outcome(sl_pool *pool, sl__worker *w, int rc, int64_t dur_ns)
             if (pool->on_dead) pool->on_dead(pool->hook_arg, &v, rc);
         }
     }
-    if (rep) report_end(pool);
+    report_end(pool, tok);
     free_arg(job);
 }
 
 static void run_job(sl_pool *pool, sl__worker *w)
 {
-    sl__job *job = &w->job;
+    sl__job *job = w->cur;
     if (atomic_load_explicit(&pool->halt, memory_order_acquire) == SL__ABANDON) {
         sl__pool_abandon_job(pool, job, w); /* popped as shutdown's deadline passed */
         return;
@@ -550,7 +606,7 @@ static void run_job(sl_pool *pool, sl__worker *w)
     publish_id(w);
     atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
     sl__own_inc(&w->c.started, 1);
-    bool timed = job->enq_ns != 0 || job->timeout_ns > 0 || sl_log_enabled(pool->log, SL_LOG_DEBUG);
+    bool timed = job->enq_ns != 0 || job->timeout_ns > 0 || w->debug;
     int64_t t0 = timed ? sl_mono_ns() : 0;
     if (job->enq_ns) record_hist(w, w->c.wait_hist, t0 - job->enq_ns);
 

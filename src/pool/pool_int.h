@@ -7,7 +7,7 @@
  *   stored inline in a bounded MPMC ring (Vyukov's sequence-per-slot design); each worker
  *   keeps its own counters, written only by itself; a sleeping worker or a blocked submitter is
  *   woken only if it announced itself (an "eventcount": announce with a seq_cst RMW, re-check,
- *   then sleep under mu; the other side publishes with a seq_cst store then reads the count).
+ *   then sleep under mu; the other side claims with a seq_cst CAS, then reads the count).
  * - Everything else (sleeping, retries, resizing, shutdown, stats) takes pool->mu. */
 #ifndef SLUICE_POOL_INT_H
 #define SLUICE_POOL_INT_H
@@ -41,10 +41,19 @@ typedef struct sl__job {
 
 #define SL__JOB_HDR offsetof(sl__job, id)
 
+/* 128 bytes, line-aligned: a producer filling slot i never shares a line with a consumer
+ * reading slot i-1. */
 typedef struct sl__slot {
-    _Atomic uint64_t seq; /* == pos: free for the producer of pos; == pos+1: holds job of pos */
+    alignas(SL__POOL_LINE) _Atomic uint64_t seq; /* == pos: free for the producer of pos;
+                                                    == pos+1: holds the job of pos */
     sl__job job;
 } sl__slot;
+
+/* Jobs a worker may take from the ring with one CAS (see sl__ring_pop_batch). */
+#define SL__BATCH 8
+/* Batches only while jobs are this short on average: a batch of long jobs would sit behind
+ * one worker while another idles. */
+#define SL__BATCH_MAX_JOB_NS SL_US(2)
 
 typedef struct sl__ring {
     alignas(SL__POOL_LINE) _Atomic uint64_t tail; /* next position to fill | SL__RING_CLOSED */
@@ -78,7 +87,13 @@ typedef struct sl__worker {
      * an overrunning job's id without a lock on the hot path (a torn id is impossible in
      * practice: the worker does not take another job once shutdown looks). */
     _Atomic uint64_t id_words[SL__ID_WORDS];
-    sl__job job; /* the job being run; owned by the worker thread */
+    sl__job *cur;             /* the job being run (in batch[]); owned by the worker thread */
+    sl__job batch[SL__BATCH]; /* jobs taken from the ring, run in order */
+    unsigned bn, bi;          /* batch[bi..bn) are still to run */
+    unsigned batch_max;       /* 1 or SL__BATCH, adapted to the average job time */
+    int64_t batch_t0;         /* sl_mono_ns() when the current batch was taken */
+    bool debug;               /* DEBUG logging enabled: re-read at every refill */
+    _Atomic uint64_t held;    /* bn - bi, for stats ("queued") */
     sl__counts c;
     bool exited;   /* thread returned or is about to; guarded by pool->mu */
     bool joined;   /* guarded by pool->mu */
@@ -165,8 +180,9 @@ static inline void sl__cpu_relax(void)
 }
 
 /* Claims a slot and copies *src (header + id) into it. Returns 0, SL_EFULL or SL_ECLOSED.
- * The publishing store is seq_cst: it pairs with the idle_waiters load that follows in the
- * caller (eventcount). Multi-producer. */
+ * The claiming CAS is seq_cst: it pairs with the idle_waiters load that follows in the caller
+ * (eventcount: a worker about to sleep announces itself, then reads tail; it sees this claim or
+ * this producer sees it). Publishing is a plain release store. Multi-producer. */
 static inline int sl__ring_push(sl__ring *r, const sl__job *src, uint64_t *pos_out)
 {
     uint64_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -177,7 +193,7 @@ static inline int sl__ring_push(sl__ring *r, const sl__job *src, uint64_t *pos_o
         uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
@@ -191,7 +207,7 @@ static inline int sl__ring_push(sl__ring *r, const sl__job *src, uint64_t *pos_o
         }
     }
     memcpy(&s->job, src, SL__JOB_HDR + src->idlen + 1);
-    atomic_store_explicit(&s->seq, pos + 1, memory_order_seq_cst);
+    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
     if (pos_out) *pos_out = pos;
     return 0;
 }
@@ -208,7 +224,7 @@ static inline bool sl__ring_pop(sl__ring *r, sl__job *dst)
         uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         int64_t dif = (int64_t)(seq - (pos + 1));
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
@@ -219,17 +235,62 @@ static inline bool sl__ring_pop(sl__ring *r, sl__job *dst)
     }
     memcpy(dst, &s->job, SL__JOB_HDR);
     memcpy(dst->id, s->job.id, dst->idlen + 1);
-    /* seq_cst: pairs with the prod_waiting load in the caller (eventcount). */
-    atomic_store_explicit(&s->seq, pos + r->mask + 1, memory_order_seq_cst);
+    atomic_store_explicit(&s->seq, pos + r->mask + 1, memory_order_release);
     return true;
 }
 
-/* True if a published job is waiting at head. seq_cst loads: the re-check of an eventcount. */
-static inline bool sl__ring_ready_sc(sl__ring *r)
+/* Takes up to max (>= 1) consecutive published jobs with one CAS on head, but no more than
+ * half (rounded up) of the published run it sees, so that other workers get their share. All
+ * slots taken were checked published before the CAS, and head only grows, so a successful CAS
+ * owns exactly them. It never reads tail: tail's line belongs to the producers' CAS.
+ * Returns how many were copied into dst[]. */
+static inline unsigned sl__ring_pop_batch(sl__ring *r, sl__job *dst, unsigned max)
 {
-    uint64_t pos = atomic_load_explicit(&r->head, memory_order_seq_cst);
-    uint64_t seq = atomic_load_explicit(&r->slots[pos & r->mask].seq, memory_order_seq_cst);
-    return seq == pos + 1;
+    uint64_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    unsigned n;
+    for (;;) {
+        for (n = 0; n < 2 * max - 1; n++) {
+            uint64_t seq =
+                atomic_load_explicit(&r->slots[(pos + n) & r->mask].seq, memory_order_acquire);
+            if (seq != pos + n + 1) break;
+        }
+        n = (n + 1) / 2;
+        if (n == 0) {
+            uint64_t seq = atomic_load_explicit(&r->slots[pos & r->mask].seq, memory_order_acquire);
+            if ((int64_t)(seq - (pos + 1)) < 0) return 0; /* empty or being written */
+            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+            continue;
+        }
+        /* seq_cst: pairs with the prod_waiting load in the caller (eventcount: a blocked
+         * submitter announces itself, then reads head; it sees this claim, so it knows room
+         * is coming, or this worker sees it waiting). */
+        if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + n, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            break;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        sl__slot *s = &r->slots[(pos + i) & r->mask];
+        memcpy(&dst[i], &s->job, SL__JOB_HDR);
+        memcpy(dst[i].id, s->job.id, dst[i].idlen + 1);
+        atomic_store_explicit(&s->seq, pos + i + r->mask + 1, memory_order_release);
+    }
+    return n;
+}
+
+/* The re-checks of the two eventcounts (seq_cst loads, after the announcement).
+ * claimed_sc: some producer claimed a slot no worker took yet (published or about to be), so a
+ * worker must not sleep. room_sc: there is room, or a worker claimed slots it is about to
+ * release, so a submitter must not sleep. */
+static inline bool sl__ring_claimed_sc(sl__ring *r)
+{
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst) & ~SL__RING_CLOSED;
+    return t != atomic_load_explicit(&r->head, memory_order_seq_cst);
+}
+
+static inline bool sl__ring_room_sc(sl__ring *r)
+{
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst) & ~SL__RING_CLOSED;
+    return t - atomic_load_explicit(&r->head, memory_order_seq_cst) <= r->mask;
 }
 
 /* Jobs claimed by producers and not yet taken (includes slots being written). */

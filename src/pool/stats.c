@@ -65,7 +65,7 @@ void sl__pool_counts_locked(sl_pool *pool, sl_pool_stats *st)
     st->abandoned += pool->sd_abandoned;
     st->submitted = sl__ring_pushed(&pool->ring);
     st->rejected = atomic_load_explicit(&pool->rejected, memory_order_relaxed);
-    st->queued = sl__ring_count(&pool->ring) + (uint64_t)pool->ready_count;
+    st->queued += sl__ring_count(&pool->ring) + (uint64_t)pool->ready_count;
     st->delayed = pool->heap_n;
     st->workers = pool->live;
     st->capacity = (size_t)pool->ring.mask + 1;

@@ -62,7 +62,8 @@ typedef struct shard {
     uint32_t count;     /* entries in use */
     uint32_t free_head; /* slot + 1 of the first free slot below hw; 0 = none */
     uint32_t cursor;    /* sweep position, < hw */
-    uint32_t bmask;     /* buckets - 1 */
+    uint32_t bmask;     /* buckets - 1; grows with count, up to max_bmask */
+    uint32_t max_bmask; /* (power of two >= cap) - 1 */
     uint32_t *heads;    /* bmask + 1 chain heads, slot + 1 */
     entry *slab;        /* cap slots */
     uint64_t hits, misses, ev_idle, ev_full, rejections, long_bytes;
@@ -242,6 +243,28 @@ static bool make_room(const sl_keyed *k, shard *sh, int64_t t)
     return true;
 }
 
+/* Doubles the shard's chain index, keeping chains at one entry on average. The index starts
+ * small and grows with the keys held, so a table sized for a million keys that holds ten
+ * thousand keeps its index in cache. Chains are rebuilt from the tags (no key is rehashed);
+ * free slots keep their free-list links. If memory is short the old index stays: chains just
+ * get longer. */
+static void grow_index(shard *sh)
+{
+    uint32_t nb = (sh->bmask + 1) * 2;
+    uint32_t *heads = calloc(nb, sizeof *heads);
+    if (!heads) return;
+    for (uint32_t s = 0; s < sh->hw; s++) {
+        entry *e = &sh->slab[s];
+        if (!(e->flags & F_USED)) continue;
+        uint32_t b = e->tag & (nb - 1);
+        e->next = heads[b];
+        heads[b] = s + 1;
+    }
+    free(sh->heads);
+    sh->heads = heads;
+    sh->bmask = nb - 1;
+}
+
 static int tier_of(const sl_keyed *k, const void *key, size_t len)
 {
     if (!k->tier_fn) return k->default_tier;
@@ -269,6 +292,8 @@ static entry *admit(sl_keyed *k, shard *sh, uint32_t tag, const void *key, size_
         memcpy(copy, key, len);
         sh->long_bytes += len;
     }
+    /* Before the new entry is marked used: grow_index relinks every used entry. */
+    if (sh->count > sh->bmask && sh->bmask < sh->max_bmask) grow_index(sh);
     uint32_t slot;
     if (sh->free_head) {
         slot = sh->free_head - 1;
@@ -470,7 +495,7 @@ void sl_keyed_stats_get(sl_keyed *k, sl_keyed_stats *st)
         st->evictions_idle += sh->ev_idle;
         st->evictions_full += sh->ev_full;
         st->rejections += sh->rejections;
-        st->bytes += sh->long_bytes;
+        st->bytes += sh->long_bytes + (sh->bmask + 1) * sizeof(uint32_t);
         sl__spin_unlock(&sh->lock);
     }
 }
@@ -563,13 +588,14 @@ int sl_keyed_new(const sl_keyed_config *cfg, sl_keyed **out)
         shard *sh = &k->shards[i];
         atomic_init(&sh->lock.v, 0);
         sh->cap = cap;
-        sh->bmask = nb - 1;
+        sh->max_bmask = nb - 1;
+        sh->bmask = (nb < 16 ? nb : 16) - 1;
         /* calloc of a large block maps fresh zero pages: memory is resident only once the
          * slots are used. */
         sh->slab = calloc(cap, sizeof(entry));
-        sh->heads = calloc(nb, sizeof(uint32_t));
+        sh->heads = calloc(sh->bmask + 1, sizeof(uint32_t));
         if (!sh->slab || !sh->heads) goto nomem;
-        k->bytes += (size_t)cap * sizeof(entry) + (size_t)nb * sizeof(uint32_t);
+        k->bytes += (size_t)cap * sizeof(entry);
     }
     *out = k;
     return 0;

@@ -87,6 +87,64 @@ static void test_max_connections(void **state)
     sl_server_free(srv);
 }
 
+/* Many clients against a tiny bound on several reactors: the bound holds at every moment,
+ * and pausing/resuming never strands a client (every request completes). */
+static sl_server *_Atomic g_bound_srv;
+static atomic_int g_over;
+
+static void bound_handler(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)req;
+    (void)arg;
+    sl_server_stats st;
+    sl_server_stats_get(atomic_load(&g_bound_srv), &st);
+    if (st.connections > 3) atomic_fetch_add(&g_over, 1);
+    sl_resp_set_body_static(resp, "ok", 2);
+}
+
+static atomic_int g_bound_done;
+static int g_bound_port;
+
+static void *bound_client(void *p)
+{
+    (void)p;
+    tc_conn *c = malloc(sizeof *c);
+    for (int i = 0; i < 25; i++) {
+        int fd = tc_connect(g_bound_port);
+        if (fd < 0) break;
+        tc_init(c, fd);
+        tc_resp r;
+        if (tc_sends(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") && tc_read_response(c, &r) == 0) {
+            if (r.status == 200) atomic_fetch_add(&g_bound_done, 1);
+            tc_resp_free(&r);
+        }
+        close(fd);
+    }
+    free(c);
+    return NULL;
+}
+
+static void test_max_connections_concurrent(void **state)
+{
+    (void)state;
+    sl_server_opts o = {.handler = bound_handler, .reactors = 3, .max_connections = 3};
+    sl_server *srv = tc_server_start(&o, &g_bound_port);
+    atomic_store(&g_bound_srv, srv);
+    enum { NC = 12 };
+    pthread_t th[NC];
+    for (int i = 0; i < NC; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, bound_client, NULL), 0);
+    for (int i = 0; i < NC; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&g_bound_done), NC * 25);
+    assert_int_equal(atomic_load(&g_over), 0);
+    sl_server_stats st;
+    sl_server_stats_get(srv, &st);
+    assert_true(st.accept_pauses > 0);
+    assert_int_equal(sl_server_shutdown(srv, NULL), 0);
+    sl_server_free(srv);
+}
+
 typedef struct shut_arg {
     sl_server *srv;
     sl_ctx *ctx;
@@ -159,6 +217,43 @@ static void test_shutdown_deadline(void **state)
     assert_int_equal(tc_stat_conns(srv), 0);
     sl_ctx_release(ctx);
     conn_free(busy);
+    sl_server_free(srv);
+}
+
+/* sl_server_run: serves until its ctx is cancelled, then shuts down gracefully. */
+typedef struct run_arg {
+    sl_server *srv;
+    sl_ctx *ctx;
+    atomic_int rc;
+} run_arg;
+
+static void *run_main(void *p)
+{
+    run_arg *a = p;
+    atomic_store(&a->rc, sl_server_run(a->srv, a->ctx));
+    return NULL;
+}
+
+static void test_run_until_ctx(void **state)
+{
+    (void)state;
+    sl_server_opts o = {.handler = handler, .reactors = 1, .shutdown_timeout_ns = SL_SEC(5)};
+    sl_server *srv;
+    assert_int_equal(sl_server_new(&o, &srv), 0);
+    assert_int_equal(sl_server_run(srv, NULL), SL_EINVAL);
+    int port = sl_server_listen(srv, "127.0.0.1", 0);
+    assert_true(port > 0);
+    run_arg a = {.srv = srv, .rc = 1};
+    assert_int_equal(sl_ctx_with_cancel(NULL, &a.ctx), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_main, &a), 0);
+    assert_true(
+        SL_WAIT_UNTIL(tc_get_status(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") == 200, 5000));
+    sl_ctx_cancel(a.ctx);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&a.rc), 0);
+    assert_true(tc_connect(port) < 0); /* no longer listening */
+    sl_ctx_release(a.ctx);
     sl_server_free(srv);
 }
 
@@ -298,8 +393,12 @@ static void test_wrk_smoke(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_max_connections),   cmocka_unit_test(test_shutdown_idle_and_inflight),
-        cmocka_unit_test(test_shutdown_deadline), cmocka_unit_test(test_shutdown_under_load),
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_max_connections_concurrent),
+        cmocka_unit_test(test_shutdown_idle_and_inflight),
+        cmocka_unit_test(test_shutdown_deadline),
+        cmocka_unit_test(test_shutdown_under_load),
+        cmocka_unit_test(test_run_until_ctx),
         cmocka_unit_test(test_wrk_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

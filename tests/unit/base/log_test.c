@@ -6,6 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -516,6 +521,135 @@ static void test_write_errors(void **state)
     assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
 }
 
+/* A write(2) interrupted by a signal handler installed without SA_RESTART returns what it wrote
+ * so far (a partial write) or, before any byte, EINTR: both must end in the whole record. */
+static atomic_int g_signals;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&g_signals, 1);
+}
+
+typedef struct big_writer {
+    sl_logger *lg;
+    const char *s;
+    atomic_int tid;
+} big_writer;
+
+static void *big_writer_main(void *arg)
+{
+    big_writer *w = arg;
+    atomic_store(&w->tid, (int)syscall(SYS_gettid));
+    sl_log_info(w->lg, "big", SL_A_STR("s", w->s));
+    return NULL;
+}
+
+/* True while thread tid sits in write(2) (/proc's view of its current system call). */
+static bool in_write(int tid)
+{
+    char path[64], buf[32] = {0};
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    bool yes = fgets(buf, sizeof buf, f) && atol(buf) == SYS_write && strchr(buf, ' ');
+    fclose(f);
+    return yes;
+}
+
+static int pipe_bytes(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+/* Reads from fd until the data ends with '\n' (one record, plus what was there before). Fails
+ * after 10 s without it, rather than hanging, when the record never completes. */
+static char *read_line(int fd, size_t *len)
+{
+    size_t cap = 1 << 17, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    int64_t deadline = sl_mono_ns() + SL_SEC(10);
+    while (n == 0 || buf[n - 1] != '\n') {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int left_ms = (int)((deadline - sl_mono_ns()) / SL_MS(1));
+        if (left_ms <= 0 || poll(&pfd, 1, left_ms) <= 0)
+            fail_msg("record incomplete after 10 s (%zu bytes read)", n);
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void test_interrupted_writes(void **state)
+{
+    struct sigaction sa = {.sa_handler = on_usr1}, old; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int cap = fcntl(p[1], F_SETPIPE_SZ, 4096);
+    assert_true(cap >= 4096);
+    sl_log_opts o = {.format = SL_LOG_JSON, .fd = p[1], .omit_time = true};
+    sl_logger *lg = NULL;
+    assert_int_equal(sl_logger_new(&o, &lg), 0);
+
+    /* 1: a 64 KiB record fills the pipe and blocks; the signal cuts the write short. */
+    size_t big_n = 64 * 1024;
+    char *big = malloc(big_n + 1);
+    assert_non_null(big);
+    for (size_t i = 0; i < big_n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[big_n] = 0;
+    big_writer w = {.lg = lg, .s = big};
+    pthread_t t;
+    atomic_store(&g_signals, 0);
+    assert_int_equal(pthread_create(&t, NULL, big_writer_main, &w), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&w.tid) != 0 && in_write(atomic_load(&w.tid)), 10000));
+    assert_int_equal(pipe_bytes(p[0]), cap); /* blocked on a full pipe, record half-written */
+    assert_int_equal(pthread_kill(t, SIGUSR1), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_signals) == 1, 10000));
+    size_t len;
+    char *got = read_line(p[0], &len);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    json_t *j = parse_line(got, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "s")), big);
+    json_decref(j);
+    free(got);
+
+    /* 2: the pipe is full before the write starts: the signal gives EINTR with nothing written. */
+    char junk[4096];
+    memset(junk, 'j', sizeof junk);
+    size_t filled = 0;
+    while ((int)filled < cap) {
+        ssize_t r = write(p[1], junk,
+                          (size_t)cap - filled < sizeof junk ? (size_t)cap - filled : sizeof junk);
+        assert_true(r > 0);
+        filled += (size_t)r;
+    }
+    w.s = "small";
+    atomic_store(&w.tid, 0);
+    assert_int_equal(pthread_create(&t, NULL, big_writer_main, &w), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&w.tid) != 0 && in_write(atomic_load(&w.tid)), 10000));
+    assert_int_equal(pthread_kill(t, SIGUSR1), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_signals) == 2, 10000));
+    got = read_line(p[0], &len);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(len == filled + strlen("{\"level\":\"INFO\",\"msg\":\"big\",\"s\":\"small\"}\n"));
+    assert_string_equal(got + filled, "{\"level\":\"INFO\",\"msg\":\"big\",\"s\":\"small\"}\n");
+    free(got);
+
+    assert_int_equal(sl_logger_write_errors(lg), 0);
+    sl_logger_free(lg);
+    close(p[0]);
+    close(p[1]);
+    free(big);
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
 static void test_new_invalid(void **state)
 {
     sl_logger *lg = (sl_logger *)&lg; /* a sentinel that must stay untouched */
@@ -601,8 +735,9 @@ int main(void)
         cmocka_unit_test(test_text_roundtrip), cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_json_values),    cmocka_unit_test(test_level_filtering),
         cmocka_unit_test(test_discard),        cmocka_unit_test(test_fd_output),
-        cmocka_unit_test(test_write_errors),   cmocka_unit_test(test_new_invalid),
-        cmocka_unit_test(test_default),        cmocka_unit_test(test_with),
+        cmocka_unit_test(test_write_errors),   cmocka_unit_test(test_interrupted_writes),
+        cmocka_unit_test(test_new_invalid),    cmocka_unit_test(test_default),
+        cmocka_unit_test(test_with),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

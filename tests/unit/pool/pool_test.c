@@ -481,6 +481,47 @@ static void test_stats_histograms_and_rate(void **state)
     sl_pool_free(p);
 }
 
+/* Retry-After follows the measured drain rate: queued / rate for a full queue of 4. */
+static void test_retry_after_uses_rate(void **state)
+{
+    gate g;
+    gate_init(&g);
+    sl_pool_opts o = {.workers = 1, .queue_capacity = 4, .logger = quiet()};
+    sl_pool *p;
+    assert_int_equal(sl_pool_new(&o, &p), 0);
+    assert_int_equal(sl_pool_retry_after_ns(p), SL_SEC(1));
+    /* Run jobs until a rate is known: samples need >= 10 ms between them, and a loaded machine
+     * may deschedule this thread for a while, so the loop is bounded by SLACK_MS, not a count. */
+    sl_pool_stats st;
+    int64_t t0 = sl_mono_ns(), deadline = t0 + SL_MS(SLACK_MS);
+    do {
+        sl_pool_job j = {.id = "fast", .fn = noop_job};
+        assert_int_equal(sl_pool_submit(p, &j, NULL), 0);
+        sl_pool_retry_after_ns(p);
+        sl_pool_stats_get(p, &st);
+    } while ((sl_mono_ns() - t0 < SL_MS(30) || !(st.drain_rate > 0)) && sl_mono_ns() < deadline);
+    assert_true(st.drain_rate > 0);
+    sl_pool_job blk = {.id = "blocker", .fn = gate_job, .arg = &g};
+    assert_int_equal(sl_pool_submit(p, &blk, NULL), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g.waiting) == 1, SLACK_MS));
+    for (int i = 0; i < 4; i++) {
+        sl_pool_job j = {.id = "filler", .fn = noop_job};
+        assert_int_equal(sl_pool_try_submit(p, &j), 0);
+    }
+    sl_pool_job j = {.id = "refused", .fn = noop_job};
+    assert_int_equal(sl_pool_try_submit(p, &j), SL_EFULL);
+    int64_t ra = sl_pool_retry_after_ns(p);
+    sl_pool_stats_get(p, &st);
+    /* queued / rate, clamped to [1 ms, 60 s]: no longer the 1 s used before a rate is known. */
+    double want = 4.0 / st.drain_rate * 1e9;
+    want = want < SL_MS(1) ? SL_MS(1) : want > SL_SEC(60) ? SL_SEC(60) : want;
+    assert_true(ra >= SL_MS(1));
+    assert_true(ra > want * 0.5 && ra < want * 2.0 + SL_MS(1));
+    gate_open(&g);
+    sl_pool_free(p);
+    gate_destroy(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_set_workers),
         cmocka_unit_test(test_hist_quantile),
         cmocka_unit_test(test_stats_histograms_and_rate),
+        cmocka_unit_test(test_retry_after_uses_rate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
-/* sl_pool shutdown: 10,000 queued jobs and a short deadline account for every job exactly
- * once; an interrupted job is abandoned without losing an attempt; free without shutdown;
- * a job that ignores its ctx is logged as overrunning and a hard timeout returns
- * SL_ETIMEDOUT with the worker detached (the pool is released by that worker later). */
+/* sl_pool shutdown: 10,000 queued jobs (~10 us each, 2 workers) and a 5 ms deadline account
+ * for every job exactly once; an interrupted job is abandoned without losing an attempt; free
+ * without shutdown; a job that ignores its ctx is logged as overrunning and a hard timeout
+ * returns SL_ETIMEDOUT with the worker detached (the pool is released by that worker later). */
 #include "pool_testutil.h"
 #include "pool/pool_int.h"
 
@@ -19,7 +19,7 @@ static int mixed_job(sl_ctx *ctx, void *arg)
     atomic_int *attempts = a->user;
     int n = atomic_fetch_add(&attempts[a->index], 1);
     volatile unsigned x = 0;
-    for (int i = 0; i < 2000 && !sl_ctx_done(ctx); i++)
+    for (int i = 0; i < 20000 && !sl_ctx_done(ctx); i++)
         x += (unsigned)i;
     switch (a->index % 10) {
     case 7: return n == 0 ? SL_EIO : 0;
@@ -48,7 +48,7 @@ static void test_10k_short_deadline(void **state)
         assert_int_equal(sl_pool_try_submit(p, &j), 0);
     }
     sl_ctx *dl;
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(20), &dl), 0);
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(5), &dl), 0);
     sl_pool_report r;
     assert_int_equal(sl_pool_shutdown(p, dl, &r), 0);
     sl_ctx_release(dl);
@@ -217,7 +217,7 @@ static void test_hard_timeout_detaches(void **state)
     tracker_init(&t, 1);
     sl_pool_opts o = {.workers = 1,
                       .logger = lg,
-                      .hard_timeout_ns = SL_MS(60),
+                      .hard_timeout_ns = SL_MS(300),
                       .overrun_log_interval_ns = SL_MS(10)};
     tracker_hooks(&t, &o);
     sl_pool *p;
@@ -230,10 +230,11 @@ static void test_hard_timeout_detaches(void **state)
     int64_t t0 = sl_mono_ns();
     sl_pool_report r;
     assert_int_equal(sl_pool_shutdown(p, dl, &r), SL_ETIMEDOUT);
-    assert_true(sl_mono_ns() - t0 >= SL_MS(60));
+    assert_true(sl_mono_ns() - t0 >= SL_MS(300));
     sl_ctx_release(dl);
     assert_int_equal(r.stuck, 1);
     assert_true(r.deadline_hit);
+    /* Every 10 ms for 300 ms: at least 2 even if this thread was descheduled for most of it. */
     assert_true(logcap_count(lc, "msg=\"job overran shutdown deadline\"") >= 2);
     assert_true(logcap_has(lc, "job_id=stubborn-7"));
     assert_true(logcap_has(lc, "overrun="));

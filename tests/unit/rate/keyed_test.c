@@ -335,6 +335,33 @@ static void test_zero_and_inf_tiers(void **state)
     sl_keyed_free(k);
 }
 
+/* The index doubles as keys arrive, with removals (free slots) interleaved: every key stays
+ * findable, removed ones stay gone, and the stats agree. */
+static void test_index_growth(void **state)
+{
+    enum { N = 6000 };
+    static bool present[N];
+    sl_keyed *k = new_table(10, 3, 8192, 1, SL_SEC(3600), SL_KEYED_FULL_LIMITED);
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(sl_keyed_allow_n_at(k, ip(i).b, 16, 1, T0), 1);
+        present[i] = true;
+        if (i % 3 == 0) { /* remove an older key: frees a slot mid-growth */
+            uint32_t j = i / 2;
+            assert_int_equal(sl_keyed_remove(k, ip(j).b, 16), present[j]);
+            present[j] = false;
+        }
+    }
+    uint64_t held = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(sl__keyed_has(k, ip(i).b, 16), present[i]);
+        held += present[i];
+        /* A held key answers from its own used bucket (2 left), a removed one as new (3). */
+        assert_true(sl_keyed_tokens_at(k, ip(i).b, 16, T0) == (present[i] ? 2 : 3));
+    }
+    assert_int_equal(stats(k).keys, held);
+    sl_keyed_free(k);
+}
+
 static long rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -401,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_churn_does_not_reset),
         cmocka_unit_test(test_tiers),
         cmocka_unit_test(test_zero_and_inf_tiers),
+        cmocka_unit_test(test_index_growth),
         cmocka_unit_test(test_bound_10m_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
