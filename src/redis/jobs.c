@@ -596,4 +596,6 @@ void sl_redis_jobs_stats_get(const sl_redis_jobs *q, sl_redis_jobs_stats *st)
     *st = q->st;
 }
 
+#else
+typedef int sl__redis_jobs_unbuilt; /* ISO C: no empty translation unit */
 #endif /* SLUICE_HAVE_HIREDIS */

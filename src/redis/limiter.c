@@ -835,4 +835,6 @@ void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_stats *st
 #undef LD
 }
 
+#else
+typedef int sl__redis_limiter_unbuilt; /* ISO C: no empty translation unit */
 #endif /* SLUICE_HAVE_HIREDIS */
