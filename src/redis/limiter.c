@@ -96,7 +96,7 @@ struct sl_redis_limiter {
     sl_logger *logger;
     char sha[41];
 
-    pthread_mutex_t mu; /* attach/detach, private reactor start */
+    pthread_mutex_t mu; /* attach/detach */
     struct {
         _Atomic(sl__reactor *) r;
         _Atomic(conn *) c;
@@ -109,8 +109,9 @@ struct sl_redis_limiter {
             disconnects;
     } st;
 
-    /* The private reactor of the blocking checks; guarded by mu until started. */
-    bool priv_started;
+    /* The private reactor of the blocking checks, started once under start_mu. */
+    pthread_mutex_t start_mu;
+    _Atomic bool priv_started;
     pthread_t priv_thr;
     sl__reactor priv;
 };
@@ -673,21 +674,14 @@ static void *priv_main(void *arg)
     return NULL;
 }
 
+/* Starts the private reactor thread once. start_mu serialises starters (attach takes mu,
+ * so mu cannot be held here); priv_started is atomic because free reads it without a lock. */
 static int priv_start(sl_redis_limiter *rl)
 {
+    if (atomic_load_explicit(&rl->priv_started, memory_order_acquire)) return 0;
     int rc = 0;
-    pthread_mutex_lock(&rl->mu);
-    bool started = rl->priv_started;
-    pthread_mutex_unlock(&rl->mu);
-    if (started) return 0;
-    /* attach takes mu itself; a second thread racing here is stopped by priv_mu-less check
-     * below: only one caller wins the start. */
-    static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_mutex_lock(&start_mu);
-    pthread_mutex_lock(&rl->mu);
-    started = rl->priv_started;
-    pthread_mutex_unlock(&rl->mu);
-    if (!started) {
+    pthread_mutex_lock(&rl->start_mu);
+    if (!atomic_load_explicit(&rl->priv_started, memory_order_relaxed)) {
         rc = sl__reactor_init(&rl->priv);
         if (rc == 0 && (rc = sl_redis_limiter_attach(rl, &rl->priv)) < 0)
             sl__reactor_destroy(&rl->priv);
@@ -699,13 +693,9 @@ static int priv_start(sl_redis_limiter *rl)
                 rc = -e;
             }
         }
-        if (rc == 0) {
-            pthread_mutex_lock(&rl->mu);
-            rl->priv_started = true;
-            pthread_mutex_unlock(&rl->mu);
-        }
+        if (rc == 0) atomic_store_explicit(&rl->priv_started, true, memory_order_release);
     }
-    pthread_mutex_unlock(&start_mu);
+    pthread_mutex_unlock(&rl->start_mu);
     return rc;
 }
 
@@ -758,7 +748,7 @@ static void priv_stop(sl__reactor *r, sl__task *t)
 void sl_redis_limiter_free(sl_redis_limiter *rl)
 {
     if (!rl) return;
-    if (rl->priv_started) {
+    if (atomic_load_explicit(&rl->priv_started, memory_order_acquire)) {
         sl__task stop = {.fn = priv_stop};
         rl->priv.data = rl;
         sl__reactor_post(&rl->priv, &stop);
@@ -766,6 +756,7 @@ void sl_redis_limiter_free(sl_redis_limiter *rl)
         sl__reactor_destroy(&rl->priv);
     }
     pthread_mutex_destroy(&rl->mu);
+    pthread_mutex_destroy(&rl->start_mu);
     free(rl->host);
     free(rl->prefix);
     free(rl->tiers);
@@ -810,6 +801,7 @@ int sl_redis_limiter_new(const sl_redis_limiter_config *cfg, sl_redis_limiter **
     rl->clock = cfg->clock;
     rl->logger = cfg->logger;
     pthread_mutex_init(&rl->mu, NULL);
+    pthread_mutex_init(&rl->start_mu, NULL);
     sl__redis_sha1_hex(SCRIPT, sizeof SCRIPT - 1, rl->sha);
     *out = rl;
     return 0;
