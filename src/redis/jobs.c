@@ -246,6 +246,27 @@ static char *default_consumer(void)
     return strdup(buf);
 }
 
+/* Creates the group (and the stream) unless it exists. From id "0": a group created after
+ * jobs were submitted still sees them. Also run when Redis answers NOGROUP (a flushed or
+ * replaced server), so workers recover without a restart. */
+static int create_group(sl_redis_jobs *q, sl_ctx *ctx)
+{
+    const char *argv[] = {"XGROUP", "CREATE", q->stream, q->group, "0", "MKSTREAM"};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    int rc = cmd(q, ctx, 0, 6, argv, lens, &r);
+    if (rc == 0) {
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+            sl_log_error(q->logger, "redis jobs: XGROUP CREATE", SL_A_STR("reply", r->str));
+            rc = SL_EREDIS;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 int sl_redis_jobs_new(const sl_redis_jobs_config *cfg, sl_ctx *ctx, sl_redis_jobs **out)
 {
     if (!cfg || !out || !cfg->queue || !cfg->codec.encode || !cfg->codec.decode ||
@@ -276,20 +297,7 @@ int sl_redis_jobs_new(const sl_redis_jobs_config *cfg, sl_ctx *ctx, sl_redis_job
     strcpy(q->cursor, "0-0");
     for (int i = 0; i < S_N; i++)
         sl__redis_sha1_hex(SCRIPTS[i], strlen(SCRIPTS[i]), q->sha[i]);
-    /* "0": a group created after jobs were submitted still sees them. */
-    const char *argv[] = {"XGROUP", "CREATE", q->stream, q->group, "0", "MKSTREAM"};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = NULL;
-    int rc = cmd(q, ctx, 0, 6, argv, lens, &r);
-    if (rc == 0) {
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-            sl_log_error(q->logger, "redis jobs: XGROUP CREATE", SL_A_STR("reply", r->str));
-            rc = SL_EREDIS;
-        }
-        freeReplyObject(r);
-    }
+    int rc = create_group(q, ctx);
     if (rc < 0) {
         sl_redis_jobs_free(q);
         return rc;
@@ -449,7 +457,9 @@ static int reclaim(sl_redis_jobs *q, sl_ctx *ctx, sl_redis_job **out)
     redisReply *r = NULL;
     int rc = cmd(q, ctx, 0, 8, av, lens, &r);
     if (rc < 0) return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
+        rc = create_group(q, ctx);
+    } else if (r->type == REDIS_REPLY_ERROR) {
         sl_log_error(q->logger, "redis jobs: XAUTOCLAIM", SL_A_STR("reply", r->str));
         rc = SL_EREDIS;
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
@@ -480,7 +490,9 @@ static int read_new(sl_redis_jobs *q, sl_ctx *ctx, sl_redis_job **out)
     redisReply *r = NULL;
     int rc = cmd(q, ctx, block, 11, argv, lens, &r);
     if (rc < 0) return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
+        rc = create_group(q, ctx);
+    } else if (r->type == REDIS_REPLY_ERROR) {
         sl_log_error(q->logger, "redis jobs: XREADGROUP", SL_A_STR("reply", r->str));
         rc = SL_EREDIS;
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
