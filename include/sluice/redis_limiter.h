@@ -77,8 +77,8 @@ typedef enum sl_redis_clock {
 } sl_redis_clock;
 
 typedef struct sl_redis_limiter_config {
-    const char *host; /* copied; NULL -> "127.0.0.1" */
-    int port;         /* 0 -> 6379 */
+    const char *host;   /* copied; NULL -> "127.0.0.1" */
+    int port;           /* 0 -> 6379 */
     const char *prefix; /* copied; key names are prefix "{" key "}"; NULL -> "sl:rl:" */
     /* Tiers, as sl_keyed's: tier_fn(key) picks an index, anything out of range means
      * default_tier. Limits must be > 0 (SL_RATE_INF allowed); bursts >= 1. Called on the
@@ -88,32 +88,32 @@ typedef struct sl_redis_limiter_config {
     int default_tier;
     sl_keyed_tier_fn tier_fn;
     void *tier_arg;
-    int64_t timeout_ns;          /* per check; 0 -> 50 ms */
-    int64_t connect_timeout_ns;  /* 0 -> 1 s */
-    int64_t backoff_min_ns;      /* first reconnect delay; 0 -> 10 ms */
-    int64_t backoff_max_ns;      /* 0 -> 1 s; the delay doubles up to this */
+    int64_t timeout_ns;         /* per check; 0 -> 50 ms */
+    int64_t connect_timeout_ns; /* 0 -> 1 s */
+    int64_t backoff_min_ns;     /* first reconnect delay; 0 -> 10 ms */
+    int64_t backoff_max_ns;     /* 0 -> 1 s; the delay doubles up to this */
     sl_redis_fail_policy policy;
-    sl_keyed *fallback;          /* for SL_REDIS_FAIL_LOCAL: borrowed, must outlive the limiter */
+    sl_keyed *fallback; /* for SL_REDIS_FAIL_LOCAL: borrowed, must outlive the limiter */
     sl_redis_clock clock;
-    sl_logger *logger;           /* NULL = sl_log_default(); must outlive the limiter */
+    sl_logger *logger; /* NULL = sl_log_default(); must outlive the limiter */
 } sl_redis_limiter_config;
 
 /* Counters (atomic; each exact, the set not one instant's snapshot). */
 typedef struct sl_redis_limiter_stats {
-    uint64_t checks;         /* decisions made, every source */
-    uint64_t allowed;        /* ...of which allowed */
-    uint64_t redis_replies;  /* decided by Redis */
-    uint64_t timeouts;       /* checks answered SL_ETIMEDOUT */
-    uint64_t unavailable;    /* checks made while not connected, or dropped by a disconnect */
-    uint64_t redis_errors;   /* error replies (other than a recovered NOSCRIPT) */
-    uint64_t fail_open;      /* answered by each policy */
+    uint64_t checks;        /* decisions made, every source */
+    uint64_t allowed;       /* ...of which allowed */
+    uint64_t redis_replies; /* decided by Redis */
+    uint64_t timeouts;      /* checks answered SL_ETIMEDOUT */
+    uint64_t unavailable;   /* checks made while not connected, or dropped by a disconnect */
+    uint64_t redis_errors;  /* error replies (other than a recovered NOSCRIPT) */
+    uint64_t fail_open;     /* answered by each policy */
     uint64_t fail_closed;
     uint64_t fallback;
-    uint64_t late_replies;   /* replies that arrived after their check timed out: discarded */
-    uint64_t script_loads;   /* SCRIPT LOADs sent (one per connection, plus NOSCRIPT reloads) */
-    uint64_t noscript;       /* NOSCRIPT replies recovered by reloading */
-    uint64_t connects;       /* connections established */
-    uint64_t disconnects;    /* connections lost or dropped */
+    uint64_t late_replies; /* replies that arrived after their check timed out: discarded */
+    uint64_t script_loads; /* SCRIPT LOADs sent (one per connection, plus NOSCRIPT reloads) */
+    uint64_t noscript;     /* NOSCRIPT replies recovered by reloading */
+    uint64_t connects;     /* connections established */
+    uint64_t disconnects;  /* connections lost or dropped */
 } sl_redis_limiter_stats;
 
 /* Called once per pending check, on the loop thread of the reactor it was made on. d is valid
@@ -157,18 +157,17 @@ SL_API int sl_redis_limiter_check(sl_redis_limiter *rl, struct sl__reactor *r, c
 /* sl_redis_limiter_check with an explicit wall instant now_ns (ns since the Unix epoch) sent
  * to the script instead of the configured clock (0 = the configured clock). For tests that
  * replay a sequence at controlled instants, and for tools. */
-SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, struct sl__reactor *r,
-                                     const void *key, size_t len, int64_t n, int64_t now_ns,
-                                     sl_redis_check_fn cb, void *arg, sl_rate_decision *now);
+SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, struct sl__reactor *r, const void *key,
+                                     size_t len, int64_t n, int64_t now_ns, sl_redis_check_fn cb,
+                                     void *arg, sl_rate_decision *now);
 
 /* Blocking check for tests and tools: runs the check on the limiter's private reactor thread
  * (started on first use, joined by sl_redis_limiter_free) and waits for the decision. Returns
  * 0 with *out filled (possibly a policy answer: see out->err), or SL_EINVAL, SL_ENOMEM, or the
  * ctx's error if it fires first (the check's late answer is then dropped). now_ns as in
  * check_at (0 = configured clock). Threads: any but a reactor's loop. Blocks (parks). */
-SL_API int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len,
-                                       int64_t n, int64_t now_ns, sl_ctx *ctx,
-                                       sl_rate_decision *out);
+SL_API int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                                       int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out);
 
 /* True while r's connection is established (ready for checks). Threads: r's loop thread. */
 SL_API bool sl_redis_limiter_connected(sl_redis_limiter *rl, struct sl__reactor *r);
@@ -181,8 +180,7 @@ SL_API void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_st
  * tier is the key's (limit, burst): the caller knows it (it configured the table). Returns 0,
  * or the errors of sl_keyed_allow_n_at (then *d is a refusal with d->err set). Threads: any. */
 SL_API int sl_rate_decide_keyed_at(sl_keyed *k, const void *key, size_t len, int64_t n,
-                                   const sl_keyed_tier *tier, int64_t now_ns,
-                                   sl_rate_decision *d);
+                                   const sl_keyed_tier *tier, int64_t now_ns, sl_rate_decision *d);
 
 SL_END_DECLS
 
