@@ -1,0 +1,832 @@
+/* The Redis limiter: GCRA in one Lua script, over hiredis's async API on sluice reactors.
+ *
+ * Structure. A limiter has up to MAX_REACTORS connections, one per attached reactor, each
+ * touched only on its reactor's loop thread (slots are published with atomics so any loop can
+ * find its own). A check is a heap `call` handed to hiredis as privdata: hiredis calls its
+ * reply callback exactly once (with the reply, or with NULL when the context is freed), and
+ * that callback is the only place a call is freed. Independently, the call's timer (one
+ * fixed-duration queue per connection: every call has the same timeout, so start/stop are
+ * O(1)) may fire first: the call is then marked `answered`, the user hears SL_ETIMEDOUT with
+ * the policy's decision, and the late reply only frees the call. So each user callback runs
+ * exactly once, whichever comes first.
+ *
+ * Script. Its SHA-1 is computed here, so a new connection pipelines SCRIPT LOAD and the first
+ * EVALSHAs back to back (Redis runs them in order). A NOSCRIPT reply (SCRIPT FLUSH, a failover
+ * to a replica that never saw the load) re-sends SCRIPT LOAD + the same EVALSHA once, within
+ * the call's original deadline.
+ *
+ * Connection life. DOWN -> (connect) -> CONNECTING -> UP; any failure -> DOWN with a reconnect
+ * timer whose delay doubles from backoff_min to backoff_max (reset on success). While DOWN,
+ * checks are answered at once by the policy (no queueing: a dead Redis costs nothing). While
+ * CONNECTING they are queued in hiredis under their timeout. A connection that is UP but
+ * silent (no reply for max(4 x timeout, 1 s) while calls wait: a paused or wedged server) is
+ * dropped and re-established, so timed-out calls do not pile up in hiredis forever.
+ *
+ * Teardown ordering: redisAsyncFree runs the pending reply callbacks (NULL replies), then
+ * our cleanup hook (unregisters the fd), then onDisconnect; `closing` tells the callbacks
+ * that this is a detach (SL_ECANCELED, no reconnect). */
+#ifdef SLUICE_HAVE_HIREDIS
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "sluice/clock.h"
+#include "sluice/error.h"
+#include "sluice/redis_limiter.h"
+#include "redis/redis_int.h"
+
+#define MAX_REACTORS       64
+#define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
+
+/* KEYS[1] the bucket; ARGV: emission interval T (us, double), burst, n, now (us; <= 0: TIME).
+ * Returns {allowed, remaining, retry_after_us, reset_us}. The TAT is stored with 17
+ * significant digits so that a fractional T accumulates no rounding in Redis. */
+static const char SCRIPT[] =
+    "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+    "local T = tonumber(ARGV[1])\n"
+    "local burst = tonumber(ARGV[2])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local now = tonumber(ARGV[4])\n"
+    "if now <= 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "end\n"
+    "local v = redis.call('GET', KEYS[1])\n"
+    "local tat = v and tonumber(v) or now\n"
+    "if tat < now then tat = now end\n"
+    "local tau = burst * T\n"
+    "local new_tat = tat + n * T\n"
+    "local allow_at = new_tat - tau\n"
+    "if now < allow_at then\n"
+    "  local rem = math.floor((now - (tat - tau)) / T)\n"
+    "  if rem < 0 then rem = 0 end\n"
+    "  return {0, rem, math.ceil(allow_at - now), math.ceil(tat - now)}\n"
+    "end\n"
+    "if n > 0 then\n"
+    "  redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX',\n"
+    "             math.ceil((new_tat - now) / 1000))\n"
+    "end\n"
+    "return {1, math.floor((now - allow_at) / T), 0, math.ceil(new_tat - now)}\n";
+
+enum { DOWN, CONNECTING, UP };
+
+typedef struct conn conn;
+
+struct sl_redis_limiter {
+    char *host;
+    int port;
+    char *prefix;
+    size_t prefix_len;
+    sl_keyed_tier *tiers;
+    int ntiers, default_tier;
+    sl_keyed_tier_fn tier_fn;
+    void *tier_arg;
+    int64_t timeout, connect_timeout, backoff_min, backoff_max; /* ns */
+    sl_redis_fail_policy policy;
+    sl_keyed *fallback;
+    sl_redis_clock clock;
+    sl_logger *logger;
+    char sha[41];
+
+    pthread_mutex_t mu; /* attach/detach */
+    struct {
+        _Atomic(sl__reactor *) r;
+        _Atomic(conn *) c;
+    } slots[MAX_REACTORS];
+
+    _Atomic int64_t last_fail_log; /* ns, sl_mono_ns(): fail-open/closed logs once a second */
+    struct {
+        _Atomic uint64_t checks, allowed, redis_replies, timeouts, unavailable, redis_errors,
+            fail_open, fail_closed, fallback, late_replies, script_loads, noscript, connects,
+            disconnects;
+    } st;
+
+    /* The private reactor of the blocking checks, started once under start_mu. */
+    pthread_mutex_t start_mu;
+    _Atomic bool priv_started;
+    pthread_t priv_thr;
+    sl__reactor priv;
+};
+
+struct conn {
+    sl_redis_limiter *rl;
+    sl__reactor *r;
+    redisAsyncContext *ac; /* NULL while DOWN */
+    sl__io io;
+    uint32_t want; /* epoll interest hiredis asked for */
+    int state;
+    bool closing;   /* detaching: answer SL_ECANCELED, do not reconnect */
+    sl__tq call_q;  /* per-call timeouts, dur = rl->timeout */
+    sl__tq retry_q; /* one timer: reconnect backoff, or the connect timeout */
+    sl__timer retry_t;
+    int64_t backoff;       /* ns: the next reconnect delay */
+    int64_t inflight;      /* calls hiredis holds (answered or not) */
+    int64_t last_progress; /* ns, loop time: last reply, or when inflight went 0 -> 1 */
+};
+
+typedef struct call {
+    sl__timer t;
+    conn *c;
+    sl_redis_check_fn cb;
+    void *arg;
+    bool answered; /* the user has heard (timeout, disconnect): the reply only frees it */
+    bool reloaded; /* NOSCRIPT handled once */
+    sl_keyed_tier tier;
+    int64_t n, now_us;
+    size_t name_len;
+    char name[]; /* prefix "{" key "}" */
+} call;
+
+#define INC(f) atomic_fetch_add_explicit(&rl->st.f, 1, memory_order_relaxed)
+
+/* ---- decisions --------------------------------------------------------------------------- */
+
+static void answer(sl_redis_limiter *rl, const sl_rate_decision *d, sl_redis_check_fn cb, void *arg)
+{
+    INC(checks);
+    if (d->allowed) INC(allowed);
+    if (cb) cb(arg, d);
+}
+
+static void log_failure(sl_redis_limiter *rl, int err, const char *what)
+{
+    int64_t now = sl_mono_ns();
+    int64_t last = atomic_load_explicit(&rl->last_fail_log, memory_order_relaxed);
+    if (now - last < SL_SEC(1)) return;
+    if (!atomic_compare_exchange_strong(&rl->last_fail_log, &last, now)) return;
+    sl_log_warn(rl->logger, "redis limiter unavailable", SL_A_STR("policy", what),
+                SL_A_ERR("err", err), SL_A_STR("host", rl->host), SL_A_INT("port", rl->port));
+}
+
+/* The failure policy's decision for a check that Redis could not answer (err says why). */
+static void policy_decide(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                          const sl_keyed_tier *tier, int err, sl_rate_decision *d)
+{
+    *d = (sl_rate_decision){.err = err, .limit = tier->burst};
+    switch (rl->policy) {
+    case SL_REDIS_FAIL_OPEN:
+        INC(fail_open);
+        log_failure(rl, err, "fail-open");
+        d->allowed = true;
+        d->source = SL_RATE_FAIL_OPEN;
+        d->remaining = tier->burst > n ? tier->burst - n : 0;
+        break;
+    case SL_REDIS_FAIL_CLOSED:
+        INC(fail_closed);
+        log_failure(rl, err, "fail-closed");
+        d->source = SL_RATE_FAIL_CLOSED;
+        d->retry_after_ns = SL_FOREVER;
+        break;
+    case SL_REDIS_FAIL_LOCAL:
+        INC(fallback);
+        log_failure(rl, err, "local fallback");
+        sl_rate_decide_keyed_at(rl->fallback, key, len, n, tier, sl_now_ns(), d);
+        d->source = SL_RATE_FALLBACK;
+        d->err = err;
+        break;
+    }
+}
+
+int sl_rate_decide_keyed_at(sl_keyed *k, const void *key, size_t len, int64_t n,
+                            const sl_keyed_tier *tier, int64_t now_ns, sl_rate_decision *d)
+{
+    *d = (sl_rate_decision){.source = SL_RATE_FROM_LOCAL, .limit = tier->burst};
+    int rc = sl_keyed_allow_n_at(k, key, len, n, now_ns);
+    if (rc < 0) {
+        d->err = rc;
+        d->retry_after_ns = SL_FOREVER;
+        return rc;
+    }
+    d->allowed = rc == 1;
+    if (tier->limit == SL_RATE_INF) {
+        d->remaining = tier->burst;
+        return 0;
+    }
+    double tok = sl_keyed_tokens_at(k, key, len, now_ns);
+    d->remaining = tok > 0 ? (int64_t)floor(tok) : 0;
+    if (tier->limit <= 0) {
+        d->reset_ns = SL_FOREVER;
+        d->retry_after_ns = d->allowed ? 0 : SL_FOREVER;
+        return 0;
+    }
+    double full = ((double)tier->burst - tok) / tier->limit * 1e9;
+    d->reset_ns = full > 0 ? (int64_t)ceil(full) : 0;
+    if (!d->allowed) {
+        double wait = ((double)n - tok) / tier->limit * 1e9;
+        d->retry_after_ns = n > tier->burst ? SL_FOREVER : wait > 0 ? (int64_t)ceil(wait) : 0;
+    }
+    return 0;
+}
+
+/* ---- connection: hiredis adapter ---------------------------------------------------------- */
+
+static void set_want(conn *c, uint32_t add, uint32_t del)
+{
+    c->want = (c->want | add) & ~del;
+    if (c->io.fn) sl__io_set(c->r, &c->io, c->want);
+}
+static void ev_add_read(void *p)
+{
+    set_want(p, EPOLLIN, 0);
+}
+static void ev_del_read(void *p)
+{
+    set_want(p, 0, EPOLLIN);
+}
+static void ev_add_write(void *p)
+{
+    set_want(p, EPOLLOUT, 0);
+}
+static void ev_del_write(void *p)
+{
+    set_want(p, 0, EPOLLOUT);
+}
+static void ev_cleanup(void *p)
+{
+    conn *c = p;
+    sl__io_stop(c->r, &c->io);
+    c->want = 0;
+    c->ac = NULL;
+}
+
+static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    (void)r;
+    conn *c = CONTAINER(io, conn, io);
+    redisAsyncContext *ac = c->ac;
+    if (!ac) return;
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        redisAsyncHandleRead(ac);
+        if (c->ac != ac) return; /* freed by a disconnect */
+    }
+    if (events & (EPOLLOUT | EPOLLERR)) redisAsyncHandleWrite(ac);
+}
+
+static void schedule_reconnect(conn *c)
+{
+    c->state = DOWN;
+    c->retry_q.dur = c->backoff;
+    sl__timer_start(c->r, &c->retry_q, &c->retry_t);
+    c->backoff = c->backoff * 2 > c->rl->backoff_max ? c->rl->backoff_max : c->backoff * 2;
+}
+
+static void script_load_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    conn *c = priv;
+    redisReply *rep = reply;
+    c->inflight--;
+    if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, c->rl->sha) != 0)
+        sl_log_error(c->rl->logger, "redis limiter: SCRIPT LOAD digest differs",
+                     SL_A_STR("got", rep->str), SL_A_STR("want", c->rl->sha));
+}
+
+static int send_script_load(conn *c)
+{
+    sl_redis_limiter *rl = c->rl;
+    INC(script_loads);
+    const char *argv[] = {"SCRIPT", "LOAD", SCRIPT};
+    const size_t lens[] = {6, 4, sizeof SCRIPT - 1};
+    if (redisAsyncCommandArgv(c->ac, script_load_cb, c, 3, argv, lens) != REDIS_OK) return -1;
+    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    return 0;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    conn *c = ac->data;
+    sl__timer_stop(&c->retry_t);
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this returns (cleanup hook, pending calls get NULL). */
+        schedule_reconnect(c);
+        return;
+    }
+    sl_redis_limiter *rl = c->rl;
+    INC(connects);
+    c->state = UP;
+    c->backoff = rl->backoff_min;
+    c->last_progress = c->r->now;
+    send_script_load(c);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    conn *c = ac->data;
+    sl_redis_limiter *rl = c->rl;
+    INC(disconnects);
+    c->ac = NULL;
+    c->state = DOWN;
+    if (!c->closing) schedule_reconnect(c);
+}
+
+static void conn_connect(conn *c)
+{
+    sl_redis_limiter *rl = c->rl;
+    redisAsyncContext *ac = redisAsyncConnect(rl->host, rl->port);
+    if (!ac || ac->err) {
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(c);
+        return;
+    }
+    ac->data = c;
+    ac->ev.data = c;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    c->want = 0;
+    if (sl__io_start(c->r, &c->io, ac->c.fd, 0, io_cb) < 0) {
+        ac->ev.cleanup = NULL;
+        redisAsyncFree(ac);
+        schedule_reconnect(c);
+        return;
+    }
+    c->ac = ac;
+    c->state = CONNECTING;
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect); /* asks for the first write event */
+    c->retry_q.dur = rl->connect_timeout;
+    sl__timer_start(c->r, &c->retry_q, &c->retry_t);
+}
+
+/* Frees the hiredis context now (not from inside a hiredis callback: hiredis defers that). */
+static void conn_drop(conn *c)
+{
+    if (c->ac) redisAsyncFree(c->ac); /* -> NULL replies, ev_cleanup, on_disconnect */
+}
+
+static void retry_fire(sl__reactor *r, sl__timer *t)
+{
+    (void)r;
+    conn *c = CONTAINER(t, conn, retry_t);
+    if (c->state == CONNECTING) {
+        /* Connect timeout: never CONNECTED, so no on_disconnect will reschedule. */
+        conn_drop(c);
+        c->ac = NULL;
+        schedule_reconnect(c);
+    } else if (c->state == DOWN) {
+        conn_connect(c);
+    }
+}
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+static const void *call_key(const call *k, size_t *len)
+{
+    size_t pl = k->c->rl->prefix_len;
+    *len = k->name_len - pl - 2;
+    return k->name + pl + 1;
+}
+
+static void call_fail(call *k, int err)
+{
+    sl_redis_limiter *rl = k->c->rl;
+    size_t len;
+    const void *key = call_key(k, &len);
+    sl_rate_decision d;
+    policy_decide(rl, key, len, k->n, &k->tier, err, &d);
+    k->answered = true;
+    sl__timer_stop(&k->t);
+    answer(rl, &d, k->cb, k->arg);
+}
+
+static int send_eval(call *k);
+
+static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    call *k = priv;
+    conn *c = k->c;
+    sl_redis_limiter *rl = c->rl;
+    redisReply *rep = reply;
+    c->inflight--;
+    if (rep) c->last_progress = c->r->now;
+    if (k->answered) {
+        if (rep) INC(late_replies);
+        free(k);
+        return;
+    }
+    if (!rep) {
+        if (!c->closing) INC(unavailable);
+        call_fail(k, c->closing ? SL_ECANCELED : SL_EUNAVAIL);
+        free(k);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && !k->reloaded && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        INC(noscript);
+        k->reloaded = true;
+        if (c->ac && send_script_load(c) == 0 && send_eval(k) == 0) return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+        INC(redis_errors);
+        if (rep->type == REDIS_REPLY_ERROR)
+            sl_log_error(rl->logger, "redis limiter: error reply", SL_A_STR("reply", rep->str));
+        call_fail(k, SL_EREDIS);
+        free(k);
+        return;
+    }
+    INC(redis_replies);
+    sl__timer_stop(&k->t);
+    sl_rate_decision d = {
+        .allowed = rep->element[0]->integer == 1,
+        .source = SL_RATE_FROM_REDIS,
+        .limit = k->tier.burst,
+        .remaining = rep->element[1]->integer,
+        .retry_after_ns = rep->element[2]->integer * 1000,
+        .reset_ns = rep->element[3]->integer * 1000,
+    };
+    k->answered = true;
+    answer(rl, &d, k->cb, k->arg);
+    free(k);
+}
+
+static int send_eval(call *k)
+{
+    conn *c = k->c;
+    char T[32], burst[24], n[24], now[24];
+    snprintf(T, sizeof T, "%.17g", 1e6 / k->tier.limit);
+    snprintf(burst, sizeof burst, "%lld", (long long)k->tier.burst);
+    snprintf(n, sizeof n, "%lld", (long long)k->n);
+    snprintf(now, sizeof now, "%lld", (long long)k->now_us);
+    const char *argv[] = {"EVALSHA", c->rl->sha, "1", k->name, T, burst, n, now};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
+    lens[3] = k->name_len;
+    if (redisAsyncCommandArgv(c->ac, reply_cb, k, 8, argv, lens) != REDIS_OK) return -1;
+    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    return 0;
+}
+
+static void call_timeout(sl__reactor *r, sl__timer *t)
+{
+    call *k = (call *)t;
+    conn *c = k->c;
+    sl_redis_limiter *rl = c->rl;
+    INC(timeouts);
+    call_fail(k, SL_ETIMEDOUT);
+    int64_t stall = 4 * rl->timeout > SL_SEC(1) ? 4 * rl->timeout : SL_SEC(1);
+    if (c->state == UP && r->now - c->last_progress >= stall) {
+        sl_log_warn(rl->logger, "redis limiter: connection stalled, reconnecting",
+                    SL_A_DUR("silent", r->now - c->last_progress));
+        conn_drop(c); /* the call stays owned by hiredis until its NULL reply: freed there */
+    }
+}
+
+static conn *find_conn(sl_redis_limiter *rl, sl__reactor *r)
+{
+    for (int i = 0; i < MAX_REACTORS; i++)
+        if (atomic_load_explicit(&rl->slots[i].r, memory_order_acquire) == r)
+            return atomic_load_explicit(&rl->slots[i].c, memory_order_acquire);
+    return NULL;
+}
+
+static const sl_keyed_tier *tier_of(sl_redis_limiter *rl, const void *key, size_t len)
+{
+    int t = rl->tier_fn ? rl->tier_fn(rl->tier_arg, key, len) : rl->default_tier;
+    if (t < 0 || t >= rl->ntiers) t = rl->default_tier;
+    return &rl->tiers[t];
+}
+
+int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
+                              int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
+                              sl_rate_decision *now)
+{
+    if (!rl || !cb || !now || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
+    conn *c = find_conn(rl, r);
+    if (!c) return SL_EINVAL;
+    const sl_keyed_tier *tier = tier_of(rl, key, len);
+    if (tier->limit == SL_RATE_INF || n > tier->burst) {
+        bool inf = tier->limit == SL_RATE_INF;
+        *now = (sl_rate_decision){.allowed = inf,
+                                  .source = SL_RATE_FROM_LOCAL,
+                                  .limit = tier->burst,
+                                  .remaining = inf ? tier->burst : 0,
+                                  .retry_after_ns = inf ? 0 : SL_FOREVER};
+        answer(rl, now, NULL, NULL);
+        return 1;
+    }
+    if (c->state == DOWN || !c->ac) {
+        INC(unavailable);
+        policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
+        answer(rl, now, NULL, NULL);
+        return 1;
+    }
+    size_t name_len = rl->prefix_len + len + 2;
+    call *k = malloc(sizeof *k + name_len + 1);
+    if (!k) return SL_ENOMEM;
+    *k = (call){.c = c, .cb = cb, .arg = arg, .tier = *tier, .n = n, .name_len = name_len};
+    if (now_ns == 0 && rl->clock == SL_REDIS_CLOCK_CLIENT) now_ns = sl_wall_ns();
+    k->now_us = now_ns / 1000;
+    memcpy(k->name, rl->prefix, rl->prefix_len);
+    k->name[rl->prefix_len] = '{';
+    memcpy(k->name + rl->prefix_len + 1, key, len);
+    k->name[name_len - 1] = '}';
+    k->name[name_len] = '\0';
+    if (send_eval(k) < 0) {
+        free(k);
+        INC(unavailable);
+        policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
+        answer(rl, now, NULL, NULL);
+        return 1;
+    }
+    sl__timer_start(r, &c->call_q, &k->t);
+    return 0;
+}
+
+int sl_redis_limiter_check(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
+                           int64_t n, sl_redis_check_fn cb, void *arg, sl_rate_decision *now)
+{
+    return sl_redis_limiter_check_at(rl, r, key, len, n, 0, cb, arg, now);
+}
+
+bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl__reactor *r)
+{
+    conn *c = find_conn(rl, r);
+    return c && c->state == UP;
+}
+
+/* ---- attach / detach --------------------------------------------------------------------- */
+
+int sl_redis_limiter_attach(sl_redis_limiter *rl, sl__reactor *r)
+{
+    if (!rl || !r) return SL_EINVAL;
+    pthread_mutex_lock(&rl->mu);
+    int free_slot = -1, rc = 0;
+    for (int i = 0; i < MAX_REACTORS; i++) {
+        sl__reactor *s = atomic_load_explicit(&rl->slots[i].r, memory_order_relaxed);
+        if (s == r) rc = SL_EEXIST;
+        if (!s && free_slot < 0) free_slot = i;
+    }
+    if (rc == 0 && free_slot < 0) rc = SL_EFULL;
+    conn *c = NULL;
+    if (rc == 0 && !(c = calloc(1, sizeof *c))) rc = SL_ENOMEM;
+    if (rc < 0) {
+        pthread_mutex_unlock(&rl->mu);
+        return rc;
+    }
+    c->rl = rl;
+    c->r = r;
+    c->io.fd = -1;
+    c->backoff = rl->backoff_min;
+    sl__tq_init(r, &c->call_q, rl->timeout, call_timeout);
+    sl__tq_init(r, &c->retry_q, rl->backoff_min, retry_fire);
+    atomic_store_explicit(&rl->slots[free_slot].c, c, memory_order_release);
+    atomic_store_explicit(&rl->slots[free_slot].r, r, memory_order_release);
+    pthread_mutex_unlock(&rl->mu);
+    conn_connect(c);
+    return 0;
+}
+
+int sl_redis_limiter_detach(sl_redis_limiter *rl, sl__reactor *r)
+{
+    if (!rl || !r) return SL_EINVAL;
+    pthread_mutex_lock(&rl->mu);
+    conn *c = NULL;
+    for (int i = 0; i < MAX_REACTORS && !c; i++) {
+        if (atomic_load_explicit(&rl->slots[i].r, memory_order_relaxed) == r) {
+            c = atomic_load_explicit(&rl->slots[i].c, memory_order_relaxed);
+            atomic_store_explicit(&rl->slots[i].r, NULL, memory_order_release);
+            atomic_store_explicit(&rl->slots[i].c, NULL, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&rl->mu);
+    if (!c) return SL_ENOENT;
+    c->closing = true;
+    sl__timer_stop(&c->retry_t);
+    conn_drop(c);
+    /* Calls that timed out were freed by their NULL replies above; none is left queued. */
+    sl__redis_tq_remove(r, &c->call_q);
+    sl__redis_tq_remove(r, &c->retry_q);
+    free(c);
+    return 0;
+}
+
+/* ---- blocking checks on the private reactor ---------------------------------------------- */
+
+typedef struct waitcall {
+    sl__task task;
+    sl_redis_limiter *rl;
+    _Atomic int refs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done, canceled; /* guarded by mu */
+    sl_rate_decision d;  /* guarded by mu */
+    int64_t n, now_ns;
+    size_t len;
+    char key[];
+} waitcall;
+
+static void wc_unref(waitcall *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) != 1) return;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+static void wc_complete(void *arg, const sl_rate_decision *d)
+{
+    waitcall *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->d = *d;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    wc_unref(w);
+}
+
+static void wc_run(sl__reactor *r, sl__task *t)
+{
+    waitcall *w = (waitcall *)t;
+    sl_rate_decision d;
+    int rc =
+        sl_redis_limiter_check_at(w->rl, r, w->key, w->len, w->n, w->now_ns, wc_complete, w, &d);
+    if (rc == 0) return;
+    if (rc < 0) d = (sl_rate_decision){.err = rc, .retry_after_ns = SL_FOREVER};
+    wc_complete(w, &d);
+}
+
+static void wc_cancel(void *arg, int err)
+{
+    (void)err;
+    waitcall *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->canceled = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *priv_main(void *arg)
+{
+    sl_redis_limiter *rl = arg;
+    sl__reactor_run(&rl->priv);
+    return NULL;
+}
+
+/* Starts the private reactor thread once. start_mu serialises starters (attach takes mu,
+ * so mu cannot be held here); priv_started is atomic because free reads it without a lock. */
+static int priv_start(sl_redis_limiter *rl)
+{
+    if (atomic_load_explicit(&rl->priv_started, memory_order_acquire)) return 0;
+    int rc = 0;
+    pthread_mutex_lock(&rl->start_mu);
+    if (!atomic_load_explicit(&rl->priv_started, memory_order_relaxed)) {
+        rc = sl__reactor_init(&rl->priv);
+        if (rc == 0 && (rc = sl_redis_limiter_attach(rl, &rl->priv)) < 0)
+            sl__reactor_destroy(&rl->priv);
+        if (rc == 0) {
+            int e = pthread_create(&rl->priv_thr, NULL, priv_main, rl);
+            if (e) {
+                sl_redis_limiter_detach(rl, &rl->priv);
+                sl__reactor_destroy(&rl->priv);
+                rc = -e;
+            }
+        }
+        if (rc == 0) atomic_store_explicit(&rl->priv_started, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&rl->start_mu);
+    return rc;
+}
+
+int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                                int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out)
+{
+    if (!rl || !out || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
+    int rc = sl_ctx_err(ctx);
+    if (rc) return rc;
+    if ((rc = priv_start(rl)) < 0) return rc;
+    waitcall *w = calloc(1, sizeof *w + len);
+    if (!w) return SL_ENOMEM;
+    w->task.fn = wc_run;
+    w->rl = rl;
+    atomic_init(&w->refs, 2);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->n = n;
+    w->now_ns = now_ns;
+    w->len = len;
+    memcpy(w->key, key, len);
+    sl_ctx_hook *hook = NULL;
+    rc = sl_ctx_on_done(ctx, wc_cancel, w, &hook);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    sl__reactor_post(&rl->priv, &w->task);
+    pthread_mutex_lock(&w->mu);
+    while (!w->done && !w->canceled)
+        pthread_cond_wait(&w->cv, &w->mu);
+    rc = w->done ? 0 : sl_ctx_err(ctx);
+    if (w->done) *out = w->d;
+    pthread_mutex_unlock(&w->mu);
+    sl_ctx_hook_stop(hook);
+    wc_unref(w);
+    return rc;
+}
+
+/* ---- new / free / stats ------------------------------------------------------------------ */
+
+static void priv_stop(sl__reactor *r, sl__task *t)
+{
+    sl_redis_limiter *rl = r->data;
+    (void)t;
+    sl_redis_limiter_detach(rl, r);
+    sl__reactor_stop(r);
+}
+
+void sl_redis_limiter_free(sl_redis_limiter *rl)
+{
+    if (!rl) return;
+    if (atomic_load_explicit(&rl->priv_started, memory_order_acquire)) {
+        sl__task stop = {.fn = priv_stop};
+        rl->priv.data = rl;
+        sl__reactor_post(&rl->priv, &stop);
+        pthread_join(rl->priv_thr, NULL);
+        sl__reactor_destroy(&rl->priv);
+    }
+    pthread_mutex_destroy(&rl->mu);
+    pthread_mutex_destroy(&rl->start_mu);
+    free(rl->host);
+    free(rl->prefix);
+    free(rl->tiers);
+    free(rl);
+}
+
+int sl_redis_limiter_new(const sl_redis_limiter_config *cfg, sl_redis_limiter **out)
+{
+    if (!cfg || !out || !cfg->tiers || cfg->ntiers < 1 || cfg->ntiers > SL_KEYED_MAX_TIERS ||
+        cfg->default_tier < 0 || cfg->default_tier >= cfg->ntiers)
+        return SL_EINVAL;
+    for (int i = 0; i < cfg->ntiers; i++)
+        if (!(cfg->tiers[i].limit > 0) || cfg->tiers[i].burst < 1) return SL_EINVAL;
+    if (cfg->policy == SL_REDIS_FAIL_LOCAL && !cfg->fallback) return SL_EINVAL;
+    if (cfg->policy > SL_REDIS_FAIL_LOCAL || cfg->timeout_ns < 0) return SL_EINVAL;
+    sl_redis_limiter *rl = calloc(1, sizeof *rl);
+    if (!rl) return SL_ENOMEM;
+    rl->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
+    rl->prefix = strdup(cfg->prefix ? cfg->prefix : "sl:rl:");
+    rl->tiers = malloc(sizeof *rl->tiers * (size_t)cfg->ntiers);
+    if (!rl->host || !rl->prefix || !rl->tiers) {
+        free(rl->host);
+        free(rl->prefix);
+        free(rl->tiers);
+        free(rl);
+        return SL_ENOMEM;
+    }
+    memcpy(rl->tiers, cfg->tiers, sizeof *rl->tiers * (size_t)cfg->ntiers);
+    rl->prefix_len = strlen(rl->prefix);
+    rl->port = cfg->port ? cfg->port : 6379;
+    rl->ntiers = cfg->ntiers;
+    rl->default_tier = cfg->default_tier;
+    rl->tier_fn = cfg->tier_fn;
+    rl->tier_arg = cfg->tier_arg;
+    rl->timeout = cfg->timeout_ns ? cfg->timeout_ns : SL_MS(50);
+    rl->connect_timeout = cfg->connect_timeout_ns ? cfg->connect_timeout_ns : SL_SEC(1);
+    rl->backoff_min = cfg->backoff_min_ns ? cfg->backoff_min_ns : SL_MS(10);
+    rl->backoff_max = cfg->backoff_max_ns ? cfg->backoff_max_ns : SL_SEC(1);
+    if (rl->backoff_max < rl->backoff_min) rl->backoff_max = rl->backoff_min;
+    rl->policy = cfg->policy;
+    rl->fallback = cfg->fallback;
+    rl->clock = cfg->clock;
+    rl->logger = cfg->logger;
+    pthread_mutex_init(&rl->mu, NULL);
+    pthread_mutex_init(&rl->start_mu, NULL);
+    sl__redis_sha1_hex(SCRIPT, sizeof SCRIPT - 1, rl->sha);
+    *out = rl;
+    return 0;
+}
+
+void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_stats *st)
+{
+#define LD(f) st->f = atomic_load_explicit(&rl->st.f, memory_order_relaxed)
+    LD(checks);
+    LD(allowed);
+    LD(redis_replies);
+    LD(timeouts);
+    LD(unavailable);
+    LD(redis_errors);
+    LD(fail_open);
+    LD(fail_closed);
+    LD(fallback);
+    LD(late_replies);
+    LD(script_loads);
+    LD(noscript);
+    LD(connects);
+    LD(disconnects);
+#undef LD
+}
+
+#else
+typedef int sl__redis_limiter_unbuilt; /* ISO C: no empty translation unit */
+#endif /* SLUICE_HAVE_HIREDIS */
