@@ -19,6 +19,8 @@
 #include "sluice/limiter.h"
 #include "sluice/keyed.h"
 #include "sluice/ratelimit.h"
+#include "sluice/redis_limiter.h"
+#include "sluice/redis_jobs.h"
 #include "sluice/router.h"
 #include "sluice/server.h"
 
