@@ -39,17 +39,11 @@
 #include "sluice/limiter.h"
 #include "sluice/ratelimit.h"
 
-#define STRIPES     64 /* per keyed rule; a power of two */
 #define MAX_RETRY_S 86400
 #define HEADER_MAX  64
 #define REALM_MAX   64
 #define PROBLEM_MAX 256
 #define CACHELINE   64
-
-typedef struct stripe {
-    sl__spin lock;
-    char pad[CACHELINE - sizeof(sl__spin)];
-} stripe;
 
 typedef struct tier_ent {
     const char *key; /* inside rule.table_strings */
@@ -79,7 +73,6 @@ typedef struct rule {
 
     sl_limiter *lim; /* GLOBAL */
     sl_keyed *keyed; /* the others */
-    stripe *stripes; /* keyed rules */
 
     _Alignas(CACHELINE) _Atomic uint64_t allowed, rejected, dry, missing, skipped, errors;
 } rule;
@@ -244,8 +237,6 @@ static int setup_rule(rule *ru, const sl_ratelimit_rule *c)
     }
     int rc = setup_tiers(ru, c);
     if (rc) return rc;
-    ru->stripes = calloc(STRIPES, sizeof *ru->stripes);
-    if (!ru->stripes) return SL_ENOMEM;
     sl_keyed_config kc = {
         .tiers = ru->tiers,
         .ntiers = ru->ntiers,
@@ -264,7 +255,6 @@ static void destroy_rule(rule *ru)
 {
     sl_limiter_free(ru->lim);
     sl_keyed_free(ru->keyed);
-    free(ru->stripes);
     free(ru->tiers);
     free(ru->table);
     free(ru->table_strings);
@@ -341,15 +331,6 @@ typedef struct step {
     bool hidden;  /* a dry-run rule: never described to the client */
 } step;
 
-static uint64_t fnv1a(const void *key, size_t len)
-{
-    const uint8_t *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
-
 /* The wait before n tokens are there when tok are: Go's reserveN, without reserving. */
 static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
 {
@@ -357,48 +338,20 @@ static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
     return sl__dur_from_tokens(limit, -(tok - (double)n));
 }
 
-static sl_keyed_tier tier_of(const rule *ru, const void *key, size_t len)
-{
-    int t = ru->tier_fn ? ru->tier_fn(ru->tier_arg, key, len) : ru->default_tier;
-    if (t < 0 || t >= ru->ntiers) t = ru->default_tier;
-    return ru->tiers[t];
-}
-
-/* Returns 1 granted, 0 refused (*wait set), or a table error. */
+/* Returns 1 granted, 0 refused (*wait set), or a table error. One lookup: the zero-wait
+ * reservation decides, and reports the tokens and the tier for the headers. */
 static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 {
-    sl_keyed_tier tier = tier_of(ru, st->key, st->len);
-    st->limit = tier.limit;
-    st->burst = tier.burst;
-    stripe *sp = &ru->stripes[fnv1a(st->key, st->len) & (STRIPES - 1)];
-    sl__spin_lock(&sp->lock);
-    double tok = sl_keyed_tokens_at(ru->keyed, st->key, st->len, now);
-    st->after = tok;
-    if (tier.limit != SL_RATE_INF && (tok < (double)n || n > tier.burst)) {
-        /* A deficit worth less than a nanosecond is no wait: x/time/rate allows it. */
-        *wait = deficit_wait(tier.limit, tier.burst, tok, n);
-        if (*wait > 0) {
-            sl__spin_unlock(&sp->lock);
-            return 0;
-        }
-    }
-    int rc = sl_keyed_reserve_n_at(ru->keyed, st->key, st->len, n, now, &st->kr);
-    if (rc == 1) {
-        int64_t d = sl_reservation_delay_from(&st->kr.r, now);
-        if (d > 0) {
-            /* Only the shared overflow bucket of a full table can get here (other keys reach
-             * it outside our stripe): give it back and refuse. */
-            sl_keyed_cancel_at(ru->keyed, st->key, st->len, &st->kr, now);
-            rc = 0;
-            *wait = d;
-        }
-    } else if (rc == 0) {
-        *wait = SL_SEC(1); /* the table is full of fresh keys and answers "limited" */
-    }
-    sl__spin_unlock(&sp->lock);
+    sl_keyed_reservation *kr = &st->kr;
+    int rc = sl_keyed_reserve_n_max_at(ru->keyed, st->key, st->len, n, now, 0, kr);
+    st->limit = kr->limit;
+    st->burst = kr->burst;
+    st->after = kr->tokens;
     if (rc == 1) {
         st->undo = true;
-        st->after = tok - (double)n;
+    } else if (rc == 0) {
+        /* 0 only when the table is full of fresh keys and answers "limited". */
+        *wait = kr->wait > 0 ? kr->wait : SL_SEC(1);
     }
     return rc;
 }
@@ -406,25 +359,17 @@ static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 static int take_global(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 {
     st->global = true;
-    st->limit = sl_limiter_limit(ru->lim);
-    st->burst = sl_limiter_burst(ru->lim);
-    double tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
-    st->after = tok;
-    if (st->limit != 0 && st->limit != SL_RATE_INF && tok < (double)n) {
-        *wait = deficit_wait(st->limit, st->burst, tok, n);
-        if (*wait > 0) return 0;
-    }
-    if (!sl_limiter_reserve_n_max_at(ru->lim, n, now, 0, &st->r)) {
-        /* Another thread took the tokens between our look and our reservation. */
-        tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
-        st->after = tok;
-        *wait = deficit_wait(st->limit, st->burst, tok, n);
+    sl__tb_view v;
+    bool ok = sl__limiter_reserve_report(ru->lim, n, now, 0, &st->r, &v);
+    st->limit = v.limit;
+    st->burst = v.burst;
+    st->after = v.tokens;
+    if (!ok) {
+        *wait = deficit_wait(v.limit, v.burst, v.tokens, n);
         if (*wait <= 0) *wait = 1;
         return 0;
     }
     st->undo = true;
-    /* Limit 0 spends the burst itself (Go v0.3.0); what is left is the new burst. */
-    st->after = st->limit == 0 ? (double)sl_limiter_burst(ru->lim) : tok - (double)n;
     return 1;
 }
 
