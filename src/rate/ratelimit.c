@@ -12,17 +12,16 @@
  * reservation that borrows from the future moves the bucket's last event, and a second one
  * cancelled out of order then restores less. So a rule never goes into debt, even briefly:
  *   - GLOBAL uses sl_limiter_reserve_n_max_at with a zero wait, which refuses instead;
- *   - keyed rules (sl_keyed has no zero-wait reserve) read the key's tokens and reserve only
- *     when they suffice, both under a per-rule stripe lock chosen by the key's hash, so no
- *     other decision on the same key slips between the check and the reservation. Cancels
- *     (rollbacks) need no stripe: they only add tokens.
+ *   - keyed rules use sl_keyed_reserve_n_max_at with a zero wait: one lookup under the key's
+ *     shard lock, which also reports the tokens left, the key's tier and the wait when it
+ *     refuses (nothing can slip between the look and the reservation: they are one critical
+ *     section).
  * With every kept reservation acting now, a rollback is exact whatever other threads do at
  * the same instant. (Time read on different threads may go backwards by a few ns between
  * decisions on one key; a rollback then restores a few ns' worth of tokens less, as Go does.)
  *
- * The reading of tokens before reserving doubles as the remaining count for the headers, and
- * when it is short, it gives the wait (Go's durationFromTokens of the deficit) without touching
- * the bucket: a rejected request costs one table lookup per rule it reached.
+ * What the reservations report (tokens left, limit, burst, wait) is what the headers and
+ * Retry-After show: a decision costs one lookup per rule it reached, allowed or rejected.
  *
  * Counters are relaxed atomics, each rule's on its own cache line. */
 #include <math.h>
