@@ -72,7 +72,8 @@ typedef struct sl_keyed_tier {
 } sl_keyed_tier;
 
 /* Returns the tier index of key (len bytes), or an out-of-range value for the default tier.
- * Called only when a key's entry is created, with the shard lock held. */
+ * Called when a key's entry is created (or a new key is refused by a full table, to report
+ * its tier), with the shard lock held. */
 typedef int (*sl_keyed_tier_fn)(void *arg, const void *key, size_t len);
 
 /* What a new key gets while its shard is full of fresh entries (see above). */
@@ -111,7 +112,15 @@ typedef struct sl_keyed_stats {
  * mean what they mean for sl_limiter (r.lim is NULL: cancel through sl_keyed_cancel_at). */
 typedef struct sl_keyed_reservation {
     sl_reservation r;
-    int where; /* private: which bucket (the key's, the overflow one, or none) */
+    /* What the bucket looked like, for rate-limit headers and Retry-After, read under the
+     * same lock as the reservation (no second lookup needed). Filled by every reserve. */
+    double tokens; /* tokens left after a grant; held when refused (limit 0: the burst left) */
+    double limit;  /* the limit and burst of the bucket that decided (the key's tier, or the */
+    int64_t burst; /* overflow bucket); a key not admitted reports its tier's */
+    int64_t wait;  /* refused: the wait n tokens need (SL_FOREVER: never); 0 otherwise, or
+                    * when the table refused a new key */
+    uint64_t hash; /* private: the key's hash, so that cancel does not hash it again */
+    int where;     /* private: which bucket (the key's, the overflow one, or none) */
 } sl_keyed_reservation;
 
 /* Creates a table. Returns 0 and sets *out, or SL_EINVAL (cfg NULL, no tiers, bad
@@ -135,6 +144,18 @@ SL_API int sl_keyed_allow(sl_keyed *k, const void *key, size_t len);
  * out is always filled (not ok on failure). Threads: any. */
 SL_API int sl_keyed_reserve_n_at(sl_keyed *k, const void *key, size_t len, int64_t n,
                                  int64_t now_ns, sl_keyed_reservation *out);
+
+/* Reserves n tokens of key's bucket at now_ns only if they are there within max_wait_ns
+ * (x/time/rate's reserveN(now, n, maxFutureReserve); sl_limiter_reserve_n_max_at on the key's
+ * bucket). With max_wait_ns = 0 it is allow_n_at that keeps a reservation to cancel: a grant
+ * then acts now and takes nothing from the future, so cancelling it at the same instant gives
+ * back exactly what it took. One lookup, under one shard lock; out->tokens, limit, burst and
+ * wait describe the bucket as the decision saw it. Returns 1 if granted, 0 if refused
+ * (out->wait says how long n tokens would take; 0 if the table refused a new key), or the
+ * errors of allow. out is always filled. Threads: any. Does not block. */
+SL_API int sl_keyed_reserve_n_max_at(sl_keyed *k, const void *key, size_t len, int64_t n,
+                                     int64_t now_ns, int64_t max_wait_ns,
+                                     sl_keyed_reservation *out);
 
 /* Gives back what res reserved on key, as sl_reservation_cancel_at does. Does nothing if the
  * key's entry is gone (it was evicted, which needs its bucket full: nothing to give back).

@@ -324,11 +324,42 @@ static entry *admit(sl_keyed *k, shard *sh, uint32_t tag, const void *key, size_
 
 /* ---- operations --------------------------------------------------------------------------- */
 
+/* The wait of a refusal: how long until n tokens are there when tok are (Go's reserveN). */
+static int64_t refusal_wait(double limit, int64_t burst, double tok, int64_t n)
+{
+    if (n > burst || limit <= 0) return SL_FOREVER;
+    if (limit == SL_RATE_INF) return 0;
+    int64_t w = sl__dur_from_tokens(limit, (double)n - tok);
+    return w > 0 ? w : 0;
+}
+
+/* Fills what out reports about the bucket after sl__tb_reserve on s (limit, burst: the
+ * bucket's, burst before a limit-0 spend). */
+static void report(sl_keyed_reservation *out, const sl__tb *s, double limit, int64_t burst,
+                   int64_t burst_left, int64_t t, int64_t n)
+{
+    out->limit = limit;
+    out->burst = limit == 0 ? burst : burst_left;
+    if (limit == SL_RATE_INF) {
+        out->tokens = (double)burst_left;
+    } else if (limit == 0) {
+        out->tokens = (double)burst_left;
+        if (!out->r.ok) out->wait = SL_FOREVER;
+    } else if (out->r.ok) {
+        out->tokens = s->tokens; /* brought up to date at t by the reservation */
+    } else {
+        out->tokens = sl__tb_advance(s, limit, burst, t);
+        out->wait = refusal_wait(limit, burst, out->tokens, n);
+    }
+}
+
 static int overflow_reserve(sl_keyed *k, int64_t n, int64_t t, int64_t max_future,
                             sl_keyed_reservation *out)
 {
     sl__spin_lock(&k->ovf_lock);
+    int64_t burst = k->ovf_burst;
     sl__tb_reserve(&k->ovf, k->ovf_limit, &k->ovf_burst, t, n, max_future, &out->r);
+    report(out, &k->ovf, k->ovf_limit, burst, k->ovf_burst, t, n);
     sl__spin_unlock(&k->ovf_lock);
     out->r.lim = NULL;
     out->where = out->r.ok ? WHERE_OVERFLOW : WHERE_NONE;
@@ -342,13 +373,16 @@ static inline shard *shard_of(const sl_keyed *k, uint64_t h)
 
 static void refuse(sl_keyed_reservation *out)
 {
-    memset(&out->r, 0, sizeof out->r);
+    memset(out, 0, sizeof *out);
     out->r.time_to_act = SL__TIME_ZERO;
     out->where = WHERE_NONE;
 }
 
-static int reserve(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t t,
-                   int64_t max_future, sl_keyed_reservation *out)
+/* rep: fill what out reports about the bucket (allow does not want it; inlined per caller,
+ * so the allow path pays nothing for it). */
+static inline __attribute__((always_inline)) int reserve(sl_keyed *k, const void *key, size_t len,
+                                                         int64_t n, int64_t t, int64_t max_future,
+                                                         sl_keyed_reservation *out, bool rep)
 {
     refuse(out);
     if (len > SL_KEYED_MAX_KEY || (!key && len)) return SL_EINVAL;
@@ -356,6 +390,7 @@ static int reserve(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t 
     uint64_t h = hash_key(k, key, len);
     uint32_t tag = (uint32_t)(h >> 32);
     shard *sh = shard_of(k, h);
+    out->hash = h;
 
     sl__spin_lock(&sh->lock);
     entry *e = find(sh, tag, key, len);
@@ -366,6 +401,12 @@ static int reserve(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t 
         int err = 0;
         e = admit(k, sh, tag, key, len, t, &err);
         if (!e) {
+            if (rep && err == SL_EFULL && k->on_full == SL_KEYED_FULL_LIMITED) {
+                /* Report the tier the key would have had (tier_fn wants the lock held). */
+                const sl_keyed_tier *tr = &k->tiers[tier_of(k, key, len)];
+                out->limit = tr->limit;
+                out->burst = tr->burst;
+            }
             sl__spin_unlock(&sh->lock);
             if (err != SL_EFULL) return err;
             switch (k->on_full) {
@@ -379,8 +420,10 @@ static int reserve(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t 
     double limit;
     int64_t burst;
     params(k, e, &limit, &burst);
-    sl__tb_reserve(&e->tb, limit, &burst, t, n, max_future, &out->r);
-    if (limit == 0) e->tb.tokens = (double)burst;
+    int64_t left = burst;
+    sl__tb_reserve(&e->tb, limit, &left, t, n, max_future, &out->r);
+    if (limit == 0) e->tb.tokens = (double)left;
+    if (rep) report(out, &e->tb, limit, limit == 0 ? k->tiers[e->tier].burst : burst, left, t, n);
     sl__spin_unlock(&sh->lock);
     out->r.lim = NULL;
     out->where = out->r.ok ? WHERE_KEY : WHERE_NONE;
@@ -390,7 +433,7 @@ static int reserve(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t 
 int sl_keyed_allow_n_at(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t now_ns)
 {
     sl_keyed_reservation r;
-    return reserve(k, key, len, n, now_ns, 0, &r);
+    return reserve(k, key, len, n, now_ns, 0, &r, false);
 }
 
 int sl_keyed_allow_n(sl_keyed *k, const void *key, size_t len, int64_t n)
@@ -406,7 +449,13 @@ int sl_keyed_allow(sl_keyed *k, const void *key, size_t len)
 int sl_keyed_reserve_n_at(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t now_ns,
                           sl_keyed_reservation *out)
 {
-    return reserve(k, key, len, n, now_ns, SL_FOREVER, out);
+    return reserve(k, key, len, n, now_ns, SL_FOREVER, out, true);
+}
+
+int sl_keyed_reserve_n_max_at(sl_keyed *k, const void *key, size_t len, int64_t n, int64_t now_ns,
+                              int64_t max_wait_ns, sl_keyed_reservation *out)
+{
+    return reserve(k, key, len, n, now_ns, max_wait_ns, out, true);
 }
 
 void sl_keyed_cancel_at(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
@@ -421,7 +470,8 @@ void sl_keyed_cancel_at(sl_keyed *k, const void *key, size_t len, const sl_keyed
     }
     if (res->where != WHERE_KEY || len > SL_KEYED_MAX_KEY || (!key && len)) return;
     if (!len) key = "";
-    uint64_t h = hash_key(k, key, len);
+    /* The hash reserve computed: the key is the same (the caller's contract). */
+    uint64_t h = res->hash;
     shard *sh = shard_of(k, h);
     sl__spin_lock(&sh->lock);
     entry *e = find(sh, (uint32_t)(h >> 32), key, len);

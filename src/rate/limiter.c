@@ -91,6 +91,24 @@ bool sl_limiter_reserve_n_max_at(sl_limiter *lim, int64_t n, int64_t now_ns, int
     return r->ok;
 }
 
+bool sl__limiter_reserve_report(sl_limiter *lim, int64_t n, int64_t t, int64_t max_wait,
+                                sl_reservation *r, sl__tb_view *v)
+{
+    sl__spin_lock(&lim->lock);
+    v->limit = lim->limit;
+    v->burst = lim->burst;
+    sl__tb_reserve(&lim->tb, lim->limit, &lim->burst, t, n, max_wait, r);
+    if (v->limit == 0 || v->limit == SL_RATE_INF)
+        v->tokens = (double)lim->burst; /* limit 0: the burst left is what limits */
+    else if (r->ok)
+        v->tokens = lim->tb.tokens; /* brought up to date at t by the reservation */
+    else
+        v->tokens = sl__tb_advance(&lim->tb, lim->limit, lim->burst, t);
+    sl__spin_unlock(&lim->lock);
+    r->lim = lim;
+    return r->ok;
+}
+
 bool sl_limiter_allow_n_at(sl_limiter *lim, int64_t n, int64_t now_ns)
 {
     sl_reservation r;

@@ -74,6 +74,18 @@ static inline void sl__tb_settle(sl__tb *s, double limit, int64_t burst, int64_t
     s->last = t;
 }
 
+/* A bucket as one decision saw it, read under the lock that made the decision. */
+typedef struct sl__tb_view {
+    double limit;
+    int64_t burst; /* before a limit-0 spend */
+    double tokens; /* after a grant, held when refused (limit 0 or Inf: the burst left) */
+} sl__tb_view;
+
+/* sl_limiter_reserve_n_max_at that also reports the bucket, under the same single lock (the
+ * rate-limit policy needs both, and four lock round trips cost more than the token math). */
+bool sl__limiter_reserve_report(sl_limiter *lim, int64_t n, int64_t t, int64_t max_wait,
+                                sl_reservation *r, sl__tb_view *v);
+
 /* True if key has an entry in k (for tests: eviction is otherwise invisible by design). */
 typedef struct sl_keyed sl_keyed;
 bool sl__keyed_has(sl_keyed *k, const void *key, size_t len);

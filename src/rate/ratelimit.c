@@ -12,17 +12,16 @@
  * reservation that borrows from the future moves the bucket's last event, and a second one
  * cancelled out of order then restores less. So a rule never goes into debt, even briefly:
  *   - GLOBAL uses sl_limiter_reserve_n_max_at with a zero wait, which refuses instead;
- *   - keyed rules (sl_keyed has no zero-wait reserve) read the key's tokens and reserve only
- *     when they suffice, both under a per-rule stripe lock chosen by the key's hash, so no
- *     other decision on the same key slips between the check and the reservation. Cancels
- *     (rollbacks) need no stripe: they only add tokens.
+ *   - keyed rules use sl_keyed_reserve_n_max_at with a zero wait: one lookup under the key's
+ *     shard lock, which also reports the tokens left, the key's tier and the wait when it
+ *     refuses (nothing can slip between the look and the reservation: they are one critical
+ *     section).
  * With every kept reservation acting now, a rollback is exact whatever other threads do at
  * the same instant. (Time read on different threads may go backwards by a few ns between
  * decisions on one key; a rollback then restores a few ns' worth of tokens less, as Go does.)
  *
- * The reading of tokens before reserving doubles as the remaining count for the headers, and
- * when it is short, it gives the wait (Go's durationFromTokens of the deficit) without touching
- * the bucket: a rejected request costs one table lookup per rule it reached.
+ * What the reservations report (tokens left, limit, burst, wait) is what the headers and
+ * Retry-After show: a decision costs one lookup per rule it reached, allowed or rejected.
  *
  * Counters are relaxed atomics, each rule's on its own cache line. */
 #include <math.h>
@@ -39,17 +38,11 @@
 #include "sluice/limiter.h"
 #include "sluice/ratelimit.h"
 
-#define STRIPES     64 /* per keyed rule; a power of two */
 #define MAX_RETRY_S 86400
 #define HEADER_MAX  64
 #define REALM_MAX   64
 #define PROBLEM_MAX 256
 #define CACHELINE   64
-
-typedef struct stripe {
-    sl__spin lock;
-    char pad[CACHELINE - sizeof(sl__spin)];
-} stripe;
 
 typedef struct tier_ent {
     const char *key; /* inside rule.table_strings */
@@ -79,7 +72,6 @@ typedef struct rule {
 
     sl_limiter *lim; /* GLOBAL */
     sl_keyed *keyed; /* the others */
-    stripe *stripes; /* keyed rules */
 
     _Alignas(CACHELINE) _Atomic uint64_t allowed, rejected, dry, missing, skipped, errors;
 } rule;
@@ -244,8 +236,6 @@ static int setup_rule(rule *ru, const sl_ratelimit_rule *c)
     }
     int rc = setup_tiers(ru, c);
     if (rc) return rc;
-    ru->stripes = calloc(STRIPES, sizeof *ru->stripes);
-    if (!ru->stripes) return SL_ENOMEM;
     sl_keyed_config kc = {
         .tiers = ru->tiers,
         .ntiers = ru->ntiers,
@@ -264,7 +254,6 @@ static void destroy_rule(rule *ru)
 {
     sl_limiter_free(ru->lim);
     sl_keyed_free(ru->keyed);
-    free(ru->stripes);
     free(ru->tiers);
     free(ru->table);
     free(ru->table_strings);
@@ -341,15 +330,6 @@ typedef struct step {
     bool hidden;  /* a dry-run rule: never described to the client */
 } step;
 
-static uint64_t fnv1a(const void *key, size_t len)
-{
-    const uint8_t *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
-
 /* The wait before n tokens are there when tok are: Go's reserveN, without reserving. */
 static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
 {
@@ -357,48 +337,20 @@ static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
     return sl__dur_from_tokens(limit, -(tok - (double)n));
 }
 
-static sl_keyed_tier tier_of(const rule *ru, const void *key, size_t len)
-{
-    int t = ru->tier_fn ? ru->tier_fn(ru->tier_arg, key, len) : ru->default_tier;
-    if (t < 0 || t >= ru->ntiers) t = ru->default_tier;
-    return ru->tiers[t];
-}
-
-/* Returns 1 granted, 0 refused (*wait set), or a table error. */
+/* Returns 1 granted, 0 refused (*wait set), or a table error. One lookup: the zero-wait
+ * reservation decides, and reports the tokens and the tier for the headers. */
 static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 {
-    sl_keyed_tier tier = tier_of(ru, st->key, st->len);
-    st->limit = tier.limit;
-    st->burst = tier.burst;
-    stripe *sp = &ru->stripes[fnv1a(st->key, st->len) & (STRIPES - 1)];
-    sl__spin_lock(&sp->lock);
-    double tok = sl_keyed_tokens_at(ru->keyed, st->key, st->len, now);
-    st->after = tok;
-    if (tier.limit != SL_RATE_INF && (tok < (double)n || n > tier.burst)) {
-        /* A deficit worth less than a nanosecond is no wait: x/time/rate allows it. */
-        *wait = deficit_wait(tier.limit, tier.burst, tok, n);
-        if (*wait > 0) {
-            sl__spin_unlock(&sp->lock);
-            return 0;
-        }
-    }
-    int rc = sl_keyed_reserve_n_at(ru->keyed, st->key, st->len, n, now, &st->kr);
-    if (rc == 1) {
-        int64_t d = sl_reservation_delay_from(&st->kr.r, now);
-        if (d > 0) {
-            /* Only the shared overflow bucket of a full table can get here (other keys reach
-             * it outside our stripe): give it back and refuse. */
-            sl_keyed_cancel_at(ru->keyed, st->key, st->len, &st->kr, now);
-            rc = 0;
-            *wait = d;
-        }
-    } else if (rc == 0) {
-        *wait = SL_SEC(1); /* the table is full of fresh keys and answers "limited" */
-    }
-    sl__spin_unlock(&sp->lock);
+    sl_keyed_reservation *kr = &st->kr;
+    int rc = sl_keyed_reserve_n_max_at(ru->keyed, st->key, st->len, n, now, 0, kr);
+    st->limit = kr->limit;
+    st->burst = kr->burst;
+    st->after = kr->tokens;
     if (rc == 1) {
         st->undo = true;
-        st->after = tok - (double)n;
+    } else if (rc == 0) {
+        /* 0 only when the table is full of fresh keys and answers "limited". */
+        *wait = kr->wait > 0 ? kr->wait : SL_SEC(1);
     }
     return rc;
 }
@@ -406,25 +358,17 @@ static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 static int take_global(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
 {
     st->global = true;
-    st->limit = sl_limiter_limit(ru->lim);
-    st->burst = sl_limiter_burst(ru->lim);
-    double tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
-    st->after = tok;
-    if (st->limit != 0 && st->limit != SL_RATE_INF && tok < (double)n) {
-        *wait = deficit_wait(st->limit, st->burst, tok, n);
-        if (*wait > 0) return 0;
-    }
-    if (!sl_limiter_reserve_n_max_at(ru->lim, n, now, 0, &st->r)) {
-        /* Another thread took the tokens between our look and our reservation. */
-        tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
-        st->after = tok;
-        *wait = deficit_wait(st->limit, st->burst, tok, n);
+    sl__tb_view v;
+    bool ok = sl__limiter_reserve_report(ru->lim, n, now, 0, &st->r, &v);
+    st->limit = v.limit;
+    st->burst = v.burst;
+    st->after = v.tokens;
+    if (!ok) {
+        *wait = deficit_wait(v.limit, v.burst, v.tokens, n);
         if (*wait <= 0) *wait = 1;
         return 0;
     }
     st->undo = true;
-    /* Limit 0 spends the burst itself (Go v0.3.0); what is left is the new burst. */
-    st->after = st->limit == 0 ? (double)sl_limiter_burst(ru->lim) : tok - (double)n;
     return 1;
 }
 
@@ -448,22 +392,44 @@ typedef struct out {
 /* Appends the decimal digits of v. */
 static char *digits(char *p, char *end, long long v)
 {
-    char tmp[24];
-    int n = 0;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "939495969798"
+                                "99";
+    char tmp[24], *t = tmp + sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) tmp[n++] = '-';
-    while (n && p < end)
-        *p++ = tmp[--n];
-    return n ? NULL : p;
+    while (u >= 100) { /* two digits per division: bursts of 10^9 are common */
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        t -= 2;
+        memcpy(t, pairs + d, 2);
+    }
+    if (u >= 10) {
+        t -= 2;
+        memcpy(t, pairs + u * 2, 2);
+    } else {
+        *--t = (char)('0' + u);
+    }
+    if (v < 0) *--t = '-';
+    size_t n = (size_t)(tmp + sizeof tmp - t);
+    if ((size_t)(end - p) < n) return NULL;
+    memcpy(p, t, n);
+    return p + n;
+}
+
+static char *bytes(char *p, char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - p) < n) return NULL;
+    memcpy(p, s, n);
+    return p + n;
 }
 
 /* A printf for the three conversions the answers need (%s, %d, %lld), appended to the
- * decision's buffer and NUL-terminated; vsnprintf cost more than the whole token math.
- * Returns the string, or NULL if it does not fit (cannot happen with validated names). */
+ * decision's buffer and NUL-terminated; vsnprintf cost more than the whole token math, and a
+ * byte-at-a-time loop cost as much as the three rules' token math (so: runs of literal text and
+ * arguments are copied whole). Returns the string, or NULL if it does not fit (cannot happen
+ * with validated names). */
 static const char *put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static const char *put(out *o, const char *fmt, ...)
 {
@@ -471,19 +437,22 @@ static const char *put(out *o, const char *fmt, ...)
     char *end = o->d->buf + sizeof o->d->buf - 1; /* room for the NUL */
     va_list ap;
     va_start(ap, fmt);
-    for (const char *f = fmt; *f && p; f++) {
+    for (const char *f = fmt; *f && p;) {
         if (*f != '%') {
-            p = p < end ? (*p = *f, p + 1) : NULL;
+            const char *pct = strchr(f, '%');
+            size_t n = pct ? (size_t)(pct - f) : strlen(f);
+            p = bytes(p, end, f, n);
+            f += n;
         } else if (f[1] == 's') {
-            f++;
-            for (const char *a = va_arg(ap, const char *); *a && p; a++)
-                p = p < end ? (*p = *a, p + 1) : NULL;
+            const char *a = va_arg(ap, const char *);
+            p = bytes(p, end, a, strlen(a));
+            f += 2;
         } else if (f[1] == 'd') {
-            f++;
             p = digits(p, end, va_arg(ap, int));
+            f += 2;
         } else { /* "%lld" */
-            f += 3;
             p = digits(p, end, va_arg(ap, long long));
+            f += 4;
         }
     }
     va_end(ap);
@@ -516,7 +485,9 @@ static int64_t refill_s(double limit, double tok)
 
 static void describe(sl_ratelimit *rl, out *o, const step *st)
 {
-    if (st->limit == SL_RATE_INF) return;
+    if (st->limit == SL_RATE_INF ||
+        !(rl->headers & (SL_RATELIMIT_HDR_DRAFT | SL_RATELIMIT_HDR_LEGACY)))
+        return;
     const char *name = rl->rules[st->rule].name;
     long long q = (long long)st->burst;
     double after = st->after < 0 ? 0 : st->after;

@@ -381,6 +381,75 @@ static long rss_bytes(void)
 
 /* 10M distinct keys through a 32k-key table: never more than max_keys entries, and resident
  * memory grows by at most max_keys x (entry + index) + 1 MiB. */
+/* reserve_n_max_at: Go's reserveN with a maximum wait, one lookup, reporting the bucket. A
+ * zero-wait grant acts now, and cancelling it at the same instant restores every token. */
+static void test_reserve_max_wait(void **state)
+{
+    (void)state;
+    sl_keyed *k = new_table(10, 3, 1000, 4, SL_SEC(60), SL_KEYED_FULL_LIMITED);
+    ip16 a = ip(7);
+    sl_keyed_reservation r[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 1, T0, 0, &r[i]), 1);
+        assert_true(r[i].r.ok);
+        assert_int_equal(r[i].r.time_to_act, T0);
+        assert_true(r[i].tokens == (double)(2 - i));
+        assert_true(r[i].limit == 10);
+        assert_int_equal(r[i].burst, 3);
+        assert_int_equal(r[i].wait, 0);
+    }
+    /* Empty: refused with a zero wait, the wait for one token reported, nothing taken. */
+    sl_keyed_reservation no;
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 1, T0, 0, &no), 0);
+    assert_false(no.r.ok);
+    assert_int_equal(no.wait, SL_MS(100));
+    assert_true(no.tokens == 0);
+    assert_true(sl_keyed_tokens_at(k, a.b, 16, T0) == 0);
+    /* A wait within the maximum is granted and borrows from the future. */
+    sl_keyed_reservation fut;
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 1, T0, SL_MS(100), &fut), 1);
+    assert_int_equal(fut.r.time_to_act, T0 + SL_MS(100));
+    assert_true(fut.tokens == -1);
+    sl_keyed_cancel_at(k, a.b, 16, &fut, T0);
+    assert_true(sl_keyed_tokens_at(k, a.b, 16, T0) == 0);
+    /* Rollback of the zero-wait grants, latest first: exact. */
+    for (int i = 2; i >= 0; i--)
+        sl_keyed_cancel_at(k, a.b, 16, &r[i], T0);
+    assert_true(sl_keyed_tokens_at(k, a.b, 16, T0) == 3);
+    /* n > burst: never. */
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 4, T0, SL_FOREVER, &no), 0);
+    assert_int_equal(no.wait, SL_FOREVER);
+    assert_true(no.tokens == 3);
+    sl_keyed_free(k);
+}
+
+/* A full table refusing a new key still reports the key's tier. */
+static void test_reserve_max_wait_full(void **state)
+{
+    (void)state;
+    sl_keyed *k = new_table(10, 3, 1, 1, SL_SEC(60), SL_KEYED_FULL_LIMITED);
+    ip16 a = ip(1), b = ip(2);
+    sl_keyed_reservation r;
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 1, T0, 0, &r), 1);
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, b.b, 16, 1, T0, 0, &r), 0);
+    assert_int_equal(r.wait, 0);
+    assert_true(r.limit == 10);
+    assert_int_equal(r.burst, 3);
+    sl_keyed_free(k);
+    /* Overflow: the shared bucket decides and is reported. */
+    k = new_table(10, 3, 1, 1, SL_SEC(60), SL_KEYED_FULL_OVERFLOW);
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, a.b, 16, 1, T0, 0, &r), 1);
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, b.b, 16, 1, T0, 0, &r), 1);
+    assert_true(r.limit == 10);
+    assert_int_equal(r.burst, 2);
+    assert_true(r.tokens == 1);
+    sl_keyed_cancel_at(k, b.b, 16, &r, T0);
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, b.b, 16, 2, T0, 0, &r), 1);
+    assert_int_equal(sl_keyed_reserve_n_max_at(k, b.b, 16, 1, T0, 0, &r), 0);
+    assert_int_equal(r.wait, SL_MS(100));
+    sl_keyed_free(k);
+}
+
 static void test_bound_10m_keys(void **state)
 {
     const size_t max_keys = 32768;
@@ -429,6 +498,8 @@ int main(void)
         cmocka_unit_test(test_tiers),
         cmocka_unit_test(test_zero_and_inf_tiers),
         cmocka_unit_test(test_index_growth),
+        cmocka_unit_test(test_reserve_max_wait),
+        cmocka_unit_test(test_reserve_max_wait_full),
         cmocka_unit_test(test_bound_10m_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
