@@ -73,6 +73,11 @@ SL_API double sl_limiter_tokens(sl_limiter *lim);
  * false and changes nothing. n > burst is always false unless the limit is SL_RATE_INF.
  * Threads: any. Does not block. */
 SL_API bool sl_limiter_allow_n_at(sl_limiter *lim, int64_t n, int64_t now_ns);
+/* The same at sl_now_ns(). The forms without _at (allow, allow_n, reserve, reserve_n) read the
+ * clock while holding the limiter's lock, so concurrent callers never hand the bucket an
+ * instant older than one it has seen: over any interval at most burst + limit x elapsed
+ * events pass. (x/time/rate reads the time before taking its lock, and a caller delayed
+ * between the two can make it credit an interval twice.) */
 SL_API bool sl_limiter_allow_n(sl_limiter *lim, int64_t n);
 SL_API bool sl_limiter_allow(sl_limiter *lim);
 

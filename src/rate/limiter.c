@@ -115,14 +115,30 @@ bool sl_limiter_allow_n_at(sl_limiter *lim, int64_t n, int64_t now_ns)
     return sl_limiter_reserve_n_max_at(lim, n, now_ns, 0, &r);
 }
 
+/* The forms without _at read the clock while holding the lock. x/time/rate reads time.Now()
+ * before taking its mutex; a caller delayed between the two then hands the bucket an instant
+ * older than the one it last saw, rate.go moves `last` back to it, and the next caller is
+ * credited that interval a second time. With two busy threads that lets more than
+ * burst + rate x elapsed through. Reading under the lock keeps time in order for the bucket. */
+static bool reserve_now(sl_limiter *lim, int64_t n, int64_t max_wait_ns, sl_reservation *r)
+{
+    sl__spin_lock(&lim->lock);
+    sl__tb_reserve(&lim->tb, lim->limit, &lim->burst, sl_now_ns(), n, max_wait_ns, r);
+    sl__spin_unlock(&lim->lock);
+    r->lim = lim;
+    return r->ok;
+}
+
 bool sl_limiter_allow_n(sl_limiter *lim, int64_t n)
 {
-    return sl_limiter_allow_n_at(lim, n, sl_now_ns());
+    sl_reservation r;
+    return reserve_now(lim, n, 0, &r);
 }
 
 bool sl_limiter_allow(sl_limiter *lim)
 {
-    return sl_limiter_allow_n_at(lim, 1, sl_now_ns());
+    sl_reservation r;
+    return reserve_now(lim, 1, 0, &r);
 }
 
 bool sl_limiter_reserve_n_at(sl_limiter *lim, int64_t n, int64_t now_ns, sl_reservation *r)
@@ -132,12 +148,12 @@ bool sl_limiter_reserve_n_at(sl_limiter *lim, int64_t n, int64_t now_ns, sl_rese
 
 bool sl_limiter_reserve_n(sl_limiter *lim, int64_t n, sl_reservation *r)
 {
-    return sl_limiter_reserve_n_at(lim, n, sl_now_ns(), r);
+    return reserve_now(lim, n, SL_FOREVER, r);
 }
 
 bool sl_limiter_reserve(sl_limiter *lim, sl_reservation *r)
 {
-    return sl_limiter_reserve_n_at(lim, 1, sl_now_ns(), r);
+    return reserve_now(lim, 1, SL_FOREVER, r);
 }
 
 int64_t sl_reservation_delay_from(const sl_reservation *r, int64_t now_ns)
