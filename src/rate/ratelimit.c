@@ -1,0 +1,845 @@
+/* The rate-limit policy: several limiters composed with reservations, and the HTTP answer.
+ *
+ * The problem with stacking one middleware per limiter (the Go seed's way) is that an earlier
+ * limiter has already spent its token when a later one rejects: a client hammering a tight
+ * per-key limit drains the global budget for everyone. Here a decision takes the request's
+ * tokens from each rule in order, remembering each reservation; when a rule rejects, the
+ * reservations already made are cancelled at the same instant, in reverse order, which gives
+ * back exactly what they took (x/time/rate's CancelAt restores everything when no later
+ * reservation has pushed the bucket's last event past this one's time to act).
+ *
+ * That exactness needs every reservation we keep to act now, never in the future: a
+ * reservation that borrows from the future moves the bucket's last event, and a second one
+ * cancelled out of order then restores less. So a rule never goes into debt, even briefly:
+ *   - GLOBAL uses sl_limiter_reserve_n_max_at with a zero wait, which refuses instead;
+ *   - keyed rules (sl_keyed has no zero-wait reserve) read the key's tokens and reserve only
+ *     when they suffice, both under a per-rule stripe lock chosen by the key's hash, so no
+ *     other decision on the same key slips between the check and the reservation. Cancels
+ *     (rollbacks) need no stripe: they only add tokens.
+ * With every kept reservation acting now, a rollback is exact whatever other threads do at
+ * the same instant. (Time read on different threads may go backwards by a few ns between
+ * decisions on one key; a rollback then restores a few ns' worth of tokens less, as Go does.)
+ *
+ * The reading of tokens before reserving doubles as the remaining count for the headers, and
+ * when it is short, it gives the wait (Go's durationFromTokens of the deficit) without touching
+ * the bucket: a rejected request costs one table lookup per rule it reached.
+ *
+ * Counters are relaxed atomics, each rule's on its own cache line. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rate/rate_int.h"
+#include "sluice/clock.h"
+#include "sluice/error.h"
+#include "sluice/limiter.h"
+#include "sluice/ratelimit.h"
+
+#define STRIPES     64 /* per keyed rule; a power of two */
+#define MAX_RETRY_S 86400
+#define HEADER_MAX  64
+#define REALM_MAX   64
+#define PROBLEM_MAX 256
+#define CACHELINE   64
+
+typedef struct stripe {
+    sl__spin lock;
+    char pad[CACHELINE - sizeof(sl__spin)];
+} stripe;
+
+typedef struct tier_ent {
+    const char *key; /* inside rule.table_strings */
+    size_t len;
+    int tier;
+} tier_ent;
+
+typedef struct rule {
+    sl_ratelimit_kind kind;
+    char name[SL_RATELIMIT_MAX_NAME + 1];
+    bool dry_run;
+    sl_ipgroup group;
+    char header[HEADER_MAX + 1];
+    bool key_optional;
+    char realm[REALM_MAX + 1];
+    sl_ratelimit_key_fn key_fn;
+    void *key_arg;
+
+    sl_keyed_tier *tiers; /* ntiers entries; one {limit, burst} when the config gave none */
+    int ntiers;
+    int default_tier;
+    sl_keyed_tier_fn tier_fn; /* the user's, or table_tier, or NULL */
+    void *tier_arg;
+    tier_ent *table; /* sorted by key */
+    size_t ntable;
+    char *table_strings;
+
+    sl_limiter *lim; /* GLOBAL */
+    sl_keyed *keyed; /* the others */
+    stripe *stripes; /* keyed rules */
+
+    _Alignas(CACHELINE) _Atomic uint64_t allowed, rejected, dry, missing, skipped, errors;
+} rule;
+
+struct sl_ratelimit {
+    rule *rules;
+    size_t nrules;
+    bool need_ip; /* some rule keys by the client address */
+    sl_clientip_config cip;
+    sl_cidr *trusted;
+    unsigned headers;
+    sl_ratelimit_body body;
+    char problem_type[PROBLEM_MAX + 1];
+    uint32_t jitter_max_s;
+    _Atomic uint64_t prng; /* splitmix64 counter */
+    sl_logger *log;
+};
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n > SL_RATELIMIT_MAX_NAME) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool token_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (!n || n > max) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return true;
+}
+
+/* Printable ASCII without quote or backslash: safe inside a JSON or quoted string as is. */
+static bool plain_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\') return false;
+    return true;
+}
+
+static int cmp_ent(const void *a, const void *b)
+{
+    const tier_ent *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->key, y->key, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int table_tier(void *arg, const void *key, size_t len)
+{
+    const rule *ru = arg;
+    tier_ent probe = {.key = key, .len = len};
+    const tier_ent *e = bsearch(&probe, ru->table, ru->ntable, sizeof *e, cmp_ent);
+    return e ? e->tier : -1;
+}
+
+static const char *default_name(sl_ratelimit_kind k)
+{
+    switch (k) {
+    case SL_RATELIMIT_GLOBAL: return "global";
+    case SL_RATELIMIT_IP: return "ip";
+    case SL_RATELIMIT_APIKEY: return "apikey";
+    default: return "custom";
+    }
+}
+
+static int copy_table(rule *ru, const sl_ratelimit_rule *c)
+{
+    if (!c->ntier_table) return 0;
+    if (!c->tier_table) return SL_EINVAL;
+    size_t bytes = 0;
+    for (size_t i = 0; i < c->ntier_table; i++) {
+        if (!c->tier_table[i].key) return SL_EINVAL;
+        bytes += strlen(c->tier_table[i].key);
+    }
+    ru->table = calloc(c->ntier_table, sizeof *ru->table);
+    ru->table_strings = malloc(bytes ? bytes : 1);
+    if (!ru->table || !ru->table_strings) return SL_ENOMEM;
+    char *p = ru->table_strings;
+    for (size_t i = 0; i < c->ntier_table; i++) {
+        size_t n = strlen(c->tier_table[i].key);
+        memcpy(p, c->tier_table[i].key, n);
+        ru->table[i] = (tier_ent){.key = p, .len = n, .tier = c->tier_table[i].tier};
+        p += n;
+    }
+    ru->ntable = c->ntier_table;
+    qsort(ru->table, ru->ntable, sizeof *ru->table, cmp_ent);
+    return 0;
+}
+
+static int setup_tiers(rule *ru, const sl_ratelimit_rule *c)
+{
+    bool tiered = (c->kind == SL_RATELIMIT_APIKEY || c->kind == SL_RATELIMIT_CUSTOM) && c->tiers;
+    int n = tiered ? c->ntiers : 1;
+    if (n < 1 || n > SL_KEYED_MAX_TIERS) return SL_EINVAL;
+    ru->tiers = calloc((size_t)n, sizeof *ru->tiers);
+    if (!ru->tiers) return SL_ENOMEM;
+    ru->ntiers = n;
+    if (!tiered) {
+        ru->tiers[0] = (sl_keyed_tier){c->limit, c->burst};
+        return 0;
+    }
+    memcpy(ru->tiers, c->tiers, (size_t)n * sizeof *ru->tiers);
+    if (c->default_tier < 0 || c->default_tier >= n) return SL_EINVAL;
+    ru->default_tier = c->default_tier;
+    for (int i = 0; i < n; i++)
+        if (isnan(ru->tiers[i].limit) || ru->tiers[i].burst < 0) return SL_EINVAL;
+    int rc = copy_table(ru, c);
+    if (rc) return rc;
+    if (c->tier_fn) {
+        ru->tier_fn = c->tier_fn;
+        ru->tier_arg = c->tier_arg;
+    } else if (ru->ntable) {
+        ru->tier_fn = table_tier;
+        ru->tier_arg = ru;
+    }
+    return 0;
+}
+
+static int setup_rule(rule *ru, const sl_ratelimit_rule *c)
+{
+    ru->kind = c->kind;
+    if ((unsigned)c->kind > SL_RATELIMIT_CUSTOM) return SL_EINVAL;
+    const char *name = c->name ? c->name : default_name(c->kind);
+    if (!name_ok(name) || isnan(c->limit) || c->burst < 0) return SL_EINVAL;
+    memcpy(ru->name, name, strlen(name) + 1);
+    ru->dry_run = c->dry_run;
+
+    if (c->kind == SL_RATELIMIT_GLOBAL) return sl_limiter_new(c->limit, c->burst, &ru->lim);
+
+    if (c->kind == SL_RATELIMIT_IP) {
+        ru->group = c->group.v4_bits || c->group.v6_bits ? c->group : SL_IPGROUP_DEFAULT;
+        if (ru->group.v4_bits > 32 || ru->group.v6_bits > 128) return SL_EINVAL;
+    } else if (c->kind == SL_RATELIMIT_APIKEY) {
+        const char *h = c->header ? c->header : "X-API-Key";
+        const char *realm = c->realm ? c->realm : "api";
+        if (!token_ok(h, HEADER_MAX) || !plain_ok(realm, REALM_MAX)) return SL_EINVAL;
+        memcpy(ru->header, h, strlen(h) + 1);
+        memcpy(ru->realm, realm, strlen(realm) + 1);
+        ru->key_optional = c->key_optional;
+    } else {
+        if (!c->key_fn) return SL_EINVAL;
+        ru->key_fn = c->key_fn;
+        ru->key_arg = c->key_arg;
+    }
+    int rc = setup_tiers(ru, c);
+    if (rc) return rc;
+    ru->stripes = calloc(STRIPES, sizeof *ru->stripes);
+    if (!ru->stripes) return SL_ENOMEM;
+    sl_keyed_config kc = {
+        .tiers = ru->tiers,
+        .ntiers = ru->ntiers,
+        .default_tier = ru->default_tier,
+        .tier_fn = ru->tier_fn,
+        .tier_arg = ru->tier_arg,
+        .max_keys = c->max_keys,
+        .idle_ttl_ns = c->idle_ttl_ns,
+        .on_full = c->on_full,
+        .overflow = c->overflow,
+    };
+    return sl_keyed_new(&kc, &ru->keyed);
+}
+
+static void destroy_rule(rule *ru)
+{
+    sl_limiter_free(ru->lim);
+    sl_keyed_free(ru->keyed);
+    free(ru->stripes);
+    free(ru->tiers);
+    free(ru->table);
+    free(ru->table_strings);
+}
+
+int sl_ratelimit_new(const sl_ratelimit_config *cfg, sl_ratelimit **out)
+{
+    if (!cfg || !out || !cfg->rules || !cfg->nrules || cfg->nrules > SL_RATELIMIT_MAX_RULES)
+        return SL_EINVAL;
+    if (cfg->clientip.ntrusted && !cfg->clientip.trusted) return SL_EINVAL;
+    const char *ptype = cfg->problem_type ? cfg->problem_type : "about:blank";
+    if (!plain_ok(ptype, PROBLEM_MAX) || (unsigned)cfg->body > SL_RATELIMIT_BODY_PROBLEM)
+        return SL_EINVAL;
+
+    sl_ratelimit *rl = calloc(1, sizeof *rl);
+    if (!rl) return SL_ENOMEM;
+    int rc = SL_ENOMEM;
+    /* Rules carry aligned counters: aligned_alloc keeps their cache lines apart. */
+    size_t bytes = cfg->nrules * sizeof(rule);
+    rl->rules = aligned_alloc(CACHELINE, (bytes + CACHELINE - 1) / CACHELINE * CACHELINE);
+    if (!rl->rules) goto fail;
+    memset(rl->rules, 0, bytes);
+    rl->nrules = cfg->nrules;
+    if (cfg->clientip.ntrusted) {
+        rl->trusted = calloc(cfg->clientip.ntrusted, sizeof *rl->trusted);
+        if (!rl->trusted) goto fail;
+        memcpy(rl->trusted, cfg->clientip.trusted, cfg->clientip.ntrusted * sizeof *rl->trusted);
+    }
+    rl->cip = (sl_clientip_config){rl->trusted, cfg->clientip.ntrusted, cfg->clientip.sources};
+    for (size_t i = 0; i < cfg->nrules; i++) {
+        rc = setup_rule(&rl->rules[i], &cfg->rules[i]);
+        if (rc) goto fail;
+        if (cfg->rules[i].kind == SL_RATELIMIT_IP || cfg->rules[i].kind == SL_RATELIMIT_CUSTOM)
+            rl->need_ip = true;
+    }
+    rl->headers = cfg->headers_set ? cfg->headers : SL_RATELIMIT_HDR_ALL;
+    rl->body = cfg->body;
+    memcpy(rl->problem_type, ptype, strlen(ptype) + 1);
+    rl->jitter_max_s = cfg->jitter_max_s;
+    atomic_init(&rl->prng, cfg->jitter_seed ? cfg->jitter_seed : (uint64_t)sl_mono_ns());
+    rl->log = cfg->log;
+    *out = rl;
+    return 0;
+fail:
+    sl_ratelimit_free(rl);
+    return rc;
+}
+
+void sl_ratelimit_free(sl_ratelimit *rl)
+{
+    if (!rl) return;
+    if (rl->rules)
+        for (size_t i = 0; i < rl->nrules; i++)
+            destroy_rule(&rl->rules[i]);
+    free(rl->rules);
+    free(rl->trusted);
+    free(rl);
+}
+
+/* ---- taking tokens ------------------------------------------------------------------------- */
+
+/* What one rule took for this request, to describe it or give it back. */
+typedef struct step {
+    int rule;
+    const void *key; /* keyed rules: the key, valid for the decision */
+    size_t len;
+    bool global;
+    sl_reservation r; /* GLOBAL */
+    sl_keyed_reservation kr;
+    double limit; /* the key's (or limiter's) limit and burst, for the headers */
+    int64_t burst;
+    double after; /* tokens left after this request (or held, when rejected) */
+    bool undo;    /* something to cancel */
+    bool hidden;  /* a dry-run rule: never described to the client */
+} step;
+
+static uint64_t fnv1a(const void *key, size_t len)
+{
+    const uint8_t *p = key;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+/* The wait before n tokens are there when tok are: Go's reserveN, without reserving. */
+static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
+{
+    if (n > burst || limit <= 0) return SL_FOREVER;
+    return sl__dur_from_tokens(limit, -(tok - (double)n));
+}
+
+static sl_keyed_tier tier_of(const rule *ru, const void *key, size_t len)
+{
+    int t = ru->tier_fn ? ru->tier_fn(ru->tier_arg, key, len) : ru->default_tier;
+    if (t < 0 || t >= ru->ntiers) t = ru->default_tier;
+    return ru->tiers[t];
+}
+
+/* Returns 1 granted, 0 refused (*wait set), or a table error. */
+static int take_keyed(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
+{
+    sl_keyed_tier tier = tier_of(ru, st->key, st->len);
+    st->limit = tier.limit;
+    st->burst = tier.burst;
+    stripe *sp = &ru->stripes[fnv1a(st->key, st->len) & (STRIPES - 1)];
+    sl__spin_lock(&sp->lock);
+    double tok = sl_keyed_tokens_at(ru->keyed, st->key, st->len, now);
+    st->after = tok;
+    if (tier.limit != SL_RATE_INF && (tok < (double)n || n > tier.burst)) {
+        /* A deficit worth less than a nanosecond is no wait: x/time/rate allows it. */
+        *wait = deficit_wait(tier.limit, tier.burst, tok, n);
+        if (*wait > 0) {
+            sl__spin_unlock(&sp->lock);
+            return 0;
+        }
+    }
+    int rc = sl_keyed_reserve_n_at(ru->keyed, st->key, st->len, n, now, &st->kr);
+    if (rc == 1) {
+        int64_t d = sl_reservation_delay_from(&st->kr.r, now);
+        if (d > 0) {
+            /* Only the shared overflow bucket of a full table can get here (other keys reach
+             * it outside our stripe): give it back and refuse. */
+            sl_keyed_cancel_at(ru->keyed, st->key, st->len, &st->kr, now);
+            rc = 0;
+            *wait = d;
+        }
+    } else if (rc == 0) {
+        *wait = SL_SEC(1); /* the table is full of fresh keys and answers "limited" */
+    }
+    sl__spin_unlock(&sp->lock);
+    if (rc == 1) {
+        st->undo = true;
+        st->after = tok - (double)n;
+    }
+    return rc;
+}
+
+static int take_global(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait)
+{
+    st->global = true;
+    st->limit = sl_limiter_limit(ru->lim);
+    st->burst = sl_limiter_burst(ru->lim);
+    double tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
+    st->after = tok;
+    if (st->limit != 0 && st->limit != SL_RATE_INF && tok < (double)n) {
+        *wait = deficit_wait(st->limit, st->burst, tok, n);
+        if (*wait > 0) return 0;
+    }
+    if (!sl_limiter_reserve_n_max_at(ru->lim, n, now, 0, &st->r)) {
+        /* Another thread took the tokens between our look and our reservation. */
+        tok = st->limit == 0 ? 0 : sl_limiter_tokens_at(ru->lim, now);
+        st->after = tok;
+        *wait = deficit_wait(st->limit, st->burst, tok, n);
+        if (*wait <= 0) *wait = 1;
+        return 0;
+    }
+    st->undo = true;
+    /* Limit 0 spends the burst itself (Go v0.3.0); what is left is the new burst. */
+    st->after = st->limit == 0 ? (double)sl_limiter_burst(ru->lim) : tok - (double)n;
+    return 1;
+}
+
+static void undo(sl_ratelimit *rl, step *st, int64_t now)
+{
+    if (!st->undo) return;
+    if (st->global)
+        sl_reservation_cancel_at(&st->r, now);
+    else
+        sl_keyed_cancel_at(rl->rules[st->rule].keyed, st->key, st->len, &st->kr, now);
+    st->undo = false;
+}
+
+/* ---- the answer ---------------------------------------------------------------------------- */
+
+typedef struct out {
+    sl_ratelimit_decision *d;
+    size_t off; /* bytes of d->buf used */
+} out;
+
+/* Appends the decimal digits of v. */
+static char *digits(char *p, char *end, long long v)
+{
+    char tmp[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[n++] = '-';
+    while (n && p < end)
+        *p++ = tmp[--n];
+    return n ? NULL : p;
+}
+
+/* A printf for the three conversions the answers need (%s, %d, %lld), appended to the
+ * decision's buffer and NUL-terminated; vsnprintf cost more than the whole token math.
+ * Returns the string, or NULL if it does not fit (cannot happen with validated names). */
+static const char *put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *put(out *o, const char *fmt, ...)
+{
+    char *start = o->d->buf + o->off, *p = start;
+    char *end = o->d->buf + sizeof o->d->buf - 1; /* room for the NUL */
+    va_list ap;
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f && p; f++) {
+        if (*f != '%') {
+            p = p < end ? (*p = *f, p + 1) : NULL;
+        } else if (f[1] == 's') {
+            f++;
+            for (const char *a = va_arg(ap, const char *); *a && p; a++)
+                p = p < end ? (*p = *a, p + 1) : NULL;
+        } else if (f[1] == 'd') {
+            f++;
+            p = digits(p, end, va_arg(ap, int));
+        } else { /* "%lld" */
+            f += 3;
+            p = digits(p, end, va_arg(ap, long long));
+        }
+    }
+    va_end(ap);
+    if (!p) return NULL;
+    *p = 0;
+    o->off += (size_t)(p - start) + 1;
+    return start;
+}
+
+static void add(out *o, const char *name, const char *value)
+{
+    sl_ratelimit_decision *d = o->d;
+    if (!value || d->nheaders == SL_RATELIMIT_MAX_HEADERS) return;
+    d->headers[d->nheaders++] = (sl_ratelimit_header){name, value};
+}
+
+/* Whole seconds from ns, rounded up. */
+static int64_t ceil_s(int64_t ns)
+{
+    if (ns <= 0) return 0;
+    return ns / SL_SEC(1) + (ns % SL_SEC(1) != 0);
+}
+
+/* The seconds tok tokens take to accumulate at limit. */
+static int64_t refill_s(double limit, double tok)
+{
+    if (tok <= 0) return 0;
+    return ceil_s(sl__dur_from_tokens(limit, tok));
+}
+
+static void describe(sl_ratelimit *rl, out *o, const step *st)
+{
+    if (st->limit == SL_RATE_INF) return;
+    const char *name = rl->rules[st->rule].name;
+    long long q = (long long)st->burst;
+    double after = st->after < 0 ? 0 : st->after;
+    long long r = (long long)floor(after);
+    long long w = 0, t = 0;
+    if (st->limit > 0) {
+        w = refill_s(st->limit, (double)st->burst);
+        t = refill_s(st->limit, (double)st->burst - after);
+    }
+    if (rl->headers & SL_RATELIMIT_HDR_DRAFT) {
+        if (st->limit > 0) {
+            add(o, "RateLimit-Policy", put(o, "\"%s\";q=%lld;w=%lld", name, q, w));
+            add(o, "RateLimit", put(o, "\"%s\";r=%lld;t=%lld", name, r, t));
+        } else {
+            add(o, "RateLimit-Policy", put(o, "\"%s\";q=%lld", name, q));
+            add(o, "RateLimit", put(o, "\"%s\";r=%lld", name, r));
+        }
+    }
+    if (rl->headers & SL_RATELIMIT_HDR_LEGACY) {
+        add(o, "X-RateLimit-Limit", put(o, "%lld", q));
+        add(o, "X-RateLimit-Remaining", put(o, "%lld", r));
+        if (st->limit > 0) add(o, "X-RateLimit-Reset", put(o, "%lld", t));
+    }
+}
+
+static uint64_t jitter(sl_ratelimit *rl)
+{
+    if (!rl->jitter_max_s) return 0;
+    uint64_t z = atomic_fetch_add_explicit(&rl->prng, 0x9e3779b97f4a7c15ULL, memory_order_relaxed);
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z % ((uint64_t)rl->jitter_max_s + 1);
+}
+
+static void set_body(sl_ratelimit *rl, out *o, int status, const char *title, const char *msg,
+                     int64_t retry)
+{
+    sl_ratelimit_decision *d = o->d;
+    const char *b;
+    if (rl->body == SL_RATELIMIT_BODY_PROBLEM) {
+        d->content_type = "application/problem+json";
+        if (retry)
+            b = put(o,
+                    "{\"type\":\"%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s, retry after "
+                    "%lld s\",\"retry_after\":%lld}",
+                    rl->problem_type, title, status, msg, (long long)retry, (long long)retry);
+        else
+            b = put(o, "{\"type\":\"%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
+                    rl->problem_type, title, status, msg);
+    } else {
+        d->content_type = "application/json";
+        if (retry)
+            b = put(o, "{\"error\":\"%s\",\"retry_after\":%lld}", msg, (long long)retry);
+        else
+            b = put(o, "{\"error\":\"%s\"}", msg);
+    }
+    d->body = b;
+    d->body_len = b ? strlen(b) : 0;
+}
+
+static void reject_429(sl_ratelimit *rl, out *o, const step *st, int64_t wait)
+{
+    sl_ratelimit_decision *d = o->d;
+    int64_t s = wait >= SL_SEC(MAX_RETRY_S) ? MAX_RETRY_S : ceil_s(wait);
+    if (s < 1) s = 1;
+    s += (int64_t)jitter(rl);
+    d->status = 429;
+    d->rule = st->rule;
+    d->retry_after = s;
+    if (rl->headers & SL_RATELIMIT_HDR_RETRY_AFTER)
+        add(o, "Retry-After", put(o, "%lld", (long long)s));
+    describe(rl, o, st);
+    set_body(rl, o, 429, "Too Many Requests", "rate limit exceeded", s);
+}
+
+static void reject_401(sl_ratelimit *rl, out *o, int ri)
+{
+    const rule *ru = &rl->rules[ri];
+    o->d->status = 401;
+    o->d->rule = ri;
+    add(o, "WWW-Authenticate", put(o, "APIKey realm=\"%s\", header=\"%s\"", ru->realm, ru->header));
+    set_body(rl, o, 401, "Unauthorized", "missing api key", 0);
+}
+
+static void reject_503(sl_ratelimit *rl, out *o, int ri)
+{
+    o->d->status = 503;
+    o->d->rule = ri;
+    o->d->retry_after = 1;
+    add(o, "Retry-After", "1");
+    set_body(rl, o, 503, "Service Unavailable", "rate limiter unavailable", 1);
+}
+
+/* ---- deciding ------------------------------------------------------------------------------ */
+
+typedef struct ctx {
+    sl_ratelimit *rl;
+    const sl_ratelimit_input *in;
+    sl_ratelimit_decision *d;
+    int64_t n;
+    bool ip_done;
+} ctx;
+
+static const sl_ipkey *client(ctx *c)
+{
+    if (!c->ip_done) {
+        c->ip_done = true;
+        const sl_ratelimit_input *in = c->in;
+        sl_ipkey peer;
+        int rc = SL_EINVAL;
+        if (in->peer_key) {
+            peer = *in->peer_key;
+            rc = 0;
+        } else if (in->peer) {
+            rc = sl_ipkey_from_sockaddr(in->peer, in->peer_len, &peer);
+        }
+        if (rc == 0 && sl_clientip_resolve(&c->rl->cip, &peer, in->headers, in->headers_arg,
+                                           &c->d->client) >= 0)
+            c->d->has_client = true;
+    }
+    return c->d->has_client ? &c->d->client : NULL;
+}
+
+static void log_dry(ctx *c, int ri, const char *why, int64_t wait)
+{
+    sl_logger *lg = c->rl->log;
+    if (!sl_log_enabled(lg, SL_LOG_WARN)) return;
+    char ip[SL_IPKEY_STRLEN] = "";
+    const sl_ipkey *k = client(c);
+    if (k) sl_ipkey_format(k, ip, sizeof ip);
+    sl_log_warn(lg, "ratelimit dry-run: would reject", SL_A_STR("rule", c->rl->rules[ri].name),
+                SL_A_STR("reason", why), SL_A_STR("client", ip), SL_A_DUR("wait", wait));
+}
+
+/* Trims OWS around a header value. */
+static void trim(const char **p, size_t *len)
+{
+    while (*len && (**p == ' ' || **p == '\t'))
+        (*p)++, (*len)--;
+    while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+/* The key of a keyed rule for this request into st. Returns 1 (key set), 0 (skip the rule),
+ * 2 (missing API key), or a negative error (skip, counted). */
+static int key_of(ctx *c, const rule *ru, step *st, char *buf, sl_ipkey *ipbuf)
+{
+    switch (ru->kind) {
+    case SL_RATELIMIT_IP: {
+        const sl_ipkey *ip = client(c);
+        if (!ip) return 0;
+        sl_ipkey_group(ip, ru->group, ipbuf);
+        st->key = ipbuf->b;
+        st->len = sizeof ipbuf->b;
+        return 1;
+    }
+    case SL_RATELIMIT_APIKEY: {
+        sl_ratelimit_str v = {NULL, 0};
+        if (c->in->headers) {
+            size_t nv = c->in->headers(c->in->headers_arg, ru->header, &v, 1);
+            if (!nv) v.p = NULL;
+        }
+        if (v.p) trim(&v.p, &v.len);
+        if (!v.p || !v.len || v.len > SL_RATELIMIT_MAX_KEY) return 2;
+        st->key = v.p;
+        st->len = v.len;
+        return 1;
+    }
+    default: {
+        int n = ru->key_fn(ru->key_arg, c->in, client(c), buf, SL_RATELIMIT_MAX_KEY);
+        if (n <= 0) return n < 0 ? n : 0;
+        if (n > SL_RATELIMIT_MAX_KEY) return SL_ERANGE;
+        st->key = buf;
+        st->len = (size_t)n;
+        return 1;
+    }
+    }
+}
+
+static void finish_allow(ctx *c, out *o, step *steps, size_t nsteps)
+{
+    const step *tight = NULL;
+    for (size_t i = 0; i < nsteps; i++) {
+        rule *ru = &c->rl->rules[steps[i].rule];
+        atomic_fetch_add_explicit(&ru->allowed, 1, memory_order_relaxed);
+        if (steps[i].hidden || steps[i].limit == SL_RATE_INF) continue;
+        if (!tight || floor(steps[i].after) < floor(tight->after)) tight = &steps[i];
+    }
+    c->d->status = 0;
+    if (tight) {
+        c->d->rule = tight->rule;
+        describe(c->rl, o, tight);
+    }
+}
+
+int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ratelimit_decision *d)
+{
+    if (!rl || !in || !d) return SL_EINVAL;
+    d->status = 0;
+    d->rule = -1;
+    d->retry_after = 0;
+    d->has_client = false;
+    d->nheaders = 0;
+    d->content_type = NULL;
+    d->body = NULL;
+    d->body_len = 0;
+    ctx c = {.rl = rl, .in = in, .d = d, .n = in->cost > 0 ? in->cost : 1};
+    out o = {d, 0};
+    if (rl->need_ip) client(&c);
+
+    step steps[SL_RATELIMIT_MAX_RULES];
+    char keys[SL_RATELIMIT_MAX_RULES][SL_RATELIMIT_MAX_KEY];
+    sl_ipkey ipkeys[SL_RATELIMIT_MAX_RULES];
+    size_t nsteps = 0;
+    int64_t now = in->now_ns;
+
+    for (size_t i = 0; i < rl->nrules; i++) {
+        rule *ru = &rl->rules[i];
+        step *st = &steps[nsteps];
+        /* Field by field: the reservations are filled by the limiter calls, and a memset of
+         * the whole step cost more than the rest of the bookkeeping. */
+        st->rule = (int)i;
+        st->key = NULL;
+        st->len = 0;
+        st->global = st->undo = st->hidden = false;
+        st->limit = SL_RATE_INF;
+        st->burst = 0;
+        st->after = 0;
+        int64_t wait = 0;
+        int rc;
+        if (ru->kind == SL_RATELIMIT_GLOBAL) {
+            rc = take_global(ru, st, c.n, now, &wait);
+        } else {
+            rc = key_of(&c, ru, st, keys[nsteps], &ipkeys[nsteps]);
+            if (rc == 2) {
+                atomic_fetch_add_explicit(&ru->missing, 1, memory_order_relaxed);
+                if (ru->key_optional) {
+                    atomic_fetch_add_explicit(&ru->skipped, 1, memory_order_relaxed);
+                    continue;
+                }
+                if (ru->dry_run) {
+                    atomic_fetch_add_explicit(&ru->dry, 1, memory_order_relaxed);
+                    log_dry(&c, (int)i, "missing api key", 0);
+                    continue;
+                }
+                while (nsteps)
+                    undo(rl, &steps[--nsteps], now);
+                reject_401(rl, &o, (int)i);
+                return 0;
+            }
+            if (rc <= 0) {
+                if (rc < 0) atomic_fetch_add_explicit(&ru->errors, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&ru->skipped, 1, memory_order_relaxed);
+                continue;
+            }
+            rc = take_keyed(ru, st, c.n, now, &wait);
+        }
+        if (rc < 0) {
+            atomic_fetch_add_explicit(&ru->errors, 1, memory_order_relaxed);
+            while (nsteps)
+                undo(rl, &steps[--nsteps], now);
+            reject_503(rl, &o, (int)i);
+            return rc;
+        }
+        if (rc == 0) {
+            if (ru->dry_run) {
+                atomic_fetch_add_explicit(&ru->dry, 1, memory_order_relaxed);
+                log_dry(&c, (int)i, "rate limit", wait);
+                continue;
+            }
+            atomic_fetch_add_explicit(&ru->rejected, 1, memory_order_relaxed);
+            while (nsteps) /* st is not among them */
+                undo(rl, &steps[--nsteps], now);
+            reject_429(rl, &o, st, wait);
+            return 0;
+        }
+        if (ru->dry_run) {
+            /* A dry-run rule's tokens are taken (its counts must be what enforcing would
+             * give, and a later rejection gives them back), but the client never sees it. */
+            st->hidden = true;
+        }
+        nsteps++;
+    }
+    finish_allow(&c, &o, steps, nsteps);
+    return 0;
+}
+
+/* ---- inspection ---------------------------------------------------------------------------- */
+
+size_t sl_ratelimit_count(const sl_ratelimit *rl)
+{
+    return rl ? rl->nrules : 0;
+}
+
+int sl_ratelimit_stats_get(sl_ratelimit *rl, size_t i, sl_ratelimit_stats *st)
+{
+    if (!rl || !st || i >= rl->nrules) return SL_ERANGE;
+    rule *ru = &rl->rules[i];
+    memset(st, 0, sizeof *st);
+    st->name = ru->name;
+    st->allowed = atomic_load_explicit(&ru->allowed, memory_order_relaxed);
+    st->rejected = atomic_load_explicit(&ru->rejected, memory_order_relaxed);
+    st->dry_run_rejected = atomic_load_explicit(&ru->dry, memory_order_relaxed);
+    st->missing_key = atomic_load_explicit(&ru->missing, memory_order_relaxed);
+    st->skipped = atomic_load_explicit(&ru->skipped, memory_order_relaxed);
+    st->errors = atomic_load_explicit(&ru->errors, memory_order_relaxed);
+    if (ru->keyed) {
+        sl_keyed_stats ks;
+        sl_keyed_stats_get(ru->keyed, &ks);
+        st->keys = ks.keys;
+        st->evicted = ks.evictions_idle + ks.evictions_full;
+    }
+    return 0;
+}
+
+sl_keyed *sl_ratelimit_keyed(sl_ratelimit *rl, size_t i)
+{
+    return rl && i < rl->nrules ? rl->rules[i].keyed : NULL;
+}
+
+sl_limiter *sl_ratelimit_limiter(sl_ratelimit *rl, size_t i)
+{
+    return rl && i < rl->nrules ? rl->rules[i].lim : NULL;
+}
