@@ -101,8 +101,9 @@ static summary demo_stop(demo *d)
     if (code != 0) fail_msg("sluice-demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
     summary s = {0};
     const char *p = strstr(out, "shutdown: jobs ");
-    if (!p || sscanf(p, "shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu "
-                        "abandoned=%llu",
+    if (!p || sscanf(p,
+                     "shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu "
+                     "abandoned=%llu",
                      &s.submitted, &s.succeeded, &s.failed, &s.dead, &s.abandoned) != 5)
         fail_msg("no job summary in:\n%s", out);
     assert_true(strstr(out, "shutdown: complete") != NULL);
@@ -143,13 +144,14 @@ static int req_from(int port, const char *src, const char *raw, tc_resp *r)
 }
 
 /* Builds a request: method, target, optional extra header lines ("A: b\r\n"), optional body. */
-static int call(int port, const char *src, const char *method, const char *target,
-                const char *hdrs, const char *body, tc_resp *r)
+static int call(int port, const char *src, const char *method, const char *target, const char *hdrs,
+                const char *body, tc_resp *r)
 {
     size_t bl = body ? strlen(body) : 0;
     size_t cap = 1024 + bl + (hdrs ? strlen(hdrs) : 0);
     char *raw = malloc(cap);
-    snprintf(raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+    snprintf(raw, cap,
+             "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
              method, target, hdrs ? hdrs : "", bl, body ? body : "");
     int st = req_from(port, src, raw, r);
     free(raw);
@@ -254,11 +256,10 @@ static void check_search_batch_health(demo *d)
                      422);
     assert_non_null(strstr(r.body, "\"index\":2"));
     tc_resp_free(&r);
-    assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", PRO,
-                                 "{\"items\":[\"fail-upstream\"]}"),
-                     502);
-    assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[1]}"),
-                     400);
+    assert_int_equal(
+        call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[\"fail-upstream\"]}"),
+        502);
+    assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[1]}"), 400);
     assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", NULL, "{\"items\":[\"a\"]}"),
                      401);
 
@@ -320,14 +321,15 @@ static void test_routes(void **state)
     assert_int_equal(s.submitted, 1); /* one welcome e-mail */
 }
 
-/* ---- webhooks: 202, then 503 + Retry-After when the queue is full ----------------------------- */
+/* ---- webhooks: 202, then 503 + Retry-After when the queue is full -----------------------------
+ */
 
 static void test_webhooks_full(void **state)
 {
     (void)state;
     demo d;
-    const char *flags[] = {"--job-workers", "1",    "--queue", "1", "--webhook-ms",
-                           "30000",         "--jobs-drain-ms", "200", NULL};
+    const char *flags[] = {"--job-workers",   "1",   "--queue", "1", "--webhook-ms", "30000",
+                           "--jobs-drain-ms", "200", NULL};
     demo_start(&d, flags);
     int accepted = 0, full = 0;
     for (int i = 0; i < 6; i++) {
@@ -356,9 +358,8 @@ static void test_webhooks_full(void **state)
 
 /* ---- 429s with exact headers; X-Forwarded-For from an untrusted peer ------------------------- */
 
-static const char *const strict[] = {"--ip-rate",   "0.25", "--ip-burst",   "3",
-                                     "--free-rate", "0.25", "--free-burst", "2",
-                                     NULL};
+static const char *const strict[] = {"--ip-rate", "0.25",         "--ip-burst", "3", "--free-rate",
+                                     "0.25",      "--free-burst", "2",          NULL};
 
 static void test_limits_untrusted(void **state)
 {
@@ -383,9 +384,9 @@ static void test_limits_untrusted(void **state)
     assert_string_equal(r.body, "{\"error\":\"rate limit exceeded\",\"retry_after\":4}");
     tc_resp_free(&r);
     /* A spoofed X-Forwarded-For from an untrusted peer changes nothing. */
-    assert_int_equal(call_status(d.port, "127.0.0.2", "GET", "/nope",
-                                 "X-Forwarded-For: 198.51.100.9\r\n", NULL),
-                     429);
+    assert_int_equal(
+        call_status(d.port, "127.0.0.2", "GET", "/nope", "X-Forwarded-For: 198.51.100.9\r\n", NULL),
+        429);
     /* Health checks and scrapes are never limited. */
     assert_int_equal(call_status(d.port, "127.0.0.2", "GET", "/healthz", NULL, NULL), 200);
 
@@ -413,17 +414,18 @@ static void test_limits_trusted_proxy(void **state)
 {
     (void)state;
     demo d;
-    const char *flags[] = {"--ip-rate",         "0.25", "--ip-burst", "3", "--trusted-proxies",
-                           "127.0.0.1/32,10.0.0.0/8", NULL};
+    const char *flags[] = {
+        "--ip-rate", "0.25", "--ip-burst", "3", "--trusted-proxies", "127.0.0.1/32,10.0.0.0/8",
+        NULL};
     demo_start(&d, flags);
     const char *xff = "X-Forwarded-For: 203.0.113.7\r\n";
     for (int i = 0; i < 3; i++)
         assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/nope", xff, NULL), 404);
     assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/nope", xff, NULL), 429);
     /* Another client behind the same proxy has its own budget... */
-    assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/nope",
-                                 "X-Forwarded-For: 203.0.113.8\r\n", NULL),
-                     404);
+    assert_int_equal(
+        call_status(d.port, "127.0.0.1", "GET", "/nope", "X-Forwarded-For: 203.0.113.8\r\n", NULL),
+        404);
     /* ...and the proxy itself too. */
     assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/nope", NULL, NULL), 404);
     /* An untrusted peer naming the limited client is keyed by its own address. */
@@ -447,7 +449,8 @@ static void *load(void *arg)
         char body[128];
         snprintf(body, sizeof body, "{\"name\":\"u\",\"email\":\"u%d@example.com\"}", l->created);
         tc_resp r;
-        int st = call(l->port, l->src, "POST", "/users", "X-API-Key: demo-enterprise\r\n", body, &r);
+        int st =
+            call(l->port, l->src, "POST", "/users", "X-API-Key: demo-enterprise\r\n", body, &r);
         if (st == 201 && strstr(r.body, "\"welcome_email\":\"queued\""))
             l->created++;
         else
@@ -462,8 +465,8 @@ static void test_sigterm_under_load(void **state)
 {
     (void)state;
     demo d;
-    const char *flags[] = {"--job-workers", "2", "--email-ms", "100", "--jobs-drain-ms", "300",
-                           "--ip-rate", "inf", NULL};
+    const char *flags[] = {"--job-workers", "2",         "--email-ms", "100", "--jobs-drain-ms",
+                           "300",           "--ip-rate", "inf",        NULL};
     demo_start(&d, flags);
     _Atomic int stop = 0;
     loader ls[3];
@@ -481,7 +484,8 @@ static void test_sigterm_under_load(void **state)
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
     summary s = demo_stop(&d);
-    unsigned long long created = (unsigned long long)(ls[0].created + ls[1].created + ls[2].created);
+    unsigned long long created =
+        (unsigned long long)(ls[0].created + ls[1].created + ls[2].created);
     /* Every e-mail a client was told is queued was accepted by the pool. */
     assert_true(s.submitted >= created);
     assert_true(s.submitted > 0);
