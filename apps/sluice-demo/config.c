@@ -36,7 +36,7 @@ static const flag flags[] = {
     {"handler-workers", F_INT, OFF(handler_workers),
      "threads running pooled handlers, 0 = library default [0]"},
     {"job-workers", F_INT, OFF(job_workers), "background job threads [4]"},
-    {"queue", F_INT, OFF(queue), "background job queue capacity [1024]"},
+    {"queue", F_INT, OFF(queue), "background job queue capacity, >= 2 [1024]"},
     {"global-rate", F_RATE, OFF(global_rate), "global limit, requests/s, 'inf' = none [1000]"},
     {"global-burst", F_BURST, OFF(global_burst), "global burst [2000]"},
     {"ip-rate", F_RATE, OFF(ip_rate), "per client IP limit, requests/s [50]"},
@@ -285,8 +285,10 @@ int demo_config_parse(demo_config *cfg, int argc, char **argv)
         }
         if (set(cfg, f, v) < 0) return -1;
     }
-    if (cfg->job_workers < 1 || cfg->queue < 1 || cfg->batch_limit < 1 || cfg->batch_max < 1)
-        return bad("job-workers/queue/batch-limit/batch-max", NULL, "must be >= 1");
+    if (cfg->job_workers < 1 || cfg->batch_limit < 1 || cfg->batch_max < 1)
+        return bad("job-workers/batch-limit/batch-max", NULL, "must be >= 1");
+    /* sl_pool's ring needs two slots at least (a one-slot ring cannot tell full from empty). */
+    if (cfg->queue < 2) return bad("queue", NULL, "must be >= 2");
     if (cfg->port > 65535) return bad("port", NULL, "must be <= 65535");
     return 0;
 }

@@ -139,6 +139,9 @@ void demo_search(sl_req *req, sl_resp *resp, void *arg)
             atomic_fetch_add(&app->searches_stopped, 1);
             sl_log_info(app->log, "search stopped", SL_A_ERR("reason", rc), SL_A_INT("step", i),
                         SL_A_INT("of", steps), SL_A_DUR("after", sl_mono_ns() - start));
+            /* Nobody reads it (the client left, or the server answers 503 for the deadline),
+             * but metrics and the access log do: 499 as nginx logs a client that closed. */
+            sl_resp_error(resp, rc == SL_ECANCELED ? 499 : 503, sl_strerror(rc));
             return;
         }
     }
