@@ -57,7 +57,7 @@ start_sluice() {
     local port
     port=$(free_port)
     taskset -c 0 "$srv_bin" --addr 127.0.0.1 --port "$port" --reactors 1 \
-        --max-connections 20000 >"$tmp/sluice.log" 2>&1 &
+        --max-connections 20000 ${SLUICE_EXTRA:-} >"$tmp/sluice.log" 2>&1 &
     sluice_pid=$!
     wait_port "$port" || { echo "| sluice | failed to start | | $(cat "$tmp/sluice.log") |"; exit 1; }
     PORT=$port
@@ -249,4 +249,99 @@ if [ $have_nginx -eq 1 ]; then
     workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
     idle_row "nginx (worker)" "$PORT" "${workers:-$nginx_pid}"
     stop_nginx
+fi
+
+# ---- rate limiting and jobs (sluice-demo issue): limiters allowing vs none, the 429 path vs
+# plaintext, nginx limit_req's 429 path, all in this run. /limited goes through global + per-IP
+# + per-key rules that allow everything (the token math still runs); /limited-strict is per-IP
+# 10 req/s burst 20, so nearly every request is a 429; nginx gets the same limit with
+# limit_req (burst=20 nodelay, status 429). wrk counts 429s as "Non-2xx": expected there.
+wrk_path() { # port path header-or-empty pids... -> "rps req_per_cpu_s"
+    local port=$1 path=$2 hdr=$3 out c0 c1
+    shift 3
+    local args=(-t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s)
+    [ -n "$hdr" ] && args+=(-H "$hdr")
+    c0=$(cpu_ticks "$@")
+    out=$(timeout $((DURATION + 20)) taskset -c 1 wrk "${args[@]}" "http://127.0.0.1:$port$path" 2>&1) || true
+    c1=$(cpu_ticks "$@")
+    local rps n per
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    per=$(awk -v n="${n:-0}" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN {printf "%.0f", (t > 0 ? n * hz / t : 0)}')
+    echo "${rps:-0} $per"
+}
+
+start_nginx_limited() {
+    local port
+    port=$(free_port)
+    mkdir -p "$tmp/ngxl"
+    cat >"$tmp/ngxl/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 30000;
+daemon off;
+pid $tmp/ngxl/nginx.pid;
+error_log $tmp/ngxl/error.log error;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $tmp/ngxl/body;
+    proxy_temp_path $tmp/ngxl/proxy;
+    fastcgi_temp_path $tmp/ngxl/fastcgi;
+    uwsgi_temp_path $tmp/ngxl/uwsgi;
+    scgi_temp_path $tmp/ngxl/scgi;
+    default_type text/plain;
+    limit_req_zone \$binary_remote_addr zone=one:10m rate=10r/s;
+    server {
+        listen 127.0.0.1:$port;
+        location /plaintext { return 200 "Hello, World!"; }
+        location /limited-strict {
+            limit_req zone=one burst=20 nodelay;
+            limit_req_status 429;
+            limit_req_log_level info;
+            return 200 "Hello, World!";
+        }
+    }
+}
+EOF
+    taskset -c 0 "$NGINX" -p "$tmp/ngxl" -c "$tmp/ngxl/nginx.conf" >"$tmp/ngxl/out.log" 2>&1 &
+    nginx_pid=$!
+    wait_port "$port" || { echo "| nginx limit_req | failed to start | | $(cat "$tmp/ngxl/error.log" 2>/dev/null | tr '\n' ' ') |"; exit 1; }
+    PORT=$port
+}
+
+declare -A lim
+for rep in $(seq 1 "$REPS"); do
+    SLUICE_EXTRA=--mux start_sluice
+    for row in "plaintext|/plaintext|" "limited|/limited|X-API-Key: bench-key" \
+               "strict|/limited-strict|"; do
+        IFS='|' read -r name path hdr <<<"$row"
+        read -r rps per < <(wrk_path "$PORT" "$path" "$hdr" "$sluice_pid")
+        lim[s_$name]+="$rps"$'\n'
+        lim[sc_$name]+="$per"$'\n'
+    done
+    stop_sluice
+    if [ $have_nginx -eq 1 ]; then
+        start_nginx_limited
+        for row in "plaintext|/plaintext" "strict|/limited-strict"; do
+            IFS='|' read -r name path <<<"$row"
+            read -r rps per < <(wrk_path "$PORT" "$path" "" $(pgrep -P "$nginx_pid"))
+            lim[n_$name]+="$rps"$'\n'
+            lim[nc_$name]+="$per"$'\n'
+        done
+        stop_nginx
+    fi
+done
+med() { printf "%s" "${lim[$1]:-}" | median; }
+cfg="wrk -t1 -c$CONNS -d${DURATION}s keep-alive; 1 reactor on CPU 0; median of $REPS; same run"
+sp=$(med s_plaintext); sl=$(med s_limited); ss=$(med s_strict)
+echo "| http GET /plaintext, no limiter: sluice | $(printf '%.0f' "$sp") | req/s | $cfg |"
+echo "| http GET /limited, global + per-IP + per-key rules all allowing: sluice | $(printf '%.0f' "$sl") | req/s | $cfg |"
+echo "| http limiters allowing / none: sluice | $(ratio "$sl" "$sp") | x | per server CPU-second: $(ratio "$(med sc_limited)" "$(med sc_plaintext)") |"
+echo "| http GET /limited-strict (per-IP 10/s burst 20: ~all 429): sluice | $(printf '%.0f' "$ss") | req/s | $cfg; 429s are answered on the reactor |"
+echo "| http 429 path / plaintext: sluice | $(ratio "$ss" "$sp") | x | per server CPU-second: $(ratio "$(med sc_strict)" "$(med sc_plaintext)") |"
+if [ $have_nginx -eq 1 ]; then
+    np=$(med n_plaintext); ns=$(med n_strict)
+    echo "| http nginx limit_req 429 path (10r/s burst=20 nodelay) | $(printf '%.0f' "$ns") | req/s | nginx 1 worker, same pinning; its plaintext: $(printf '%.0f' "$np") req/s |"
+    echo "| http 429 path sluice / nginx limit_req | $(ratio "$ss" "$ns") | x | per server CPU-second: $(ratio "$(med sc_strict)" "$(med nc_strict)") |"
 fi
