@@ -449,7 +449,7 @@ typedef struct loader {
     int port;
     char src[16];
     _Atomic int *stop;
-    int created, other;
+    _Atomic int created, other;
 } loader;
 
 static void *load(void *arg)
