@@ -71,8 +71,6 @@ typedef struct sl_mux_opts {
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
 } sl_mux_opts;
 
-
-
 /* What a middleware's before hook tells the chain. */
 typedef enum sl_mw_action {
     SL_MW_NEXT = 0, /* go on: next middleware, then the handler */
