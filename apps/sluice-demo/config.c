@@ -68,7 +68,8 @@ static const flag flags[] = {
     {"jobs-drain-ms", F_MS, OFF(jobs_drain_ns), "shutdown: time to drain the job queue, ms [5000]"},
     {"log-format", F_SPECIAL, 0, "text|json [text]"},
     {"log-level", F_SPECIAL, 0, "debug|info|warn|error [info]"},
-    {"redis", F_STR, OFF(redis), "redis://host:port: share limits and jobs through Redis"},
+    {"redis", F_STR, OFF(redis),
+     "redis://host:port: share limits and jobs through Redis (not wired yet: exits 2)"},
     {"help", F_SPECIAL, 0, "this text"},
 };
 

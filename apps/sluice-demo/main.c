@@ -189,6 +189,14 @@ static void free_http(http_side *h)
     sl_metrics_free(h->reg);
 }
 
+static void rate_text(double r, char out[32])
+{
+    if (r == SL_RATE_INF)
+        snprintf(out, 32, "unlimited");
+    else
+        snprintf(out, 32, "%g/s", r);
+}
+
 static void banner(const demo_app *app, int port)
 {
     const demo_config *c = &app->cfg;
@@ -198,13 +206,18 @@ static void banner(const demo_app *app, int port)
         printf("  %-18s %-7s%s\n", routes[i].pattern,
                routes[i].mode == SL_ROUTE_INLINE ? "inline" : "pooled",
                routes[i].key ? "  (X-API-Key required)" : "");
-    if (c->no_limits)
+    if (c->no_limits) {
         printf("\nlimits: none (--no-limits)\n");
-    else
-        printf("\nlimits: global %g/s burst %lld; per IP %g/s burst %lld; per API key: "
-               "free %g/s, pro %g/s, enterprise %g/s\n",
-               c->global_rate, (long long)c->global_burst, c->ip_rate, (long long)c->ip_burst,
-               c->tier_rate[0], c->tier_rate[1], c->tier_rate[2]);
+    } else {
+        char g[32], ip[32], t[DEMO_NTIERS][32];
+        rate_text(c->global_rate, g);
+        rate_text(c->ip_rate, ip);
+        for (int i = 0; i < DEMO_NTIERS; i++)
+            rate_text(c->tier_rate[i], t[i]);
+        printf("\nlimits: global %s burst %lld; per IP %s burst %lld; per API key: free %s, "
+               "pro %s, enterprise %s\n",
+               g, (long long)c->global_burst, ip, (long long)c->ip_burst, t[0], t[1], t[2]);
+    }
     printf("api keys:");
     for (size_t i = 0; i < c->nkeys; i++)
         printf(" %s (%s)", c->key_name[i], demo_tier_name(c->key_tier[i]));
