@@ -3,7 +3,8 @@
 #
 #   scripts/bench_http.sh [build-dir]      (default build/release)
 #   env: DURATION=5 (s per wrk run), REPS=1 (runs per row; the median is printed),
-#        CONNS=64, DEPTH=16 (pipeline depth), IDLE=10000 (idle connections for the RSS row)
+#        CONNS=64, DEPTH=16 (pipeline depth), IDLE=10000 (idle connections for the RSS row),
+#        ONLY=handlers (just the inline / pooled / middleware rows)
 #
 # Both servers are pinned to CPU 0 with one reactor / one worker; wrk and the idle-connection
 # client are pinned to CPU 1. Loopback only, every step bounded by `timeout`. Prints Markdown
@@ -53,11 +54,12 @@ wait_port() { # port
 }
 
 # start_* set PORT and the server's pid (no command substitution: the pid must reach us).
+# start_sluice takes extra server flags (--mux 1, --mw 1).
 start_sluice() {
     local port
     port=$(free_port)
     taskset -c 0 "$srv_bin" --addr 127.0.0.1 --port "$port" --reactors 1 \
-        --max-connections 20000 ${SLUICE_EXTRA:-} >"$tmp/sluice.log" 2>&1 &
+        --max-connections 20000 "$@" >"$tmp/sluice.log" 2>&1 &
     sluice_pid=$!
     wait_port "$port" || { echo "| sluice | failed to start | | $(cat "$tmp/sluice.log") |"; exit 1; }
     PORT=$port
@@ -140,7 +142,7 @@ wrk_rps() {
     shift 2
     local args=(-t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s)
     [ "$depth" -gt 1 ] && args+=(-s "$tmp/pipeline.lua")
-    args+=("http://127.0.0.1:$port/plaintext")
+    args+=("http://127.0.0.1:$port${URLPATH:-/plaintext}")
     [ "$depth" -gt 1 ] && args+=(-- "$depth")
     c0=$(cpu_ticks "$@")
     out=$(timeout $((DURATION + 20)) taskset -c 1 wrk "${args[@]}" 2>&1) || true
@@ -154,6 +156,48 @@ wrk_rps() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+
+# Handlers (sl_mux): hello world from an inline route, from a pooled route (handler pool and
+# back through the reactor's completion queue), and inline behind the standard middleware
+# chain (request id + access log to /dev/null). Same server binary, same pinning (every server
+# thread, handler threads included, on CPU 0), alternating within each repetition.
+handler_rows() {
+    declare -A h hc hn
+    for rep in $(seq 1 "$REPS"); do
+        start_sluice --mux 1
+        for route in inline pooled; do
+            read -r rps per errs < <(URLPATH=/$route wrk_rps "$PORT" 1 "$sluice_pid")
+            h[$route]+="$rps"$'\n'
+            hc[$route]+="$per"$'\n'
+            [ "$errs" != "none" ] && hn[$route]="errors: $errs"
+        done
+        stop_sluice
+        start_sluice --mux 1 --mw 1
+        read -r rps per errs < <(URLPATH=/mw wrk_rps "$PORT" 1 "$sluice_pid")
+        h[mw]+="$rps"$'\n'
+        hc[mw]+="$per"$'\n'
+        [ "$errs" != "none" ] && hn[mw]="errors: $errs"
+        stop_sluice
+    done
+    local cfg="wrk -t1 -c$CONNS -d${DURATION}s on CPU 1; server (all threads) on CPU 0; median of $REPS"
+    declare -A med medc
+    for route in inline pooled mw; do
+        med[$route]=$(printf "%s" "${h[$route]}" | median)
+        medc[$route]=$(printf "%s" "${hc[$route]}" | median)
+        echo "| http handlers hello $route | $(printf '%.0f' "${med[$route]}") | req/s | $cfg ${hn[$route]:-} |"
+        echo "| http handlers hello $route per server CPU-second | ${medc[$route]} | req/cpu-s | requests / server CPU time |"
+    done
+    echo "| http handlers pooled / inline | $(ratio "${med[pooled]}" "${med[inline]}") | x | req/s, same run (target >= 0.7) |"
+    echo "| http handlers pooled / inline per server core | $(ratio "${medc[pooled]}" "${medc[inline]}") | x | req per server CPU-second, same run |"
+    echo "| http handlers middleware cost | $(awk -v a="${med[mw]}" -v b="${med[inline]}" 'BEGIN {printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0)}') | % | 1 - mw/inline req/s, same run (target <= 10) |"
+    echo "| http handlers middleware cost per server core | $(awk -v a="${medc[mw]}" -v b="${medc[inline]}" 'BEGIN {printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0)}') | % | 1 - mw/inline req per server CPU-second |"
+}
+
+if [ "${ONLY:-}" = "handlers" ]; then
+    handler_rows
+    exit 0
+fi
 
 # One reactor/worker each, alternating servers so that drifting background load hits both.
 declare -A res cpu notes
@@ -176,7 +220,6 @@ for depth in 1 "$DEPTH"; do
     done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 for depth in 1 "$DEPTH"; do
     if [ "$depth" -eq 1 ]; then label="keep-alive"; else label="keep-alive, pipeline depth $depth"; fi
     s=$(printf "%s" "${res[sluice_$depth]}" | median)
@@ -240,6 +283,8 @@ idle_row() { # name port pids
         echo "| http RSS per idle keep-alive connection: $1 | failed | bytes | $v |"
     fi
 }
+
+handler_rows
 
 start_sluice
 idle_row "sluice" "$PORT" "$sluice_pid"
@@ -312,7 +357,7 @@ EOF
 
 declare -A lim
 for rep in $(seq 1 "$REPS"); do
-    SLUICE_EXTRA=--mux start_sluice
+    start_sluice --mux 1 --limits 1
     for row in "plaintext|/plaintext|" "limited|/limited|X-API-Key: bench-key" \
                "strict|/limited-strict|"; do
         IFS='|' read -r name path hdr <<<"$row"

@@ -66,7 +66,8 @@ typedef struct sl_route_opts {
 
 typedef struct sl_mux_opts {
     int handler_workers;        /* pooled-handler threads; 0 = 4 x online CPUs */
-    size_t handler_queue;       /* pooled requests waiting for a thread; 0 = 256; beyond -> 503 */
+    size_t handler_queue;       /* pooled requests waiting for a thread; 0 = 256 (1 counts as 2);
+                                   rounded up to a power of 2; beyond it -> 503 */
     int64_t default_timeout_ns; /* route timeout when the route says 0; 0 = none */
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
 } sl_mux_opts;

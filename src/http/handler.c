@@ -39,8 +39,8 @@ static bool is_head(const sl_http_req_head *h)
 
 static int route(sl__worker *w, const sl_http_req_head *h, size_t path_len)
 {
-    return sl_router_match(w->srv->mux->router, h->method, h->method_len, h->path, path_len,
-                           &w->m, w->scratch, w->scratch_len);
+    return sl_router_match(w->srv->mux->router, h->method, h->method_len, h->path, path_len, &w->m,
+                           w->scratch, w->scratch_len);
 }
 
 static size_t path_len_of(const sl_http_req_head *h)
@@ -88,7 +88,9 @@ static void unmatched(sl_req *req, sl_resp *resp, int st)
         return;
     }
     case 404: sl_resp_error(resp, 404, "not found"); return;
-    default: sl_resp_error(resp, st == SL_EINVAL ? 400 : 500, st == SL_EINVAL ? "bad path" : "routing failed");
+    default:
+        sl_resp_error(resp, st == SL_EINVAL ? 400 : 500,
+                      st == SL_EINVAL ? "bad path" : "routing failed");
     }
 }
 

@@ -190,8 +190,8 @@ int sl_req_query_count(sl_req *req)
     return query_parse(req);
 }
 
-int sl_req_query_at(sl_req *req, size_t i, const char **name, size_t *name_len,
-                    const char **value, size_t *value_len)
+int sl_req_query_at(sl_req *req, size_t i, const char **name, size_t *name_len, const char **value,
+                    size_t *value_len)
 {
     int n = query_parse(req);
     if (n < 0) return n;
@@ -203,8 +203,8 @@ int sl_req_query_at(sl_req *req, size_t i, const char **name, size_t *name_len,
     return 0;
 }
 
-size_t sl_req_header_values(const sl_req *req, const char *name, const char **values,
-                            size_t *lens, size_t max)
+size_t sl_req_header_values(const sl_req *req, const char *name, const char **values, size_t *lens,
+                            size_t max)
 {
     size_t nl = strlen(name), found = 0;
     for (uint32_t i = 0; i < req->h->num_headers; i++) {

@@ -351,7 +351,10 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     if (srv->mux) {
         sl_pool_opts po = {.name = "handlers",
                            .workers = srv->mux->o.handler_workers,
-                           .queue_capacity = srv->mux->o.handler_queue,
+                           /* sl_pool's ring needs 2 slots at least (a 1-slot ring
+                              accepts without bound: see the report) */
+                           .queue_capacity =
+                               srv->mux->o.handler_queue < 2 ? 2 : srv->mux->o.handler_queue,
                            .retry = {.max_attempts = 1},
                            .logger = srv->mux->o.logger};
         rc = sl_pool_new(&po, &srv->hpool);

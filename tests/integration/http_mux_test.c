@@ -512,7 +512,9 @@ static void test_route_options(void **state)
     assert_string_equal(r.body, "11");
     tc_resp_free(&r);
     /* Chunked: 413 once the decoded body passes the route's limit. */
-    ask(c, "POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n0123456789ab\r\n0\r\n\r\n",
+    ask(c,
+        "POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+        "chunked\r\n\r\nc\r\n0123456789ab\r\n0\r\n\r\n",
         &r);
     assert_int_equal(r.status, 413);
     tc_resp_free(&r);
@@ -523,7 +525,8 @@ static void test_route_options(void **state)
     int64_t t0 = sl_mono_ns();
     ask(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     int64_t took = sl_mono_ns() - t0;
-    if (r.status != 503) fprintf(stderr, "got %d %s took %lld\n", r.status, r.body, (long long)took);
+    if (r.status != 503)
+        fprintf(stderr, "got %d %s took %lld\n", r.status, r.body, (long long)took);
     assert_int_equal(r.status, 503);
     assert_string_equal(r.body, "{\"error\":\"handler timeout\"}");
     assert_true(took >= SL_MS(140));
