@@ -130,6 +130,7 @@ void demo_search(sl_req *req, sl_resp *resp, void *arg)
     }
     sl_ctx *ctx = sl_req_ctx(req);
     int64_t start = sl_mono_ns();
+    sl_log_info(app->log, "search started", SL_A_STR("request_id", sl_req_request_id(req)));
     /* The work is ten steps; each waits on the request ctx, as a real backend call would take
      * it. A done ctx means the client left (or the route's deadline passed): stop now. */
     const int steps = 10;
