@@ -179,10 +179,18 @@ handler_rows() {
         hc[mw]+="$per"$'\n'
         [ "$errs" != "none" ] && hn[mw]="errors: $errs"
         stop_sluice
+        # The same chain with the access log going to the discard logger: the chain's own
+        # cost, without formatting and writing a log line.
+        start_sluice --mux 1 --mw 1 --mw-log 0
+        read -r rps per errs < <(URLPATH=/mw wrk_rps "$PORT" 1 "$sluice_pid")
+        h[mw_nolog]+="$rps"$'\n'
+        hc[mw_nolog]+="$per"$'\n'
+        [ "$errs" != "none" ] && hn[mw_nolog]="errors: $errs"
+        stop_sluice
     done
     local cfg="wrk -t1 -c$CONNS -d${DURATION}s on CPU 1; server (all threads) on CPU 0; median of $REPS"
     declare -A med medc
-    for route in inline pooled mw; do
+    for route in inline pooled mw mw_nolog; do
         med[$route]=$(printf "%s" "${h[$route]}" | median)
         medc[$route]=$(printf "%s" "${hc[$route]}" | median)
         echo "| http handlers hello $route | $(printf '%.0f' "${med[$route]}") | req/s | $cfg ${hn[$route]:-} |"
@@ -192,6 +200,7 @@ handler_rows() {
     echo "| http handlers pooled / inline per server core | $(ratio "${medc[pooled]}" "${medc[inline]}") | x | req per server CPU-second, same run |"
     echo "| http handlers middleware cost | $(awk -v a="${med[mw]}" -v b="${med[inline]}" 'BEGIN {printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0)}') | % | 1 - mw/inline req/s, same run (target <= 10) |"
     echo "| http handlers middleware cost per server core | $(awk -v a="${medc[mw]}" -v b="${medc[inline]}" 'BEGIN {printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0)}') | % | 1 - mw/inline req per server CPU-second |"
+    echo "| http handlers middleware cost, log discarded, per server core | $(awk -v a="${medc[mw_nolog]}" -v b="${medc[inline]}" 'BEGIN {printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0)}') | % | request id + access log hook to the discard logger |"
 }
 
 if [ "${ONLY:-}" = "handlers" ]; then

@@ -324,7 +324,10 @@ void sl__preq_peer_gone(sl__conn *c)
     sl__preq *p = c->inflight;
     if (c->peer_gone) return;
     c->peer_gone = true;
-    sl__io_set(&c->w->r, &c->io, 0);
+    /* Unregister rather than set the interest to 0: epoll reports EPOLLHUP and EPOLLERR
+     * whatever the interest, so a reset socket would spin the loop until the handler returns.
+     * The close that follows the done task does not unregister twice (io.fn is cleared). */
+    sl__io_stop(&c->w->r, &c->io);
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);

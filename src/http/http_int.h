@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "sluice/mux.h"
 #include "sluice/pool.h"
@@ -92,10 +93,12 @@ struct sl_req {
     const sl_route_match *m; /* router result (mux only), else NULL */
     sl_ctx *ctx;             /* created lazily for inline requests; owned */
     int64_t start_ns;        /* sl_mono_ns when the head was complete */
-    sl__arena *arena;        /* lazily; freed at the end of the request */
-    sl__qpair *qp;           /* decoded query, lazily */
-    int nqp;                 /* -1 until decoded */
-    uint32_t nmw;            /* middleware whose before hook ran */
+    sl__arena *arena;        /* blocks past arena0, lazily; freed at the end of the request */
+    uint32_t arena0_used;    /* bytes of arena0 handed out */
+    _Alignas(max_align_t) unsigned char arena0[256]; /* first allocations: no malloc */
+    sl__qpair *qp;                                   /* decoded query, lazily */
+    int nqp;                                         /* -1 until decoded */
+    uint32_t nmw;                                    /* middleware whose before hook ran */
     uint32_t nvals;
     struct {
         const void *key;

@@ -207,9 +207,10 @@ const char *sl_req_request_id(const sl_req *req)
 
 /* ---- access log ---------------------------------------------------------------------------- */
 
-static const char *dupz(sl_req *req, const char *s, size_t n)
+/* A NUL-terminated copy of s[0..n): in buf when it fits, else in the request's arena. */
+static const char *dupz(sl_req *req, const char *s, size_t n, char *buf, size_t cap)
 {
-    char *d = sl_req_alloc(req, n + 1);
+    char *d = n < cap ? buf : sl_req_alloc(req, n + 1);
     if (!d) return "";
     memcpy(d, s, n);
     d[n] = '\0';
@@ -221,13 +222,15 @@ static void alog_after(sl_req *req, const sl_resp *resp, void *arg)
     sl_logger *lg = arg;
     if (!sl_log_enabled(lg, SL_LOG_INFO)) return;
     size_t ml, pl;
+    char mb[16], pb[256];
     const char *m = sl_req_method(req, &ml);
     const char *p = sl_req_path(req, &pl);
     const char *route = sl_req_route_name(req);
     const char *rid = sl_req_request_id(req);
-    sl_log_info(lg, "request", SL_A_STR("method", dupz(req, m, ml)),
-                SL_A_STR("path", dupz(req, p, pl)), SL_A_STR("route", route ? route : "-"),
-                SL_A_INT("status", sl_resp_status(resp)), SL_A_UINT("bytes", sl_resp_bytes(resp)),
+    sl_log_info(lg, "request", SL_A_STR("method", dupz(req, m, ml, mb, sizeof mb)),
+                SL_A_STR("path", dupz(req, p, pl, pb, sizeof pb)),
+                SL_A_STR("route", route ? route : "-"), SL_A_INT("status", sl_resp_status(resp)),
+                SL_A_UINT("bytes", sl_resp_bytes(resp)),
                 SL_A_DUR("dur", sl_mono_ns() - sl_req_start_ns(req)),
                 SL_A_STR("remote", sl_req_remote_addr(req)),
                 rid ? SL_A_STR("request_id", rid) : (sl_attr){.kind = SL_ATTR_NONE});

@@ -33,6 +33,11 @@ void *sl_req_alloc(sl_req *req, size_t n)
     if (n == 0 || n > SIZE_MAX / 2) return NULL;
     const size_t al = alignof(max_align_t);
     n = (n + al - 1) & ~(al - 1);
+    if (sizeof req->arena0 - req->arena0_used >= n) {
+        void *p = req->arena0 + req->arena0_used;
+        req->arena0_used += (uint32_t)n;
+        return p;
+    }
     sl__arena *a = req->arena;
     if (!a || a->cap - a->used < n) {
         size_t cap = n > ARENA_BLOCK - sizeof *a ? n : ARENA_BLOCK - sizeof *a;
