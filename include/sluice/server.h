@@ -6,10 +6,10 @@
  * connections, their buffers and their timers; nothing on the request path is shared between
  * reactors except one atomic connection counter that enforces max_connections.
  *
- * Handlers run inline on the reactor thread that read the request: they must not block (no
- * disk or network waits, no long computations). Pooled handlers, whose response travels back
- * to the reactor through its completion queue, come with the router/middleware work; the
- * request and response types below are opaque so that they can grow for it.
+ * A plain opts.handler runs inline on the reactor thread that read the request: it must not
+ * block (no disk or network waits, no long computations). With opts.mux instead (mux.h), each
+ * route is inline or pooled: pooled handlers run on a bounded handler pool owned by the server
+ * and their response travels back to the owning reactor through its completion queue.
  *
  * Lifecycle: sl_server_new -> sl_server_listen (one or more addresses) -> sl_server_serve
  * (starts the threads and returns) -> sl_server_shutdown (graceful, bounded by a ctx) ->
@@ -26,6 +26,7 @@
 SL_BEGIN_DECLS
 
 typedef struct sl_server sl_server;
+typedef struct sl_mux sl_mux; /* mux.h */
 
 /* A request as the handler sees it. Every view it returns points into the connection's
  * buffers and is valid until the handler returns; copy what must outlive it. Views are not
@@ -36,13 +37,15 @@ typedef struct sl_req sl_req;
  * then (status 200 and an empty body unless set). Threads: the handler's thread only. */
 typedef struct sl_resp sl_resp;
 
-/* A request handler. Runs on a reactor thread: must not block. */
+/* A request handler. As opts.handler or an inline route it runs on a reactor thread and must
+ * not block; as a pooled route it runs on a handler thread and may block (passing
+ * sl_req_ctx(req) to every blocking call). */
 typedef void (*sl_handler_fn)(sl_req *req, sl_resp *resp, void *arg);
 
 /* Server options. Zero-initialize, then set what you need: every 0 means the default written
  * next to the field. A negative timeout disables that timeout. */
 typedef struct sl_server_opts {
-    sl_handler_fn handler; /* required */
+    sl_handler_fn handler; /* this, or mux: exactly one of them */
     void *handler_arg;
     int reactors;                   /* reactor threads; 0 = one per online CPU */
     int max_connections;            /* open connections, process-wide for this server; 0 = 16384.
@@ -65,6 +68,9 @@ typedef struct sl_server_opts {
                                        on expiry the connection is closed */
     int64_t idle_timeout_ns;        /* keep-alive wait for the next request; 0 = 75 s */
     int64_t shutdown_timeout_ns;    /* grace period used by sl_server_run; 0 = 30 s */
+    sl_mux *mux; /* routes + middleware (mux.h), instead of handler. Borrowed: must outlive the
+                    server; frozen by sl_server_new (no more routes or middleware). The server
+                    owns the handler pool sized by the mux's options */
 } sl_server_opts;
 
 /* Counters summed over the reactors when read (each is exact for its reactor; the sum is a
@@ -79,9 +85,10 @@ typedef struct sl_server_stats {
                                fd limit */
 } sl_server_stats;
 
-/* Creates a server (not yet listening). Copies opts. Returns 0 and sets *out; SL_EINVAL when
- * opts or its handler is NULL or a limit is out of range; SL_ENOMEM (then *out is untouched).
- * Threads: any. Does not block. */
+/* Creates a server (not yet listening). Copies opts. With a mux, starts the handler pool's
+ * threads. Returns 0 and sets *out; SL_EINVAL when opts is NULL, when not exactly one of
+ * handler and mux is set, or a limit is out of range; SL_EBUSY when the mux is used by another
+ * live server; SL_ENOMEM (then *out is untouched). Threads: any. Does not block. */
 SL_API int sl_server_new(const sl_server_opts *opts, sl_server **out);
 
 /* Binds and listens on host:port (host: an IPv4 or IPv6 literal, e.g. "127.0.0.1", "::1",
@@ -105,7 +112,9 @@ SL_API int sl_server_serve(sl_server *srv);
 /* Shuts the server down gracefully (Go's Server.Shutdown): stops accepting, closes idle
  * keep-alive connections at once, lets requests in flight finish (their responses carry
  * Connection: close), and waits until every connection is closed or ctx is done (NULL: no
- * limit); then closes whatever is left, stops and joins every reactor thread. Returns 0 when
+ * limit); then cancels the ctx of every pooled request still running, waits for those handlers
+ * to return (a handler that ignores its ctx delays this), shuts the handler pool down, closes
+ * whatever is left, stops and joins every reactor and handler thread. Returns 0 when
  * every connection finished on its own, the ctx's error (SL_ETIMEDOUT, SL_ECANCELED) when
  * some had to be closed, or SL_EINVAL if the server was never served or is already shut down.
  * Blocks (parks the thread). Threads: the controlling thread. */
@@ -160,6 +169,65 @@ SL_API int sl_req_version(const sl_req *req);
 /* The peer's address as a NUL-terminated string, "1.2.3.4:5678" or "[::1]:5678". */
 SL_API const char *sl_req_remote_addr(sl_req *req);
 
+/* The request's context. Pooled routes: cancelled (SL_ECANCELED) when the client closes or
+ * resets the connection, done with SL_ETIMEDOUT at the route's timeout, cancelled at the end of
+ * shutdown's grace period. Inline routes and plain handlers get it on first call (same
+ * parents). Valid until the handler returns (take a reference with sl_ctx_ref to keep it
+ * longer; it is cancelled when the request ends). Returns NULL only when out of memory (NULL
+ * is the background ctx: never done). */
+SL_API sl_ctx *sl_req_ctx(sl_req *req);
+
+/* The value of the wildcard {name} of the matched route (decoded), or NULL when there is no
+ * such wildcard (or no mux). len may be NULL. */
+SL_API const char *sl_req_path_value(const sl_req *req, const char *name, size_t *len);
+
+/* The pattern of the matched route ("GET /users/{id}", NUL-terminated, owned by the mux), or
+ * NULL when nothing matched or there is no mux. */
+SL_API const char *sl_req_pattern(const sl_req *req);
+
+/* The matched route's name (route option, default the pattern), or NULL as above. */
+SL_API const char *sl_req_route_name(const sl_req *req);
+
+/* The first value of query parameter name, decoded ('+' is a space, %XX decoded; a malformed
+ * escape is kept as is), or NULL when absent. "?a&b=" gives a = "" and b = "". The decoded
+ * pairs live in the request's arena. len may be NULL. Returns NULL also when out of memory. */
+SL_API const char *sl_req_query_value(sl_req *req, const char *name, size_t *len);
+
+/* Number of decoded query parameters (in order, duplicates kept), or SL_ENOMEM. */
+SL_API int sl_req_query_count(sl_req *req);
+
+/* The i-th decoded query parameter. Returns 0, SL_ERANGE (i out of range) or SL_ENOMEM. */
+SL_API int sl_req_query_at(sl_req *req, size_t i, const char **name, size_t *name_len,
+                           const char **value, size_t *value_len);
+
+/* Collects the values of every header line named name (case-insensitive), in order: stores at
+ * most max of them in values[]/lens[] (lens may be NULL) and returns how many exist (may be
+ * more than max). Values are views, trimmed, not split on commas. */
+SL_API size_t sl_req_header_values(const sl_req *req, const char *name, const char **values,
+                                   size_t *lens, size_t max);
+
+/* Allocates n bytes (aligned for any type) from the request's arena; everything is freed at
+ * once when the request ends. Returns NULL when out of memory (or n == 0). */
+SL_API void *sl_req_alloc(sl_req *req, size_t n);
+
+/* Most request-scoped values (sl_req_set_value) one request holds. */
+#define SL_REQ_MAX_VALUES 8
+
+/* Binds value to key (compared by pointer identity) for the rest of the request, replacing an
+ * earlier binding: how middleware passes data (a user id, a request id) to the handler and to
+ * after hooks. The request does not own value (allocate it with sl_req_alloc to tie it to the
+ * request). Returns 0 or SL_ENOSPC (SL_REQ_MAX_VALUES distinct keys already bound). */
+SL_API int sl_req_set_value(sl_req *req, const void *key, void *value);
+
+/* The value bound to key, or NULL. */
+SL_API void *sl_req_get_value(const sl_req *req, const void *key);
+
+/* The request id set by sl_mw_request_id (NUL-terminated), or NULL without that middleware. */
+SL_API const char *sl_req_request_id(const sl_req *req);
+
+/* When the request's head was complete (sl_mono_ns instant), for latency measurements. */
+SL_API int64_t sl_req_start_ns(const sl_req *req);
+
 /* ---- the response (handler thread only) ---- */
 
 /* Sets the status code (100..999 are accepted; 200 by default). 1xx, 204 and 304 responses
@@ -182,6 +250,51 @@ SL_API int sl_resp_set_body(sl_resp *resp, const void *data, size_t len);
 /* Sets the body to data[0..len) without copying: data must stay valid and unchanged for the
  * server's lifetime (string literals, static tables). Returns 0. */
 SL_API int sl_resp_set_body_static(sl_resp *resp, const void *data, size_t len);
+
+/* Sets header name to value, removing earlier lines of that name first (add_header appends).
+ * Same rules and returns as sl_resp_add_header. */
+SL_API int sl_resp_set_header(sl_resp *resp, const char *name, const char *value);
+
+/* Removes every header line named name (case-insensitive; Content-Type too). Returns the
+ * number removed (0 if none). */
+SL_API int sl_resp_del_header(sl_resp *resp, const char *name);
+
+/* Appends data[0..len) to the body (copied; a static body set before is copied first).
+ * Returns 0 or SL_ENOMEM (the body is then unchanged). During streaming, use
+ * sl_resp_stream_write instead (SL_EINVAL here). */
+SL_API int sl_resp_write(sl_resp *resp, const void *data, size_t len);
+
+/* Appends printf-formatted text to the body. Returns the bytes appended, or SL_ENOMEM /
+ * SL_EINVAL (bad format or streaming). */
+SL_API int sl_resp_printf(sl_resp *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Sets status, Content-Type: application/json and the body to a copy of json[0..len) (not
+ * validated). Returns 0, SL_EINVAL (bad status) or SL_ENOMEM. */
+SL_API int sl_resp_json(sl_resp *resp, int status, const char *json, size_t len);
+
+/* Sets status and the body {"error":"<msg>"} with msg JSON-escaped (quotes, backslashes,
+ * control characters), Content-Type application/json. Returns as sl_resp_json. */
+SL_API int sl_resp_error(sl_resp *resp, int status, const char *msg);
+
+/* True once the handler set a status, a body, or began streaming. */
+SL_API bool sl_resp_written(const sl_resp *resp);
+
+/* The status (200 unless set), and the body bytes set or streamed so far. For after hooks. */
+SL_API int sl_resp_status(const sl_resp *resp);
+SL_API uint64_t sl_resp_bytes(const sl_resp *resp);
+
+/* Streaming (chunked) responses, pooled handlers only. stream_begin sends the status and
+ * headers set so far with Transfer-Encoding: chunked (HTTP/1.0 clients: no length, close at
+ * the end) and commits the response: the route timeout no longer replaces it by a 503.
+ * Returns 0, SL_EINVAL (inline handler, or already begun) or SL_ENOMEM.
+ * stream_write sends data[0..len) as one chunk: it is copied and travels to the owning
+ * reactor, which writes it. Blocks while more than 256 KiB of this response are unsent
+ * (backpressure), until the request ctx is done. Returns 0, the ctx's error (SL_ECANCELED when
+ * the client went away, SL_ETIMEDOUT), SL_EINVAL (not begun) or SL_ENOMEM. The stream ends when
+ * the handler returns (the terminating chunk is sent then). Threads: the handler's. */
+SL_API int sl_resp_stream_begin(sl_resp *resp);
+SL_API int sl_resp_stream_write(sl_resp *resp, const void *data, size_t len);
 
 SL_END_DECLS
 

@@ -68,7 +68,7 @@ static void buf_put(sl__worker *w, char *b, uint32_t cap)
     free(b);
 }
 
-static void stat_inc(_Atomic uint64_t *v)
+void sl__stat_inc(_Atomic uint64_t *v)
 {
     /* Single writer: a load and a store, no read-modify-write needed. */
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
@@ -93,7 +93,7 @@ static void date_refresh(sl__worker *w)
     w->date_sec = sec;
 }
 
-static const char *reason(int status)
+const char *sl__http_reason(int status)
 {
     switch (status) {
     case 100: return "Continue";
@@ -198,7 +198,7 @@ static char *put_status(sl__worker *w, char *p, int status)
     p = PUTS(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)status);
     *p++ = ' ';
-    const char *rs = reason(status);
+    const char *rs = sl__http_reason(status);
     p = put(p, rs, strlen(rs));
     p = PUTS(p, "\r\nServer: sluice\r\nDate: ");
     p = put(p, w->date, 29);
@@ -210,10 +210,10 @@ static char *put_status(sl__worker *w, char *p, int status)
 static void queue_error(sl__conn *c, int status)
 {
     sl__worker *w = c->w;
-    const char *rs = reason(status);
+    const char *rs = sl__http_reason(status);
     size_t rl = strlen(rs);
-    stat_inc(&w->st.requests);
-    stat_inc(&w->st.rejected);
+    sl__stat_inc(&w->st.requests);
+    sl__stat_inc(&w->st.rejected);
     c->closing = true;
     if (wbuf_reserve(c, 256 + 2 * rl) < 0) return;
     date_refresh(w);
@@ -235,8 +235,16 @@ static void queue_continue(sl__conn *c)
     c->wlen += sizeof cont - 1;
 }
 
+int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len)
+{
+    if (wbuf_reserve(c, len) < 0) return SL_ENOMEM;
+    memcpy(c->wbuf + c->wlen, data, len);
+    c->wlen += (uint32_t)len;
+    return 0;
+}
+
 /* Appends the handler's response. Returns 0 or SL_ENOMEM. */
-static int queue_response(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10)
+int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10)
 {
     sl__worker *w = c->w;
     int st = rp->status;
@@ -244,7 +252,7 @@ static int queue_response(sl__conn *c, sl_resp *rp, bool head_method, bool keep,
     size_t blen = bodyless ? 0 : rp->body_len;
     bool copy = !head_method && blen > 0 && blen <= SL__COPY_MAX;
     size_t clen = strlen(rp->ctype);
-    size_t need = 160 + strlen(reason(st)) + clen + rp->hlen + (copy ? blen : 0);
+    size_t need = 160 + strlen(sl__http_reason(st)) + clen + rp->hlen + (copy ? blen : 0);
     if (wbuf_reserve(c, need) < 0) return SL_ENOMEM;
     date_refresh(w);
     char *p = put_status(w, c->wbuf + c->wlen, st);
@@ -290,7 +298,7 @@ static void ext_release(sl__conn *c)
 
 /* Writes what is queued. Returns 0 (all written, or the socket is full: want_out set) or a
  * negative error (the connection must be closed). *progress is set when bytes went out. */
-static int flush(sl__conn *c, bool *progress)
+int sl__conn_flush(sl__conn *c, bool *progress)
 {
     while (c->woff < c->wlen || c->ext) {
         struct iovec iov[2];
@@ -338,6 +346,12 @@ static void reap(sl__reactor *r, sl__task *t)
 void sl__conn_close(sl__conn *c)
 {
     if (c->dead) return;
+    if (c->inflight) {
+        /* A pooled handler still points at this connection: cancel it; its done task
+         * completes the close. */
+        sl__preq_peer_gone(c);
+        return;
+    }
     sl__worker *w = c->w;
     c->dead = true;
     sl__io_stop(&w->r, &c->io);
@@ -422,7 +436,21 @@ static void arm_timer(sl__conn *c, bool progress)
 
 /* ---- requests --------------------------------------------------------------------------- */
 
-static void resp_reset(sl_resp *rp)
+void sl__resp_init(sl_resp *rp)
+{
+    memset(rp, 0, sizeof *rp);
+    rp->status = 200;
+}
+
+void sl__resp_release(sl_resp *rp)
+{
+    free(rp->hdrs);
+    free(rp->copy);
+    rp->hdrs = rp->copy = NULL;
+    rp->hcap = rp->copy_cap = 0;
+}
+
+void sl__resp_reset(sl_resp *rp)
 {
     if (rp->copy_cap > SL__COPY_MAX) { /* a big copy that was not handed over (HEAD) */
         free(rp->copy);
@@ -435,6 +463,8 @@ static void resp_reset(sl_resp *rp)
     rp->ctype[0] = '\0';
     rp->body = NULL;
     rp->body_len = 0;
+    rp->touched = false;
+    rp->streamed = 0;
 }
 
 static void dispatch(sl__conn *c, const char *body, size_t blen)
@@ -442,25 +472,38 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     sl__worker *w = c->w;
     sl_server *srv = w->srv;
     const sl_http_req_head *h = &w->head;
-    stat_inc(&w->st.requests);
-    sl_req req = {.h = h, .body = blen ? body : NULL, .body_len = blen, .c = c};
+    sl__stat_inc(&w->st.requests);
+    sl_req req = {.h = h,
+                  .body = blen ? body : NULL,
+                  .body_len = blen,
+                  .c = c,
+                  .nqp = -1,
+                  .start_ns = w->r.now};
     const char *q = memchr(h->path, '?', h->path_len);
     req.path_len = q ? (size_t)(q - h->path) : h->path_len;
     if (q) {
         req.query = q + 1;
         req.query_len = h->path_len - req.path_len - 1;
     }
-    resp_reset(&w->resp);
-    srv->o.handler(&req, &w->resp, srv->o.handler_arg);
+    sl__resp_reset(&w->resp);
+    if (srv->mux) {
+        if (!sl__mux_dispatch(c, &req)) return; /* pooled, or answered already */
+    } else {
+        srv->o.handler(&req, &w->resp, srv->o.handler_arg);
+    }
     bool keep = h->keep_alive && !w->resp.close && !w->draining;
     bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    if (queue_response(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
+    if (sl__conn_queue_resp(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
         /* No memory for the answer: send what is queued (earlier pipelined responses are
          * intact; wbuf_reserve failed before writing), then close without this one. */
         c->closing = true;
-        return;
+    } else if (!keep) {
+        c->closing = true;
     }
-    if (!keep) c->closing = true;
+    if (srv->mux)
+        sl__mux_finish(&req, &w->resp);
+    else
+        sl__req_end(&req);
 }
 
 static bool output_full(const sl__conn *c)
@@ -486,6 +529,16 @@ static bool body_begin(sl__conn *c)
     } else {
         c->body_len = w->head.content_length > 0 ? w->head.content_length : 0;
     }
+    if (w->srv->mux && (c->body_len != 0)) {
+        /* Routed once the head is here, so a route's smaller limit answers 413 before the
+         * body is read. */
+        uint64_t lim = sl__mux_body_limit(w, &w->head);
+        if (lim && c->chunk && lim < c->chunk->max_body) c->chunk->max_body = lim;
+        if (lim && c->body_len > 0 && (uint64_t)c->body_len > lim) {
+            queue_error(c, 413);
+            return false;
+        }
+    }
     uint32_t have = c->rlen - c->rpos - c->head_len;
     if (w->head.expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have))
         queue_continue(c);
@@ -500,7 +553,7 @@ static bool process(sl__conn *c)
     sl_server *srv = w->srv;
     bool head_ok = false; /* w->head describes this connection's current request */
     for (;;) {
-        if (c->closing) return false;
+        if (c->closing || c->inflight) return false;
         if (output_full(c)) return true;
         if (c->head_len == 0) {
             if (c->rlen == c->rpos) break;
@@ -636,6 +689,22 @@ static void start_linger(sl__conn *c)
     arm_timer(c, false);
 }
 
+/* A pooled request is running: no reading, no parsing, and rbuf stays put (the handler reads
+ * views into it); watch only for the client going away and for room to write. The connection's
+ * timer runs the route's timeout meanwhile. */
+static void drive_inflight(sl__conn *c)
+{
+    sl__preq_stream_progress(c);
+    if (c->peer_gone) return;
+    uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
+    if (sl__io_set(&c->w->r, &c->io, ev) < 0) sl__conn_close(c);
+}
+
+void sl__conn_drive(sl__conn *c, bool progress)
+{
+    drive(c, progress);
+}
+
 /* After reading or writing: handle requests, write, then set interest and timer. */
 static void drive(sl__conn *c, bool progress)
 {
@@ -644,8 +713,12 @@ static void drive(sl__conn *c, bool progress)
     for (;;) {
         bool more = process(c);
         if (c->peer_eof) c->closing = true; /* a partial request can never complete */
-        if (flush(c, &out) < 0) {
+        if (sl__conn_flush(c, &out) < 0) {
             sl__conn_close(c);
+            return;
+        }
+        if (c->inflight) {
+            drive_inflight(c);
             return;
         }
         /* Stopped on the output bounds and the output drained at once: go on with the
@@ -695,6 +768,13 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
         linger_read(c);
         return;
     }
+    if (c->inflight) {
+        if (events & (EPOLLRDHUP | EPOLLHUP))
+            sl__preq_peer_gone(c);
+        else if (events & EPOLLOUT)
+            drive(c, false);
+        return;
+    }
     bool progress = false;
     /* A closing connection reads no more requests; a hang-up then shows as a failed write. */
     if ((events & (EPOLLIN | EPOLLHUP)) && !c->closing) {
@@ -738,7 +818,8 @@ void sl__conn_drain_all(sl__worker *w)
     sl__conn *c = w->conns.next;
     while (c != &w->conns) {
         sl__conn *next = c->next;
-        bool idle = c->rlen == c->rpos && !c->head_len && !unsent(c) && !c->lingering;
+        bool idle =
+            c->rlen == c->rpos && !c->head_len && !unsent(c) && !c->lingering && !c->inflight;
         if (idle) sl__conn_close(c);
         c = next;
     }
@@ -746,8 +827,15 @@ void sl__conn_drain_all(sl__worker *w)
 
 void sl__conn_close_all(sl__worker *w)
 {
-    while (w->conns.next != &w->conns)
-        sl__conn_close(w->conns.next);
+    /* No pooled request can be in flight here: the server shuts the handler pool down before
+     * stopping reactors, and every done task runs before the stop task (handler.c). Walk with
+     * a saved next pointer anyway, so a connection that refuses to close cannot spin us. */
+    sl__conn *c = w->conns.next;
+    while (c != &w->conns) {
+        sl__conn *next = c->next;
+        sl__conn_close(c);
+        c = next;
+    }
 }
 
 void sl__conn_worker_init(sl__worker *w)
@@ -760,6 +848,8 @@ void sl__conn_worker_init(sl__worker *w)
     sl__tq_init(&w->r, &w->tq_write, srv->o.write_timeout_ns, on_close_timeout);
     sl__tq_init(&w->r, &w->tq_idle, srv->o.idle_timeout_ns, on_close_timeout);
     sl__tq_init(&w->r, &w->tq_linger, SL__LINGER_NS, on_close_timeout);
+    for (int i = 0; srv->mux && i < srv->mux->ntq; i++)
+        sl__tq_init(&w->r, &w->tq_route[i], srv->mux->tq_dur[i], sl__preq_timeout);
 }
 
 void sl__conn_worker_destroy(sl__worker *w)
@@ -772,9 +862,7 @@ void sl__conn_worker_destroy(sl__worker *w)
         free(b);
     }
     w->npool = 0;
-    free(w->resp.hdrs);
-    free(w->resp.copy);
-    w->resp.hdrs = w->resp.copy = NULL;
+    sl__resp_release(&w->resp);
 }
 
 /* ---- the handler API -------------------------------------------------------------------- */
@@ -858,6 +946,7 @@ int sl_resp_set_status(sl_resp *resp, int status)
 {
     if (status < 100 || status > 999) return SL_EINVAL;
     resp->status = status;
+    resp->touched = true;
     return 0;
 }
 
@@ -919,6 +1008,7 @@ int sl_resp_add_header(sl_resp *resp, const char *name, const char *value)
 
 int sl_resp_set_body(sl_resp *resp, const void *data, size_t len)
 {
+    resp->touched = true;
     resp->body = NULL;
     resp->body_len = 0;
     if (len == 0) return 0;
@@ -937,6 +1027,7 @@ int sl_resp_set_body(sl_resp *resp, const void *data, size_t len)
 
 int sl_resp_set_body_static(sl_resp *resp, const void *data, size_t len)
 {
+    resp->touched = true;
     resp->body = len ? data : NULL;
     resp->body_len = len;
     return 0;

@@ -10,13 +10,44 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
+#include "sluice/mux.h"
+#include "sluice/pool.h"
+#include "sluice/router.h"
 #include "sluice/server.h"
 #include "http/parser.h"
 #include "http/reactor.h"
 
 typedef struct sl__worker sl__worker;
 typedef struct sl__conn sl__conn;
+typedef struct sl__preq sl__preq;
+typedef struct sl__arena sl__arena;
+
+/* A registered route (mux.c). Immutable once the mux is frozen. */
+typedef struct sl__route {
+    sl_handler_fn fn;
+    void *arg;
+    sl_route_mode mode;
+    int64_t timeout_ns; /* resolved: <= 0 none */
+    uint64_t max_body;  /* 0 = the server's */
+    char *name;         /* the route's name (the pattern by default); owned */
+    int tq;             /* index of this route's timeout queue in each worker, or -1 */
+} sl__route;
+
+struct sl_mux {
+    sl_mux_opts o;
+    sl_router *router;
+    sl__route **routes;
+    size_t nroutes, rcap;
+    sl_middleware *mw;
+    size_t nmw, mwcap;
+    int ntq; /* distinct pooled-route timeouts: each worker has one timer queue per value */
+    int64_t *tq_dur;
+    _Atomic bool busy; /* used by a live server: frozen */
+};
+
+/* Number of middleware the request got through (for after hooks) lives in sl_req. */
 
 /* Size of a pooled buffer (read or write). Requests and responses that fit use no other
  * allocation; larger ones grow a private buffer that is freed, not pooled. */
@@ -41,7 +72,15 @@ struct sl_resp {
     size_t body_len;
     char *copy; /* the worker's body copy buffer (body may point into it) */
     size_t copy_cap;
+    bool touched;      /* status, body or stream set by the handler (sl_resp_written) */
+    uint64_t streamed; /* body bytes sent by sl_resp_stream_write */
+    sl__preq *p;       /* the pooled request this response belongs to, else NULL */
 };
+
+typedef struct sl__qpair {
+    const char *name, *value; /* decoded, in the arena */
+    size_t name_len, value_len;
+} sl__qpair;
 
 struct sl_req {
     const sl_http_req_head *h;
@@ -50,7 +89,44 @@ struct sl_req {
     const char *query;
     size_t query_len, path_len;
     sl__conn *c;
+    const sl__route *rt;     /* matched route, or NULL */
+    const sl_route_match *m; /* router result (mux only), else NULL */
+    sl_ctx *ctx;             /* created lazily for inline requests; owned */
+    int64_t start_ns;        /* sl_mono_ns when the head was complete */
+    sl__arena *arena;        /* blocks past arena0, lazily; freed at the end of the request */
+    uint32_t arena0_used;    /* bytes of arena0 handed out */
+    _Alignas(max_align_t) unsigned char arena0[256]; /* first allocations: no malloc */
+    sl__qpair *qp;                                   /* decoded query, lazily */
+    int nqp;                                         /* -1 until decoded */
+    uint32_t nmw;                                    /* middleware whose before hook ran */
+    uint32_t nvals;
+    struct {
+        const void *key;
+        void *value;
+    } vals[SL_REQ_MAX_VALUES];
     char addr[64]; /* "" until sl_req_remote_addr formats it */
+};
+
+/* A request handed to the handler pool. Created and freed by the owning reactor; between
+ * sl_pool_try_submit and the done task, req/resp belong to the handler thread, except `answered`
+ * and the timer (loop thread). Stream chunks and the done task are posted to the reactor, in
+ * order (one producer). */
+struct sl__preq {
+    sl__task done_task;
+    sl__conn *c;
+    sl_req req;
+    struct sl_resp resp;
+    sl_http_req_head head; /* copy of the parsed head; headers follow this struct */
+    sl_route_match m;      /* copy; param values rebased into the trailing storage */
+    bool answered;         /* loop thread: a 503 went out at the route timeout */
+    bool head_method;
+    /* streaming (see handler.c): guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool streaming;       /* stream_begin was called (also read by the loop under mu) */
+    size_t stream_unsent; /* bytes in the connection's output, not yet written */
+    size_t stream_posted; /* bytes posted to the reactor, not yet in its output */
+    sl_ctx_hook *hook;    /* wakes a blocked stream_write when the ctx is done */
 };
 
 struct sl__conn {
@@ -76,6 +152,10 @@ struct sl__conn {
     bool peer_eof;            /* the peer shut its write side */
     bool dead;                /* closed; freed at the end of the loop iteration */
     bool fresh;               /* no request completed yet on this connection */
+    bool peer_gone;           /* the client closed or reset while a pooled request ran */
+    sl__preq *inflight;       /* the pooled request running now: no parsing or reading until
+                                 it completes (keeps pipelined responses in order and rbuf
+                                 still while the handler reads its views) */
     bool want_out;            /* output is blocked on EPOLLOUT */
     uint16_t pending;         /* responses in wbuf since it was last empty */
     struct sockaddr_in6 peer; /* or a sockaddr_in in the same storage */
@@ -115,6 +195,11 @@ struct sl__worker {
     sl_http_req_head head;
     struct sl_resp resp;
     sl__worker_stats st;
+    /* mux only */
+    sl_route_match m;
+    char *scratch; /* router scratch: 6 * max_target + 256 bytes */
+    size_t scratch_len;
+    sl__tq *tq_route; /* one per distinct pooled-route timeout (mux->ntq) */
 };
 
 struct sl_server {
@@ -131,8 +216,11 @@ struct sl_server {
     _Atomic bool draining;
     pthread_mutex_t mu; /* guards fired; pairs with cv for shutdown's wait */
     pthread_cond_t cv;
-    bool fired;  /* guarded by mu */
-    int drained; /* workers that ran their drain task; guarded by mu */
+    bool fired;     /* guarded by mu */
+    int drained;    /* workers that ran their drain task; guarded by mu */
+    sl_mux *mux;    /* borrowed; NULL for a plain handler */
+    sl_pool *hpool; /* pooled handlers (mux only) */
+    sl_ctx *root;   /* parent of every request ctx; cancelled at shutdown's end */
 };
 
 /* conn.c */
@@ -144,6 +232,35 @@ void sl__conn_drain_all(sl__worker *w);
 void sl__conn_close_all(sl__worker *w);
 void sl__conn_worker_init(sl__worker *w);
 void sl__conn_worker_destroy(sl__worker *w);
+
+/* conn.c, used by handler.c */
+int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10);
+void sl__conn_drive(sl__conn *c, bool progress);
+int sl__conn_flush(sl__conn *c, bool *progress);
+int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len);
+void sl__resp_init(sl_resp *rp);
+void sl__resp_reset(sl_resp *rp);
+void sl__resp_release(sl_resp *rp);
+void sl__stat_inc(_Atomic uint64_t *v);
+const char *sl__http_reason(int status);
+
+/* handler.c: the mux side of a request. sl__mux_dispatch routes req (its head, body and
+ * connection set) and runs middleware and the handler inline, or hands it to the pool. Returns
+ * true when the response is in w->resp and the caller must queue it then call
+ * sl__mux_finish; false when the request went to the pool or was answered already. */
+bool sl__mux_dispatch(sl__conn *c, sl_req *req);
+void sl__mux_finish(sl_req *req, const sl_resp *resp);
+/* Route lookup at head time for the body limit: returns the route's max body or 0. */
+uint64_t sl__mux_body_limit(sl__worker *w, const sl_http_req_head *h);
+/* Loop thread: the client of c's pooled request went away (or c must close). */
+void sl__preq_peer_gone(sl__conn *c);
+/* Loop thread: output made progress on a connection with a streaming pooled request. */
+void sl__preq_stream_progress(sl__conn *c);
+void sl__preq_timeout(sl__reactor *r, sl__timer *t);
+/* Frees a request's arena and releases its ctx. */
+void sl__req_end(sl_req *req);
+int sl__mux_attach(sl_mux *mux);
+void sl__mux_detach(sl_mux *mux);
 
 /* server.c: a connection closed (the slot it held is free). */
 void sl__server_conn_closed(sl_server *srv);

@@ -48,7 +48,8 @@ static int64_t dflt_timeout(int64_t v, int64_t d)
 
 static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_limits *lim)
 {
-    if (!in || !in->handler || in->reactors < 0 || in->max_connections < 0) return SL_EINVAL;
+    if (!in || !in->handler == !in->mux || in->reactors < 0 || in->max_connections < 0)
+        return SL_EINVAL;
     *o = *in;
     if (!o->reactors) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -254,8 +255,12 @@ static void worker_destroy(sl__worker *w)
     sl__reactor_destroy(&w->r);
     free(w->lis);
     free(w->hdrs);
+    free(w->scratch);
+    free(w->tq_route);
     w->lis = NULL;
     w->hdrs = NULL;
+    w->scratch = NULL;
+    w->tq_route = NULL;
 }
 
 static int worker_init(sl_server *srv, sl__worker *w)
@@ -265,7 +270,19 @@ static int worker_init(sl_server *srv, sl__worker *w)
     if (rc < 0) return rc;
     w->r.data = w;
     w->hdrs = calloc(srv->o.max_headers, sizeof *w->hdrs);
-    if (!w->hdrs) {
+    if (srv->mux) {
+        /* The router's bound for a path of max_target bytes (router.h). */
+        w->scratch_len = 6 * (size_t)srv->o.max_target + 256;
+        w->scratch = malloc(w->scratch_len);
+        w->tq_route = calloc((size_t)srv->mux->ntq + 1, sizeof *w->tq_route);
+    }
+    if (!w->hdrs || (srv->mux && (!w->scratch || !w->tq_route))) {
+        free(w->hdrs);
+        free(w->scratch);
+        free(w->tq_route);
+        w->hdrs = NULL;
+        w->scratch = NULL;
+        w->tq_route = NULL;
         sl__reactor_destroy(&w->r);
         w->r.epfd = -1;
         return SL_ENOMEM;
@@ -290,11 +307,26 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     if (!srv) return SL_ENOMEM;
     srv->o = o;
     srv->lim = lim;
+    if (sl_ctx_with_cancel(NULL, &srv->root) < 0) {
+        free(srv);
+        return SL_ENOMEM;
+    }
+    if (o.mux) {
+        rc = sl__mux_attach(o.mux);
+        if (rc < 0) {
+            sl_ctx_release(srv->root);
+            free(srv);
+            return rc;
+        }
+        srv->mux = o.mux;
+    }
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->npaused, 0);
     atomic_init(&srv->draining, false);
     srv->workers = calloc((size_t)o.reactors, sizeof *srv->workers);
     if (!srv->workers) {
+        if (srv->mux) sl__mux_detach(srv->mux);
+        sl_ctx_release(srv->root);
         free(srv);
         return SL_ENOMEM;
     }
@@ -302,6 +334,8 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         srv->workers[i].r.epfd = -1;
     if (pthread_mutex_init(&srv->mu, NULL) != 0) {
         free(srv->workers);
+        if (srv->mux) sl__mux_detach(srv->mux);
+        sl_ctx_release(srv->root);
         free(srv);
         return SL_ENOMEM;
     }
@@ -309,6 +343,21 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     srv->nworkers = o.reactors;
     for (int i = 0; i < o.reactors; i++) {
         rc = worker_init(srv, &srv->workers[i]);
+        if (rc < 0) {
+            sl_server_free(srv);
+            return rc;
+        }
+    }
+    if (srv->mux) {
+        sl_pool_opts po = {.name = "handlers",
+                           .workers = srv->mux->o.handler_workers,
+                           /* sl_pool's ring needs 2 slots at least (a 1-slot ring
+                              accepts without bound: see the report) */
+                           .queue_capacity =
+                               srv->mux->o.handler_queue < 2 ? 2 : srv->mux->o.handler_queue,
+                           .retry = {.max_attempts = 1},
+                           .logger = srv->mux->o.logger};
+        rc = sl_pool_new(&po, &srv->hpool);
         if (rc < 0) {
             sl_server_free(srv);
             return rc;
@@ -494,6 +543,11 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
         pthread_mutex_unlock(&srv->mu);
         if (hr == 0) sl_ctx_hook_stop(hook);
     }
+    /* The grace period is over: cancel every request still running, let the pooled handlers
+     * return (their done tasks reach the reactors, which are still running), then stop the
+     * reactors. This order is what lets a connection never be freed under a handler. */
+    sl_ctx_cancel(srv->root);
+    if (srv->hpool) sl_pool_shutdown(srv->hpool, NULL, NULL);
     stop_and_join(srv);
     srv->state = SRV_STOPPED;
     if (clean) return 0;
@@ -544,6 +598,9 @@ void sl_server_free(sl_server *srv)
     for (int i = 0; i < srv->nlis * srv->nworkers; i++)
         if (srv->lfds[i] >= 0) close(srv->lfds[i]);
     free(srv->lfds);
+    sl_pool_free(srv->hpool);
+    sl_ctx_release(srv->root);
+    if (srv->mux) sl__mux_detach(srv->mux);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->mu);
     free(srv->workers);

@@ -1,0 +1,118 @@
+/* sluice-demo: the pieces of the service shared by its files (private to the app).
+ *
+ * main.c     flags, start-up banner, signals, the shutdown sequence and its summary
+ * config.c   flag parsing and --help
+ * store.c    the user store (sl_map) and JSON encoding/validation of users (jansson)
+ * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
+ * routes.c   the HTTP handlers and the route table
+ *
+ * Threads: a demo_app is built by main before serving and only read afterwards, except the
+ * atomic counters, which any thread updates. */
+#ifndef SLUICE_DEMO_H
+#define SLUICE_DEMO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sluice/ratelimit.h"
+#include "sluice/sluice.h"
+
+#define DEMO_MAX_KEYS    32 /* API keys given with --api-key (plus the built-in ones) */
+#define DEMO_MAX_PROXIES 16 /* CIDRs in --trusted-proxies */
+
+enum { DEMO_TIER_FREE, DEMO_TIER_PRO, DEMO_TIER_ENTERPRISE, DEMO_NTIERS };
+
+typedef struct demo_config {
+    const char *addr; /* listen address */
+    int port;
+    int reactors;        /* 0: one per CPU */
+    int handler_workers; /* pooled-handler threads; 0: the library's default */
+    int job_workers;     /* background job threads */
+    int queue;           /* job queue capacity */
+    /* limits, events/s and bursts */
+    double global_rate;
+    int64_t global_burst;
+    double ip_rate;
+    int64_t ip_burst;
+    double tier_rate[DEMO_NTIERS];
+    int64_t tier_burst[DEMO_NTIERS];
+    bool no_limits;
+    /* API keys: key -> tier (the built-in demo keys unless --no-demo-keys) */
+    const char *key_name[DEMO_MAX_KEYS];
+    int key_tier[DEMO_MAX_KEYS];
+    size_t nkeys;
+    /* trusted proxies */
+    sl_cidr proxies[DEMO_MAX_PROXIES];
+    size_t nproxies;
+    /* simulated work */
+    int64_t email_ns;   /* one welcome e-mail */
+    int64_t webhook_ns; /* one webhook delivery */
+    int64_t search_ns;  /* one search */
+    int64_t item_ns;    /* one batch item */
+    int batch_limit;    /* batch items in flight */
+    int batch_max;      /* items in one batch */
+    size_t users_max_body;
+    uint64_t max_body;
+    /* shutdown */
+    int64_t grace_ns;      /* server: in-flight requests */
+    int64_t jobs_drain_ns; /* job pool: queued jobs */
+    /* logs */
+    sl_log_format log_format;
+    sl_log_level log_level;
+    const char *redis; /* --redis URL, or NULL */
+} demo_config;
+
+typedef struct demo_app {
+    demo_config cfg;
+    sl_logger *log;
+    sl_map *users;           /* id (decimal text) -> demo_user */
+    _Atomic int64_t next_id; /* last id handed out */
+    sl_pool *jobs;
+    /* job outcomes, reported by the pool's hooks */
+    _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
+    _Atomic uint64_t searches_stopped; /* searches whose client went away */
+} demo_app;
+
+/* A stored user. Fixed size: sl_map values are copied in and out. */
+typedef struct demo_user {
+    int64_t id;
+    int64_t created_ms; /* wall clock, ms since the epoch */
+    char name[101];
+    char email[255];
+} demo_user;
+
+/* config.c */
+/* Parses argv into *cfg (defaults first). Returns 0 to run, 1 after printing --help (exit 0),
+ * or -1 after printing an error (exit 2). */
+int demo_config_parse(demo_config *cfg, int argc, char **argv);
+void demo_config_usage(FILE *out);
+const char *demo_tier_name(int tier);
+
+/* store.c */
+int demo_store_init(demo_app *app);
+void demo_store_destroy(demo_app *app);
+/* Validates a POST /users body. Returns 0 and fills *u (id and time not set), or writes a
+ * NUL-terminated reason into err and returns SL_EINVAL. */
+int demo_user_parse(const void *body, size_t len, demo_user *u, char *err, size_t errlen);
+/* Gives u an id and stores it. Returns 0 or an SL_E* code. */
+int demo_user_create(demo_app *app, demo_user *u);
+/* Looks the user up by id text. Returns 0 or SL_ENOENT. */
+int demo_user_get(demo_app *app, const char *id, size_t idlen, demo_user *out);
+/* The user as JSON (malloc'd, NUL-terminated), or NULL when out of memory. */
+char *demo_user_json(const demo_user *u);
+
+/* jobs.c */
+int demo_jobs_init(demo_app *app);
+/* Queues the welcome e-mail of u, waiting up to ctx for room. Returns sl_pool_submit's code. */
+int demo_jobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx);
+/* Try-submits one webhook delivery (event: the request body's first bytes, copied). Returns
+ * 0, SL_EFULL (answer 503), SL_ECLOSED or SL_ENOMEM. *job_id gets the job id. */
+int demo_jobs_webhook(demo_app *app, const void *body, size_t len, char job_id[SL_POOL_ID_MAX + 1]);
+/* Drains the pool within cfg.jobs_drain_ns and fills *r. */
+int demo_jobs_shutdown(demo_app *app, sl_pool_report *r);
+void demo_jobs_free(demo_app *app);
+
+#endif /* SLUICE_DEMO_H */

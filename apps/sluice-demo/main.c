@@ -1,0 +1,324 @@
+/* sluice-demo: every pattern of the Go seed in one small API (see docs/demo.md).
+ *
+ * Start-up builds, in order: logger, metrics registry, user store, job pool, rate-limit
+ * policies and their middleware, the mux with its routes, the server; then it prints the
+ * routes and curl lines and serves until SIGINT/SIGTERM (sl_signal_ctx).
+ *
+ * Shutdown follows DESIGN.md's order, and reports each step on stdout:
+ *   1. the server stops accepting and lets in-flight requests finish within --grace-ms
+ *      (then cancels the rest: their request ctx fires, so /search stops);
+ *   2. the job pool drains within --jobs-drain-ms; jobs that could not finish are handed to
+ *      on_abandoned, which logs each one (nothing is dropped silently);
+ *   3. a summary line with the job counts: submitted = succeeded + failed + dead + abandoned;
+ *   4. everything is freed in reverse order (metrics callbacks first, as they read the
+ *      objects), and the process exits 0.
+ * Everything is in-process; --redis is refused (exit 2) until the Redis backend is wired. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demo.h"
+#include "routes.h"
+#include "sluice/mw_metrics.h"
+#include "sluice/mw_ratelimit.h"
+
+typedef struct http_side {
+    sl_metrics *reg;
+    sl_ratelimit *auth, *limits;
+    sl_mw_ratelimit *auth_mw, *limits_mw;
+    sl_mw_metrics *metrics_mw;
+    sl_mux *mux;
+    sl_server *srv;
+    sl_obs *obs;
+    sl_ratelimit_tier_entry keys[DEMO_MAX_KEYS];
+} http_side;
+
+/* The routes, with their mode and whether they need an API key. */
+typedef struct route {
+    const char *pattern;
+    sl_handler_fn fn;
+    sl_route_mode mode;
+    bool key;
+    const char *curl; /* %d: the port */
+} route;
+
+static const route routes[] = {
+    {"POST /users", demo_create_user, SL_ROUTE_POOLED, true,
+     "curl -i -H 'X-API-Key: demo-pro' -d '{\"name\":\"Ada\",\"email\":\"ada@example.com\"}' "
+     "http://127.0.0.1:%d/users"},
+    {"GET /users/{id}", demo_get_user, SL_ROUTE_INLINE, true,
+     "curl -i -H 'X-API-Key: demo-pro' http://127.0.0.1:%d/users/1"},
+    {"POST /webhooks", demo_webhook, SL_ROUTE_INLINE, false,
+     "curl -i -d '{\"event\":\"order.paid\"}' http://127.0.0.1:%d/webhooks"},
+    {"GET /search", demo_search, SL_ROUTE_POOLED, false,
+     "curl -i 'http://127.0.0.1:%d/search?q=sluice'   (Ctrl-C it: the search stops)"},
+    {"POST /batch", demo_batch, SL_ROUTE_POOLED, true,
+     "curl -i -H 'X-API-Key: demo-pro' -d '{\"items\":[\"a\",\"b\",\"fail\",\"c\"]}' "
+     "http://127.0.0.1:%d/batch"},
+    {"GET /healthz", demo_healthz, SL_ROUTE_INLINE, false, "curl -i http://127.0.0.1:%d/healthz"},
+    {"GET /metrics", sl_metrics_handler, SL_ROUTE_INLINE, false,
+     "curl -s http://127.0.0.1:%d/metrics | grep -v '^#'"},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* The main limiter applies to everything but health checks and scrapes (and does apply to
+ * unmatched requests, so a 404 flood is limited too). */
+static bool limited(void *arg, sl_req *req)
+{
+    (void)arg;
+    const char *p = sl_req_pattern(req);
+    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+}
+
+static int build_policies(demo_app *app, http_side *h)
+{
+    const demo_config *c = &app->cfg;
+    for (size_t i = 0; i < c->nkeys; i++)
+        h->keys[i] = (sl_ratelimit_tier_entry){.key = c->key_name[i], .tier = c->key_tier[i]};
+    sl_keyed_tier tiers[DEMO_NTIERS];
+    for (int t = 0; t < DEMO_NTIERS; t++)
+        tiers[t] = (sl_keyed_tier){.limit = c->tier_rate[t], .burst = c->tier_burst[t]};
+    sl_clientip_config cip = {.trusted = c->proxies,
+                              .ntrusted = c->nproxies,
+                              .sources = SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED};
+    /* The key check: a required API-key rule with no limit. It answers 401 (with
+     * WWW-Authenticate) for /users and /batch before any budget is spent. */
+    sl_ratelimit_rule auth = {.kind = SL_RATELIMIT_APIKEY,
+                              .name = "auth",
+                              .limit = SL_RATE_INF,
+                              .burst = 1,
+                              .max_keys = 1024};
+    sl_ratelimit_config acfg = {.rules = &auth, .nrules = 1, .clientip = cip};
+    int rc = sl_ratelimit_new(&acfg, &h->auth);
+    if (rc < 0 || c->no_limits) return rc;
+    /* The limits, in one policy so that a request rejected by one rule gives back what the
+     * earlier rules reserved: global, then per client IP, then per API key (by tier). */
+    sl_ratelimit_rule rules[] = {
+        {.kind = SL_RATELIMIT_GLOBAL,
+         .name = "global",
+         .limit = c->global_rate,
+         .burst = c->global_burst},
+        {.kind = SL_RATELIMIT_IP,
+         .name = "ip",
+         .limit = c->ip_rate,
+         .burst = c->ip_burst,
+         .max_keys = 100000,
+         .on_full = SL_KEYED_FULL_OVERFLOW,
+         .overflow = {c->ip_rate * 10, c->ip_burst * 10}},
+        {.kind = SL_RATELIMIT_APIKEY,
+         .name = "apikey",
+         .key_optional = true,
+         .tiers = tiers,
+         .ntiers = DEMO_NTIERS,
+         .default_tier = DEMO_TIER_FREE,
+         .tier_table = h->keys,
+         .ntier_table = c->nkeys,
+         .max_keys = 100000},
+    };
+    sl_ratelimit_config cfg = {.rules = rules, .nrules = 3, .clientip = cip};
+    return sl_ratelimit_new(&cfg, &h->limits);
+}
+
+static int use_middleware(demo_app *app, http_side *h)
+{
+    sl_middleware m;
+    int rc = sl_mw_metrics_new(&(sl_mw_metrics_opts){.registry = h->reg}, &h->metrics_mw);
+    if (rc < 0) return rc;
+    sl_mw_metrics_middleware(h->metrics_mw, &m);
+    if ((rc = sl_mux_use(h->mux, &m)) < 0) return rc;
+    sl_mw_request_id(&m);
+    if ((rc = sl_mux_use(h->mux, &m)) < 0) return rc;
+    sl_mw_access_log(app->log, &m);
+    if ((rc = sl_mux_use(h->mux, &m)) < 0) return rc;
+    const char *keyed[NROUTES];
+    size_t nk = 0;
+    for (size_t i = 0; i < NROUTES; i++)
+        if (routes[i].key) keyed[nk++] = routes[i].pattern;
+    sl_mw_ratelimit_opts ao = {.policy = h->auth, .patterns = keyed, .npatterns = nk};
+    if ((rc = sl_mw_ratelimit_new(&ao, &h->auth_mw)) < 0) return rc;
+    sl_mw_ratelimit_middleware(h->auth_mw, &m);
+    if ((rc = sl_mux_use(h->mux, &m)) < 0) return rc;
+    if (!h->limits) return 0;
+    sl_mw_ratelimit_opts lo = {.policy = h->limits, .applies = limited};
+    if ((rc = sl_mw_ratelimit_new(&lo, &h->limits_mw)) < 0) return rc;
+    sl_mw_ratelimit_middleware(h->limits_mw, &m);
+    return sl_mux_use(h->mux, &m);
+}
+
+static int build_http(demo_app *app, http_side *h)
+{
+    const demo_config *c = &app->cfg;
+    int rc = sl_metrics_new(&h->reg);
+    if (rc == 0) rc = build_policies(app, h);
+    sl_mux_opts mo = {.handler_workers = c->handler_workers, .logger = app->log};
+    if (rc == 0) rc = sl_mux_new(&mo, &h->mux);
+    if (rc == 0) rc = use_middleware(app, h);
+    char err[256] = "";
+    for (size_t i = 0; rc == 0 && i < NROUTES; i++) {
+        sl_route_opts ro = {.mode = routes[i].mode, .timeout_ns = SL_SEC(30)};
+        if (!strcmp(routes[i].pattern, "POST /users")) ro.max_body_bytes = c->users_max_body;
+        rc = sl_mux_handle(h->mux, routes[i].pattern, routes[i].fn,
+                           routes[i].fn == sl_metrics_handler ? (void *)h->reg : (void *)app, &ro,
+                           err, sizeof err);
+    }
+    sl_server_opts so = {.mux = h->mux,
+                         .reactors = c->reactors,
+                         .max_body_bytes = c->max_body,
+                         .shutdown_timeout_ns = c->grace_ns};
+    if (rc == 0) rc = sl_server_new(&so, &h->srv);
+    if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
+    if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
+    if (rc == 0) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
+    if (rc == 0) rc = sl_obs_ratelimit(h->obs, h->auth);
+    if (rc == 0 && h->limits) rc = sl_obs_ratelimit(h->obs, h->limits);
+    if (rc < 0) fprintf(stderr, "sluice-demo: setting up: %s %s\n", sl_strerror(rc), err);
+    return rc;
+}
+
+static void free_http(http_side *h)
+{
+    sl_obs_free(h->obs); /* first: its callbacks read the server and the pool */
+    sl_server_free(h->srv);
+    sl_mux_free(h->mux);
+    sl_mw_ratelimit_free(h->limits_mw);
+    sl_mw_ratelimit_free(h->auth_mw);
+    sl_mw_metrics_free(h->metrics_mw);
+    sl_ratelimit_free(h->limits);
+    sl_ratelimit_free(h->auth);
+    sl_metrics_free(h->reg);
+}
+
+static void rate_text(double r, char out[32])
+{
+    if (r == SL_RATE_INF)
+        snprintf(out, 32, "unlimited");
+    else
+        snprintf(out, 32, "%g/s", r);
+}
+
+static void banner(const demo_app *app, int port)
+{
+    const demo_config *c = &app->cfg;
+    printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
+           c->addr, port);
+    for (size_t i = 0; i < NROUTES; i++)
+        printf("  %-18s %-7s%s\n", routes[i].pattern,
+               routes[i].mode == SL_ROUTE_INLINE ? "inline" : "pooled",
+               routes[i].key ? "  (X-API-Key required)" : "");
+    if (c->no_limits) {
+        printf("\nlimits: none (--no-limits)\n");
+    } else {
+        char g[32], ip[32], t[DEMO_NTIERS][32];
+        rate_text(c->global_rate, g);
+        rate_text(c->ip_rate, ip);
+        for (int i = 0; i < DEMO_NTIERS; i++)
+            rate_text(c->tier_rate[i], t[i]);
+        printf("\nlimits: global %s burst %lld; per IP %s burst %lld; per API key: free %s, "
+               "pro %s, enterprise %s\n",
+               g, (long long)c->global_burst, ip, (long long)c->ip_burst, t[0], t[1], t[2]);
+    }
+    printf("api keys:");
+    for (size_t i = 0; i < c->nkeys; i++)
+        printf(" %s (%s)", c->key_name[i], demo_tier_name(c->key_tier[i]));
+    printf("%s\n\ntry:\n", c->nkeys ? "" : " none (unknown keys are free tier)");
+    for (size_t i = 0; i < NROUTES; i++) {
+        /* The curl lines hold one %d (the port) and nothing else that printf would read. */
+        const char *pct = strstr(routes[i].curl, "%d");
+        printf("  %.*s%d%s\n", (int)(pct - routes[i].curl), routes[i].curl, port, pct + 2);
+    }
+    printf("  for i in $(seq 30); do curl -s -o /dev/null -w '%%{http_code} ' "
+           "-H 'X-API-Key: demo-free' http://127.0.0.1:%d/users/1; done; echo   (429s)\n\n"
+           "Ctrl-C for a graceful shutdown.\n",
+           port);
+    fflush(stdout);
+}
+
+/* Serves until a signal, then shuts down in order and prints what happened. */
+static int serve(demo_app *app, http_side *h)
+{
+    int port = sl_server_listen(h->srv, app->cfg.addr, app->cfg.port);
+    if (port < 0) {
+        fprintf(stderr, "sluice-demo: listen %s:%d: %s\n", app->cfg.addr, app->cfg.port,
+                sl_strerror(port));
+        return port;
+    }
+    const int sigs[] = {SIGINT, SIGTERM};
+    sl_ctx *stop = NULL;
+    int rc = sl_signal_ctx(NULL, sigs, 2, &stop);
+    if (rc == 0) rc = sl_server_serve(h->srv);
+    if (rc < 0) {
+        fprintf(stderr, "sluice-demo: start: %s\n", sl_strerror(rc));
+        sl_signal_ctx_stop(stop);
+        return rc;
+    }
+    banner(app, port);
+    sl_log_info(app->log, "serving", SL_A_STR("addr", app->cfg.addr), SL_A_INT("port", port));
+    sl_ctx_wait(stop);
+    sl_signal_ctx_stop(stop);
+
+    printf("\nshutdown: stopping the server (grace %lld ms)\n",
+           (long long)(app->cfg.grace_ns / 1000000));
+    fflush(stdout);
+    int64_t t0 = sl_mono_ns();
+    sl_ctx *grace = NULL;
+    rc = sl_ctx_with_timeout(NULL, app->cfg.grace_ns, &grace);
+    int src = rc == 0 ? sl_server_shutdown(h->srv, grace) : rc;
+    sl_ctx_release(grace);
+    sl_server_stats st;
+    sl_server_stats_get(h->srv, &st);
+    printf("shutdown: server stopped in %lld ms: requests answered=%llu, in-flight cut off=%s\n",
+           (long long)((sl_mono_ns() - t0) / 1000000), (unsigned long long)st.requests,
+           src == 0 ? "no" : "yes");
+    printf("shutdown: searches stopped early=%llu\n",
+           (unsigned long long)atomic_load(&app->searches_stopped));
+    printf("shutdown: draining jobs (deadline %lld ms)\n",
+           (long long)(app->cfg.jobs_drain_ns / 1000000));
+    fflush(stdout);
+    sl_pool_report r = {0};
+    int prc = demo_jobs_shutdown(app, &r);
+    printf("shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu abandoned=%llu "
+           "stuck=%llu deadline_hit=%s elapsed_ms=%lld\n",
+           (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
+           (unsigned long long)r.failed, (unsigned long long)r.dead,
+           (unsigned long long)r.abandoned, (unsigned long long)r.stuck,
+           r.deadline_hit ? "yes" : "no", (long long)(r.elapsed_ns / 1000000));
+    printf("shutdown: %s\n", prc == 0 ? "complete" : "job pool did not stop in time");
+    fflush(stdout);
+    return prc;
+}
+
+int main(int argc, char **argv)
+{
+    static demo_app app; /* static: shared with every thread for the process's life */
+    int rc = demo_config_parse(&app.cfg, argc, argv);
+    if (rc == 1) {
+        demo_config_usage(stdout);
+        return 0;
+    }
+    if (rc < 0) return 2;
+    if (app.cfg.redis) {
+        fprintf(stderr,
+                "sluice-demo: --redis %s: the Redis backend (shared limits and jobs) is "
+                "not wired into this build yet; run without --redis for the in-process "
+                "default\n",
+                app.cfg.redis);
+        return 2;
+    }
+    sl_log_opts lo = {.level = app.cfg.log_level, .format = app.cfg.log_format, .fd = 2};
+    if (sl_logger_new(&lo, &app.log) < 0) return 1;
+    sl_log_set_default(app.log);
+
+    http_side h = {0};
+    rc = demo_store_init(&app);
+    if (rc == 0) rc = demo_jobs_init(&app);
+    if (rc == 0) rc = build_http(&app, &h);
+    if (rc == 0) rc = serve(&app, &h);
+
+    free_http(&h); /* frees the server first if it is still up (no grace: start-up failed) */
+    demo_jobs_free(&app);
+    demo_store_destroy(&app);
+    sl_log_set_default(NULL);
+    sl_logger_free(app.log);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,139 @@
+/* sl_mux: the application-facing request multiplexer — Go 1.22 ServeMux routing, a middleware
+ * chain, and inline or pooled handlers.
+ *
+ *   sl_mux_opts mo = {.handler_workers = 32, .handler_queue = 256};
+ *   sl_mux *mux;
+ *   sl_mux_new(&mo, &mux);
+ *   sl_middleware rid, alog;
+ *   sl_mw_request_id(&rid);
+ *   sl_mw_access_log(NULL, &alog);
+ *   sl_mux_use(mux, &rid);                  // outermost first
+ *   sl_mux_use(mux, &alog);
+ *   sl_route_opts ro = {.timeout_ns = SL_SEC(2)};
+ *   sl_mux_handle(mux, "GET /users/{id}", get_user, db, &ro, NULL, 0);   // pooled (default)
+ *   sl_route_opts fast = {.mode = SL_ROUTE_INLINE};
+ *   sl_mux_handle(mux, "GET /healthz", healthz, NULL, &fast, NULL, 0);   // on the reactor
+ *   sl_server_opts so = {.mux = mux};
+ *   sl_server_new(&so, &srv);  ...  sl_server_free(srv);  sl_mux_free(mux);
+ *
+ * Modes (DESIGN.md): an INLINE handler runs on the reactor thread that read the request and
+ * must not block. A POOLED handler (the default) runs on the server's bounded handler pool
+ * (handler_workers threads, handler_queue waiting requests); when the pool is saturated the
+ * server answers 503 with Retry-After at once. A pooled request's ctx (sl_req_ctx) is
+ * cancelled when the client goes away, when the route's timeout passes (and then, if the
+ * handler has not started streaming, the server answers 503 at once and discards what the
+ * handler builds later), and at the end of shutdown's grace period.
+ *
+ * Middleware runs on the reactor, after routing and before the handler, outermost first:
+ * `before` may stop the chain by returning SL_MW_STOP with the response it set (a 401, a 429):
+ * a rejected request never costs a handler thread. `after` hooks run on the reactor when the
+ * response is queued for sending, innermost first (access logs, metrics). Why not Go's wrapping
+ * closures (func(http.Handler) http.Handler)? A wrapped chain runs on one stack around the
+ * handler, but a pooled handler runs later on another thread: the part of the chain before the
+ * handler and the part after it are two separate calls, so a middleware is exactly that pair.
+ * Middleware also runs for unmatched requests (404, 405, 301), so they are logged and limited.
+ *
+ * Unmatched requests: 404 {"error":"not found"}; 405 {"error":"method not allowed"} with
+ * Allow; 301 to the clean path (query kept) for unclean paths and "/dir" -> "/dir/"; 400 for
+ * bad percent-encoding in the path.
+ *
+ * Threads: build the mux (new, use, handle) on one thread before giving it to sl_server_new;
+ * after that it is read-only and shared by every reactor; sl_mux_handle/use then return
+ * SL_EBUSY. The mux must outlive every server using it. */
+#ifndef SLUICE_MUX_H
+#define SLUICE_MUX_H
+
+#include "sluice/common.h"
+#include "sluice/log.h"
+#include "sluice/server.h"
+
+SL_BEGIN_DECLS
+
+typedef enum sl_route_mode {
+    SL_ROUTE_POOLED = 0, /* on the handler pool (default): may block, should honour its ctx */
+    SL_ROUTE_INLINE = 1, /* on the reactor: must not block */
+} sl_route_mode;
+
+/* Per-route options. Zero-initialize; NULL route options mean all defaults. */
+typedef struct sl_route_opts {
+    sl_route_mode mode;
+    int64_t timeout_ns;      /* request ctx deadline; 0 = the mux's default_timeout_ns; < 0 none.
+                                Pooled routes: on expiry, 503 if nothing was streamed yet */
+    uint64_t max_body_bytes; /* 0 = the server's max_body_bytes; a larger Content-Length gets
+                                413 before the body is read (chunked: once it exceeds it) */
+    const char *name;        /* for logs and metrics; copied; NULL = the pattern */
+} sl_route_opts;
+
+typedef struct sl_mux_opts {
+    int handler_workers;        /* pooled-handler threads; 0 = 4 x online CPUs */
+    size_t handler_queue;       /* pooled requests waiting for a thread; 0 = 256 (1 counts as 2);
+                                   rounded up to a power of 2; beyond it -> 503 */
+    int64_t default_timeout_ns; /* route timeout when the route says 0; 0 = none */
+    sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
+} sl_mux_opts;
+
+/* What a middleware's before hook tells the chain. */
+typedef enum sl_mw_action {
+    SL_MW_NEXT = 0, /* go on: next middleware, then the handler */
+    SL_MW_STOP = 1, /* stop: send the response as set now (the handler does not run) */
+} sl_mw_action;
+
+/* Runs on the reactor, before the handler; must not block. The request is routed
+ * (sl_req_pattern, sl_req_path_value work; the pattern is NULL for unmatched requests). */
+typedef sl_mw_action (*sl_mw_before_fn)(sl_req *req, sl_resp *resp, void *arg);
+/* Runs on the reactor once the response is final and queued (status, sl_resp_bytes known),
+ * for every request whose before hook ran (also when a later middleware stopped the chain).
+ * The request (and its values) is still valid. Must not block. */
+typedef void (*sl_mw_after_fn)(sl_req *req, const sl_resp *resp, void *arg);
+
+/* A middleware: either hook may be NULL. arg is passed to both; the mux does not own it. */
+typedef struct sl_middleware {
+    const char *name; /* for diagnostics; may be NULL; not copied (use a literal) */
+    sl_mw_before_fn before;
+    sl_mw_after_fn after;
+    void *arg;
+} sl_middleware;
+
+/* Creates an empty mux. opts may be NULL (defaults). Returns 0 and *out; SL_EINVAL (negative
+ * workers or timeout) or SL_ENOMEM (*out untouched). Threads: any. Does not block. */
+SL_API int sl_mux_new(const sl_mux_opts *opts, sl_mux **out);
+
+/* Frees the mux (not the handlers' or middleware's args). Every server using it must have been
+ * freed. NULL is ignored. */
+SL_API void sl_mux_free(sl_mux *mux);
+
+/* Registers fn(req, resp, arg) for a Go 1.22 pattern ("GET /users/{id}", "/static/",
+ * "POST /items/{$}"; see router.h). ro may be NULL. Returns 0; SL_EINVAL (malformed pattern,
+ * fn NULL, bad option); SL_ECONFLICT (overlaps an existing pattern without either being more
+ * specific, or duplicates one); SL_EBUSY (the mux is already used by a server); SL_ENOMEM. On
+ * failure nothing is registered and, if err is not NULL, a NUL-terminated explanation naming
+ * the patterns is written to err (errlen bytes at most); it is also logged at WARN. */
+SL_API int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
+                         const sl_route_opts *ro, char *err, size_t errlen);
+
+/* Appends a middleware to the chain (the first added is the outermost: its before runs first
+ * and its after runs last). The struct is copied. Returns 0, SL_EINVAL (both hooks NULL),
+ * SL_EBUSY (already used by a server) or SL_ENOMEM. */
+SL_API int sl_mux_use(sl_mux *mux, const sl_middleware *mw);
+
+/* ---- standard middleware ------------------------------------------------------------------ */
+
+/* Longest X-Request-Id accepted from a client; longer or non-printable ones are replaced. */
+#define SL_REQUEST_ID_MAX 64
+
+/* Fills *out with the request-id middleware: takes the client's X-Request-Id when it is 1..64
+ * bytes of [A-Za-z0-9._:-], else generates one (16 hex digits, unique per process), stores it
+ * (sl_req_request_id) and echoes it as X-Request-Id on the response. Never fails. */
+SL_API void sl_mw_request_id(sl_middleware *out);
+
+/* Fills *out with the access-log middleware: one INFO line per request on lg (NULL = the
+ * default logger), written from the after hook:
+ *   msg="request" method=GET path=/users/7 route="GET /users/{id}" status=200 bytes=42
+ *   dur=1.2ms remote=127.0.0.1:5000 request_id=...
+ * (route is the route's name, "-" when unmatched; request_id only with the request-id
+ * middleware before it). lg must outlive the mux. Never fails. */
+SL_API void sl_mw_access_log(sl_logger *lg, sl_middleware *out);
+
+SL_END_DECLS
+
+#endif /* SLUICE_MUX_H */

@@ -1,0 +1,82 @@
+/* sl_mw_ratelimit: the rate-limit middleware — an sl_ratelimit policy (ratelimit.h) applied to
+ * a mux's requests (mux.h), on the reactor, before a handler thread is spent.
+ *
+ * For each request it applies to, the before hook resolves the client address (the peer, or
+ * the forwarding header when the peer is a trusted proxy: the policy's clientip config),
+ * decides at sl_now_ns(), and either stops the chain with the policy's answer (429 with
+ * Retry-After and the rate headers, 401 with WWW-Authenticate, 503 on an internal error: the
+ * policy's status, headers and body exactly) or adds the remaining-quota headers of the
+ * tightest rule to the response and lets the request go on. A flood of rejected requests thus
+ * costs no handler thread and takes no budget from rules it did not reach (the policy rolls
+ * back its reservations).
+ *
+ * Which requests: every request, or only those whose route pattern (sl_req_pattern) is in
+ * `patterns`, or those for which `applies` says yes. Several instances with different policies
+ * may be stacked (say one with a required API key for some routes and one without for the
+ * rest); each keeps its own budgets.
+ *
+ *   sl_mw_ratelimit_opts o = {.policy = rl};
+ *   sl_mw_ratelimit *mw;
+ *   sl_mw_ratelimit_new(&o, &mw);
+ *   sl_middleware m;
+ *   sl_mw_ratelimit_middleware(mw, &m);
+ *   sl_mux_use(mux, &m);
+ *   ... serve; free the server and the mux ...
+ *   sl_mw_ratelimit_free(mw);
+ *
+ * Threads: any. The middleware is shared by every reactor; its counters are atomic. */
+#ifndef SLUICE_MW_RATELIMIT_H
+#define SLUICE_MW_RATELIMIT_H
+
+#include "sluice/common.h"
+#include "sluice/mux.h"
+#include "sluice/ratelimit.h"
+#include "sluice/server.h"
+
+SL_BEGIN_DECLS
+
+typedef struct sl_mw_ratelimit sl_mw_ratelimit;
+
+/* Says whether the middleware applies to req (on the reactor; must not block). */
+typedef bool (*sl_mw_ratelimit_applies_fn)(void *arg, sl_req *req);
+
+typedef struct sl_mw_ratelimit_opts {
+    sl_ratelimit *policy;               /* required; borrowed: must outlive the middleware */
+    const char *const *patterns;        /* route patterns it applies to (copied); NULL: all */
+    size_t npatterns;                   /* ... unless applies is set */
+    sl_mw_ratelimit_applies_fn applies; /* takes precedence over patterns */
+    void *applies_arg;
+    bool skip_unmatched; /* requests that matched no route (404/405/301) are not limited */
+    int64_t cost;        /* tokens per request; 0 = 1 */
+} sl_mw_ratelimit_opts;
+
+/* Counters (each exact; not one instant's snapshot). */
+typedef struct sl_mw_ratelimit_stats {
+    uint64_t decided;      /* requests the policy decided on */
+    uint64_t allowed;      /* ... that went on */
+    uint64_t rejected;     /* ... that were answered 429 */
+    uint64_t unauthorized; /* ... answered 401 */
+    uint64_t errors;       /* ... answered 503 (policy error) */
+} sl_mw_ratelimit_stats;
+
+/* Creates the middleware's state. Returns 0 and *out, SL_EINVAL (opts or policy NULL, cost < 0,
+ * a NULL pattern) or SL_ENOMEM (*out untouched). Threads: any. Does not block. */
+SL_API int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit **out);
+
+/* Fills *out with the middleware (a before hook only) bound to mw, for sl_mux_use. */
+SL_API void sl_mw_ratelimit_middleware(sl_mw_ratelimit *mw, sl_middleware *out);
+
+/* Fills *st. Threads: any. */
+SL_API void sl_mw_ratelimit_stats_get(const sl_mw_ratelimit *mw, sl_mw_ratelimit_stats *st);
+
+/* Frees the state (not the policy). Every server using a mux holding it must have been freed.
+ * NULL is ignored. */
+SL_API void sl_mw_ratelimit_free(sl_mw_ratelimit *mw);
+
+/* The peer address of req as an sl_ipkey (parsed from sl_req_remote_addr). Returns 0, or
+ * SL_EPARSE when the peer has no IP address. For applications that key things by client. */
+SL_API int sl_req_peer_ipkey(sl_req *req, sl_ipkey *out);
+
+SL_END_DECLS
+
+#endif /* SLUICE_MW_RATELIMIT_H */

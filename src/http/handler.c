@@ -1,0 +1,480 @@
+/* The mux side of a request: routing, the middleware chain, inline handlers, and the hand-off
+ * of pooled handlers to the server's handler pool and back.
+ *
+ * A pooled request travels like this (all on the owning reactor except step 3):
+ *  1. the head is routed; the request (head copy, headers, path values) moves into an sl__preq;
+ *     middleware `before` hooks run on it, on the reactor: a stop answers at once;
+ *  2. sl_pool_try_submit hands it to the pool — or, when the pool is saturated, the client
+ *     gets 503 with Retry-After at once. The connection then stops parsing and reading (so a
+ *     later pipelined response cannot overtake this one and rbuf, which the request's views
+ *     point into, cannot move) and watches only EPOLLRDHUP: a client that goes away cancels
+ *     the request's ctx. The connection's one timer runs the route's timeout;
+ *  3. a handler thread runs the handler, then posts the done task to the reactor (stream chunks
+ *     are posted before it, from the same thread, so they arrive first);
+ *  4. the done task queues the response (unless a 503 already went out at the timeout), runs
+ *     the after hooks innermost first, frees the request, and resumes the connection, which
+ *     goes on with any pipelined request already buffered.
+ * The connection is never freed while a pooled request is in flight: a close (peer gone, write
+ * error) only cancels the ctx and marks it; the done task completes the close. Shutdown keeps
+ * that true: the server shuts the pool down (every done task posted) before stopping reactors,
+ * and a reactor runs posted tasks in order, so every done task runs before the stop task. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "sluice/clock.h"
+#include "sluice/error.h"
+#include "http/http_int.h"
+
+#define PREQ_OF_TASK(t)  ((sl__preq *)((char *)(t)-offsetof(sl__preq, done_task)))
+#define CONN_OF_TIMER(p) ((sl__conn *)((char *)(p)-offsetof(sl__conn, timer)))
+/* Unsent bytes of one streaming response above which sl_resp_stream_write waits. */
+#define STREAM_HIGH_WATER (256u * 1024u)
+
+static bool is_head(const sl_http_req_head *h)
+{
+    return h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+}
+
+static int route(sl__worker *w, const sl_http_req_head *h, size_t path_len)
+{
+    return sl_router_match(w->srv->mux->router, h->method, h->method_len, h->path, path_len, &w->m,
+                           w->scratch, w->scratch_len);
+}
+
+static size_t path_len_of(const sl_http_req_head *h)
+{
+    const char *q = memchr(h->path, '?', h->path_len);
+    return q ? (size_t)(q - h->path) : h->path_len;
+}
+
+uint64_t sl__mux_body_limit(sl__worker *w, const sl_http_req_head *h)
+{
+    if (route(w, h, path_len_of(h)) != 200) return 0;
+    const sl__route *rt = w->m.handler;
+    return rt->max_body;
+}
+
+/* The mux's own answers for requests no route takes. */
+static void unmatched(sl_req *req, sl_resp *resp, int st)
+{
+    const sl_route_match *m = req->m;
+    switch (st) {
+    case 301: {
+        size_t n = m->location_len + (req->query ? req->query_len + 1 : 0);
+        char *loc = sl_req_alloc(req, n + 1);
+        if (!loc) {
+            sl_resp_error(resp, 500, "out of memory");
+            return;
+        }
+        memcpy(loc, m->location, m->location_len);
+        if (req->query) {
+            loc[m->location_len] = '?';
+            memcpy(loc + m->location_len + 1, req->query, req->query_len);
+        }
+        loc[n] = '\0';
+        sl_resp_set_status(resp, 301);
+        sl_resp_set_header(resp, "Location", loc);
+        return;
+    }
+    case 405: {
+        char allow[256];
+        size_t n = m->allow_len < sizeof allow - 1 ? m->allow_len : sizeof allow - 1;
+        memcpy(allow, m->allow, n);
+        allow[n] = '\0';
+        sl_resp_set_header(resp, "Allow", allow);
+        sl_resp_error(resp, 405, "method not allowed");
+        return;
+    }
+    case 404: sl_resp_error(resp, 404, "not found"); return;
+    default:
+        sl_resp_error(resp, st == SL_EINVAL ? 400 : 500,
+                      st == SL_EINVAL ? "bad path" : "routing failed");
+    }
+}
+
+/* Runs the before hooks in order. Returns true when one stopped the chain. */
+static bool run_before(const sl_mux *mux, sl_req *req, sl_resp *resp)
+{
+    for (size_t i = 0; i < mux->nmw; i++) {
+        const sl_middleware *mw = &mux->mw[i];
+        req->nmw = (uint32_t)i + 1;
+        if (mw->before && mw->before(req, resp, mw->arg) == SL_MW_STOP) return true;
+    }
+    return false;
+}
+
+void sl__mux_finish(sl_req *req, const sl_resp *resp)
+{
+    const sl_mux *mux = req->c->w->srv->mux;
+    for (size_t i = req->nmw; i-- > 0;) {
+        const sl_middleware *mw = &mux->mw[i];
+        if (mw->after) mw->after(req, resp, mw->arg);
+    }
+    sl__req_end(req);
+}
+
+/* ---- pooled requests --------------------------------------------------------------------- */
+
+static void preq_free(sl__preq *p)
+{
+    if (p->hook) sl_ctx_hook_stop(p->hook);
+    sl__req_end(&p->req);
+    sl__resp_release(&p->resp);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* Copies the routed request out of the worker's shared scratch (head, headers, match) into
+ * its own allocation; the views keep pointing into the connection's rbuf. */
+static sl__preq *preq_new(sl__conn *c, const sl_req *req)
+{
+    sl__worker *w = c->w;
+    const sl_http_req_head *h = req->h;
+    size_t vbytes = 0;
+    for (size_t i = 0; i < w->m.nparams; i++)
+        vbytes += w->m.params[i].value_len;
+    size_t hb = h->num_headers * sizeof(sl_http_header);
+    sl__preq *p = malloc(sizeof *p + hb + vbytes);
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    pthread_cond_init(&p->cv, NULL);
+    p->c = c;
+    p->head = *h;
+    p->head.headers = (sl_http_header *)(void *)(p + 1);
+    if (hb) memcpy(p->head.headers, h->headers, hb);
+    p->m = w->m;
+    char *vs = (char *)(p + 1) + hb;
+    for (size_t i = 0; i < p->m.nparams; i++) {
+        sl_route_param *pr = &p->m.params[i];
+        if (pr->value_len) memcpy(vs, pr->value, pr->value_len);
+        pr->value = vs;
+        vs += pr->value_len;
+    }
+    p->m.location = p->m.allow = NULL;
+    p->req = *req;
+    p->req.h = &p->head;
+    p->req.m = &p->m;
+    p->head_method = is_head(h);
+    sl__resp_init(&p->resp);
+    p->resp.p = p;
+    return p;
+}
+
+static int run_pooled(sl_ctx *pool_ctx, void *arg)
+{
+    sl__preq *p = arg;
+    (void)pool_ctx; /* the request has its own ctx (client gone, route deadline, shutdown) */
+    /* A request whose client left (or whose server is shutting down) before a thread was free
+     * is not worth starting. */
+    if (!sl_ctx_done(p->req.ctx)) p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+    sl__reactor_post(&p->c->w->r, &p->done_task);
+    return 0;
+}
+
+static void answer_now(sl__conn *c, sl__preq *p)
+{
+    sl__worker *w = c->w;
+    bool keep = p->head.keep_alive && !p->resp.close && !w->draining;
+    if (sl__conn_queue_resp(c, &p->resp, p->head_method, keep, p->head.version_minor == 0) < 0)
+        c->closing = true;
+    else if (!keep)
+        c->closing = true;
+    sl__mux_finish(&p->req, &p->resp);
+    preq_free(p);
+}
+
+static void on_done(sl__reactor *r, sl__task *t);
+
+static void start_pooled(sl__conn *c, sl_req *req)
+{
+    sl__worker *w = c->w;
+    sl_server *srv = w->srv;
+    sl__preq *p = preq_new(c, req);
+    if (!p) {
+        sl_resp_error(&w->resp, 503, "out of memory");
+        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
+        c->closing = true;
+        sl__req_end(req);
+        return;
+    }
+    p->done_task.fn = on_done;
+    if (!sl_req_ctx(&p->req)) {
+        sl_resp_error(&p->resp, 503, "out of memory");
+        answer_now(c, p);
+        return;
+    }
+    if (run_before(srv->mux, &p->req, &p->resp)) {
+        answer_now(c, p);
+        return;
+    }
+    sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
+    int rc = sl_pool_try_submit(srv->hpool, &job);
+    if (rc < 0) {
+        /* Saturated (or shutting down): answer at once, never queue without bound. */
+        int64_t ra = sl_pool_retry_after_ns(srv->hpool);
+        char secs[24];
+        snprintf(secs, sizeof secs, "%lld", (long long)((ra + SL_SEC(1) - 1) / SL_SEC(1)));
+        sl__resp_reset(&p->resp);
+        sl_resp_set_header(&p->resp, "Retry-After", secs);
+        sl_resp_error(&p->resp, 503, rc == SL_EFULL ? "server busy" : "shutting down");
+        answer_now(c, p);
+        return;
+    }
+    c->inflight = p;
+    const sl__route *rt = p->req.rt;
+    if (rt->tq >= 0) sl__timer_start(&w->r, &w->tq_route[rt->tq], &c->timer);
+}
+
+bool sl__mux_dispatch(sl__conn *c, sl_req *req)
+{
+    sl__worker *w = c->w;
+    sl_mux *mux = w->srv->mux;
+    int st = route(w, req->h, req->path_len);
+    req->m = &w->m;
+    req->rt = st == 200 ? w->m.handler : NULL;
+    if (req->rt && req->rt->mode == SL_ROUTE_POOLED) {
+        start_pooled(c, req);
+        return false;
+    }
+    sl_resp *resp = &w->resp;
+    if (!run_before(mux, req, resp)) {
+        if (req->rt)
+            req->rt->fn(req, resp, req->rt->arg);
+        else
+            unmatched(req, resp, st);
+    }
+    return true;
+}
+
+static void stream_end(sl__conn *c, sl__preq *p)
+{
+    if (p->head_method) return;
+    if (p->head.version_minor == 0) {
+        c->closing = true; /* HTTP/1.0: the end of the body is the end of the connection */
+        return;
+    }
+    if (sl__conn_wbuf_append(c, "0\r\n\r\n", 5) < 0) c->closing = true;
+}
+
+static void on_done(sl__reactor *r, sl__task *t)
+{
+    sl__preq *p = PREQ_OF_TASK(t);
+    sl__conn *c = p->c;
+    (void)r;
+    c->inflight = NULL;
+    sl__timer_stop(&c->timer);
+    /* A handler that returns after its route deadline (it may well, woken by that very
+     * deadline, before the reactor's timer fires) gets the same 503 as one still running. */
+    bool late = !p->answered && !p->streaming && sl_ctx_err(p->req.ctx) == SL_ETIMEDOUT;
+    if (p->answered || late) {
+        /* After hooks see what the client got. */
+        sl__resp_reset(&p->resp);
+        sl_resp_error(&p->resp, 503, "handler timeout");
+        if (late) {
+            answer_now(c, p);
+        } else {
+            sl__mux_finish(&p->req, &p->resp);
+            preq_free(p);
+        }
+    } else if (p->streaming) {
+        if (!c->peer_gone) stream_end(c, p);
+        if (!p->head.keep_alive || p->resp.close || c->w->draining) c->closing = true;
+        sl__mux_finish(&p->req, &p->resp);
+        preq_free(p);
+    } else {
+        answer_now(c, p);
+    }
+    if (c->peer_gone) {
+        sl__conn_close(c);
+        return;
+    }
+    sl__conn_drive(c, false);
+}
+
+void sl__preq_timeout(sl__reactor *r, sl__timer *t)
+{
+    sl__conn *c = CONN_OF_TIMER(t);
+    sl__preq *p = c->inflight;
+    (void)r;
+    if (!p || p->answered || c->peer_gone) return;
+    pthread_mutex_lock(&p->mu);
+    bool streaming = p->streaming;
+    if (!streaming) p->answered = true; /* under mu: stream_begin sees it */
+    pthread_mutex_unlock(&p->mu);
+    if (streaming) return; /* committed: the ctx deadline stops the handler */
+    sl__worker *w = c->w;
+    sl__resp_reset(&w->resp);
+    sl_resp_error(&w->resp, 503, "handler timeout");
+    bool keep = p->head.keep_alive && !w->draining;
+    if (sl__conn_queue_resp(c, &w->resp, p->head_method, keep, p->head.version_minor == 0) < 0 ||
+        !keep)
+        c->closing = true;
+    sl__conn_drive(c, false);
+}
+
+void sl__preq_peer_gone(sl__conn *c)
+{
+    sl__preq *p = c->inflight;
+    if (c->peer_gone) return;
+    c->peer_gone = true;
+    /* Unregister rather than set the interest to 0: epoll reports EPOLLHUP and EPOLLERR
+     * whatever the interest, so a reset socket would spin the loop until the handler returns.
+     * The close that follows the done task does not unregister twice (io.fn is cleared). */
+    sl__io_stop(&c->w->r, &c->io);
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    sl_ctx_cancel(p->req.ctx);
+}
+
+/* ---- streaming ---------------------------------------------------------------------------- */
+
+typedef struct smsg {
+    sl__task t;
+    sl__preq *p;
+    bool head; /* the response head (data: formatted by the handler thread) */
+    size_t len;
+    char data[];
+} smsg;
+
+void sl__preq_stream_progress(sl__conn *c)
+{
+    sl__preq *p = c->inflight;
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    if (p->streaming) {
+        size_t un = (size_t)(c->wlen - c->woff) + (c->ext ? c->ext_len - c->ext_off : 0);
+        p->stream_unsent = un;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void on_smsg(sl__reactor *r, sl__task *t)
+{
+    smsg *m = (smsg *)(void *)t;
+    sl__preq *p = m->p;
+    sl__conn *c = p->c;
+    (void)r;
+    pthread_mutex_lock(&p->mu);
+    p->stream_posted -= m->len;
+    pthread_mutex_unlock(&p->mu);
+    if (!c->peer_gone && !p->answered) {
+        if (sl__conn_wbuf_append(c, m->data, m->len) < 0) sl__preq_peer_gone(c);
+    }
+    free(m);
+    if (!c->peer_gone) sl__conn_drive(c, false); /* flushes, then updates stream_unsent */
+}
+
+static smsg *smsg_new(sl__preq *p, size_t cap)
+{
+    smsg *m = malloc(sizeof *m + cap);
+    if (!m) return NULL;
+    m->t.fn = on_smsg;
+    m->p = p;
+    m->len = 0;
+    return m;
+}
+
+static void wake(void *arg, int err)
+{
+    sl__preq *p = arg;
+    (void)err;
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int sl_resp_stream_begin(sl_resp *resp)
+{
+    sl__preq *p = resp->p;
+    if (!p) return SL_EINVAL;
+    int err = sl_ctx_err(p->req.ctx);
+    if (err) return err;
+    pthread_mutex_lock(&p->mu);
+    bool bad = p->streaming || p->answered;
+    pthread_mutex_unlock(&p->mu);
+    if (bad) return SL_EINVAL;
+    int st = resp->status;
+    size_t cl = strlen(resp->ctype);
+    smsg *m = smsg_new(p, 256 + cl + resp->hlen);
+    if (!m) return SL_ENOMEM;
+    bool v10 = p->head.version_minor == 0;
+    bool keep = p->head.keep_alive && !resp->close && !v10;
+    char *d = m->data;
+    d += sprintf(d, "HTTP/1.1 %d %s\r\nServer: sluice\r\n", st, sl__http_reason(st));
+    if (cl) d += sprintf(d, "Content-Type: %s\r\n", resp->ctype);
+    if (!v10) d += sprintf(d, "Transfer-Encoding: chunked\r\n");
+    if (!keep) d += sprintf(d, "Connection: close\r\n");
+    if (resp->hlen) memcpy(d, resp->hdrs, resp->hlen);
+    d += resp->hlen;
+    d += sprintf(d, "\r\n");
+    m->len = (size_t)(d - m->data);
+    m->head = true;
+    if (!keep) resp->close = true;
+    sl_ctx_hook *hook = NULL;
+    if (sl_ctx_on_done(p->req.ctx, wake, p, &hook) < 0) {
+        free(m);
+        return SL_ENOMEM;
+    }
+    pthread_mutex_lock(&p->mu);
+    bad = p->answered; /* the timeout may have fired meanwhile */
+    if (!bad) {
+        p->streaming = true;
+        p->hook = hook;
+        p->stream_posted += m->len;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (bad) {
+        sl_ctx_hook_stop(hook);
+        free(m);
+        return SL_ETIMEDOUT;
+    }
+    resp->touched = true;
+    sl__reactor_post(&p->c->w->r, &m->t);
+    return 0;
+}
+
+int sl_resp_stream_write(sl_resp *resp, const void *data, size_t len)
+{
+    sl__preq *p = resp->p;
+    if (!p) return SL_EINVAL;
+    pthread_mutex_lock(&p->mu);
+    bool on = p->streaming;
+    pthread_mutex_unlock(&p->mu);
+    if (!on) return SL_EINVAL;
+    if (len == 0) return 0;
+    smsg *m = smsg_new(p, len + 32);
+    if (!m) return SL_ENOMEM;
+    char *d = m->data;
+    bool chunked = p->head.version_minor != 0;
+    if (!p->head_method) {
+        if (chunked) d += sprintf(d, "%zx\r\n", len);
+        memcpy(d, data, len);
+        d += len;
+        if (chunked) d += sprintf(d, "\r\n");
+    }
+    m->len = (size_t)(d - m->data);
+    int err = 0;
+    pthread_mutex_lock(&p->mu);
+    while (p->stream_posted + p->stream_unsent > STREAM_HIGH_WATER &&
+           !(err = sl_ctx_err(p->req.ctx)))
+        pthread_cond_wait(&p->cv, &p->mu);
+    if (!err) err = sl_ctx_err(p->req.ctx);
+    if (!err) p->stream_posted += m->len;
+    pthread_mutex_unlock(&p->mu);
+    if (err) {
+        free(m);
+        return err;
+    }
+    resp->streamed += len;
+    sl__reactor_post(&p->c->w->r, &m->t);
+    return 0;
+}
