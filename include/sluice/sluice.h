@@ -23,5 +23,8 @@
 #include "sluice/redis_jobs.h"
 #include "sluice/router.h"
 #include "sluice/server.h"
+#include "sluice/mux.h"
+#include "sluice/mw_ratelimit.h"
+#include "sluice/mw_metrics.h"
 
 #endif /* SLUICE_SLUICE_H */
