@@ -284,7 +284,11 @@ static void on_done(sl__reactor *r, sl__task *t)
             preq_free(p);
         }
     } else if (p->streaming) {
-        if (!c->peer_gone) stream_end(c, p);
+        /* A stream cut by its deadline must not look complete: no terminating chunk, close. */
+        if (sl_ctx_err(p->req.ctx) == SL_ETIMEDOUT)
+            c->closing = true;
+        else if (!c->peer_gone)
+            stream_end(c, p);
         if (!p->head.keep_alive || p->resp.close || c->w->draining) c->closing = true;
         sl__mux_finish(&p->req, &p->resp);
         preq_free(p);

@@ -188,7 +188,10 @@ static sl_mw_action rid_before(sl_req *req, sl_resp *resp, void *arg)
         x ^= x >> 31;
         id = sl_req_alloc(req, 17);
         if (!id) return SL_MW_NEXT;
-        snprintf(id, 17, "%016llx", (unsigned long long)x);
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 15; i >= 0; i--, x >>= 4)
+            id[i] = hex[x & 15];
+        id[16] = '\0';
     }
     sl_req_set_value(req, &sl__rid_key, id);
     sl_resp_set_header(resp, "X-Request-Id", id);

@@ -661,6 +661,40 @@ static void test_streaming(void **state)
     sl_mux_free(mux);
 }
 
+static void h_stream_slow(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)arg;
+    assert_int_equal(sl_resp_stream_begin(resp), 0);
+    sl_resp_stream_write(resp, "first", 5);
+    sl_ctx_wait(sl_req_ctx(req)); /* the route deadline */
+}
+
+/* A stream cut by its route deadline ends with a close, never with the terminating chunk
+ * (the client must not take it for complete); no 503 replaces a committed response. */
+static void test_stream_deadline(void **state)
+{
+    (void)state;
+    sl_mux *mux;
+    assert_int_equal(sl_mux_new(NULL, &mux), 0);
+    sl_route_opts ro = {.timeout_ns = SL_MS(100)};
+    assert_int_equal(sl_mux_handle(mux, "GET /ss", h_stream_slow, NULL, &ro, NULL, 0), 0);
+    int port;
+    sl_server *srv = start(mux, &port);
+    tc_conn *c = cx(port);
+    assert_true(tc_sends(c->fd, "GET /ss HTTP/1.1\r\nHost: a\r\n\r\n"));
+    while (!c->eof && tc_fill(c, 3000) > 0) {
+    }
+    assert_true(c->eof);
+    c->buf[c->len < sizeof c->buf ? c->len : sizeof c->buf - 1] = '\0';
+    assert_true(strncmp(c->buf, "HTTP/1.1 200 OK", 15) == 0);
+    assert_non_null(strstr(c->buf, "5\r\nfirst\r\n"));
+    assert_null(strstr(c->buf, "0\r\n\r\n"));
+    assert_null(strstr(c->buf, "503"));
+    cx_free(c);
+    sl_server_free(srv);
+    sl_mux_free(mux);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_route_options),
         cmocka_unit_test(test_pipeline_order),
         cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_stream_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
