@@ -63,6 +63,9 @@ int sl__cond_init_mono(pthread_cond_t *cv)
 
 static void abs_timespec(int64_t ns, struct timespec *ts)
 {
+    /* A negative instant would give a negative tv_nsec, which pthread_cond_timedwait rejects
+     * with EINVAL (read as "woken"): clamp it to 0, which is just as much in the past. */
+    if (ns < 0) ns = 0;
     ts->tv_sec = (time_t)(ns / 1000000000LL);
     ts->tv_nsec = (long)(ns % 1000000000LL);
 }
