@@ -61,15 +61,6 @@ int sl__cond_init_mono(pthread_cond_t *cv)
     return -rc;
 }
 
-static void abs_timespec(int64_t ns, struct timespec *ts)
-{
-    /* A negative instant would give a negative tv_nsec, which pthread_cond_timedwait rejects
-     * with EINVAL (read as "woken"): clamp it to 0, which is just as much in the past. */
-    if (ns < 0) ns = 0;
-    ts->tv_sec = (time_t)(ns / 1000000000LL);
-    ts->tv_nsec = (long)(ns % 1000000000LL);
-}
-
 /* ---- references ------------------------------------------------------------------------- */
 
 void sl__ctx_mref(sl_ctx *c)
@@ -423,7 +414,7 @@ static void park_until(int64_t abs)
     pthread_cond_t cv;
     if (sl__cond_init_mono(&cv) < 0) return;
     struct timespec ts;
-    abs_timespec(abs, &ts);
+    sl__abs_timespec(abs, &ts);
     pthread_mutex_lock(&mu);
     while (pthread_cond_timedwait(&cv, &mu, &ts) != ETIMEDOUT) {
     }
@@ -443,7 +434,7 @@ int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns)
         return SL_EAGAIN;
     }
     struct timespec ts;
-    abs_timespec(abs, &ts);
+    sl__abs_timespec(abs, &ts);
     pthread_mutex_lock(&ctx->mu);
     while ((err = load_err(ctx)) == 0)
         if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts) == ETIMEDOUT) {
@@ -473,7 +464,7 @@ static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
                             int64_t abs)
 {
     struct timespec ts;
-    if (timed) abs_timespec(abs, &ts);
+    if (timed) sl__abs_timespec(abs, &ts);
     int rc;
     /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
      * or releases it, and a primitive must not sleep through that. */
