@@ -77,11 +77,12 @@ SL_API void sl_buf_destroy(sl_buf *b);
 
 /* ---- the registry -------------------------------------------------------------------------- */
 
-/* Creates an empty registry. Returns 0 or SL_ENOMEM (*out untouched). */
+/* Creates an empty registry; the caller owns it (sl_metrics_free). Returns 0, or SL_EINVAL
+ * (out NULL) / SL_ENOMEM with *out untouched. Threads: any. Does not block. */
 SL_API int sl_metrics_new(sl_metrics **out);
 
 /* Frees the registry, its families and their children. No thread may use any of them any more.
- * NULL and the default registry are ignored. */
+ * NULL and the default registry are ignored. Threads: single owner. */
 SL_API void sl_metrics_free(sl_metrics *m);
 
 /* The process-wide registry that sluice's own modules (server, pools) register into and that
@@ -103,8 +104,9 @@ SL_API void sl_metrics_unregister(sl_metrics *m, sl_metric_family *f);
 
 /* Appends every family of m to out in Prometheus text format 0.0.4 (families by name, children
  * by label values; families without children are skipped). Returns 0, SL_EINVAL (m or out
- * NULL), or SL_ENOMEM, in which case out->len is as it was before the call. Calls the callback
- * children. Threads: any; runs under m's lock, so updates go on but registration waits. */
+ * NULL), or SL_ENOMEM, in which case out->len is as it was before the call. Calls every callback
+ * child's fn (under m's lock, on this thread). Threads: any; runs under m's lock, so updates go on
+ * but registration waits. */
 SL_API int sl_metrics_write(sl_metrics *m, sl_buf *out);
 
 /* ---- children (one per tuple of label values) ------------------------------------------------ */
@@ -135,17 +137,24 @@ SL_API int sl_metrics_gauge_func(sl_metrics *m, const char *name, const char *he
 
 /* ---- updates: lock-free, never block, Threads: any ----------------------------------------- */
 
+/* Every update and read below takes a child returned by the functions above (never NULL: it
+ * is not checked, to keep an update one atomic add) and cannot fail. The child belongs to its
+ * family: it stays valid until sl_metrics_unregister or sl_metrics_free. */
+
+/* Adds 1 / n to the counter (n wraps at 2^64, as Prometheus counters may reset). */
 SL_API void sl_counter_inc(sl_counter *c);
 SL_API void sl_counter_add(sl_counter *c, uint64_t n);
 /* The sum over shards: exact once updates stop, a moment's snapshot while they run. */
 SL_API uint64_t sl_counter_value(const sl_counter *c);
 
+/* Adds 1, -1 or delta to the gauge. */
 SL_API void sl_gauge_inc(sl_gauge *g);
 SL_API void sl_gauge_dec(sl_gauge *g);
 SL_API void sl_gauge_add(sl_gauge *g, int64_t delta);
 /* Sets the value. An add racing with a set lands either before it (overwritten) or after it
  * (counted on top), never half-way. */
 SL_API void sl_gauge_set(sl_gauge *g, int64_t v);
+/* The current value (base plus the sum over shards; a snapshot while updates run). */
 SL_API int64_t sl_gauge_value(const sl_gauge *g);
 
 /* Counts v in the first bucket whose upper bound is >= v (NaN and values past the last bound
@@ -154,6 +163,7 @@ SL_API void sl_histogram_observe(sl_histogram *h, double v);
 /* The same for a duration in ns, observed in seconds (ns / 1e9), to match the default
  * buckets and the Prometheus convention (*_seconds). */
 SL_API void sl_histogram_observe_ns(sl_histogram *h, int64_t ns);
+/* The number of observations and their sum (snapshots while observations run). */
 SL_API uint64_t sl_histogram_count(const sl_histogram *h);
 SL_API double sl_histogram_sum(const sl_histogram *h);
 

@@ -26,7 +26,9 @@ typedef struct sl_wg {
  * mutex or condvar (wg is then unusable and needs no destroy). Does not block. */
 SL_API int sl_wg_init(sl_wg *wg);
 
-/* Releases wg's resources. Call once, when no thread uses it. */
+/* Releases wg's resources. Call once, when no thread uses it; as in Go, that includes right
+ * after sl_wg_wait returned 0 to the only waiter, even if the sl_wg_done that released it has
+ * not returned yet (it no longer touches wg). Threads: one. Does not block. */
 SL_API void sl_wg_destroy(sl_wg *wg);
 
 /* Adds delta (may be negative) to the counter. Returns 0, or SL_EINVAL if the counter would go

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "base/base_int.h" /* sl__cpu_relax, sl__ns_add_sat */
 #include "sluice/pool.h"
 #include "sluice/error.h"
 
@@ -169,15 +170,6 @@ struct sl_pool {
 };
 
 /* ---- ring (inline: the hot path) ------------------------------------------------------- */
-
-static inline void sl__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 /* Claims a slot and copies *src (header + id) into it. Returns 0, SL_EFULL or SL_ECLOSED.
  * The claiming CAS is seq_cst: it pairs with the idle_waiters load that follows in the caller

@@ -145,7 +145,7 @@ int sl__pool_schedule_retry(sl_pool *pool, const sl__job *job, int64_t *delay_ou
     }
     int64_t delay = sl__pool_backoff(&pool->retry, job->attempts, &pool->rng);
     int64_t now = sl_now_ns();
-    d->due_ns = delay > INT64_MAX - now ? INT64_MAX : now + delay;
+    d->due_ns = sl__ns_add_sat(now, delay);
     d->order = pool->order_seq++;
     int rc = heap_push(pool, d);
     if (rc == 0 && pool->heap[0] == d) pthread_cond_signal(&pool->sched_cv);

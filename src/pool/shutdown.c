@@ -103,8 +103,11 @@ static uint64_t detach_locked(sl_pool *pool)
 static int wait_workers_locked(sl_pool *pool, uint64_t *stuck)
 {
     int64_t fired_at = sl_mono_ns();
-    int64_t next_log = fired_at + pool->overrun_log_ns;
-    int64_t hard_at = pool->hard_timeout_ns > 0 ? fired_at + pool->hard_timeout_ns : SL_FOREVER;
+    /* Saturating: either option may be SL_FOREVER ("never"), which must not wrap into the past
+     * (that detached at once, or logged in a busy loop). */
+    int64_t next_log = sl__ns_add_sat(fired_at, pool->overrun_log_ns);
+    int64_t hard_at =
+        pool->hard_timeout_ns > 0 ? sl__ns_add_sat(fired_at, pool->hard_timeout_ns) : SL_FOREVER;
     while (pool->live > 0) {
         int64_t until = next_log < hard_at ? next_log : hard_at;
         sl__ctx_cond_wait_until(NULL, &pool->drain_cv, &pool->mu, until);
@@ -112,7 +115,7 @@ static int wait_workers_locked(sl_pool *pool, uint64_t *stuck)
         int64_t now = sl_mono_ns();
         if (now >= next_log) {
             log_overruns_locked(pool, now - fired_at);
-            next_log = now + pool->overrun_log_ns;
+            next_log = sl__ns_add_sat(now, pool->overrun_log_ns);
         }
         if (now >= hard_at) {
             *stuck = detach_locked(pool);

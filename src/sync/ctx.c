@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/base_int.h"
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sync/ctx_int.h"
@@ -58,17 +59,6 @@ int sl__cond_init_mono(pthread_cond_t *cv)
     if (rc == 0) rc = pthread_cond_init(cv, &a);
     pthread_condattr_destroy(&a);
     return -rc;
-}
-
-static void abs_timespec(int64_t ns, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(ns / 1000000000LL);
-    ts->tv_nsec = (long)(ns % 1000000000LL);
-}
-
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    return (b > 0 && a > INT64_MAX - b) ? INT64_MAX : a + b;
 }
 
 /* ---- references ------------------------------------------------------------------------- */
@@ -189,7 +179,7 @@ int sl_ctx_with_deadline(sl_ctx *parent, int64_t deadline_ns, sl_ctx **out)
 int sl_ctx_with_timeout(sl_ctx *parent, int64_t timeout_ns, sl_ctx **out)
 {
     int64_t now = sl_now_ns();
-    return with_deadline_at(parent, sat_add(now, timeout_ns), now, out);
+    return with_deadline_at(parent, sl__ns_add_sat(now, timeout_ns), now, out);
 }
 
 int sl_ctx_with_value(sl_ctx *parent, const void *key, void *value, sl_ctx **out)
@@ -424,7 +414,7 @@ static void park_until(int64_t abs)
     pthread_cond_t cv;
     if (sl__cond_init_mono(&cv) < 0) return;
     struct timespec ts;
-    abs_timespec(abs, &ts);
+    sl__abs_timespec(abs, &ts);
     pthread_mutex_lock(&mu);
     while (pthread_cond_timedwait(&cv, &mu, &ts) != ETIMEDOUT) {
     }
@@ -438,13 +428,13 @@ int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns)
     int err = sl_ctx_err(ctx);
     if (err) return err;
     if (timeout_ns <= 0) return SL_EAGAIN;
-    int64_t abs = sat_add(sl_mono_ns(), timeout_ns);
+    int64_t abs = sl__ns_add_sat(sl_mono_ns(), timeout_ns);
     if (is_bg(ctx)) {
         park_until(abs);
         return SL_EAGAIN;
     }
     struct timespec ts;
-    abs_timespec(abs, &ts);
+    sl__abs_timespec(abs, &ts);
     pthread_mutex_lock(&ctx->mu);
     while ((err = load_err(ctx)) == 0)
         if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts) == ETIMEDOUT) {
@@ -474,7 +464,7 @@ static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu
                             int64_t abs)
 {
     struct timespec ts;
-    if (timed) abs_timespec(abs, &ts);
+    if (timed) sl__abs_timespec(abs, &ts);
     int rc;
     /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
      * or releases it, and a primitive must not sleep through that. */

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "sluice/ctx.h"
 #include "sync/sync_int.h"
@@ -63,5 +64,15 @@ void sl__ctx_munref(sl_ctx *ctx);
  * SL_ENOMEM / SL_EAGAIN (thread could not start). remove: disarms (no-op if not armed). */
 int sl__ctx_timer_add(sl_ctx *ctx);
 void sl__ctx_timer_remove(sl_ctx *ctx);
+
+/* The absolute timespec for a CLOCK_MONOTONIC instant in ns (ctx.c waits, timer.c's thread).
+ * A negative instant would give a negative tv_nsec, which pthread_cond_timedwait rejects with
+ * EINVAL (read as "woken"): it is clamped to 0, which is just as much in the past. */
+static inline void sl__abs_timespec(int64_t ns, struct timespec *ts)
+{
+    if (ns < 0) ns = 0;
+    ts->tv_sec = (time_t)(ns / 1000000000LL);
+    ts->tv_nsec = (long)(ns % 1000000000LL);
+}
 
 #endif

@@ -22,14 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static inline void sl__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
+#include "base/base_int.h" /* sl__cpu_relax */
 
 static inline void sl__futex_wait(_Atomic uint32_t *addr, uint32_t expect)
 {

@@ -133,8 +133,8 @@ static void *timer_main(void *unused)
         if (sl_test_clock_installed()) {
             pthread_cond_wait(&g.cv, &g.mu);
         } else {
-            struct timespec ts = {(time_t)(top->deadline / 1000000000LL),
-                                  (long)(top->deadline % 1000000000LL)};
+            struct timespec ts;
+            sl__abs_timespec(top->deadline, &ts);
             pthread_cond_timedwait(&g.cv, &g.mu, &ts);
         }
     }

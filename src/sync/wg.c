@@ -7,6 +7,15 @@
  * therefore sees the waiter and broadcasts under mu, so the wakeup is not lost. Waiters block in
  * sl__ctx_cond_wait, so a ctx firing wakes them too; they deregister themselves on the way out.
  *
+ * Freeing after wait (Go allows it: Wait returning means the group may be discarded): the thread
+ * whose add brings the counter to zero still has to lock mu to broadcast after its CAS, and a
+ * waiter may see the zero and return in that window (it was between registering and checking,
+ * or a ctx woke it). So such a waker announces itself in `wakers` before its CAS and withdraws
+ * under mu, with a broadcast, after its last touch of the wg; every waiter that registered waits
+ * (under mu, bounded by the waker's short critical section) for wakers == 0 before it returns.
+ * The announcement is ordered before the CAS (release) that the waiter's load of the zero
+ * (acquire) reads from, so a waiter that sees the zero also sees the announcement.
+ *
  * The state lives in the caller's sl_wg as opaque storage (the public header cannot show
  * pthread types); a static assertion keeps the private layout within it. */
 #include <pthread.h>
@@ -18,8 +27,9 @@
 #include "sync/sync_int.h"
 
 struct wg {
-    _Atomic uint64_t state; /* counter << 32 | waiters */
-    pthread_mutex_t mu;     /* guards nothing but the sleep/wake handshake */
+    _Atomic uint64_t state;  /* counter << 32 | waiters */
+    _Atomic uint32_t wakers; /* adds that may still lock mu to wake waiters */
+    pthread_mutex_t mu;      /* guards nothing but the sleep/wake handshake */
     pthread_cond_t cv;
 };
 
@@ -38,6 +48,7 @@ int sl_wg_init(sl_wg *wg)
 {
     struct wg *w = W(wg);
     atomic_init(&w->state, 0);
+    atomic_init(&w->wakers, 0);
     int rc = pthread_mutex_init(&w->mu, NULL);
     if (rc) return -rc;
     if ((rc = sl__cond_init_mono(&w->cv)) < 0) pthread_mutex_destroy(&w->mu);
@@ -56,18 +67,28 @@ int sl_wg_add(sl_wg *wg, int delta)
     struct wg *w = W(wg);
     uint64_t s = atomic_load_explicit(&w->state, memory_order_relaxed), n;
     int64_t count;
+    bool announced = false;
     do {
         count = COUNT(s) + delta;
-        if (count < 0 || count > INT32_MAX) return SL_EINVAL;
+        if (count < 0 || count > INT32_MAX) {
+            if (announced) break; /* withdraw below */
+            return SL_EINVAL;
+        }
         n = ((uint64_t)count << 32) | WAITERS(s);
+        if (count == 0 && WAITERS(s) > 0 && !announced) {
+            atomic_fetch_add_explicit(&w->wakers, 1, memory_order_acq_rel);
+            announced = true;
+        }
     } while (!atomic_compare_exchange_weak_explicit(&w->state, &s, n, memory_order_acq_rel,
                                                     memory_order_relaxed));
-    if (count == 0 && WAITERS(n) > 0) {
-        pthread_mutex_lock(&w->mu);
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-    }
-    return 0;
+    if (!announced) return 0;
+    /* Also reached when a retry made this add a non-zeroing one (or invalid): the broadcast is
+     * then spurious, which waiters tolerate, and the withdrawal must happen either way. */
+    pthread_mutex_lock(&w->mu);
+    atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_relaxed);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return count < 0 || count > INT32_MAX ? SL_EINVAL : 0;
 }
 
 int sl_wg_done(sl_wg *wg)
@@ -104,6 +125,10 @@ int sl_wg_wait(sl_wg *wg, sl_ctx *ctx)
         }
     }
     atomic_fetch_sub_explicit(&w->state, 1, memory_order_acq_rel); /* deregister */
+    /* A waker that saw this waiter registered may still be on its way to mu: the caller may
+     * free wg once this returns, so let it finish first. Withdrawals happen under mu. */
+    while (atomic_load_explicit(&w->wakers, memory_order_acquire) != 0)
+        pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }

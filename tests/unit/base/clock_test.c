@@ -44,11 +44,23 @@ static void test_test_clock(void **state)
     sl__clock_set_advance_hook(NULL);
 }
 
+/* Deadline arithmetic clamps instead of wrapping: now + SL_FOREVER stays "never". */
+static void test_ns_add_sat(void **state)
+{
+    assert_int_equal(sl__ns_add_sat(SL_SEC(1), SL_MS(5)), SL_SEC(1) + SL_MS(5));
+    assert_int_equal(sl__ns_add_sat(SL_SEC(1), -SL_SEC(2)), -SL_SEC(1));
+    assert_true(sl__ns_add_sat(SL_SEC(1), SL_FOREVER) == SL_FOREVER);
+    assert_true(sl__ns_add_sat(SL_FOREVER, 1) == SL_FOREVER);
+    assert_true(sl__ns_add_sat(-SL_SEC(1), INT64_MIN) == INT64_MIN);
+    assert_true(sl__ns_add_sat(SL_FOREVER, INT64_MIN) == -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_monotonic),
         cmocka_unit_test(test_test_clock),
+        cmocka_unit_test(test_ns_add_sat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,89 @@ static void test_hard_timeout_detaches(void **state)
     tracker_destroy(&t);
 }
 
+/* hard_timeout_ns = SL_FOREVER means "never detach": fired_at + SL_FOREVER used to wrap into the
+ * past, so shutdown detached the worker at once and returned SL_ETIMEDOUT. The job is held until
+ * the first overrun log, which only a shutdown still waiting for it can write. */
+static gate g_forever_gate;
+
+static void open_on_overrun_sink(void *arg, const char *line, size_t len)
+{
+    logcap_sink(arg, line, len);
+    if (memmem(line, len, "job overran", 11)) gate_open(&g_forever_gate);
+}
+
+static void test_hard_timeout_forever_waits(void **state)
+{
+    gate_init(&g_forever_gate);
+    logcap *lc = calloc(1, sizeof *lc);
+    pthread_mutex_init(&lc->mu, NULL);
+    sl_logger *lg;
+    sl_log_opts lo = {.level = SL_LOG_INFO,
+                      .fd = -1,
+                      .sink = open_on_overrun_sink,
+                      .sink_arg = lc,
+                      .omit_time = true};
+    assert_int_equal(sl_logger_new(&lo, &lg), 0);
+    sl_pool_opts o = {.workers = 1,
+                      .logger = lg,
+                      .hard_timeout_ns = SL_FOREVER,
+                      .overrun_log_interval_ns = SL_MS(1)};
+    sl_pool *p;
+    assert_int_equal(sl_pool_new(&o, &p), 0);
+    sl_pool_job j = {.id = "forever", .fn = stubborn_job, .arg = &g_forever_gate};
+    assert_int_equal(sl_pool_submit(p, &j, NULL), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_forever_gate.waiting) == 1, SLACK_MS));
+    sl_ctx *done;
+    assert_int_equal(sl_ctx_with_cancel(NULL, &done), 0);
+    sl_ctx_cancel(done);
+    sl_pool_report r;
+    assert_int_equal(sl_pool_shutdown(p, done, &r), 0);
+    sl_ctx_release(done);
+    assert_int_equal(r.stuck, 0);
+    assert_true(r.deadline_hit);
+    assert_true(logcap_has(lc, "job_id=forever"));
+    assert_int_equal(r.submitted, 1);
+    assert_int_equal(r.abandoned, 1); /* failed after the deadline: abandoned by its worker */
+    sl_pool_free(p);
+    sl_logger_free(lg);
+    pthread_mutex_destroy(&lc->mu);
+    free(lc);
+    gate_destroy(&g_forever_gate);
+}
+
+/* overrun_log_interval_ns = SL_FOREVER means "never log": the wrapped sum made the first log due
+ * at once and every later one too (a busy loop of warnings until the hard timeout). */
+static void test_overrun_log_forever_is_silent(void **state)
+{
+    static gate g; /* outlives the test body: the detached worker touches it */
+    gate_init(&g);
+    logcap *lc = malloc(sizeof *lc);
+    sl_logger *lg = logcap_new(lc, SL_LOG_INFO);
+    sl_pool_opts o = {.workers = 1,
+                      .logger = lg,
+                      .hard_timeout_ns = SL_MS(20),
+                      .overrun_log_interval_ns = SL_FOREVER};
+    sl_pool *p;
+    assert_int_equal(sl_pool_new(&o, &p), 0);
+    atomic_store(&g_stubborn_freed, 0);
+    sl_pool_job j = {.id = "quiet", .fn = stubborn_job, .arg = &g, .arg_free = stubborn_free};
+    assert_int_equal(sl_pool_submit(p, &j, NULL), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g.waiting) == 1, SLACK_MS));
+    sl_ctx *done;
+    assert_int_equal(sl_ctx_with_cancel(NULL, &done), 0);
+    sl_ctx_cancel(done);
+    sl_pool_report r;
+    assert_int_equal(sl_pool_shutdown(p, done, &r), SL_ETIMEDOUT);
+    sl_ctx_release(done);
+    assert_int_equal(r.stuck, 1);
+    assert_int_equal(logcap_count(lc, "job overran"), 0);
+    sl_pool_free(p);
+    sl_logger_free(lg);
+    free(lc);
+    gate_open(&g);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_stubborn_freed) == 1, SLACK_MS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +340,8 @@ int main(void)
         cmocka_unit_test(test_interrupted_keeps_attempt),
         cmocka_unit_test(test_free_without_shutdown),
         cmocka_unit_test(test_hard_timeout_detaches),
+        cmocka_unit_test(test_hard_timeout_forever_waits),
+        cmocka_unit_test(test_overrun_log_forever_is_silent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

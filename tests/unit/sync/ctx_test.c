@@ -611,6 +611,10 @@ static void test_cond_wait(void **state)
     while ((rc = sl__ctx_cond_wait_until(c, &p.cv, &p.mu, dl)) == 0) {
     }
     assert_int_equal(rc, SL_ETIMEDOUT);
+    /* An instant before the clock's epoch is in the past too: SL_ETIMEDOUT at once, not a
+     * "woken" 0 from the EINVAL of a negative timespec (which spins a predicate loop). */
+    assert_int_equal(sl__ctx_cond_wait_until(NULL, &p.cv, &p.mu, -SL_MS(1)), SL_ETIMEDOUT);
+    assert_int_equal(sl__ctx_cond_wait_until(c, &p.cv, &p.mu, INT64_MIN), SL_ETIMEDOUT);
     pthread_mutex_unlock(&p.mu);
     sl_ctx_release(c);
     /* A deadline ctx wakes a waiter by itself. */

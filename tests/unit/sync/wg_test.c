@@ -3,6 +3,8 @@
 #include "sluice/wg.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 
 static void test_basic(void **state)
@@ -109,12 +111,66 @@ static void test_ctx_fires_while_waiting(void **state)
     sl_wg_destroy(&wg);
 }
 
+/* Go's rule: once Wait returns, the WaitGroup may be freed, even though the Done that released
+ * it may still be on its way out. Each round frees the wg right after sl_wg_wait returns while
+ * the helper's sl_wg_done races with the waiter's registration; ASan reports a use-after-free
+ * if sl_wg_done touches the wg after the waiter could return. The window is a few instructions
+ * wide (the zeroing CAS landing between the waiter's registration and its re-check), so this
+ * is a regression guard that catches a broken fix only now and then, not on every run. */
+#if defined(SLUICE_TSAN) || defined(SLUICE_ASAN)
+#define FREE_ROUNDS 2000
+#else
+#define FREE_ROUNDS 10000
+#endif
+
+typedef struct {
+    _Atomic(sl_wg *) cur;
+    atomic_int round; /* bumped by main when cur holds a new wg */
+    /* No "helper finished" handshake: the helper reads round r's pointer before its done,
+     * which main's wait needs before it frees that wg and publishes round r + 1. */
+    atomic_int bad; /* sl_wg_done calls that failed */
+} free_race;
+
+static void *free_race_helper(void *arg)
+{
+    free_race *fr = arg;
+    for (int r = 1; r <= FREE_ROUNDS; r++) {
+        while (atomic_load(&fr->round) < r) /* main publishes within microseconds */
+            sched_yield();
+        sl_wg *wg = atomic_load(&fr->cur);
+        if (sl_wg_done(wg) != 0) atomic_fetch_add(&fr->bad, 1);
+    }
+    return NULL;
+}
+
+static void test_free_right_after_wait(void **state)
+{
+    free_race fr = {0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, free_race_helper, &fr), 0);
+    for (int r = 1; r <= FREE_ROUNDS; r++) {
+        sl_wg *wg = malloc(sizeof *wg);
+        assert_non_null(wg);
+        assert_int_equal(sl_wg_init(wg), 0);
+        assert_int_equal(sl_wg_add(wg, 1), 0);
+        atomic_store(&fr.cur, wg);
+        atomic_store(&fr.round, r);
+        assert_int_equal(sl_wg_wait(wg, NULL), 0);
+        assert_int_equal(sl_wg_count(wg), 0);
+        sl_wg_destroy(wg);
+        free(wg);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&fr.bad), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_wait_for_workers),
         cmocka_unit_test(test_ctx_fires_while_waiting),
+        cmocka_unit_test(test_free_right_after_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
