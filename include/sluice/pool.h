@@ -97,9 +97,10 @@ typedef void (*sl_pool_dead_fn)(void *hook_arg, const sl_pool_job *job, int last
 typedef void (*sl_pool_abandoned_fn)(void *hook_arg, const sl_pool_job *job);
 
 typedef struct sl_pool_opts {
-    const char *name;       /* for logs ("pool" attribute); copied; NULL -> "pool" */
-    int workers;            /* threads; 0 -> number of online CPUs. See sizing above. */
-    size_t queue_capacity;  /* jobs waiting to start; 0 -> 1024; rounded up to a power of 2 */
+    const char *name;      /* for logs ("pool" attribute); copied; NULL -> "pool" */
+    int workers;           /* threads; 0 -> number of online CPUs. See sizing above. */
+    size_t queue_capacity; /* jobs waiting to start; 0 -> 1024; rounded up to a power of 2, at least
+                              2 */
     int64_t job_timeout_ns; /* default per-attempt timeout; 0 = none */
     sl_pool_retry retry;
     sl_logger *logger; /* NULL = sl_log_default(); must outlive the pool */

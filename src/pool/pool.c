@@ -173,7 +173,9 @@ static void apply_defaults(sl_pool *p, const sl_pool_opts *o)
 
 static int init_ring(sl__ring *r, size_t want)
 {
-    size_t cap = 1;
+    /* At least two slots: with one, a slot's "free for lap n+1" and "full in lap n" sequence
+     * values coincide, so the ring cannot tell full from empty. */
+    size_t cap = 2;
     while (cap < want)
         cap <<= 1;
     r->slots =

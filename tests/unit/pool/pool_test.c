@@ -175,6 +175,33 @@ static void test_try_submit_full(void **state)
     gate_destroy(&g);
 }
 
+/* A capacity of 1 is rounded up to 2: a one-slot ring could not tell full from empty (it
+ * accepted every job and shutdown never finished draining it). */
+static void test_capacity_one_is_bounded(void **state)
+{
+    gate g;
+    gate_init(&g);
+    sl_pool_opts o = {.workers = 1, .queue_capacity = 1, .logger = quiet()};
+    sl_pool *p;
+    assert_int_equal(sl_pool_new(&o, &p), 0);
+    sl_pool_job blk = {.id = "blocker", .fn = gate_job, .arg = &g};
+    assert_int_equal(sl_pool_submit(p, &blk, NULL), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g.waiting) == 1, SLACK_MS));
+    sl_pool_job j = {.id = "filler", .fn = noop_job};
+    assert_int_equal(sl_pool_try_submit(p, &j), 0);
+    assert_int_equal(sl_pool_try_submit(p, &j), 0);
+    assert_int_equal(sl_pool_try_submit(p, &j), SL_EFULL);
+    sl_pool_stats st;
+    sl_pool_stats_get(p, &st);
+    assert_int_equal(st.capacity, 2);
+    gate_open(&g);
+    sl_pool_report r;
+    assert_int_equal(sl_pool_shutdown(p, NULL, &r), 0);
+    assert_int_equal(r.succeeded, 3);
+    sl_pool_free(p);
+    gate_destroy(&g);
+}
+
 static void test_submit_ctx_expires(void **state)
 {
     gate g;
@@ -528,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_never_more_than_n),
         cmocka_unit_test(test_fifo_one_worker),
         cmocka_unit_test(test_try_submit_full),
+        cmocka_unit_test(test_capacity_one_is_bounded),
         cmocka_unit_test(test_submit_ctx_expires),
         cmocka_unit_test(test_blocked_submitter_wakes),
         cmocka_unit_test(test_invalid_and_closed),
