@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -239,6 +241,64 @@ static inline uint64_t tc_stat_requests(sl_server *srv)
     sl_server_stats st;
     sl_server_stats_get(srv, &st);
     return st.requests;
+}
+
+/* Threads in this process now (from /proc), to prove a server joined every thread it started. */
+static inline int tc_thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+/* Runs `wrk -t1 -c<conns> -d1s` against url (bounded: killed after 30 s), echoes its output to
+ * stderr, and fails the test unless it exits 0 with no socket errors and no non-2xx answers.
+ * Returns the number of requests wrk completed (> 0). */
+static inline long long tc_run_wrk(const char *url, int conns)
+{
+    char tmpl[] = "/tmp/sluice-wrk-XXXXXX", cflag[16], out[256];
+    snprintf(cflag, sizeof cflag, "-c%d", conns);
+    int ofd = mkstemp(tmpl);
+    assert_true(ofd >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(ofd, 1);
+        dup2(ofd, 2);
+        execlp("wrk", "wrk", "-t1", cflag, "-d1s", "--timeout", "5s", url, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    int64_t dl = sl_mono_ns() + SL_SEC(30);
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && sl_mono_ns() < dl)
+        sl_test_pause(100);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        unlink(tmpl);
+        fail_msg("wrk did not finish in 30 s");
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    FILE *f = fdopen(ofd, "r");
+    rewind(f);
+    long long reqs = -1;
+    bool errors = false;
+    while (fgets(out, sizeof out, f)) {
+        fputs(out, stderr);
+        if (strstr(out, "Socket errors") || strstr(out, "Non-2xx")) errors = true;
+        long long n;
+        if (sscanf(out, " %lld requests in", &n) == 1) reqs = n;
+    }
+    fclose(f);
+    unlink(tmpl);
+    assert_false(errors);
+    assert_true(reqs > 0);
+    return reqs;
 }
 
 #endif

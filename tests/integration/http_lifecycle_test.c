@@ -298,28 +298,17 @@ static void *client_main(void *p)
     return NULL;
 }
 
-static int thread_count(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    int n = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &n) == 1) break;
-    if (f) fclose(f);
-    return n;
-}
-
 static void test_shutdown_under_load(void **state)
 {
     (void)state;
     int port;
     sl_ctx *ctx; /* created first: the ctx timer thread is not the server's */
     assert_int_equal(sl_ctx_with_timeout(NULL, SL_SEC(20), &ctx), 0);
-    int threads = thread_count();
+    int threads = tc_thread_count();
     assert_true(threads > 0);
     sl_server_opts o = {.handler = handler, .reactors = 3};
     sl_server *srv = tc_server_start(&o, &port);
-    assert_int_equal(thread_count(), threads + 3);
+    assert_int_equal(tc_thread_count(), threads + 3);
     load L = {.port = port};
     enum { NC = 8 };
     pthread_t th[NC];
@@ -331,7 +320,7 @@ static void test_shutdown_under_load(void **state)
     atomic_store(&L.stop, true);
     for (int i = 0; i < NC; i++)
         pthread_join(th[i], NULL);
-    assert_int_equal(thread_count(), threads); /* every reactor thread joined */
+    assert_int_equal(tc_thread_count(), threads); /* every reactor thread joined */
     assert_int_equal(atomic_load(&L.truncated), 0);
     /* Every response the server produced reached a client. */
     assert_int_equal((long long)tc_stat_requests(srv), atomic_load(&L.responses));
@@ -346,44 +335,9 @@ static void test_wrk_smoke(void **state)
     int port;
     sl_server_opts o = {.handler = handler, .reactors = 2};
     sl_server *srv = tc_server_start(&o, &port);
-    char url[64], out[256];
+    char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
-    char tmpl[] = "/tmp/sluice-wrk-XXXXXX";
-    int ofd = mkstemp(tmpl);
-    assert_true(ofd >= 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(ofd, 1);
-        dup2(ofd, 2);
-        execlp("wrk", "wrk", "-t1", "-c16", "-d1s", "--timeout", "5s", url, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    int64_t dl = sl_mono_ns() + SL_SEC(30);
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && sl_mono_ns() < dl)
-        sl_test_pause(100);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fail_msg("wrk did not finish in 30 s");
-    }
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    FILE *f = fdopen(ofd, "r");
-    rewind(f);
-    long long reqs = -1;
-    bool errors = false;
-    while (fgets(out, sizeof out, f)) {
-        fputs(out, stderr);
-        if (strstr(out, "Socket errors") || strstr(out, "Non-2xx")) errors = true;
-        long long n;
-        if (sscanf(out, " %lld requests in", &n) == 1) reqs = n;
-    }
-    fclose(f);
-    unlink(tmpl);
-    assert_false(errors);
-    assert_true(reqs > 0);
+    long long reqs = tc_run_wrk(url, 16);
     assert_true(tc_stat_requests(srv) >= (uint64_t)reqs);
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
     assert_int_equal(sl_server_shutdown(srv, NULL), 0);

@@ -17,17 +17,6 @@
 
 #include "sluice/mux.h"
 
-static int thread_count(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    int n = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &n) == 1) break;
-    if (f) fclose(f);
-    return n;
-}
-
 /* ---- client goes away ---- */
 
 static atomic_int started, result;
@@ -169,44 +158,9 @@ static void test_wrk_pooled(void **state)
     sl_server_opts o = {.mux = mux, .reactors = 2};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
-    char url[64], out[256];
+    char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/pooled", port);
-    char tmpl[] = "/tmp/sluice-wrk-XXXXXX";
-    int ofd = mkstemp(tmpl);
-    assert_true(ofd >= 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(ofd, 1);
-        dup2(ofd, 2);
-        execlp("wrk", "wrk", "-t1", "-c32", "-d1s", "--timeout", "5s", url, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    int64_t dl = sl_mono_ns() + SL_SEC(30);
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && sl_mono_ns() < dl)
-        sl_test_pause(100);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fail_msg("wrk did not finish in 30 s");
-    }
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    FILE *f = fdopen(ofd, "r");
-    rewind(f);
-    long long reqs = -1;
-    bool errors = false;
-    while (fgets(out, sizeof out, f)) {
-        fputs(out, stderr);
-        if (strstr(out, "Socket errors") || strstr(out, "Non-2xx")) errors = true;
-        long long n;
-        if (sscanf(out, " %lld requests in", &n) == 1) reqs = n;
-    }
-    fclose(f);
-    unlink(tmpl);
-    assert_false(errors);
-    assert_true(reqs > 0);
+    tc_run_wrk(url, 32);
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
     assert_int_equal(sl_server_shutdown(srv, NULL), 0);
     sl_server_free(srv);
@@ -262,7 +216,7 @@ static void test_shutdown_under_pooled_load(void **state)
     (void)state;
     sl_ctx *grace;
     assert_int_equal(sl_ctx_with_timeout(NULL, SL_SEC(10), &grace), 0);
-    int threads = thread_count();
+    int threads = tc_thread_count();
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 4, .handler_queue = 64};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
@@ -270,7 +224,7 @@ static void test_shutdown_under_pooled_load(void **state)
     sl_server_opts o = {.mux = mux, .reactors = 2};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
-    assert_true(thread_count() > threads + 2);
+    assert_true(tc_thread_count() > threads + 2);
     load L = {.port = port};
     enum { NC = 8 };
     pthread_t th[NC];
@@ -283,7 +237,7 @@ static void test_shutdown_under_pooled_load(void **state)
     atomic_store(&L.stop, true);
     for (int i = 0; i < NC; i++)
         pthread_join(th[i], NULL);
-    assert_int_equal(thread_count(), threads); /* reactors and handler threads joined */
+    assert_int_equal(tc_thread_count(), threads); /* reactors and handler threads joined */
     assert_int_equal(atomic_load(&L.bad), 0);
     assert_int_equal((long long)tc_stat_requests(srv), atomic_load(&L.responses));
     sl_server_free(srv);
