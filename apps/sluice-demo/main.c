@@ -12,7 +12,9 @@
  *   3. a summary line with the job counts: submitted = succeeded + failed + dead + abandoned;
  *   4. everything is freed in reverse order (metrics callbacks first, as they read the
  *      objects), and the process exits 0.
- * Everything is in-process; --redis is refused (exit 2) until the Redis backend is wired. */
+ * With --redis URL the background jobs live in Redis Streams instead (rjobs.c): shutdown step
+ * 2 then stops and joins the job workers, and a job still running stays pending in Redis for
+ * any instance to reclaim; the summary counts this instance's submits and runs. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,13 @@ static const route routes[] = {
      "curl -s http://127.0.0.1:%d/metrics | grep -v '^#'"},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+/* With --redis a webhook is a Redis round trip, which must not run on a reactor. */
+static sl_route_mode route_mode(const demo_app *app, const route *r)
+{
+    if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
+    return r->mode;
+}
 
 /* The main limiter applies to everything but health checks and scrapes (and does apply to
  * unmatched requests, so a 404 flood is limited too). */
@@ -156,7 +165,7 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = use_middleware(app, h);
     char err[256] = "";
     for (size_t i = 0; rc == 0 && i < NROUTES; i++) {
-        sl_route_opts ro = {.mode = routes[i].mode, .timeout_ns = SL_SEC(30)};
+        sl_route_opts ro = {.mode = route_mode(app, &routes[i]), .timeout_ns = SL_SEC(30)};
         if (!strcmp(routes[i].pattern, "POST /users")) ro.max_body_bytes = c->users_max_body;
         rc = sl_mux_handle(h->mux, routes[i].pattern, routes[i].fn,
                            routes[i].fn == sl_metrics_handler ? (void *)h->reg : (void *)app, &ro,
@@ -169,7 +178,7 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_server_new(&so, &h->srv);
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
-    if (rc == 0) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
+    if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
     if (rc == 0) rc = sl_obs_ratelimit(h->obs, h->auth);
     if (rc == 0 && h->limits) rc = sl_obs_ratelimit(h->obs, h->limits);
     if (rc < 0) fprintf(stderr, "sluice-demo: setting up: %s %s\n", sl_strerror(rc), err);
@@ -200,11 +209,16 @@ static void rate_text(double r, char out[32])
 static void banner(const demo_app *app, int port)
 {
     const demo_config *c = &app->cfg;
-    printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
-           c->addr, port);
+    if (c->redis)
+        printf("sluice-demo listening on http://%s:%d (in-process limits, jobs on Redis "
+               "%s:%d)\n\nroutes:\n",
+               c->addr, port, c->redis_host, c->redis_port);
+    else
+        printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
+               c->addr, port);
     for (size_t i = 0; i < NROUTES; i++)
         printf("  %-18s %-7s%s\n", routes[i].pattern,
-               routes[i].mode == SL_ROUTE_INLINE ? "inline" : "pooled",
+               route_mode(app, &routes[i]) == SL_ROUTE_INLINE ? "inline" : "pooled",
                routes[i].key ? "  (X-API-Key required)" : "");
     if (c->no_limits) {
         printf("\nlimits: none (--no-limits)\n");
@@ -277,12 +291,18 @@ static int serve(demo_app *app, http_side *h)
     fflush(stdout);
     sl_pool_report r = {0};
     int prc = demo_jobs_shutdown(app, &r);
-    printf("shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu abandoned=%llu "
-           "stuck=%llu deadline_hit=%s elapsed_ms=%lld\n",
-           (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
-           (unsigned long long)r.failed, (unsigned long long)r.dead,
-           (unsigned long long)r.abandoned, (unsigned long long)r.stuck,
-           r.deadline_hit ? "yes" : "no", (long long)(r.elapsed_ns / 1000000));
+    if (app->rjobs)
+        printf("shutdown: redis jobs submitted=%llu ran_ok=%llu runs_failed=%llu elapsed_ms=%lld "
+               "(a job still running stays pending in Redis for any instance)\n",
+               (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
+               (unsigned long long)r.failed, (long long)(r.elapsed_ns / 1000000));
+    else
+        printf("shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu abandoned=%llu "
+               "stuck=%llu deadline_hit=%s elapsed_ms=%lld\n",
+               (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
+               (unsigned long long)r.failed, (unsigned long long)r.dead,
+               (unsigned long long)r.abandoned, (unsigned long long)r.stuck,
+               r.deadline_hit ? "yes" : "no", (long long)(r.elapsed_ns / 1000000));
     printf("shutdown: %s\n", prc == 0 ? "complete" : "job pool did not stop in time");
     fflush(stdout);
     return prc;
@@ -297,14 +317,6 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) return 2;
-    if (app.cfg.redis) {
-        fprintf(stderr,
-                "sluice-demo: --redis %s: the Redis backend (shared limits and jobs) is "
-                "not wired into this build yet; run without --redis for the in-process "
-                "default\n",
-                app.cfg.redis);
-        return 2;
-    }
     sl_log_opts lo = {.level = app.cfg.log_level, .format = app.cfg.log_format, .fd = 2};
     if (sl_logger_new(&lo, &app.log) < 0) return 1;
     sl_log_set_default(app.log);
