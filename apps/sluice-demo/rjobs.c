@@ -72,7 +72,7 @@ static int rj_encode(void *codec_arg, const void *arg, void **bytes, size_t *len
 static int rj_decode(void *codec_arg, const void *bytes, size_t len, void **arg)
 {
     (void)codec_arg;
-    char buf[sizeof ((rj_payload *)0)->what + 48];
+    char buf[sizeof((rj_payload *)0)->what + 48];
     if (len >= sizeof buf) return SL_EINVAL;
     memcpy(buf, bytes, len);
     buf[len] = 0;
@@ -106,9 +106,8 @@ static int rj_run(sl_ctx *ctx, sl_redis_job *job, void *arg)
         return rc;
     }
     atomic_fetch_add(&rj->done, 1);
-    sl_log_info(rj->app->log, "job done", SL_A_STR("job_id", job->id),
-                SL_A_STR("queue", q->name), SL_A_INT("attempts", job->attempts),
-                SL_A_BOOL("reclaimed", job->reclaimed));
+    sl_log_info(rj->app->log, "job done", SL_A_STR("job_id", job->id), SL_A_STR("queue", q->name),
+                SL_A_INT("attempts", job->attempts), SL_A_BOOL("reclaimed", job->reclaimed));
     return 0;
 }
 
@@ -200,8 +199,7 @@ int demo_rjobs_init(demo_app *app)
     return rc;
 }
 
-static int rj_submit(demo_rjobs *rj, rj_queue *q, const char *id, const rj_payload *p,
-                     sl_ctx *ctx)
+static int rj_submit(demo_rjobs *rj, rj_queue *q, const char *id, const rj_payload *p, sl_ctx *ctx)
 {
     pthread_mutex_lock(&q->mu);
     int rc = sl_redis_jobs_submit(q->producer, id, p, ctx);
