@@ -69,7 +69,11 @@ static const flag flags[] = {
     {"log-format", F_SPECIAL, 0, "text|json [text]"},
     {"log-level", F_SPECIAL, 0, "debug|info|warn|error [info]"},
     {"redis", F_STR, OFF(redis),
-     "redis://host[:port]: keep background jobs in Redis Streams, shared by instances [none]"},
+     "redis://host[:port]: keep background jobs in Redis Streams and check the per-IP limit "
+     "in Redis, shared by instances [none]"},
+    {"redis-fail", F_SPECIAL, 0,
+     "--redis: when Redis is down the shared per-IP limit answers open|closed (503)|local "
+     "(this instance alone) [open]"},
     {"jobs-visibility-ms", F_MS, OFF(visibility_ns),
      "--redis: a job left running this long (its instance died) is rerun elsewhere [30000]"},
     {"help", F_SPECIAL, 0, "this text"},
@@ -200,6 +204,17 @@ static int set_special(demo_config *c, const char *name, const char *v)
 {
     if (!strcmp(name, "api-key")) return set_keys(c, v);
     if (!strcmp(name, "trusted-proxies")) return set_proxies(c, v);
+    if (!strcmp(name, "redis-fail")) {
+        if (!strcmp(v, "open"))
+            c->redis_fail = 0;
+        else if (!strcmp(v, "closed"))
+            c->redis_fail = 1;
+        else if (!strcmp(v, "local"))
+            c->redis_fail = 2;
+        else
+            return bad(name, v, "want open, closed or local");
+        return 0;
+    }
     if (!strcmp(name, "log-format")) {
         if (!strcmp(v, "text"))
             c->log_format = SL_LOG_TEXT;

@@ -66,9 +66,11 @@ typedef struct demo_config {
     char redis_host[256];  /* parsed from redis */
     int redis_port;        /* parsed from redis */
     int64_t visibility_ns; /* Redis jobs: a job pending this long is reclaimed */
+    int redis_fail;        /* sl_redis_fail_policy of the shared per-IP limit */
 } demo_config;
 
 typedef struct demo_rjobs demo_rjobs;
+typedef struct demo_rlimit demo_rlimit;
 
 typedef struct demo_app {
     demo_config cfg;
@@ -77,6 +79,7 @@ typedef struct demo_app {
     _Atomic int64_t next_id; /* last id handed out */
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
+    demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
     _Atomic uint64_t searches_stopped; /* searches whose client went away */
@@ -136,5 +139,13 @@ int demo_rjobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
                        char job_id[SL_POOL_ID_MAX + 1]);
 int demo_rjobs_shutdown(demo_app *app, sl_pool_report *r);
 void demo_rjobs_free(demo_app *app);
+
+/* rlimit.c: the per-client-IP limit shared through Redis. */
+int demo_rlimit_init(demo_app *app);
+void demo_rlimit_free(demo_app *app);
+/* Checks the request's client IP in Redis; blocks one round trip (pooled handlers only).
+ * Returns true to go on, or false after answering 429 (limited) or 503 (fail-closed, or the
+ * request's ctx fired). */
+bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp);
 
 #endif /* SLUICE_DEMO_H */

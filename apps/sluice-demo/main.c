@@ -64,11 +64,30 @@ static const route routes[] = {
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
-/* With --redis a webhook is a Redis round trip, which must not run on a reactor. */
+static bool limited_pattern(const char *p)
+{
+    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+}
+
+/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
+ * of every limited route (rlimit.c): neither may run on a reactor. */
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
+    if (app->rlimit && limited_pattern(r->pattern)) return SL_ROUTE_POOLED;
     return r->mode;
+}
+
+/* A limited route's handler behind the shared per-IP check (--redis). */
+typedef struct redis_limited {
+    demo_app *app;
+    sl_handler_fn fn;
+} redis_limited;
+
+static void redis_limited_handler(sl_req *req, sl_resp *resp, void *arg)
+{
+    const redis_limited *w = arg;
+    if (demo_rlimit_check(w->app, req, resp)) w->fn(req, resp, w->app);
 }
 
 /* The main limiter applies to everything but health checks and scrapes (and does apply to
@@ -76,8 +95,7 @@ static sl_route_mode route_mode(const demo_app *app, const route *r)
 static bool limited(void *arg, sl_req *req)
 {
     (void)arg;
-    const char *p = sl_req_pattern(req);
-    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+    return limited_pattern(sl_req_pattern(req));
 }
 
 static int build_policies(demo_app *app, http_side *h)
@@ -125,6 +143,11 @@ static int build_policies(demo_app *app, http_side *h)
          .ntier_table = c->nkeys,
          .max_keys = 100000},
     };
+    if (app->rlimit) { /* --redis: the per-IP rule is checked in Redis (rlimit.c) */
+        rules[1] = rules[2];
+        sl_ratelimit_config cfg = {.rules = rules, .nrules = 2, .clientip = cip};
+        return sl_ratelimit_new(&cfg, &h->limits);
+    }
     sl_ratelimit_config cfg = {.rules = rules, .nrules = 3, .clientip = cip};
     return sl_ratelimit_new(&cfg, &h->limits);
 }
@@ -164,12 +187,18 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_mux_new(&mo, &h->mux);
     if (rc == 0) rc = use_middleware(app, h);
     char err[256] = "";
+    static redis_limited wrapped[NROUTES];
     for (size_t i = 0; rc == 0 && i < NROUTES; i++) {
         sl_route_opts ro = {.mode = route_mode(app, &routes[i]), .timeout_ns = SL_SEC(30)};
         if (!strcmp(routes[i].pattern, "POST /users")) ro.max_body_bytes = c->users_max_body;
-        rc = sl_mux_handle(h->mux, routes[i].pattern, routes[i].fn,
-                           routes[i].fn == sl_metrics_handler ? (void *)h->reg : (void *)app, &ro,
-                           err, sizeof err);
+        sl_handler_fn fn = routes[i].fn;
+        void *arg = fn == sl_metrics_handler ? (void *)h->reg : (void *)app;
+        if (app->rlimit && limited_pattern(routes[i].pattern)) {
+            wrapped[i] = (redis_limited){.app = app, .fn = fn};
+            fn = redis_limited_handler;
+            arg = &wrapped[i];
+        }
+        rc = sl_mux_handle(h->mux, routes[i].pattern, fn, arg, &ro, err, sizeof err);
     }
     sl_server_opts so = {.mux = h->mux,
                          .reactors = c->reactors,
@@ -210,9 +239,12 @@ static void banner(const demo_app *app, int port)
 {
     const demo_config *c = &app->cfg;
     if (c->redis)
-        printf("sluice-demo listening on http://%s:%d (in-process limits, jobs on Redis "
-               "%s:%d)\n\nroutes:\n",
-               c->addr, port, c->redis_host, c->redis_port);
+        printf("sluice-demo listening on http://%s:%d (per-IP limit and jobs on Redis "
+               "%s:%d, redis-fail %s)\n\nroutes:\n",
+               c->addr, port, c->redis_host, c->redis_port,
+               c->redis_fail == 0   ? "open"
+               : c->redis_fail == 1 ? "closed"
+                                    : "local");
     else
         printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
                c->addr, port);
@@ -324,10 +356,12 @@ int main(int argc, char **argv)
     http_side h = {0};
     rc = demo_store_init(&app);
     if (rc == 0) rc = demo_jobs_init(&app);
+    if (rc == 0 && app.cfg.redis && !app.cfg.no_limits) rc = demo_rlimit_init(&app);
     if (rc == 0) rc = build_http(&app, &h);
     if (rc == 0) rc = serve(&app, &h);
 
     free_http(&h); /* frees the server first if it is still up (no grace: start-up failed) */
+    demo_rlimit_free(&app); /* after the server: no handler checks any more */
     demo_jobs_free(&app);
     demo_store_destroy(&app);
     sl_log_set_default(NULL);

@@ -50,7 +50,7 @@ static void demo_start(demo *d, const char *extra)
     assert_true(d->port > 0);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "exec '%s/apps/sluice-demo' --port %d --reactors 1 --no-limits "
+             "exec '%s/apps/sluice-demo' --port %d --reactors 1 "
              "--redis redis://127.0.0.1:%d --job-workers 2 --jobs-visibility-ms 1000 "
              "--webhook-ms 10 --email-ms 10 --grace-ms 2000 %s >'%s' 2>'%s'",
              bindir, d->port, g_redis.port, extra ? extra : "", d->out, d->err);
@@ -144,7 +144,7 @@ static void test_killed_instance_jobs_finish_elsewhere(void **state)
 {
     (void)state;
     demo a = {0}, b = {0};
-    demo_start(&a, NULL);
+    demo_start(&a, "--no-limits");
     char slow[80], fast[5][80];
     int64_t posted = sl_mono_ns(); /* the slow job is delivered to A after this */
     assert_int_equal(
@@ -156,7 +156,7 @@ static void test_killed_instance_jobs_finish_elsewhere(void **state)
         assert_int_equal(post(a.port, "/webhooks", "", "{\"event\":\"fast\"}", fast[i], 80), 202);
         assert_true(fast[i][0]);
     }
-    demo_start(&b, NULL);
+    demo_start(&b, "--no-limits");
     assert_int_equal(sl_test_proc_stop(&a.proc, SIGKILL, 5000), 128 + SIGKILL);
 
     for (int i = 0; i < 5; i++)
@@ -193,6 +193,64 @@ static void test_killed_instance_jobs_finish_elsewhere(void **state)
     demo_cleanup(&b);
 }
 
+/* GET /users/1 with a key whose tier never limits: 404 when allowed (no such user). */
+static int get_user(int port)
+{
+    return tc_get_status(port, "GET /users/1 HTTP/1.1\r\nHost: x\r\n"
+                               "X-API-Key: demo-enterprise\r\nConnection: close\r\n\r\n");
+}
+
+#define LIMITS                                                                             \
+    "--ip-rate 0.01 --ip-burst 10 --global-rate inf --enterprise-rate inf --webhook-ms 0 " \
+    "--redis-fail "
+
+/* Three instances share one per-IP bucket (burst 10, 0.01/s: at most one token refills
+ * during the test); then Redis stops and each applies its own failure policy. */
+static void test_instances_share_the_ip_limit(void **state)
+{
+    (void)state;
+    demo a = {0}, b = {0}, c = {0};
+    demo_start(&a, LIMITS "open");
+    demo_start(&b, LIMITS "closed");
+    demo_start(&c, LIMITS "local");
+    demo *all[3] = {&a, &b, &c};
+    int allowed[3] = {0}, sum = 0;
+    for (int i = 0; i < 45; i++) {
+        int st = get_user(all[i % 3]->port);
+        assert_true(st == 404 || st == 429);
+        if (st == 404) allowed[i % 3]++, sum++;
+    }
+    /* One instance alone allows 10 (+1 if a token refilled); three independent ones would
+     * allow 30. Requests alternate, so each instance got a share. */
+    assert_in_range(sum, 10, 11);
+    for (int i = 0; i < 3; i++)
+        assert_in_range(allowed[i], 1, 9);
+
+    /* Redis down: open allows everything, closed answers 503, local enforces the limit on
+     * its own (a fresh in-process bucket: exactly the burst, then 429). */
+    assert_true(sl_test_redis_stop(&g_redis) >= 0);
+    int open_ok = 0, closed_503 = 0, local_ok = 0, local_429 = 0;
+    for (int i = 0; i < 15; i++) {
+        open_ok += get_user(a.port) == 404;
+        closed_503 += get_user(b.port) == 503;
+        int st = get_user(c.port);
+        local_ok += st == 404;
+        local_429 += st == 429;
+    }
+    assert_int_equal(open_ok, 15);
+    assert_int_equal(closed_503, 15);
+    assert_in_range(local_ok, 10, 11);
+    assert_int_equal(local_ok + local_429, 15);
+    for (int i = 0; i < 3; i++) {
+        int code = sl_test_proc_stop(&all[i]->proc, SIGTERM, 30000);
+        if (code != 0) {
+            char *err = slurp(all[i]->err);
+            fail_msg("instance %d exited %d\nstderr:\n%s", i, code, err);
+        }
+        demo_cleanup(all[i]);
+    }
+}
+
 static void test_bad_url_exits_2(void **state)
 {
     (void)state;
@@ -222,8 +280,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_url_exits_2),
-        cmocka_unit_test(test_killed_instance_jobs_finish_elsewhere),
+        cmocka_unit_test_setup_teardown(test_killed_instance_jobs_finish_elsewhere, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_instances_share_the_ip_limit, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #endif
