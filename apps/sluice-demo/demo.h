@@ -4,6 +4,8 @@
  * config.c   flag parsing and --help
  * store.c    the user store (sl_map) and JSON encoding/validation of users (jansson)
  * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
+ * rjobs.c    --redis: the same jobs as durable jobs on Redis Streams, shared by instances
+ * rlimit.c   --redis: the per-client-IP limit checked in Redis, shared by instances
  * routes.c   the HTTP handlers and the route table
  *
  * Threads: a demo_app is built by main before serving and only read afterwards, except the
