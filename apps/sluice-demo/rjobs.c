@@ -251,7 +251,7 @@ void demo_rjobs_free(demo_app *app)
 {
     demo_rjobs *rj = app->rjobs;
     if (!rj) return;
-    sl_ctx_cancel(rj->stop); /* start-up failed: threads may be running */
+    if (rj->stop) sl_ctx_cancel(rj->stop); /* start-up failed: threads may be running */
     rj_queue_join_free(&rj->webhook);
     rj_queue_join_free(&rj->welcome);
     sl_ctx_release(rj->stop);
