@@ -97,7 +97,8 @@ bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp)
         return false;
     }
     char ra[24];
-    int64_t s = d.retry_after_ns >= SL_FOREVER ? 3600 : (d.retry_after_ns + SL_SEC(1) - 1) / SL_SEC(1);
+    int64_t s =
+        d.retry_after_ns >= SL_FOREVER ? 3600 : (d.retry_after_ns + SL_SEC(1) - 1) / SL_SEC(1);
     snprintf(ra, sizeof ra, "%lld", (long long)(s < 1 ? 1 : s));
     sl_resp_set_header(resp, "Retry-After", ra);
     sl_resp_error(resp, 429, "rate limited (ip, shared through redis)");
