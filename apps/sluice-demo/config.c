@@ -69,7 +69,13 @@ static const flag flags[] = {
     {"log-format", F_SPECIAL, 0, "text|json [text]"},
     {"log-level", F_SPECIAL, 0, "debug|info|warn|error [info]"},
     {"redis", F_STR, OFF(redis),
-     "redis://host:port: share limits and jobs through Redis (not wired yet: exits 2)"},
+     "redis://host[:port]: keep background jobs in Redis Streams and check the per-IP limit "
+     "in Redis, shared by instances [none]"},
+    {"redis-fail", F_SPECIAL, 0,
+     "--redis: when Redis is down the shared per-IP limit answers open|closed (503)|local "
+     "(this instance alone) [open]"},
+    {"jobs-visibility-ms", F_MS, OFF(visibility_ns),
+     "--redis: a job left running this long (its instance died) is rerun elsewhere [30000]"},
     {"help", F_SPECIAL, 0, "this text"},
 };
 
@@ -103,6 +109,27 @@ static void defaults(demo_config *c)
     c->jobs_drain_ns = SL_SEC(5);
     c->log_format = SL_LOG_TEXT;
     c->log_level = SL_LOG_INFO;
+    c->visibility_ns = SL_SEC(30);
+}
+
+/* redis://host[:port][/db] (db is ignored: the demo's keys have their own prefix). */
+static int parse_redis_url(demo_config *c)
+{
+    const char *u = c->redis;
+    if (strncmp(u, "redis://", 8)) return -1;
+    u += 8;
+    size_t hl = strcspn(u, ":/");
+    if (hl == 0 || hl >= sizeof c->redis_host) return -1;
+    memcpy(c->redis_host, u, hl);
+    c->redis_host[hl] = 0;
+    c->redis_port = 6379;
+    if (u[hl] == ':') {
+        char *end;
+        long p = strtol(u + hl + 1, &end, 10);
+        if (end == u + hl + 1 || p <= 0 || p > 65535 || (*end && *end != '/')) return -1;
+        c->redis_port = (int)p;
+    }
+    return 0;
 }
 
 void demo_config_usage(FILE *out)
@@ -177,6 +204,17 @@ static int set_special(demo_config *c, const char *name, const char *v)
 {
     if (!strcmp(name, "api-key")) return set_keys(c, v);
     if (!strcmp(name, "trusted-proxies")) return set_proxies(c, v);
+    if (!strcmp(name, "redis-fail")) {
+        if (!strcmp(v, "open"))
+            c->redis_fail = 0;
+        else if (!strcmp(v, "closed"))
+            c->redis_fail = 1;
+        else if (!strcmp(v, "local"))
+            c->redis_fail = 2;
+        else
+            return bad(name, v, "want open, closed or local");
+        return 0;
+    }
     if (!strcmp(name, "log-format")) {
         if (!strcmp(v, "text"))
             c->log_format = SL_LOG_TEXT;
@@ -291,5 +329,8 @@ int demo_config_parse(demo_config *cfg, int argc, char **argv)
     /* sl_pool's ring needs two slots at least (a one-slot ring cannot tell full from empty). */
     if (cfg->queue < 2) return bad("queue", NULL, "must be >= 2");
     if (cfg->port > 65535) return bad("port", NULL, "must be <= 65535");
+    if (cfg->redis && parse_redis_url(cfg) < 0)
+        return bad("redis", cfg->redis, "want redis://host[:port]");
+    if (cfg->visibility_ns < SL_MS(100)) return bad("jobs-visibility-ms", NULL, "must be >= 100");
     return 0;
 }

@@ -4,6 +4,8 @@
  * config.c   flag parsing and --help
  * store.c    the user store (sl_map) and JSON encoding/validation of users (jansson)
  * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
+ * rjobs.c    --redis: the same jobs as durable jobs on Redis Streams, shared by instances
+ * rlimit.c   --redis: the per-client-IP limit checked in Redis, shared by instances
  * routes.c   the HTTP handlers and the route table
  *
  * Threads: a demo_app is built by main before serving and only read afterwards, except the
@@ -62,15 +64,24 @@ typedef struct demo_config {
     /* logs */
     sl_log_format log_format;
     sl_log_level log_level;
-    const char *redis; /* --redis URL, or NULL */
+    const char *redis;     /* --redis URL, or NULL */
+    char redis_host[256];  /* parsed from redis */
+    int redis_port;        /* parsed from redis */
+    int64_t visibility_ns; /* Redis jobs: a job pending this long is reclaimed */
+    int redis_fail;        /* sl_redis_fail_policy of the shared per-IP limit */
 } demo_config;
+
+typedef struct demo_rjobs demo_rjobs;
+typedef struct demo_rlimit demo_rlimit;
 
 typedef struct demo_app {
     demo_config cfg;
     sl_logger *log;
     sl_map *users;           /* id (decimal text) -> demo_user */
     _Atomic int64_t next_id; /* last id handed out */
-    sl_pool *jobs;
+    sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
+    demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
+    demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
     _Atomic uint64_t searches_stopped; /* searches whose client went away */
@@ -106,13 +117,37 @@ char *demo_user_json(const demo_user *u);
 
 /* jobs.c */
 int demo_jobs_init(demo_app *app);
+/* With --redis the calls below go to rjobs.c: the same contracts, errors from Redis
+ * (SL_EUNAVAIL, SL_EREDIS, the ctx's) instead of SL_EFULL. */
 /* Queues the welcome e-mail of u, waiting up to ctx for room. Returns sl_pool_submit's code. */
 int demo_jobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx);
 /* Try-submits one webhook delivery (event: the request body's first bytes, copied). Returns
  * 0, SL_EFULL (answer 503), SL_ECLOSED or SL_ENOMEM. *job_id gets the job id. */
-int demo_jobs_webhook(demo_app *app, const void *body, size_t len, char job_id[SL_POOL_ID_MAX + 1]);
-/* Drains the pool within cfg.jobs_drain_ns and fills *r. */
+int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
+                      char job_id[SL_POOL_ID_MAX + 1]);
+/* Without --redis: drains the pool within cfg.jobs_drain_ns and fills *r. With --redis: stops
+ * and joins the Redis workers (their jobs in flight stay pending in Redis, for another
+ * instance), and fills *r with this instance's counts (abandoned = jobs left running). */
 int demo_jobs_shutdown(demo_app *app, sl_pool_report *r);
 void demo_jobs_free(demo_app *app);
+
+/* rjobs.c: the same jobs on Redis Streams (sl_redis_jobs), one queue per kind. */
+int demo_rjobs_init(demo_app *app);
+int demo_rjobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx);
+/* Submits one webhook (blocks one round trip: the route is pooled with --redis). A body holding
+ * "slow":true makes a job that blocks on its first run until its worker stops: only a
+ * reclaimed (or retried) run completes it, which shows that another instance takes over. */
+int demo_rjobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
+                       char job_id[SL_POOL_ID_MAX + 1]);
+int demo_rjobs_shutdown(demo_app *app, sl_pool_report *r);
+void demo_rjobs_free(demo_app *app);
+
+/* rlimit.c: the per-client-IP limit shared through Redis. */
+int demo_rlimit_init(demo_app *app);
+void demo_rlimit_free(demo_app *app);
+/* Checks the request's client IP in Redis; blocks one round trip (pooled handlers only).
+ * Returns true to go on, or false after answering 429 (limited) or 503 (fail-closed, or the
+ * request's ctx fired). */
+bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp);
 
 #endif /* SLUICE_DEMO_H */

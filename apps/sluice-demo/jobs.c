@@ -65,6 +65,7 @@ static void on_abandoned(void *hook_arg, const sl_pool_job *job)
 
 int demo_jobs_init(demo_app *app)
 {
+    if (app->cfg.redis) return demo_rjobs_init(app);
     sl_pool_opts o = {
         .name = "jobs",
         .workers = app->cfg.job_workers,
@@ -82,6 +83,7 @@ int demo_jobs_init(demo_app *app)
 
 int demo_jobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx)
 {
+    if (app->rjobs) return demo_rjobs_welcome(app, u, ctx);
     job_arg *a = calloc(1, sizeof *a);
     if (!a) return SL_ENOMEM;
     a->app = app;
@@ -95,8 +97,10 @@ int demo_jobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx)
     return rc;
 }
 
-int demo_jobs_webhook(demo_app *app, const void *body, size_t len, char job_id[SL_POOL_ID_MAX + 1])
+int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
+                      char job_id[SL_POOL_ID_MAX + 1])
 {
+    if (app->rjobs) return demo_rjobs_webhook(app, body, len, ctx, job_id);
     static _Atomic uint64_t seq;
     job_arg *a = calloc(1, sizeof *a);
     if (!a) return SL_ENOMEM;
@@ -116,6 +120,7 @@ int demo_jobs_webhook(demo_app *app, const void *body, size_t len, char job_id[S
 
 int demo_jobs_shutdown(demo_app *app, sl_pool_report *r)
 {
+    if (app->rjobs) return demo_rjobs_shutdown(app, r);
     sl_ctx *dl = NULL;
     int rc = sl_ctx_with_timeout(NULL, app->cfg.jobs_drain_ns, &dl);
     if (rc < 0) return rc;
@@ -126,6 +131,7 @@ int demo_jobs_shutdown(demo_app *app, sl_pool_report *r)
 
 void demo_jobs_free(demo_app *app)
 {
+    demo_rjobs_free(app);
     sl_pool_free(app->jobs);
     app->jobs = NULL;
 }

@@ -12,7 +12,9 @@
  *   3. a summary line with the job counts: submitted = succeeded + failed + dead + abandoned;
  *   4. everything is freed in reverse order (metrics callbacks first, as they read the
  *      objects), and the process exits 0.
- * Everything is in-process; --redis is refused (exit 2) until the Redis backend is wired. */
+ * With --redis URL the background jobs live in Redis Streams instead (rjobs.c): shutdown step
+ * 2 then stops and joins the job workers, and a job still running stays pending in Redis for
+ * any instance to reclaim; the summary counts this instance's submits and runs. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,13 +64,38 @@ static const route routes[] = {
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
+static bool limited_pattern(const char *p)
+{
+    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+}
+
+/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
+ * of every limited route (rlimit.c): neither may run on a reactor. */
+static sl_route_mode route_mode(const demo_app *app, const route *r)
+{
+    if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
+    if (app->rlimit && limited_pattern(r->pattern)) return SL_ROUTE_POOLED;
+    return r->mode;
+}
+
+/* A limited route's handler behind the shared per-IP check (--redis). */
+typedef struct redis_limited {
+    demo_app *app;
+    sl_handler_fn fn;
+} redis_limited;
+
+static void redis_limited_handler(sl_req *req, sl_resp *resp, void *arg)
+{
+    const redis_limited *w = arg;
+    if (demo_rlimit_check(w->app, req, resp)) w->fn(req, resp, w->app);
+}
+
 /* The main limiter applies to everything but health checks and scrapes (and does apply to
  * unmatched requests, so a 404 flood is limited too). */
 static bool limited(void *arg, sl_req *req)
 {
     (void)arg;
-    const char *p = sl_req_pattern(req);
-    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+    return limited_pattern(sl_req_pattern(req));
 }
 
 static int build_policies(demo_app *app, http_side *h)
@@ -116,6 +143,11 @@ static int build_policies(demo_app *app, http_side *h)
          .ntier_table = c->nkeys,
          .max_keys = 100000},
     };
+    if (app->rlimit) { /* --redis: the per-IP rule is checked in Redis (rlimit.c) */
+        rules[1] = rules[2];
+        sl_ratelimit_config cfg = {.rules = rules, .nrules = 2, .clientip = cip};
+        return sl_ratelimit_new(&cfg, &h->limits);
+    }
     sl_ratelimit_config cfg = {.rules = rules, .nrules = 3, .clientip = cip};
     return sl_ratelimit_new(&cfg, &h->limits);
 }
@@ -155,12 +187,18 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_mux_new(&mo, &h->mux);
     if (rc == 0) rc = use_middleware(app, h);
     char err[256] = "";
+    static redis_limited wrapped[NROUTES];
     for (size_t i = 0; rc == 0 && i < NROUTES; i++) {
-        sl_route_opts ro = {.mode = routes[i].mode, .timeout_ns = SL_SEC(30)};
+        sl_route_opts ro = {.mode = route_mode(app, &routes[i]), .timeout_ns = SL_SEC(30)};
         if (!strcmp(routes[i].pattern, "POST /users")) ro.max_body_bytes = c->users_max_body;
-        rc = sl_mux_handle(h->mux, routes[i].pattern, routes[i].fn,
-                           routes[i].fn == sl_metrics_handler ? (void *)h->reg : (void *)app, &ro,
-                           err, sizeof err);
+        sl_handler_fn fn = routes[i].fn;
+        void *arg = fn == sl_metrics_handler ? (void *)h->reg : (void *)app;
+        if (app->rlimit && limited_pattern(routes[i].pattern)) {
+            wrapped[i] = (redis_limited){.app = app, .fn = fn};
+            fn = redis_limited_handler;
+            arg = &wrapped[i];
+        }
+        rc = sl_mux_handle(h->mux, routes[i].pattern, fn, arg, &ro, err, sizeof err);
     }
     sl_server_opts so = {.mux = h->mux,
                          .reactors = c->reactors,
@@ -169,7 +207,7 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_server_new(&so, &h->srv);
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
-    if (rc == 0) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
+    if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
     if (rc == 0) rc = sl_obs_ratelimit(h->obs, h->auth);
     if (rc == 0 && h->limits) rc = sl_obs_ratelimit(h->obs, h->limits);
     if (rc < 0) fprintf(stderr, "sluice-demo: setting up: %s %s\n", sl_strerror(rc), err);
@@ -200,11 +238,19 @@ static void rate_text(double r, char out[32])
 static void banner(const demo_app *app, int port)
 {
     const demo_config *c = &app->cfg;
-    printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
-           c->addr, port);
+    if (c->redis)
+        printf("sluice-demo listening on http://%s:%d (per-IP limit and jobs on Redis "
+               "%s:%d, redis-fail %s)\n\nroutes:\n",
+               c->addr, port, c->redis_host, c->redis_port,
+               c->redis_fail == 0   ? "open"
+               : c->redis_fail == 1 ? "closed"
+                                    : "local");
+    else
+        printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
+               c->addr, port);
     for (size_t i = 0; i < NROUTES; i++)
         printf("  %-18s %-7s%s\n", routes[i].pattern,
-               routes[i].mode == SL_ROUTE_INLINE ? "inline" : "pooled",
+               route_mode(app, &routes[i]) == SL_ROUTE_INLINE ? "inline" : "pooled",
                routes[i].key ? "  (X-API-Key required)" : "");
     if (c->no_limits) {
         printf("\nlimits: none (--no-limits)\n");
@@ -277,12 +323,18 @@ static int serve(demo_app *app, http_side *h)
     fflush(stdout);
     sl_pool_report r = {0};
     int prc = demo_jobs_shutdown(app, &r);
-    printf("shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu abandoned=%llu "
-           "stuck=%llu deadline_hit=%s elapsed_ms=%lld\n",
-           (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
-           (unsigned long long)r.failed, (unsigned long long)r.dead,
-           (unsigned long long)r.abandoned, (unsigned long long)r.stuck,
-           r.deadline_hit ? "yes" : "no", (long long)(r.elapsed_ns / 1000000));
+    if (app->rjobs)
+        printf("shutdown: redis jobs submitted=%llu ran_ok=%llu runs_failed=%llu elapsed_ms=%lld "
+               "(a job still running stays pending in Redis for any instance)\n",
+               (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
+               (unsigned long long)r.failed, (long long)(r.elapsed_ns / 1000000));
+    else
+        printf("shutdown: jobs submitted=%llu succeeded=%llu failed=%llu dead=%llu abandoned=%llu "
+               "stuck=%llu deadline_hit=%s elapsed_ms=%lld\n",
+               (unsigned long long)r.submitted, (unsigned long long)r.succeeded,
+               (unsigned long long)r.failed, (unsigned long long)r.dead,
+               (unsigned long long)r.abandoned, (unsigned long long)r.stuck,
+               r.deadline_hit ? "yes" : "no", (long long)(r.elapsed_ns / 1000000));
     printf("shutdown: %s\n", prc == 0 ? "complete" : "job pool did not stop in time");
     fflush(stdout);
     return prc;
@@ -297,14 +349,6 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) return 2;
-    if (app.cfg.redis) {
-        fprintf(stderr,
-                "sluice-demo: --redis %s: the Redis backend (shared limits and jobs) is "
-                "not wired into this build yet; run without --redis for the in-process "
-                "default\n",
-                app.cfg.redis);
-        return 2;
-    }
     sl_log_opts lo = {.level = app.cfg.log_level, .format = app.cfg.log_format, .fd = 2};
     if (sl_logger_new(&lo, &app.log) < 0) return 1;
     sl_log_set_default(app.log);
@@ -312,10 +356,12 @@ int main(int argc, char **argv)
     http_side h = {0};
     rc = demo_store_init(&app);
     if (rc == 0) rc = demo_jobs_init(&app);
+    if (rc == 0 && app.cfg.redis && !app.cfg.no_limits) rc = demo_rlimit_init(&app);
     if (rc == 0) rc = build_http(&app, &h);
     if (rc == 0) rc = serve(&app, &h);
 
     free_http(&h); /* frees the server first if it is still up (no grace: start-up failed) */
+    demo_rlimit_free(&app); /* after the server: no handler checks any more */
     demo_jobs_free(&app);
     demo_store_destroy(&app);
     sl_log_set_default(NULL);

@@ -100,8 +100,8 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     size_t len;
     const void *body = sl_req_body(req, &len);
     char id[SL_POOL_ID_MAX + 1];
-    int rc = demo_jobs_webhook(app, body, len, id);
-    if (rc == SL_EFULL) {
+    int rc = demo_jobs_webhook(app, body, len, sl_req_ctx(req), id);
+    if (rc == SL_EFULL && app->jobs) {
         /* Retry-After: when the queue ahead should have drained, rounded up to a second. */
         int64_t ns = sl_pool_retry_after_ns(app->jobs);
         char ra[24];
@@ -111,7 +111,10 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
         return;
     }
     if (rc < 0) {
-        sl_resp_error(resp, rc == SL_ECLOSED ? 503 : 500, sl_strerror(rc));
+        /* Closed, or (--redis) Redis down or too slow: the job was not taken, retry later. */
+        bool later = rc == SL_ECLOSED || rc == SL_EUNAVAIL || rc == SL_EREDIS ||
+                     rc == SL_ETIMEDOUT || rc == SL_ECANCELED;
+        sl_resp_error(resp, later ? 503 : 500, sl_strerror(rc));
         return;
     }
     send_json(resp, 202, json_pack("{s:s, s:s}", "job_id", id, "status", "queued"));

@@ -1,0 +1,260 @@
+/* Background jobs on Redis (--redis): welcome e-mails and webhooks as durable jobs in Redis
+ * Streams (sl_redis_jobs), so that jobs outlive the instance that accepted them.
+ *
+ * One queue per job kind ("webhook", "welcome-email"), each with a producer object and a few
+ * worker threads (--job-workers split between the two queues, at least one each). An
+ * sl_redis_jobs is single owner: every worker thread gets its own (made here on the main
+ * thread before the thread starts, then used only by it), and the producer, which any pooled
+ * handler thread may call, sits behind a mutex (one round trip per submit; a busier service
+ * would keep one producer per handler thread). Workers run sl_redis_jobs_work until the
+ * instance's stop ctx is cancelled at shutdown, then are joined. A job a worker was running
+ * then stays pending in Redis, and any instance reclaims it after --jobs-visibility-ms; the
+ * same happens when the instance is killed (SIGKILL): nothing is lost, a job may run twice.
+ *
+ * The payload is text: "<slow 0|1> <work ns> <what>". A "slow" webhook blocks on its first
+ * run until its worker's ctx fires (the demo's stand-in for a delivery that hangs), so only a
+ * reclaimed or retried run completes it: the integration test kills the instance running it
+ * and watches another instance finish it. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "demo.h"
+#include "sluice/redis_jobs.h"
+
+#define RJ_MAX_WORKERS 8
+
+typedef struct rj_payload {
+    int slow;
+    long long work_ns;
+    char what[300];
+} rj_payload;
+
+typedef struct rj_queue rj_queue;
+
+typedef struct rj_worker {
+    rj_queue *q;
+    sl_redis_jobs *jobs; /* this thread's own connection */
+    pthread_t th;
+} rj_worker;
+
+struct rj_queue {
+    demo_rjobs *owner;
+    const char *name;
+    pthread_mutex_t mu; /* guards producer */
+    sl_redis_jobs *producer;
+    rj_worker worker[RJ_MAX_WORKERS];
+    int nworkers, nstarted;
+};
+
+struct demo_rjobs {
+    demo_app *app;
+    sl_ctx *stop; /* cancelled at shutdown: every worker's ctx */
+    rj_queue webhook, welcome;
+    _Atomic uint64_t submitted, done, failed_runs;
+};
+
+static int rj_encode(void *codec_arg, const void *arg, void **bytes, size_t *len)
+{
+    (void)codec_arg;
+    const rj_payload *p = arg;
+    size_t cap = sizeof p->what + 48;
+    char *s = malloc(cap);
+    if (!s) return SL_ENOMEM;
+    int n = snprintf(s, cap, "%d %lld %s", p->slow ? 1 : 0, p->work_ns, p->what);
+    *bytes = s;
+    *len = (size_t)n;
+    return 0;
+}
+
+static int rj_decode(void *codec_arg, const void *bytes, size_t len, void **arg)
+{
+    (void)codec_arg;
+    char buf[sizeof((rj_payload *)0)->what + 48];
+    if (len >= sizeof buf) return SL_EINVAL;
+    memcpy(buf, bytes, len);
+    buf[len] = 0;
+    rj_payload *p = calloc(1, sizeof *p);
+    if (!p) return SL_ENOMEM;
+    int used = 0;
+    if (sscanf(buf, "%d %lld %n", &p->slow, &p->work_ns, &used) != 2 || used <= 0) {
+        free(p);
+        return SL_EINVAL;
+    }
+    snprintf(p->what, sizeof p->what, "%s", buf + used);
+    *arg = p;
+    return 0;
+}
+
+static int rj_run(sl_ctx *ctx, sl_redis_job *job, void *arg)
+{
+    rj_queue *q = arg;
+    demo_rjobs *rj = q->owner;
+    const rj_payload *p = job->arg;
+    if (p->slow && job->attempts == 0 && !job->reclaimed) {
+        sl_log_info(rj->app->log, "slow job started", SL_A_STR("job_id", job->id),
+                    SL_A_STR("queue", q->name));
+        int rc = sl_ctx_wait(ctx); /* until this worker stops (or the process dies) */
+        atomic_fetch_add(&rj->failed_runs, 1);
+        return rc < 0 ? rc : SL_ECANCELED;
+    }
+    int rc = p->work_ns > 0 ? sl_ctx_wait_for(ctx, p->work_ns) : SL_EAGAIN;
+    if (rc != SL_EAGAIN) {
+        atomic_fetch_add(&rj->failed_runs, 1);
+        return rc;
+    }
+    atomic_fetch_add(&rj->done, 1);
+    sl_log_info(rj->app->log, "job done", SL_A_STR("job_id", job->id), SL_A_STR("queue", q->name),
+                SL_A_INT("attempts", job->attempts), SL_A_BOOL("reclaimed", job->reclaimed));
+    return 0;
+}
+
+static void *rj_worker_main(void *arg)
+{
+    rj_worker *w = arg;
+    demo_rjobs *rj = w->q->owner;
+    /* work returns the stop ctx's error, or a Redis error it could not cure: then wait a
+     * second (on the stop ctx, so shutdown is not delayed) and work again. */
+    for (;;) {
+        int rc = sl_redis_jobs_work(w->jobs, rj_run, w->q, rj->stop);
+        if (sl_ctx_err(rj->stop)) break;
+        sl_log_warn(rj->app->log, "job worker: redis error, retrying",
+                    SL_A_STR("queue", w->q->name), SL_A_ERR("err", rc));
+        if (sl_ctx_wait_for(rj->stop, SL_SEC(1)) != SL_EAGAIN) break;
+    }
+    return NULL;
+}
+
+static int rj_queue_new(demo_rjobs *rj, rj_queue *q, const char *name, int nworkers)
+{
+    const demo_config *c = &rj->app->cfg;
+    q->owner = rj;
+    q->name = name;
+    q->nworkers = nworkers;
+    pthread_mutex_init(&q->mu, NULL);
+    sl_redis_jobs_config jc = {
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .prefix = "sluice-demo:jobs:",
+        .queue = name,
+        .codec = {.encode = rj_encode, .decode = rj_decode},
+        .max_attempts = 5,
+        .visibility_ns = c->visibility_ns,
+        /* Short blocks, so that a crashed instance's jobs are noticed soon after they are
+         * due for reclaim. */
+        .max_block_ns = SL_MS(200),
+        .logger = rj->app->log,
+    };
+    int rc = sl_redis_jobs_new(&jc, NULL, &q->producer);
+    for (int i = 0; rc == 0 && i < nworkers; i++)
+        q->worker[i].q = q;
+    for (int i = 0; rc == 0 && i < nworkers; i++)
+        rc = sl_redis_jobs_new(&jc, NULL, &q->worker[i].jobs);
+    return rc;
+}
+
+static int rj_queue_start(rj_queue *q)
+{
+    for (; q->nstarted < q->nworkers; q->nstarted++)
+        if (pthread_create(&q->worker[q->nstarted].th, NULL, rj_worker_main,
+                           &q->worker[q->nstarted]))
+            return SL_ENOMEM;
+    return 0;
+}
+
+static void rj_queue_join_free(rj_queue *q)
+{
+    for (int i = 0; i < q->nstarted; i++)
+        pthread_join(q->worker[i].th, NULL);
+    q->nstarted = 0;
+    for (int i = 0; i < q->nworkers; i++) {
+        sl_redis_jobs_free(q->worker[i].jobs);
+        q->worker[i].jobs = NULL;
+    }
+    sl_redis_jobs_free(q->producer);
+    q->producer = NULL;
+    if (q->owner) pthread_mutex_destroy(&q->mu);
+    q->owner = NULL;
+}
+
+int demo_rjobs_init(demo_app *app)
+{
+    demo_rjobs *rj = calloc(1, sizeof *rj);
+    if (!rj) return SL_ENOMEM;
+    rj->app = app;
+    app->rjobs = rj;
+    int per = app->cfg.job_workers / 2;
+    if (per < 1) per = 1;
+    if (per > RJ_MAX_WORKERS) per = RJ_MAX_WORKERS;
+    int rc = sl_ctx_with_cancel(NULL, &rj->stop);
+    if (rc == 0) rc = rj_queue_new(rj, &rj->webhook, "webhook", per);
+    if (rc == 0) rc = rj_queue_new(rj, &rj->welcome, "welcome-email", per);
+    if (rc == 0) rc = rj_queue_start(&rj->webhook);
+    if (rc == 0) rc = rj_queue_start(&rj->welcome);
+    if (rc < 0)
+        fprintf(stderr, "sluice-demo: redis jobs on %s:%d: %s\n", app->cfg.redis_host,
+                app->cfg.redis_port, sl_strerror(rc));
+    return rc;
+}
+
+static int rj_submit(demo_rjobs *rj, rj_queue *q, const char *id, const rj_payload *p, sl_ctx *ctx)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = sl_redis_jobs_submit(q->producer, id, p, ctx);
+    pthread_mutex_unlock(&q->mu);
+    if (rc == 0) atomic_fetch_add(&rj->submitted, 1);
+    return rc;
+}
+
+int demo_rjobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx)
+{
+    rj_payload p = {.work_ns = app->cfg.email_ns};
+    snprintf(p.what, sizeof p.what, "%s", u->email);
+    char id[SL_POOL_ID_MAX + 1];
+    /* User ids are per instance: the pid keeps two instances' jobs apart. */
+    snprintf(id, sizeof id, "welcome-email-%ld-%lld", (long)getpid(), (long long)u->id);
+    return rj_submit(app->rjobs, &app->rjobs->welcome, id, &p, ctx);
+}
+
+int demo_rjobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
+                       char job_id[SL_POOL_ID_MAX + 1])
+{
+    static _Atomic uint64_t seq;
+    rj_payload p = {.work_ns = app->cfg.webhook_ns};
+    size_t n = len < sizeof p.what - 1 ? len : sizeof p.what - 1;
+    if (n) memcpy(p.what, body, n);
+    for (size_t i = 0; i < n; i++) /* one line in the log, and no NUL in the payload */
+        if ((unsigned char)p.what[i] < ' ') p.what[i] = ' ';
+    p.slow = strstr(p.what, "\"slow\":true") != NULL;
+    snprintf(job_id, SL_POOL_ID_MAX + 1, "webhook-%ld-%llu", (long)getpid(),
+             (unsigned long long)atomic_fetch_add(&seq, 1) + 1);
+    return rj_submit(app->rjobs, &app->rjobs->webhook, job_id, &p, ctx);
+}
+
+int demo_rjobs_shutdown(demo_app *app, sl_pool_report *r)
+{
+    demo_rjobs *rj = app->rjobs;
+    int64_t t0 = sl_mono_ns();
+    sl_ctx_cancel(rj->stop);
+    rj_queue_join_free(&rj->webhook);
+    rj_queue_join_free(&rj->welcome);
+    r->submitted = atomic_load(&rj->submitted);
+    r->succeeded = atomic_load(&rj->done);
+    r->failed = atomic_load(&rj->failed_runs);
+    r->elapsed_ns = sl_mono_ns() - t0;
+    return 0;
+}
+
+void demo_rjobs_free(demo_app *app)
+{
+    demo_rjobs *rj = app->rjobs;
+    if (!rj) return;
+    if (rj->stop) sl_ctx_cancel(rj->stop); /* start-up failed: threads may be running */
+    rj_queue_join_free(&rj->webhook);
+    rj_queue_join_free(&rj->welcome);
+    sl_ctx_release(rj->stop);
+    free(rj);
+    app->rjobs = NULL;
+}

@@ -1,0 +1,289 @@
+/* sluice-demo with --redis: durable jobs shared by two instances through a real redis-server.
+ *
+ * Instance A takes a "slow" webhook (it blocks on its first run until its worker stops) and,
+ * while A's only webhook worker is stuck on it, five more webhooks that wait in the stream.
+ * Instance B starts; A is SIGKILLed mid-job. B must then run all six: the five waiting ones
+ * at once, and the slow one after the visibility timeout (reclaimed: its log line says so),
+ * and Redis must end with nothing pending and nothing dead: no job lost. Then POST /users on
+ * B queues its welcome e-mail in the other queue and B runs it; with Redis stopped, POST
+ * /webhooks answers 503; SIGTERM still stops B cleanly (workers joined, exit 0).
+ *
+ * The demo's stdout/stderr go to files (sh -c exec, so the pid is the demo's), which the test
+ * reads for log lines; Redis state is read with hiredis. */
+#if !__has_include(<hiredis/hiredis.h>)
+#include <stdio.h>
+int main(void)
+{
+    fprintf(stderr, "hiredis (libhiredis-dev) is missing: the Redis backend was not built\n");
+    return 1;
+}
+#else
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "http_client.h"
+
+typedef struct demo {
+    sl_test_proc proc;
+    int port;
+    char dir[64];
+    char out[128], err[128];
+} demo;
+
+static sl_test_redis g_redis;
+
+static void demo_start(demo *d, const char *extra)
+{
+    const char *bindir = getenv("SLUICE_BINARY_DIR");
+    assert_non_null(bindir);
+    snprintf(d->dir, sizeof d->dir, "/tmp/sluice-redis-XXXXXX");
+    assert_non_null(mkdtemp(d->dir));
+    snprintf(d->out, sizeof d->out, "%s/out", d->dir);
+    snprintf(d->err, sizeof d->err, "%s/err", d->dir);
+    d->port = sl_test_free_port();
+    assert_true(d->port > 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec '%s/apps/sluice-demo' --port %d --reactors 1 "
+             "--redis redis://127.0.0.1:%d --job-workers 2 --jobs-visibility-ms 1000 "
+             "--webhook-ms 10 --email-ms 10 --grace-ms 2000 %s >'%s' 2>'%s'",
+             bindir, d->port, g_redis.port, extra ? extra : "", d->out, d->err);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    assert_int_equal(sl_test_proc_start(&d->proc, argv, false), 0);
+    if (!sl_test_wait_port(d->port, 30000)) {
+        sl_test_proc_stop(&d->proc, SIGKILL, 1000);
+        fail_msg("sluice-demo did not start: %s", cmd);
+    }
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+/* The line of path holding both a and b, or false. */
+static bool line_has(const char *path, const char *a, const char *b)
+{
+    char *s = slurp(path);
+    bool ok = false;
+    for (char *line = strtok(s, "\n"); line && !ok; line = strtok(NULL, "\n"))
+        ok = strstr(line, a) && (!b || strstr(line, b));
+    free(s);
+    return ok;
+}
+
+static void demo_cleanup(demo *d)
+{
+    unlink(d->out);
+    unlink(d->err);
+    rmdir(d->dir);
+}
+
+/* POSTs body to path; returns the status, and the job id (or "") from a 202's JSON. */
+static int post(int port, const char *path, const char *hdrs, const char *body, char *id,
+                size_t idcap)
+{
+    char raw[1024];
+    snprintf(raw, sizeof raw,
+             "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             path, hdrs, strlen(body), body);
+    int fd = tc_connect(port);
+    if (fd < 0) return -1;
+    tc_conn c;
+    tc_init(&c, fd);
+    tc_resp r = {0};
+    int st = -1;
+    if (tc_sends(fd, raw) && tc_read_response(&c, &r) == 0) st = r.status;
+    if (id) {
+        id[0] = 0;
+        json_t *o = r.body ? json_loads(r.body, 0, NULL) : NULL;
+        const char *s = o ? json_string_value(json_object_get(o, "job_id")) : NULL;
+        if (s) snprintf(id, idcap, "%s", s);
+        json_decref(o);
+    }
+    tc_resp_free(&r);
+    close(fd);
+    return st;
+}
+
+/* An integer from a Redis command on one key (XLEN) or the count of XPENDING's summary. */
+static long long redis_int(const char *fmt, const char *key)
+{
+    redisContext *c = redisConnect("127.0.0.1", g_redis.port);
+    assert_true(c && !c->err);
+    redisReply *r = redisCommand(c, fmt, key);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) v = r->element[0]->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+#define WH_STREAM "sluice-demo:jobs:{webhook}:stream"
+#define WH_DEAD   "sluice-demo:jobs:{webhook}:dead"
+#define WE_STREAM "sluice-demo:jobs:{welcome-email}:stream"
+
+static void test_killed_instance_jobs_finish_elsewhere(void **state)
+{
+    (void)state;
+    demo a = {0}, b = {0};
+    demo_start(&a, "--no-limits");
+    char slow[80], fast[5][80];
+    int64_t posted = sl_mono_ns(); /* the slow job is delivered to A after this */
+    assert_int_equal(
+        post(a.port, "/webhooks", "", "{\"event\":\"x\",\"slow\":true}", slow, sizeof slow), 202);
+    assert_true(slow[0]);
+    /* A's only webhook worker is now stuck in the slow job. */
+    assert_true(SL_WAIT_UNTIL(line_has(a.err, "slow job started", slow), 10000));
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(post(a.port, "/webhooks", "", "{\"event\":\"fast\"}", fast[i], 80), 202);
+        assert_true(fast[i][0]);
+    }
+    demo_start(&b, "--no-limits");
+    assert_int_equal(sl_test_proc_stop(&a.proc, SIGKILL, 5000), 128 + SIGKILL);
+
+    for (int i = 0; i < 5; i++)
+        assert_true(SL_WAIT_UNTIL(line_has(b.err, "job done", fast[i]), 10000));
+    assert_true(SL_WAIT_UNTIL(line_has(b.err, "job done", slow), 15000));
+    /* Reclaimed (not a fresh read), and not before it sat idle for the visibility timeout
+     * since A took it. */
+    assert_true(line_has(b.err, slow, "reclaimed=true"));
+    assert_true(sl_mono_ns() - posted >= SL_MS(1000));
+    /* Nothing pending, nothing left in the stream, nothing dead: no job lost. */
+    assert_true(SL_WAIT_UNTIL(redis_int("XPENDING %s workers", WH_STREAM) == 0, 5000));
+    assert_int_equal(redis_int("XLEN %s", WH_STREAM), 0);
+    assert_int_equal(redis_int("XLEN %s", WH_DEAD), 0);
+
+    /* The welcome e-mail goes through its own queue. */
+    char u[] = "{\"name\":\"Ada\",\"email\":\"ada@example.com\"}";
+    assert_int_equal(post(b.port, "/users", "X-API-Key: demo-pro\r\n", u, NULL, 0), 201);
+    assert_true(SL_WAIT_UNTIL(line_has(b.err, "job done", "welcome-email-"), 10000));
+    assert_true(SL_WAIT_UNTIL(redis_int("XPENDING %s workers", WE_STREAM) == 0, 5000));
+
+    /* Redis down: the webhook is refused with 503, not accepted and lost. */
+    assert_int_equal(sl_test_redis_stop(&g_redis) >= 0, 1);
+    assert_int_equal(post(b.port, "/webhooks", "", "{\"event\":\"y\"}", NULL, 0), 503);
+
+    /* SIGTERM: workers stop and are joined while Redis is down; exit 0. */
+    int code = sl_test_proc_stop(&b.proc, SIGTERM, 30000);
+    char *out = slurp(b.out), *err = slurp(b.err);
+    if (code != 0) fail_msg("B exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
+    assert_non_null(strstr(out, "shutdown: redis jobs submitted=1 "));
+    assert_non_null(strstr(out, "shutdown: complete"));
+    free(out);
+    free(err);
+    demo_cleanup(&a);
+    demo_cleanup(&b);
+}
+
+/* GET /users/1 with a key whose tier never limits: 404 when allowed (no such user). */
+static int get_user(int port)
+{
+    return tc_get_status(port, "GET /users/1 HTTP/1.1\r\nHost: x\r\n"
+                               "X-API-Key: demo-enterprise\r\nConnection: close\r\n\r\n");
+}
+
+#define LIMITS                                                                             \
+    "--ip-rate 0.01 --ip-burst 10 --global-rate inf --enterprise-rate inf --webhook-ms 0 " \
+    "--redis-fail "
+
+/* Three instances share one per-IP bucket (burst 10, 0.01/s: at most one token refills
+ * during the test); then Redis stops and each applies its own failure policy. */
+static void test_instances_share_the_ip_limit(void **state)
+{
+    (void)state;
+    demo a = {0}, b = {0}, c = {0};
+    demo_start(&a, LIMITS "open");
+    demo_start(&b, LIMITS "closed");
+    demo_start(&c, LIMITS "local");
+    demo *all[3] = {&a, &b, &c};
+    int allowed[3] = {0}, sum = 0;
+    for (int i = 0; i < 45; i++) {
+        int st = get_user(all[i % 3]->port);
+        assert_true(st == 404 || st == 429);
+        if (st == 404) allowed[i % 3]++, sum++;
+    }
+    /* One instance alone allows 10 (+1 if a token refilled); three independent ones would
+     * allow 30. Requests alternate, so each instance got a share. */
+    assert_in_range(sum, 10, 11);
+    for (int i = 0; i < 3; i++)
+        assert_in_range(allowed[i], 1, 9);
+
+    /* Redis down: open allows everything, closed answers 503, local enforces the limit on
+     * its own (a fresh in-process bucket: exactly the burst, then 429). */
+    assert_true(sl_test_redis_stop(&g_redis) >= 0);
+    int open_ok = 0, closed_503 = 0, local_ok = 0, local_429 = 0;
+    for (int i = 0; i < 15; i++) {
+        open_ok += get_user(a.port) == 404;
+        closed_503 += get_user(b.port) == 503;
+        int st = get_user(c.port);
+        local_ok += st == 404;
+        local_429 += st == 429;
+    }
+    assert_int_equal(open_ok, 15);
+    assert_int_equal(closed_503, 15);
+    assert_in_range(local_ok, 10, 11);
+    assert_int_equal(local_ok + local_429, 15);
+    for (int i = 0; i < 3; i++) {
+        int code = sl_test_proc_stop(&all[i]->proc, SIGTERM, 30000);
+        if (code != 0) {
+            char *err = slurp(all[i]->err);
+            fail_msg("instance %d exited %d\nstderr:\n%s", i, code, err);
+        }
+        demo_cleanup(all[i]);
+    }
+}
+
+static void test_bad_url_exits_2(void **state)
+{
+    (void)state;
+    const char *bindir = getenv("SLUICE_BINARY_DIR");
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/apps/sluice-demo", bindir);
+    char *argv[] = {bin, "--redis", "http://x", NULL};
+    sl_test_proc p;
+    assert_int_equal(sl_test_proc_start(&p, argv, true), 0);
+    assert_int_equal(sl_test_proc_stop(&p, 0, 10000), 2);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return sl_test_redis_start(&g_redis) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sl_test_redis_stop(&g_redis);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_url_exits_2),
+        cmocka_unit_test_setup_teardown(test_killed_instance_jobs_finish_elsewhere, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_instances_share_the_ip_limit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif
