@@ -18,3 +18,6 @@ done
 if [ -x scripts/bench_http.sh ] && [ -x "$dir/bench/http/sluice-bench-server" ]; then
     scripts/bench_http.sh "$dir"
 fi
+if [ -x scripts/bench_redis_http.sh ] && [ -x "$dir/apps/sluice-demo" ]; then
+    scripts/bench_redis_http.sh "$dir"
+fi
