@@ -12,6 +12,7 @@ PKGS=(
     libhiredis-dev redis-server          # Redis backend and its integration tests
     libhttp-parser-dev                   # differential oracle for our HTTP parser (tests only)
     curl wrk                             # HTTP tests and load
+    python3 procps                       # bench scripts (free ports, ps)
     nginx-light                          # the benchmark we compare against
     clang libclang-rt-14-dev             # libFuzzer (make fuzz)
     clang-format                         # formatting gate
