@@ -9,42 +9,6 @@
 /* Built without hiredis: the Redis backend is not in the library. Fail, never skip. */
 #include <stdio.h>
 
-static int succeed(sl_ctx *ctx, sl_redis_job *job, void *arg)
-{
-    (void)job;
-    (*(int *)arg)++;
-    sl_ctx_cancel(ctx);
-    return 0;
-}
-
-/* Redis down: the work loop keeps waiting (on its ctx, with backoff) instead of failing, and
- * resumes when Redis is back on the same port. */
-static void test_work_survives_redis_restart(void **state)
-{
-    (void)state;
-    sl_redis_jobs *q = open_q("restart", "w", SL_SEC(30));
-    assert_int_equal(sl_test_redis_stop(&g_redis), 0);
-    int runs = 0;
-    sl_ctx *ctx = NULL;
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(300), &ctx), 0);
-    assert_int_equal(sl_redis_jobs_work(q, succeed, &runs, ctx), SL_ETIMEDOUT);
-    sl_ctx_release(ctx);
-    char portbuf[16];
-    snprintf(portbuf, sizeof portbuf, "%d", g_redis.port);
-    char *argv[] = {"redis-server", "--port", portbuf,       "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no",     "--daemonize", "no",     NULL};
-    assert_int_equal(sl_test_proc_start(&g_redis.proc, argv, true), 0);
-    assert_true(sl_test_wait_port(g_redis.port, 10000));
-    /* A fresh server has no group: the worker recreates it on NOGROUP. (Persistence,
-     * AOF/RDB, is what keeps the jobs themselves across a real restart.) */
-    assert_int_equal(sl_redis_jobs_submit(q, "after-restart", "v", NULL), 0);
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_SEC(10), &ctx), 0);
-    assert_int_equal(sl_redis_jobs_work(q, succeed, &runs, ctx), SL_ECANCELED);
-    sl_ctx_release(ctx);
-    assert_int_equal(runs, 1);
-    sl_redis_jobs_free(q);
-}
-
 int main(void)
 {
     fprintf(stderr, "hiredis (libhiredis-dev) is missing: the Redis backend was not built\n");
