@@ -168,6 +168,20 @@ int sl_test_redis_stop(sl_test_redis *r)
     return sl_test_proc_stop(&r->proc, SIGTERM, 5000);
 }
 
+char *sl_test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *s = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1))) {
+        size_t got = fread(s, 1, (size_t)n, f);
+        s[got] = '\0';
+    }
+    if (f) fclose(f);
+    return s ? s : strdup("");
+}
+
 const char *sl_test_source_dir(void)
 {
     const char *d = getenv("SLUICE_SOURCE_DIR");

@@ -70,6 +70,10 @@ typedef struct sl_test_redis {
 int sl_test_redis_start(sl_test_redis *r);
 int sl_test_redis_stop(sl_test_redis *r);
 
+/* Reads a whole file into a NUL-terminated heap string the caller frees. A missing or unreadable
+ * file reads as "" (still to be freed): tests check contents, and an absent log is empty. */
+char *sl_test_read_file(const char *path);
+
 /* The source tree's root (for data files such as tests/http_cases). */
 const char *sl_test_source_dir(void);
 

@@ -59,20 +59,6 @@ static void demo_start(demo *d, const char *const *flags)
     }
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static size_t count_of(const char *hay, const char *needle)
 {
     size_t n = 0;
@@ -83,7 +69,7 @@ static size_t count_of(const char *hay, const char *needle)
 
 static size_t count_in(const char *path, const char *needle)
 {
-    char *s = slurp(path);
+    char *s = sl_test_read_file(path);
     size_t n = count_of(s, needle);
     free(s);
     return n;
@@ -91,7 +77,7 @@ static size_t count_in(const char *path, const char *needle)
 
 static bool file_has(const char *path, const char *needle)
 {
-    char *s = slurp(path);
+    char *s = sl_test_read_file(path);
     bool ok = strstr(s, needle) != NULL;
     free(s);
     return ok;
@@ -105,7 +91,7 @@ typedef struct summary {
 static summary demo_stop_sig(demo *d, int sig)
 {
     int code = sl_test_proc_stop(&d->proc, sig, 60000);
-    char *out = slurp(d->out), *err = slurp(d->err);
+    char *out = sl_test_read_file(d->out), *err = sl_test_read_file(d->err);
     if (code != 0) fail_msg("sluice-demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
     summary s = {0};
     const char *p = strstr(out, "shutdown: jobs ");
@@ -324,7 +310,7 @@ static void test_routes(void **state)
     const char *flags[] = {"--search-ms", "1500", "--item-ms", "5", "--email-ms", "10", NULL};
     demo_start(&d, flags);
     assert_true(SL_WAIT_UNTIL(file_has(d.out, "Ctrl-C for a graceful shutdown"), 10000));
-    char *out = slurp(d.out);
+    char *out = sl_test_read_file(d.out);
     assert_non_null(strstr(out, "POST /users"));
     assert_non_null(strstr(out, "curl "));
     free(out);

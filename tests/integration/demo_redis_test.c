@@ -62,24 +62,10 @@ static void demo_start(demo *d, const char *extra)
     }
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 /* The line of path holding both a and b, or false. */
 static bool line_has(const char *path, const char *a, const char *b)
 {
-    char *s = slurp(path);
+    char *s = sl_test_read_file(path);
     bool ok = false;
     for (char *line = strtok(s, "\n"); line && !ok; line = strtok(NULL, "\n"))
         ok = strstr(line, a) && (!b || strstr(line, b));
@@ -183,7 +169,7 @@ static void test_killed_instance_jobs_finish_elsewhere(void **state)
 
     /* SIGTERM: workers stop and are joined while Redis is down; exit 0. */
     int code = sl_test_proc_stop(&b.proc, SIGTERM, 30000);
-    char *out = slurp(b.out), *err = slurp(b.err);
+    char *out = sl_test_read_file(b.out), *err = sl_test_read_file(b.err);
     if (code != 0) fail_msg("B exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
     assert_non_null(strstr(out, "shutdown: redis jobs submitted=1 "));
     assert_non_null(strstr(out, "shutdown: complete"));
@@ -244,7 +230,7 @@ static void test_instances_share_the_ip_limit(void **state)
     for (int i = 0; i < 3; i++) {
         int code = sl_test_proc_stop(&all[i]->proc, SIGTERM, 30000);
         if (code != 0) {
-            char *err = slurp(all[i]->err);
+            char *err = sl_test_read_file(all[i]->err);
             fail_msg("instance %d exited %d\nstderr:\n%s", i, code, err);
         }
         demo_cleanup(all[i]);
