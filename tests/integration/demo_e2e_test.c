@@ -351,9 +351,10 @@ static void test_webhooks_full(void **state)
         }
         tc_resp_free(&r);
     }
-    /* One running, two queued; a worker that took two at once (a batch) makes room for one
-     * more. Never more than that: the queue is bounded. */
-    assert_true(accepted >= 3 && accepted <= 4);
+    /* The two queue slots always fill; one more fits once the worker has taken the first job
+     * (not yet, on a loaded machine), and one more if it took two at once (a batch). Never more
+     * than that: the queue is bounded. */
+    assert_true(accepted >= 2 && accepted <= 4);
     assert_true(full >= 4);
     summary s = demo_stop(&d);
     assert_int_equal(s.submitted, (unsigned long long)accepted);
