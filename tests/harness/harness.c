@@ -22,7 +22,7 @@ void sl_test_pause(unsigned attempt)
      * coordination; the condition decides, the interval only bounds CPU use. */
     long us = attempt < 10 ? 50 : (attempt < 50 ? 500 : 2000);
     struct timespec ts = {0, us * 1000L};
-    nanosleep(&ts, NULL);
+    nanosleep(&ts, NULL); /* sleep-ok: bounded poll interval, see above */
 }
 
 bool sl_test_wait_until(bool (*cond)(void *), void *arg, int64_t timeout_ms)

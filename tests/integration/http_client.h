@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,6 +300,48 @@ static inline long long tc_run_wrk(const char *url, int conns)
     assert_false(errors);
     assert_true(reqs > 0);
     return reqs;
+}
+
+/* A heap tc_conn connected to 127.0.0.1:port (the test fails if it cannot connect). */
+static inline tc_conn *tc_conn_new(int port)
+{
+    tc_conn *c = malloc(sizeof *c);
+    assert_non_null(c);
+    int fd = tc_connect(port);
+    assert_true(fd >= 0);
+    tc_init(c, fd);
+    return c;
+}
+
+static inline void tc_conn_free(tc_conn *c)
+{
+    close(c->fd);
+    free(c);
+}
+
+/* Load-client loop on one keep-alive connection: sends req again and again until the server
+ * closes or answers Connection: close. Counts, as they happen, each complete response in *ok and
+ * in *bad each one
+ * that is not 200 with exactly body, or that was cut off mid-response (a close before any byte of
+ * a response is fine: that request was never processed). */
+static inline void tc_keepalive_run(tc_conn *c, const char *req, const char *body, atomic_long *ok,
+                                    atomic_long *bad)
+{
+    for (;;) {
+        if (!tc_sends(c->fd, req)) return;
+        tc_resp r;
+        size_t before = c->len - c->pos;
+        if (tc_read_response(c, &r) != 0) {
+            if (c->len - c->pos > 0 || before > 0) atomic_fetch_add(bad, 1);
+            return;
+        }
+        if (r.status != 200 || strcmp(r.body, body) != 0) atomic_fetch_add(bad, 1);
+        atomic_fetch_add(ok, 1);
+        char v[16];
+        bool last = tc_find_hdr(r.head, "Connection", v, sizeof v) != NULL;
+        tc_resp_free(&r);
+        if (last) return;
+    }
 }
 
 #endif

@@ -26,22 +26,6 @@ static void handler(sl_req *req, sl_resp *resp, void *arg)
         sl_resp_set_body_static(resp, "Hello, World!", 13);
 }
 
-static tc_conn *conn_new(int port)
-{
-    tc_conn *c = malloc(sizeof *c);
-    assert_non_null(c);
-    int fd = tc_connect(port);
-    assert_true(fd >= 0);
-    tc_init(c, fd);
-    return c;
-}
-
-static void conn_free(tc_conn *c)
-{
-    close(c->fd);
-    free(c);
-}
-
 static void roundtrip(tc_conn *c)
 {
     assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
@@ -59,12 +43,12 @@ static void test_max_connections(void **state)
     sl_server *srv = tc_server_start(&o, &port);
     tc_conn *c[5];
     for (int i = 0; i < 4; i++) {
-        c[i] = conn_new(port);
+        c[i] = tc_conn_new(port);
         roundtrip(c[i]);
     }
     assert_int_equal(tc_stat_conns(srv), 4);
     /* The fifth connects (kernel backlog) but is not accepted: no answer. */
-    c[4] = conn_new(port);
+    c[4] = tc_conn_new(port);
     assert_true(tc_sends(c[4]->fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     assert_false(tc_readable(c[4]->fd, 300));
     assert_int_equal(tc_stat_conns(srv), 4);
@@ -72,14 +56,14 @@ static void test_max_connections(void **state)
     sl_server_stats_get(srv, &st);
     assert_true(st.accept_pauses >= 1);
     /* Below the bound again: the waiting client is accepted and answered. */
-    conn_free(c[0]);
+    tc_conn_free(c[0]);
     tc_resp r;
     assert_int_equal(tc_read_response(c[4], &r), 0);
     assert_int_equal(r.status, 200);
     tc_resp_free(&r);
     assert_int_equal(tc_stat_conns(srv), 4);
     for (int i = 1; i < 5; i++)
-        conn_free(c[i]);
+        tc_conn_free(c[i]);
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
     sl_server_stats_get(srv, &st);
     assert_int_equal(st.accepted, 5);
@@ -166,9 +150,9 @@ static void test_shutdown_idle_and_inflight(void **state)
     int port;
     sl_server_opts o = {.handler = handler, .reactors = 2};
     sl_server *srv = tc_server_start(&o, &port);
-    tc_conn *idle = conn_new(port);
+    tc_conn *idle = tc_conn_new(port);
     roundtrip(idle);
-    tc_conn *busy = conn_new(port);
+    tc_conn *busy = tc_conn_new(port);
     assert_true(
         tc_sends(busy->fd, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234"));
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 2, 3000));
@@ -193,8 +177,8 @@ static void test_shutdown_idle_and_inflight(void **state)
     pthread_join(th, NULL);
     assert_int_equal(atomic_load(&a.rc), 0);
     sl_ctx_release(a.ctx);
-    conn_free(idle);
-    conn_free(busy);
+    tc_conn_free(idle);
+    tc_conn_free(busy);
     sl_server_free(srv);
 }
 
@@ -204,7 +188,7 @@ static void test_shutdown_deadline(void **state)
     int port;
     sl_server_opts o = {.handler = handler, .reactors = 1};
     sl_server *srv = tc_server_start(&o, &port);
-    tc_conn *busy = conn_new(port);
+    tc_conn *busy = tc_conn_new(port);
     assert_true(tc_sends(busy->fd, "GET / HTTP/1.1\r\nHost: a\r\n")); /* never finished */
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 1, 3000));
     sl_ctx *ctx;
@@ -216,7 +200,7 @@ static void test_shutdown_deadline(void **state)
     assert_true(tc_wait_eof(busy, 3000));
     assert_int_equal(tc_stat_conns(srv), 0);
     sl_ctx_release(ctx);
-    conn_free(busy);
+    tc_conn_free(busy);
     sl_server_free(srv);
 }
 
@@ -262,8 +246,8 @@ static void test_run_until_ctx(void **state)
 typedef struct load {
     int port;
     atomic_bool stop;
-    atomic_llong responses; /* complete responses received by every client */
-    atomic_int truncated;   /* a response cut in the middle: must stay 0 */
+    atomic_long responses; /* complete responses received by every client */
+    atomic_long truncated; /* a response cut in the middle: must stay 0 */
 } load;
 
 static void *client_main(void *p)
@@ -275,23 +259,7 @@ static void *client_main(void *p)
         int fd = tc_connect(L->port);
         if (fd < 0) break; /* listeners closed: the server is shutting down */
         tc_init(c, fd);
-        for (;;) {
-            if (!tc_send(fd, req, sizeof req - 1)) break;
-            tc_resp r;
-            size_t before = c->len - c->pos;
-            if (tc_read_response(c, &r) != 0) {
-                /* Closed before answering is fine (the request was never processed);
-                 * closed with part of a response read is a lost response. */
-                if (c->len - c->pos > 0 || before > 0) atomic_fetch_add(&L->truncated, 1);
-                break;
-            }
-            if (r.status != 200 || strcmp(r.body, "hello") != 0) atomic_fetch_add(&L->truncated, 1);
-            atomic_fetch_add(&L->responses, 1);
-            char v[16];
-            bool last = tc_find_hdr(r.head, "Connection", v, sizeof v) != NULL;
-            tc_resp_free(&r);
-            if (last) break;
-        }
+        tc_keepalive_run(c, req, "hello", &L->responses, &L->truncated);
         close(fd);
     }
     free(c);

@@ -183,21 +183,8 @@ static void *client_main(void *arg)
         int fd = tc_connect(L->port);
         if (fd < 0) break; /* listeners closed: shutdown began */
         tc_init(c, fd);
-        for (;;) {
-            if (!tc_sends(fd, "GET /work HTTP/1.1\r\nHost: a\r\n\r\n")) break;
-            tc_resp r;
-            size_t before = c->len - c->pos;
-            if (tc_read_response(c, &r) != 0) {
-                if (c->len - c->pos > 0 || before > 0) atomic_fetch_add(&L->bad, 1);
-                break;
-            }
-            if (r.status != 200 || strcmp(r.body, "worked") != 0) atomic_fetch_add(&L->bad, 1);
-            atomic_fetch_add(&L->responses, 1);
-            char v[16];
-            bool last = tc_find_hdr(r.head, "Connection", v, sizeof v) != NULL;
-            tc_resp_free(&r);
-            if (last) break;
-        }
+        tc_keepalive_run(c, "GET /work HTTP/1.1\r\nHost: a\r\n\r\n", "worked", &L->responses,
+                         &L->bad);
         close(fd);
     }
     free(c);

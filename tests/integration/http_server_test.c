@@ -112,22 +112,6 @@ static sl_server *start(int *port, sl_server_opts *extra)
     return tc_server_start(&o, port);
 }
 
-static tc_conn *conn_new(int port)
-{
-    tc_conn *c = malloc(sizeof *c);
-    assert_non_null(c);
-    int fd = tc_connect(port);
-    assert_true(fd >= 0);
-    tc_init(c, fd);
-    return c;
-}
-
-static void conn_free(tc_conn *c)
-{
-    close(c->fd);
-    free(c);
-}
-
 static void expect_resp(tc_conn *c, int status, const char *body)
 {
     tc_resp r;
@@ -142,7 +126,7 @@ static void test_keepalive(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port, NULL);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     for (int i = 0; i < 3; i++) {
         assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
         tc_resp r;
@@ -160,7 +144,7 @@ static void test_keepalive(void **state)
     }
     assert_int_equal(tc_stat_conns(srv), 1);
     assert_int_equal(tc_stat_requests(srv), 3);
-    conn_free(c);
+    tc_conn_free(c);
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
     assert_int_equal(sl_server_shutdown(srv, NULL), 0);
     sl_server_free(srv);
@@ -171,7 +155,7 @@ static void test_pipelining_order(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port, NULL);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     char *all = malloc(200 * 64);
     size_t len = 0;
     for (int i = 0; i < 200; i++)
@@ -183,7 +167,7 @@ static void test_pipelining_order(void **state)
         expect_resp(c, 200, want);
     }
     free(all);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv); /* free while serving: shuts down with no grace */
 }
 
@@ -195,7 +179,7 @@ static void test_pipelining_bounded(void **state)
     int port;
     sl_server_opts o = {.reactors = 1, .max_pipeline = 8};
     sl_server *srv = start(&port, &o);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     enum { N = 200 };
     char *all = malloc(N * 64);
     size_t len = 0;
@@ -216,7 +200,7 @@ static void test_pipelining_bounded(void **state)
         tc_resp_free(&r);
     }
     assert_int_equal(tc_stat_requests(srv), N);
-    conn_free(c);
+    tc_conn_free(c);
     assert_int_equal(sl_server_shutdown(srv, NULL), 0);
     sl_server_free(srv);
 }
@@ -226,7 +210,7 @@ static void test_head_and_204(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port, NULL);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "HEAD /big HTTP/1.1\r\nHost: a\r\n\r\n"
                                 "GET /204 HTTP/1.1\r\nHost: a\r\n\r\n"
                                 "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
@@ -242,7 +226,7 @@ static void test_head_and_204(void **state)
     tc_resp_free(&r);
     /* If HEAD or 204 had leaked body bytes, this would not parse as the next response. */
     expect_resp(c, 200, "ok");
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -252,7 +236,7 @@ static void test_connection_close(void **state)
     int port;
     sl_server *srv = start(&port, NULL);
     /* Client asks. */
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
     tc_resp r;
     assert_int_equal(tc_read_response(c, &r), 0);
@@ -260,9 +244,9 @@ static void test_connection_close(void **state)
     assert_string_equal(tc_find_hdr(r.head, "Connection", v, sizeof v), "close");
     tc_resp_free(&r);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
+    tc_conn_free(c);
     /* Handler asks; a pipelined request after it is not answered. */
-    c = conn_new(port);
+    c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "GET /close HTTP/1.1\r\nHost: a\r\n\r\n"
                                 "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     assert_int_equal(tc_read_response(c, &r), 0);
@@ -270,21 +254,21 @@ static void test_connection_close(void **state)
     assert_string_equal(tc_find_hdr(r.head, "Connection", v, sizeof v), "close");
     tc_resp_free(&r);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
+    tc_conn_free(c);
     /* HTTP/1.0: closes by default, keeps alive on request. */
-    c = conn_new(port);
+    c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "GET / HTTP/1.0\r\n\r\n"));
     expect_resp(c, 200, "ok");
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
-    c = conn_new(port);
+    tc_conn_free(c);
+    c = tc_conn_new(port);
     for (int i = 0; i < 2; i++) {
         assert_true(tc_sends(c->fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
         assert_int_equal(tc_read_response(c, &r), 0);
         assert_string_equal(tc_find_hdr(r.head, "Connection", v, sizeof v), "keep-alive");
         tc_resp_free(&r);
     }
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -293,7 +277,7 @@ static void test_expect_continue(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port, NULL);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                                 "Expect: 100-continue\r\n\r\n"));
     /* The interim response arrives before any body byte is sent. */
@@ -314,7 +298,7 @@ static void test_expect_continue(void **state)
     assert_string_equal(r.body, "hi");
     assert_int_equal(interim, 0);
     tc_resp_free(&r);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -324,7 +308,7 @@ static void test_bodies(void **state)
     int port;
     sl_server_opts o = {.reactors = 1, .max_body_bytes = 100000};
     sl_server *srv = start(&port, &o);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     /* Chunked, split across writes, then a pipelined Content-Length request. */
     assert_true(tc_sends(c->fd, "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked"
                                 "\r\n\r\n5\r\nhel"));
@@ -345,15 +329,15 @@ static void test_bodies(void **state)
     assert_memory_equal(r.body, big + hl, n);
     tc_resp_free(&r);
     free(big);
-    conn_free(c);
+    tc_conn_free(c);
     /* Over the limit: 413, then closed. */
-    c = conn_new(port);
+    c = tc_conn_new(port);
     assert_true(
         tc_sends(c->fd, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100001\r\n\r\n"));
     expect_resp(c, 413, NULL);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
-    c = conn_new(port);
+    tc_conn_free(c);
+    c = tc_conn_new(port);
     char *chunky = malloc(120000);
     int k = sprintf(chunky, "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 11; i++) {
@@ -367,7 +351,7 @@ static void test_bodies(void **state)
     free(chunky);
     expect_resp(c, 413, NULL);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -376,7 +360,7 @@ static void test_views_and_resp_api(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port, NULL);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "PUT /views?a=1&b=2 HTTP/1.1\r\nHost: a\r\nX-Test: v1\r\n\r\n"));
     tc_resp r;
     assert_int_equal(tc_read_response(c, &r), 0);
@@ -409,7 +393,7 @@ static void test_views_and_resp_api(void **state)
     pthread_mutex_lock(&g_seen_mu);
     assert_true(g_seen.no_query);
     pthread_mutex_unlock(&g_seen_mu);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -447,7 +431,7 @@ static void test_ipv6_and_lifecycle_errors(void **state)
         pthread_mutex_lock(&g_seen_mu);
         assert_true(strncmp(g_seen.addr, "[::1]:", 6) == 0);
         pthread_mutex_unlock(&g_seen_mu);
-        conn_free(c);
+        tc_conn_free(c);
     } else {
         fprintf(stderr, "note: no IPv6 loopback here (%s); IPv6 part skipped\n", sl_strerror(p6));
     }
@@ -461,7 +445,7 @@ static void test_ipv6_and_lifecycle_errors(void **state)
 
 static void run_case(int port, const sl_http_case *hc, bool bytewise)
 {
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     if (bytewise) {
         for (size_t i = 0; i < hc->len; i++)
             if (!tc_send(c->fd, hc->bytes + i, 1)) break; /* the server may have closed */
@@ -489,7 +473,7 @@ static void run_case(int port, const sl_http_case *hc, bool bytewise)
         fprintf(stderr, "case %s: connection not closed after %d\n", hc->name, hc->status);
         fail();
     }
-    conn_free(c);
+    tc_conn_free(c);
 }
 
 static void run_cases(bool bytewise)

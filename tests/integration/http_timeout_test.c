@@ -37,22 +37,6 @@ static sl_server *start(int *port)
     return start_idle(port, T_MS);
 }
 
-static tc_conn *conn_new(int port)
-{
-    tc_conn *c = malloc(sizeof *c);
-    assert_non_null(c);
-    int fd = tc_connect(port);
-    assert_true(fd >= 0);
-    tc_init(c, fd);
-    return c;
-}
-
-static void conn_free(tc_conn *c)
-{
-    close(c->fd);
-    free(c);
-}
-
 /* Elapsed ms from t0 until the server closed the connection without sending anything. */
 static int64_t silent_close_ms(tc_conn *c, int64_t t0)
 {
@@ -66,11 +50,11 @@ static void test_new_connection_silent(void **state)
     int port;
     sl_server *srv = start(&port);
     int64_t t0 = sl_mono_ns();
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     int64_t ms = silent_close_ms(c, t0);
     assert_true(ms >= T_MS - 20);
     assert_true(ms < 3000);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -79,7 +63,7 @@ static void test_partial_head_408(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     int64_t t0 = sl_mono_ns();
     assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\nHost: a\r\n"));
     tc_resp r;
@@ -88,7 +72,7 @@ static void test_partial_head_408(void **state)
     tc_resp_free(&r);
     assert_true((sl_mono_ns() - t0) / SL_MS(1) >= T_MS - 20);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -98,7 +82,7 @@ static void test_slowloris(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     int64_t t0 = sl_mono_ns();
     assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\n"));
     bool answered = false;
@@ -114,7 +98,7 @@ static void test_slowloris(void **state)
     tc_resp_free(&r);
     int64_t ms = (sl_mono_ns() - t0) / SL_MS(1);
     assert_true(ms >= T_MS - 20 && ms < 3 * T_MS + 500);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
@@ -123,14 +107,14 @@ static void test_body_timeout_408(void **state)
     (void)state;
     int port;
     sl_server *srv = start(&port);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_true(tc_sends(c->fd, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"));
     tc_resp r;
     assert_int_equal(tc_read_response(c, &r), 0);
     assert_int_equal(r.status, 408);
     tc_resp_free(&r);
     assert_true(tc_wait_eof(c, 3000));
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_stats st;
     sl_server_stats_get(srv, &st);
     assert_int_equal(st.rejected, 1);
@@ -144,7 +128,7 @@ static void test_idle_keepalive(void **state)
     /* A wide margin (600 ms idle, requests 100 ms apart): a loaded machine may stall the
      * client between two requests, and that must not look like an idle timeout. */
     sl_server *srv = start_idle(&port, 3 * T_MS);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     /* Requests spaced below the timeout keep the connection. */
     int64_t t0 = 0;
     for (int i = 0; i < 3; i++) {
@@ -158,7 +142,7 @@ static void test_idle_keepalive(void **state)
     }
     int64_t ms = silent_close_ms(c, t0);
     assert_true(ms >= 3 * T_MS - 20 && ms < 5000);
-    conn_free(c);
+    tc_conn_free(c);
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 3000));
     sl_server_free(srv);
 }
@@ -189,7 +173,7 @@ static void test_disabled(void **state)
     sl_server_opts o = {
         .handler = handler, .reactors = 1, .read_header_timeout_ns = -1, .idle_timeout_ns = -1};
     sl_server *srv = tc_server_start(&o, &port);
-    tc_conn *c = conn_new(port);
+    tc_conn *c = tc_conn_new(port);
     assert_false(tc_readable(c->fd, 2 * T_MS)); /* nothing, not even a close */
     assert_true(tc_sends(c->fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     tc_resp r;
@@ -197,7 +181,7 @@ static void test_disabled(void **state)
     tc_resp_free(&r);
     assert_false(tc_readable(c->fd, 2 * T_MS));
     assert_int_equal(tc_stat_conns(srv), 1);
-    conn_free(c);
+    tc_conn_free(c);
     sl_server_free(srv);
 }
 
