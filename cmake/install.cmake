@@ -23,11 +23,13 @@ else()
 endif()
 
 # Private dependencies, for static links: pkg-config modules (Requires.private) and plain
-# libraries (Libs.private). An optional part appends its module here when it is built in.
-set(SLUICE_PC_REQUIRES_PRIVATE "")
+# libraries (Libs.private). An optional part that links a library into libsluice appends its
+# pkg-config module to SLUICE_PC_REQUIRES_PRIVATE before this file is included (e.g.
+# `list(APPEND SLUICE_PC_REQUIRES_PRIVATE libcurl)`); hiredis is added here.
 if(HIREDIS_FOUND)
     list(APPEND SLUICE_PC_REQUIRES_PRIVATE hiredis)
 endif()
+list(REMOVE_DUPLICATES SLUICE_PC_REQUIRES_PRIVATE)
 string(REPLACE ";" ", " SLUICE_PC_REQUIRES_PRIVATE "${SLUICE_PC_REQUIRES_PRIVATE}")
 set(SLUICE_PC_LIBS_PRIVATE "-lpthread -lm")
 

@@ -42,7 +42,8 @@ for f in sluice sluice-race sluice-asan; do
 done
 cc "$SRC/consumer.c" -o "$WORK/consumer-pc" $(pc --cflags --libs sluice) -Wl,-rpath,"$LIBDIR"
 expect_clean consumer-pc "$WORK/consumer-pc"
-if pc --print-requires-private sluice | grep -q hiredis; then
+if pc --exists hiredis; then # sluice is then built with its Redis parts
+    pc --print-requires-private sluice | grep -q hiredis || fail "sluice.pc lacks Requires.private hiredis"
     cc "$SRC/redis_static.c" -o "$WORK/redis-static" -static \
         $(pc --static --cflags --libs sluice) 2>"$WORK/redis-static.ld" \
         || { cat "$WORK/redis-static.ld"; fail "static link with pkg-config --static"; }
