@@ -58,13 +58,22 @@ typedef enum sl_err { SL_OK = 0, SL_ERRNO_MAP(SL__ERR_ENUM) SL_OWN_ERROR_MAP(SL_
 #undef SL__ERR_ENUM
 
 /* Returns a static, human-readable message for an error code ("deadline exceeded"). Unknown
- * negative values get the OS's strerror text when they are an errno, else "unknown error".
- * Never returns NULL. Threads: any. */
+ * values get the OS's strerror text when they are an errno — negative (sluice's -errno) or
+ * positive (errno itself, as a user may pass it) — else "unknown error". Never returns NULL.
+ * Threads: any. */
 SL_API const char *sl_strerror(int err);
 
 /* Returns the code's name as a static string ("SL_ETIMEDOUT", "SL_OK"), or "SL_EUNKNOWN".
  * Threads: any. */
 SL_API const char *sl_errname(int err);
+
+/* What the last failing constructor, registration or listen call on this thread said about
+ * its error, naming the field or the conflicting thing ("sl_server_opts: set exactly one of
+ * .handler and .mux (both are NULL)"); "" when it left no explanation. Valid until the next
+ * sluice call that fails on this thread; a successful call leaves it as it was. Calls that
+ * record one say so in their header (sl_server_new, sl_server_listen, sl_mux_new,
+ * sl_mux_handle, sl_mux_use). Never returns NULL. Threads: any (thread-local). */
+SL_API const char *sl_error_detail(void);
 
 /* Converts an errno value (positive, as in errno) to a sluice code: -e. */
 static inline int sl_from_errno(int e)

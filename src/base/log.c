@@ -594,7 +594,8 @@ static void put_text_value(lbuf *b, const sl_attr *a)
     }
 }
 
-/* A value in JSON: strings, durations, errors and non-finite doubles as strings. */
+/* A value in JSON: strings, errors and non-finite doubles as strings; durations as integer
+ * nanoseconds. */
 static void put_json_value(lbuf *b, const sl_attr *a)
 {
     switch (a->kind) {
@@ -612,11 +613,7 @@ static void put_json_value(lbuf *b, const sl_attr *a)
         else
             LB_LIT(b, "false");
         break;
-    case SL_ATTR_DUR:
-        lb_putc(b, '"');
-        put_duration(b, a->v.i);
-        lb_putc(b, '"');
-        break;
+    case SL_ATTR_DUR: lb_i64(b, a->v.i); break; /* integer ns, as slog's JSONHandler */
     case SL_ATTR_ERR: {
         const char *s = sl_strerror(a->v.err);
         put_json_str(b, s, strlen(s));

@@ -135,7 +135,7 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     const sl_http_req_head *h = req->h;
     size_t vbytes = 0;
     for (size_t i = 0; i < w->m.nparams; i++)
-        vbytes += w->m.params[i].value_len;
+        vbytes += w->m.params[i].value_len + 1; /* values stay NUL-terminated */
     size_t hb = h->num_headers * sizeof(sl_http_header);
     sl__preq *p = malloc(sizeof *p + hb + vbytes);
     if (!p) return NULL;
@@ -153,9 +153,9 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     char *vs = (char *)(p + 1) + hb;
     for (size_t i = 0; i < p->m.nparams; i++) {
         sl_route_param *pr = &p->m.params[i];
-        if (pr->value_len) memcpy(vs, pr->value, pr->value_len);
+        memcpy(vs, pr->value, pr->value_len + 1);
         pr->value = vs;
-        vs += pr->value_len;
+        vs += pr->value_len + 1;
     }
     p->m.location = p->m.allow = NULL;
     p->req = *req;
