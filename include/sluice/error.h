@@ -31,18 +31,19 @@ SL_BEGIN_DECLS
     X(EMFILE, -EMFILE, "too many open files")              \
     X(ENOSPC, -ENOSPC, "no space left")                    \
     X(EOVERFLOW, -EOVERFLOW, "value too large")            \
-    X(EPROTO, -EPROTO, "protocol error")                   \
     X(ENOTSUP, -ENOTSUP, "operation not supported")        \
     X(EMSGSIZE, -EMSGSIZE, "message too long")             \
     X(EPERM, -EPERM, "operation not permitted")            \
-    X(EDEADLK, -EDEADLK, "resource deadlock would occur")  \
-    X(ENAMETOOLONG, -ENAMETOOLONG, "name too long")
+    X(EDEADLK, -EDEADLK, "resource deadlock would occur")
 
+/* sluice's own codes. -4004 (rate limited) was never returned and is retired: a rate limit
+ * answers with a decision (ratelimit.h), not an error. Two codes are for applications, which
+ * sluice itself never returns: SL_EFAILED, a job's or a group task's own failure, and
+ * SL_ESHUTDOWN, a cause for sl_ctx_cancel_with when the application shuts down. */
 #define SL_OWN_ERROR_MAP(X)                                   \
     X(ECLOSED, -4001, "closed")                               \
     X(EFULL, -4002, "full")                                   \
     X(EEMPTY, -4003, "empty")                                 \
-    X(ELIMITED, -4004, "rate limited")                        \
     X(EEXCEEDS, -4005, "request exceeds the limiter's burst") \
     X(ECONFLICT, -4006, "conflicting registration")           \
     X(EPERMANENT, -4007, "permanent failure: do not retry")   \

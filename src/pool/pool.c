@@ -48,11 +48,6 @@ static void *worker_main(void *arg);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-void sl__pool_job_id(const sl__job *job, char *buf)
-{
-    memcpy(buf, job->id, job->idlen + 1);
-}
-
 /* Mirrors the running job's id for shutdown's overrun log: the words up to the NUL (bytes after
  * it in the last word are whatever the buffer held; readers stop at the NUL). */
 static void publish_id(sl__worker *w)

@@ -212,18 +212,6 @@ static uint64_t siphash13(uint64_t k0, uint64_t k1, const void *data, size_t len
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-uint64_t sl__map_hash(const void *mp, const void *key, size_t klen)
-{
-    const sl_map *m = mp;
-    return siphash13(m->k0, m->k1, key, klen);
-}
-
-size_t sl__map_shard_of(const void *mp, uint64_t hash)
-{
-    const sl_map *m = mp;
-    return (size_t)((hash >> 40) & (m->nshards - 1));
-}
-
 /* ---- entries ---------------------------------------------------------------------------- */
 
 static inline uint32_t slab_size(uint32_t k)

@@ -8,6 +8,7 @@
 
 #include "sluice/mux.h"
 #include "sluice/mw_ratelimit.h"
+#include "http/http_int.h" /* mux->nmw: the one-call forms add one middleware each */
 
 static void h_ok(sl_req *req, sl_resp *resp, void *arg)
 {
@@ -145,6 +146,9 @@ static void test_route_after_build_says_so(void **state)
     assert_int_equal(sl_mux_new(&(sl_mux_opts){.handler_workers = 1}, &mux), 0);
     assert_int_equal(sl_mux_handle_fn(mux, "GET /a", h_ok, NULL), 0);
     assert_int_equal(sl_mux_handle_inline(mux, "GET /b", h_ok, NULL), 0);
+    assert_int_equal(sl_mux_use_request_id(mux), 0);
+    assert_int_equal(sl_mux_use_access_log(mux, NULL), 0);
+    assert_int_equal(mux->nmw, 2); /* one call each */
     sl_server *srv;
     assert_int_equal(sl_server_new(&(sl_server_opts){.mux = mux, .reactors = 1}, &srv), 0);
     char err[256] = "untouched";
