@@ -59,6 +59,9 @@ typedef struct sl_route_opts {
     uint64_t max_body_bytes; /* 0 = the server's max_body_bytes; a larger Content-Length gets
                                 413 before the body is read (chunked: once it exceeds it) */
     const char *name;        /* for logs and metrics; copied; NULL = the pattern */
+    const struct sl_middleware *middleware; /* this route's own middleware, run after the mux's
+                                               (sl_mux_use) in this order; copied */
+    size_t nmiddleware;
 } sl_route_opts;
 
 typedef struct sl_mux_opts {

@@ -32,7 +32,9 @@ typedef struct sl__route {
     int64_t timeout_ns; /* resolved: <= 0 none */
     uint64_t max_body;  /* 0 = the server's */
     char *name;         /* the route's name (the pattern by default); owned */
-    int tq;             /* index of this route's timeout queue in each worker, or -1 */
+    sl_middleware *mw;  /* route middleware, after the mux's (sl_route_opts); owned copy */
+    size_t nmw;
+    int tq; /* index of this route's timeout queue in each worker, or -1 */
 } sl__route;
 
 struct sl_mux {

@@ -50,6 +50,7 @@ void sl_mux_free(sl_mux *mux)
     if (!mux) return;
     for (size_t i = 0; i < mux->nroutes; i++) {
         free(mux->routes[i]->name);
+        free(mux->routes[i]->mw);
         free(mux->routes[i]);
     }
     free(mux->routes);
@@ -113,6 +114,12 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
                  (int)o.mode);
         return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
     }
+    for (size_t i = 0; i < o.nmiddleware; i++) {
+        if (!o.middleware || (!o.middleware[i].before && !o.middleware[i].after)) {
+            snprintf(msg, sizeof msg, "%s: sl_route_opts.middleware[%zu] has no hook", pattern, i);
+            return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
+        }
+    }
     if (mux->nroutes == mux->rcap) {
         size_t cap = mux->rcap ? mux->rcap * 2 : 16;
         sl__route **nr = realloc(mux->routes, cap * sizeof *nr);
@@ -129,14 +136,20 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
     rt->max_body = o.max_body_bytes;
     rt->tq = -1;
     rt->name = strdup(o.name ? o.name : pattern);
-    if (!rt->name) {
+    rt->mw = o.nmiddleware ? malloc(o.nmiddleware * sizeof *rt->mw) : NULL;
+    if (!rt->name || (o.nmiddleware && !rt->mw)) {
+        free(rt->name);
+        free(rt->mw);
         free(rt);
         return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
     }
+    if (o.nmiddleware) memcpy(rt->mw, o.middleware, o.nmiddleware * sizeof *rt->mw);
+    rt->nmw = o.nmiddleware;
     if (rt->mode == SL_ROUTE_POOLED && rt->timeout_ns > 0) {
         rt->tq = tq_index(mux, rt->timeout_ns);
         if (rt->tq < 0) {
             free(rt->name);
+            free(rt->mw);
             free(rt);
             return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
         }
@@ -145,6 +158,7 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
     if (rc < 0) {
         /* A timer queue added for this route stays: harmless (an unused queue). */
         free(rt->name);
+        free(rt->mw);
         free(rt);
         return reject(mux, pattern, rc, msg, err, errlen);
     }
@@ -201,6 +215,18 @@ int sl_mux_use_access_log(sl_mux *mux, sl_logger *lg)
     return sl_mux_use(mux, &mw);
 }
 
+static int check_one(sl_mux *mux, const sl_middleware *mw)
+{
+    if (!mw->check) return 0;
+    char msg[400] = "";
+    int rc = mw->check(mux, mw->arg, msg, sizeof msg);
+    if (rc >= 0) return 0;
+    const char *nm = mw->name ? mw->name : "-";
+    sl_log_error(mux->o.logger, "middleware rejected the routes", SL_A_STR("middleware", nm),
+                 SL_A_STR("reason", msg), SL_A_ERR("err", rc));
+    return sl__fail(rc, "middleware %s: %s", nm, msg);
+}
+
 int sl__mux_attach(sl_mux *mux)
 {
     bool expect = false;
@@ -209,19 +235,14 @@ int sl__mux_attach(sl_mux *mux)
                                   "(one mux serves one server at a time)");
     /* The routes are final now: let each middleware check its configuration against them (a
      * rate limit naming "{id}" where the route says "{item}" would otherwise limit nothing). */
-    for (size_t i = 0; i < mux->nmw; i++) {
-        if (!mux->mw[i].check) continue;
-        char msg[400] = "";
-        int rc = mux->mw[i].check(mux, mux->mw[i].arg, msg, sizeof msg);
-        if (rc < 0) {
-            atomic_store(&mux->busy, false);
-            sl_log_error(mux->o.logger, "middleware rejected the routes",
-                         SL_A_STR("middleware", mux->mw[i].name ? mux->mw[i].name : "-"),
-                         SL_A_STR("reason", msg), SL_A_ERR("err", rc));
-            return sl__fail(rc, "middleware %s: %s", mux->mw[i].name ? mux->mw[i].name : "-", msg);
-        }
-    }
-    return 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < mux->nmw; i++)
+        rc = check_one(mux, &mux->mw[i]);
+    for (size_t r = 0; rc == 0 && r < mux->nroutes; r++)
+        for (size_t i = 0; rc == 0 && i < mux->routes[r]->nmw; i++)
+            rc = check_one(mux, &mux->routes[r]->mw[i]);
+    if (rc < 0) atomic_store(&mux->busy, false);
+    return rc;
 }
 
 void sl__mux_detach(sl_mux *mux)
