@@ -71,9 +71,11 @@ SL_API const char *sl_errname(int err);
 /* What the last failing constructor, registration or listen call on this thread said about
  * its error, naming the field or the conflicting thing ("sl_server_opts: set exactly one of
  * .handler and .mux (both are NULL)"); "" when it left no explanation. Valid until the next
- * sluice call that fails on this thread; a successful call leaves it as it was. Calls that
- * record one say so in their header (sl_server_new, sl_server_listen, sl_mux_new,
- * sl_mux_handle, sl_mux_use). Never returns NULL. Threads: any (thread-local). */
+ * sluice call that fails on this thread; a successful call leaves it as it was. The calls that
+ * record one: sl_server_new, sl_server_listen, sl_mux_new, sl_mux_handle (and its short
+ * forms), sl_mux_use, sl_mw_ratelimit_new, sl_pool_new, sl_chan_new, sl_map_new,
+ * sl_logger_new, and the Redis API of a build without hiredis. Never returns NULL. Threads: any
+ * (thread-local). */
 SL_API const char *sl_error_detail(void);
 
 /* Converts an errno value (positive, as in errno) to a sluice code: -e. */

@@ -45,6 +45,7 @@
 #include "sluice/error.h"
 #include "sluice/log.h"
 #include "base/log_int.h"
+#include "base/base_int.h"
 
 /* ---- loggers ------------------------------------------------------------------------------ */
 
@@ -134,9 +135,13 @@ static void out_release(log_out *o)
 
 int sl_logger_new(const sl_log_opts *opts, sl_logger **out)
 {
-    if (!opts || !out) return SL_EINVAL;
-    if (!opts->sink && opts->fd < 0) return SL_EINVAL;
-    if (opts->format != SL_LOG_TEXT && opts->format != SL_LOG_JSON) return SL_EINVAL;
+    if (!opts || !out)
+        return sl__fail(SL_EINVAL, "sl_logger_new: %s is NULL", opts ? "out" : "opts");
+    if (!opts->sink && opts->fd < 0)
+        return sl__fail(SL_EINVAL, "sl_log_opts: .fd is negative (%d) and .sink is NULL", opts->fd);
+    if (opts->format != SL_LOG_TEXT && opts->format != SL_LOG_JSON)
+        return sl__fail(SL_EINVAL, "sl_log_opts.format %d is neither TEXT nor JSON",
+                        (int)opts->format);
     sl_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return SL_ENOMEM;
     lg->out = out_new(opts->fd, opts->sink, opts->sink_arg);

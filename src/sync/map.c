@@ -48,6 +48,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/map.h"
+#include "base/base_int.h"
 #include "sync/map_int.h"
 
 #define INDEX_MIN          16u /* slots */
@@ -589,9 +590,17 @@ static uint32_t pow2_at_least(uint64_t n)
 int sl_map_new(const sl_map_opts *opts, sl_map **out)
 {
     sl_map_opts o = opts ? *opts : (sl_map_opts){0};
-    if (!out || o.value_size > VALUE_MAX || o.key_inline > KEY_INLINE_MAX) return SL_EINVAL;
+    if (!out) return sl__fail(SL_EINVAL, "sl_map_new: out is NULL");
+    if (o.value_size > VALUE_MAX)
+        return sl__fail(SL_EINVAL, "sl_map_opts.value_size %zu is above %zu", (size_t)o.value_size,
+                        (size_t)VALUE_MAX);
+    if (o.key_inline > KEY_INLINE_MAX)
+        return sl__fail(SL_EINVAL, "sl_map_opts.key_inline %zu is above %zu", (size_t)o.key_inline,
+                        (size_t)KEY_INLINE_MAX);
     if (o.shards == 0) o.shards = SHARDS_DEFAULT;
-    if (o.shards > SHARDS_MAX || (o.shards & (o.shards - 1)) != 0) return SL_EINVAL;
+    if (o.shards > SHARDS_MAX || (o.shards & (o.shards - 1)) != 0)
+        return sl__fail(SL_EINVAL, "sl_map_opts.shards %zu is not a power of two up to %zu",
+                        (size_t)o.shards, (size_t)SHARDS_MAX);
     if (o.key_inline == 0) o.key_inline = KEY_INLINE_DEFAULT;
 
     sl_map *m = map_calloc(1, sizeof *m);

@@ -137,6 +137,19 @@ static void test_constructor_errors_name_the_field(void **state)
                      SL_EINVAL);
     assert_non_null(strstr(sl_error_detail(), "both are set"));
     sl_mux_free(mux);
+    /* The other constructors a newcomer meets first. */
+    sl_pool *pool;
+    assert_int_equal(sl_pool_new(&(sl_pool_opts){.retry = {.multiplier = 0.5}}, &pool), SL_EINVAL);
+    assert_non_null(strstr(sl_error_detail(), "retry.multiplier"));
+    sl_chan *ch;
+    assert_int_equal(sl_chan_new(0, 4, &ch), SL_EINVAL);
+    assert_non_null(strstr(sl_error_detail(), "elem_size"));
+    sl_map *map;
+    assert_int_equal(sl_map_new(&(sl_map_opts){.shards = 3}, &map), SL_EINVAL);
+    assert_non_null(strstr(sl_error_detail(), "shards"));
+    sl_logger *lg;
+    assert_int_equal(sl_logger_new(&(sl_log_opts){.fd = -1}, &lg), SL_EINVAL);
+    assert_non_null(strstr(sl_error_detail(), ".fd"));
 }
 
 static void test_route_after_build_says_so(void **state)
