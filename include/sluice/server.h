@@ -93,18 +93,27 @@ typedef struct sl_server_stats {
                                fd limit */
 } sl_server_stats;
 
-/* Creates a server (not yet listening). Copies opts. With a mux, starts the handler pool's
- * threads. Returns 0 and sets *out; SL_EINVAL when opts is NULL, when not exactly one of
- * handler and mux is set, or a limit is out of range; SL_EBUSY when the mux is used by another
- * live server; SL_ENOMEM (then *out is untouched). Threads: any. Does not block. */
+/* Creates a server (not yet listening). Copies opts. With a mux, runs every middleware's check
+ * hook against the routes (mux.h) and starts the handler pool's threads. Returns 0 and sets
+ * *out; SL_EINVAL when opts is NULL, when not exactly one of handler and mux is set, or a limit
+ * is out of range; SL_EBUSY when the mux is used by another live server; a middleware check's
+ * error (the rate limiter's: SL_ENOENT for a pattern that names no route); SL_ENOMEM. On
+ * failure *out is untouched and sl_error_detail() names the field or the conflict. Threads:
+ * any. Does not block. */
 SL_API int sl_server_new(const sl_server_opts *opts, sl_server **out);
 
-/* Binds and listens on host:port (host: an IPv4 or IPv6 literal, e.g. "127.0.0.1", "::1",
- * "0.0.0.0", "::"; NULL = "0.0.0.0"). Port 0 picks a free port. One SO_REUSEPORT socket is
- * opened per reactor. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::" to take both
- * families. May be called several times (several addresses) before serve. Returns
- * the bound port (> 0), or SL_EINVAL (bad host, or called after serve), SL_EADDRINUSE, or
- * another -errno. Threads: the controlling thread. Does not block. */
+/* Binds and listens on host:port. host: an IPv4 or IPv6 literal ("127.0.0.1", "::1", "[::1]",
+ * "0.0.0.0", "::"), or a name resolved here once ("localhost": its first IPv4 address, else its
+ * first IPv6 one, as Go prefers); NULL = "0.0.0.0". Port 0 picks a free port. One SO_REUSEPORT
+ * socket is opened per reactor, but the port is first claimed by a socket without
+ * SO_REUSEPORT, so the call fails with SL_EADDRINUSE when anything else listens there —
+ * another process, another sl_server, or this server on the same address already; only this
+ * server's own loops share the port. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::"
+ * to take both families. May be called several times (several addresses) before serve.
+ * Returns the bound port (> 0), or SL_EINVAL (bad port, empty host, called after serve),
+ * SL_ENOENT (a name that does not resolve), SL_EADDRINUSE, or another -errno; sl_error_detail()
+ * names the address and the cause. Threads: the controlling thread. Blocks only to resolve a
+ * host name (getaddrinfo: /etc/hosts, DNS). */
 SL_API int sl_server_listen(sl_server *srv, const char *host, int port);
 
 /* Returns the port of the first successful sl_server_listen, or SL_ENOENT if none. Threads:
