@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Housekeeping the compiler cannot see: every sluice-own error code is returned somewhere in
 # src/ (or is one of the two codes reserved for applications, error.h says which), and every
-# internal sl__ function defined in src/ has a caller besides its own definition.
+# internal sl__ function defined in src/ has a caller besides its own definition, and README.md
+# and docs/ link only inside the repository.
 #   housekeeping_test.sh SOURCE_DIR
 set -euo pipefail
 cd "$1"
@@ -28,5 +29,10 @@ for f in $(grep -rhoE '^[a-z_][a-z0-9_ *]*\bsl__[a-z0-9_]+\(' src --include=*.c 
         bad=1
     fi
 done
+# Links stay inside the repository: nothing in README.md or docs/ points above it.
+if grep -nE '\.\./|/work/|shared/DESIGN' README.md docs/*.md; then
+    echo "README.md/docs link outside the repository (bring the text into docs/)"
+    bad=1
+fi
 [ $bad = 0 ] && echo "housekeeping: every own error code is used, every sl__ helper has a caller"
 exit $bad
