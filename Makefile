@@ -2,11 +2,15 @@
 #   make test       deps, build, every unit/stress/integration test (ctest)
 #   make test-race  the same suite under ThreadSanitizer
 #   make test-asan  the same under AddressSanitizer + UBSan + LeakSanitizer
-#   make bench      build in release and print the benchmark table
+#   make bench      build in release and print the benchmark table (median of REPS=3 runs; a
+#                   CSV beside it in build/release/bench.csv)
 #   make run        build and start sluice-demo on 127.0.0.1:8080
 #   make run-race   the same, built and run under ThreadSanitizer (go run -race)
 #   make fuzz       build the libFuzzer targets with clang and run them for a bounded count
 JOBS   ?= $(shell nproc)
+# Quiet sub-makes: no "Entering directory" lines from the makes cmake --build runs (MAKEFLAGS is
+# exported to them). VERBOSE=1 shows the compiler command lines as usual.
+MAKEFLAGS += --no-print-directory
 CTEST  ?= ctest --output-on-failure --no-tests=error -j $(JOBS)
 CMAKE_COMMON := -DSLUICE_WERROR=ON
 # TSan and ASan binaries are slower; ctest's per-test timeouts are scaled for them.
@@ -39,8 +43,9 @@ test-asan: deps build/asan/CMakeCache.txt
 	cmake --build build/asan -j $(JOBS)
 	cd build/asan && $(CTEST) --timeout 300
 
+REPS ?= 3
 bench: build
-	@scripts/bench.sh build/release
+	@REPS=$(REPS) scripts/bench.sh build/release
 
 run: build
 	@if [ -x build/release/apps/sluice-demo ]; then \

@@ -32,7 +32,7 @@ static void log_n(const bcase *c, long n)
                    SL_A_INT("status", 200), SL_A_DUR("took", SL_US(1234) + i % 7),
                    SL_A_ERR("err", SL_ETIMEDOUT));
         else
-            sl_log(c->lg, c->level, "request done", );
+            sl_log(c->lg, c->level, "request done");
     }
 }
 

@@ -23,14 +23,7 @@
 
 static void send_json(sl_resp *resp, int status, json_t *o)
 {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!s) {
-        sl_resp_error(resp, 500, "out of memory");
-        return;
-    }
-    sl_resp_json(resp, status, s, strlen(s));
-    free(s);
+    sl_json_write_new(resp, status, o); /* takes o; NULL (json_pack failed) answers 500 */
 }
 
 /* ---- users --------------------------------------------------------------------------------- */
@@ -238,17 +231,9 @@ static void batch_answer(sl_resp *resp, batch_item *its, size_t n, int rc, long 
 void demo_batch(sl_req *req, sl_resp *resp, void *arg)
 {
     demo_app *app = arg;
-    size_t len;
-    const void *body = sl_req_body(req, &len);
-    json_error_t je;
-    json_t *root = body ? json_loadb(body, len, 0, &je) : NULL;
-    json_t *items;
+    json_t *root, *items;
     char err[200];
-    if (!root) {
-        snprintf(err, sizeof err, "invalid JSON: %s", body ? je.text : "empty body");
-        sl_resp_error(resp, 400, err);
-        return;
-    }
+    if (sl_json_read_body(req, resp, NULL, &root) < 0) return; /* 400 says where it failed */
     if (batch_items(root, (size_t)app->cfg.batch_max, &items, err, sizeof err) < 0) {
         sl_resp_error(resp, 400, err);
         json_decref(root);

@@ -31,18 +31,19 @@ SL_BEGIN_DECLS
     X(EMFILE, -EMFILE, "too many open files")              \
     X(ENOSPC, -ENOSPC, "no space left")                    \
     X(EOVERFLOW, -EOVERFLOW, "value too large")            \
-    X(EPROTO, -EPROTO, "protocol error")                   \
     X(ENOTSUP, -ENOTSUP, "operation not supported")        \
     X(EMSGSIZE, -EMSGSIZE, "message too long")             \
     X(EPERM, -EPERM, "operation not permitted")            \
-    X(EDEADLK, -EDEADLK, "resource deadlock would occur")  \
-    X(ENAMETOOLONG, -ENAMETOOLONG, "name too long")
+    X(EDEADLK, -EDEADLK, "resource deadlock would occur")
 
+/* sluice's own codes. -4004 (rate limited) was never returned and is retired: a rate limit
+ * answers with a decision (ratelimit.h), not an error. Two codes are for applications, which
+ * sluice itself never returns: SL_EFAILED, a job's or a group task's own failure, and
+ * SL_ESHUTDOWN, a cause for sl_ctx_cancel_with when the application shuts down. */
 #define SL_OWN_ERROR_MAP(X)                                   \
     X(ECLOSED, -4001, "closed")                               \
     X(EFULL, -4002, "full")                                   \
     X(EEMPTY, -4003, "empty")                                 \
-    X(ELIMITED, -4004, "rate limited")                        \
     X(EEXCEEDS, -4005, "request exceeds the limiter's burst") \
     X(ECONFLICT, -4006, "conflicting registration")           \
     X(EPERMANENT, -4007, "permanent failure: do not retry")   \
@@ -58,13 +59,24 @@ typedef enum sl_err { SL_OK = 0, SL_ERRNO_MAP(SL__ERR_ENUM) SL_OWN_ERROR_MAP(SL_
 #undef SL__ERR_ENUM
 
 /* Returns a static, human-readable message for an error code ("deadline exceeded"). Unknown
- * negative values get the OS's strerror text when they are an errno, else "unknown error".
- * Never returns NULL. Threads: any. */
+ * values get the OS's strerror text when they are an errno — negative (sluice's -errno) or
+ * positive (errno itself, as a user may pass it) — else "unknown error". Never returns NULL.
+ * Threads: any. */
 SL_API const char *sl_strerror(int err);
 
 /* Returns the code's name as a static string ("SL_ETIMEDOUT", "SL_OK"), or "SL_EUNKNOWN".
  * Threads: any. */
 SL_API const char *sl_errname(int err);
+
+/* What the last failing constructor, registration or listen call on this thread said about
+ * its error, naming the field or the conflicting thing ("sl_server_opts: set exactly one of
+ * .handler and .mux (both are NULL)"); "" when it left no explanation. Valid until the next
+ * sluice call that fails on this thread; a successful call leaves it as it was. The calls that
+ * record one: sl_server_new, sl_server_listen, sl_mux_new, sl_mux_handle (and its short
+ * forms), sl_mux_use, sl_mw_ratelimit_new, sl_pool_new, sl_chan_new, sl_map_new,
+ * sl_logger_new, and the Redis API of a build without hiredis. Never returns NULL. Threads: any
+ * (thread-local). */
+SL_API const char *sl_error_detail(void);
 
 /* Converts an errno value (positive, as in errno) to a sluice code: -e. */
 static inline int sl_from_errno(int e)

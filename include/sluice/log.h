@@ -34,7 +34,8 @@ typedef enum sl_attr_kind {
     SL_ATTR_UINT,     /* uint64_t */
     SL_ATTR_F64,      /* double; NaN/Inf print as strings in JSON */
     SL_ATTR_BOOL,     /* bool */
-    SL_ATTR_DUR,      /* int64_t ns, printed like Go's Duration.String(): "1.5s", "250ms" */
+    SL_ATTR_DUR,      /* int64_t ns: text prints Go's Duration.String() ("1.5s", "250ms"),
+                         JSON the integer nanoseconds (1500000000), as slog does */
     SL_ATTR_ERR,      /* int sluice error code, printed as sl_strerror() text */
 } sl_attr_kind;
 
@@ -128,19 +129,21 @@ SL_API void sl_log_set_default(sl_logger *lg);
  * are always enough) and returns buf. Threads: any. */
 SL_API const char *sl_log_level_name(sl_log_level level, char buf[24]);
 
-/* Convenience macros: the level is checked before the attributes are even built. A leading
- * SL_ATTR_NONE entry makes zero attributes legal C11 (a trailing comma is allowed). */
-#define sl_log(lg, lvl, msg, ...)                                                    \
+/* Convenience macros: the level is checked before the attributes are even built. msg is part
+ * of the variadic arguments and a trailing SL_ATTR_NONE entry is appended, so a call with no
+ * attributes (sl_log_info(lg, "started")) is valid ISO C11, clean under -Wpedantic. */
+#define sl_log(lg, lvl, ...) SL__LOG((lg), (lvl), __VA_ARGS__, (sl_attr){.kind = SL_ATTR_NONE})
+#define SL__LOG(lg, lvl, msg, ...)                                                   \
     do {                                                                             \
         if (sl_log_enabled((lg), (lvl))) {                                           \
-            const sl_attr sl__a[] = {{.kind = SL_ATTR_NONE}, __VA_ARGS__};           \
+            const sl_attr sl__a[] = {__VA_ARGS__};                                   \
             sl_log_attrs((lg), (lvl), (msg), sl__a, sizeof sl__a / sizeof sl__a[0]); \
         }                                                                            \
     } while (0)
-#define sl_log_debug(lg, msg, ...) sl_log((lg), SL_LOG_DEBUG, (msg), __VA_ARGS__)
-#define sl_log_info(lg, msg, ...)  sl_log((lg), SL_LOG_INFO, (msg), __VA_ARGS__)
-#define sl_log_warn(lg, msg, ...)  sl_log((lg), SL_LOG_WARN, (msg), __VA_ARGS__)
-#define sl_log_error(lg, msg, ...) sl_log((lg), SL_LOG_ERROR, (msg), __VA_ARGS__)
+#define sl_log_debug(lg, ...) sl_log((lg), SL_LOG_DEBUG, __VA_ARGS__)
+#define sl_log_info(lg, ...)  sl_log((lg), SL_LOG_INFO, __VA_ARGS__)
+#define sl_log_warn(lg, ...)  sl_log((lg), SL_LOG_WARN, __VA_ARGS__)
+#define sl_log_error(lg, ...) sl_log((lg), SL_LOG_ERROR, __VA_ARGS__)
 
 SL_END_DECLS
 

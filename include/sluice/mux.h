@@ -4,15 +4,12 @@
  *   sl_mux_opts mo = {.handler_workers = 32, .handler_queue = 256};
  *   sl_mux *mux;
  *   sl_mux_new(&mo, &mux);
- *   sl_middleware rid, alog;
- *   sl_mw_request_id(&rid);
- *   sl_mw_access_log(NULL, &alog);
- *   sl_mux_use(mux, &rid);                  // outermost first
- *   sl_mux_use(mux, &alog);
- *   sl_route_opts ro = {.timeout_ns = SL_SEC(2)};
- *   sl_mux_handle(mux, "GET /users/{id}", get_user, db, &ro, NULL, 0);   // pooled (default)
- *   sl_route_opts fast = {.mode = SL_ROUTE_INLINE};
- *   sl_mux_handle(mux, "GET /healthz", healthz, NULL, &fast, NULL, 0);   // on the reactor
+ *   sl_mux_use_request_id(mux);             // outermost first
+ *   sl_mux_use_access_log(mux, NULL);
+ *   sl_mux_handle_fn(mux, "POST /users", create_user, db);               // pooled (default)
+ *   sl_mux_handle_inline(mux, "GET /healthz", healthz, NULL);            // on the reactor
+ *   sl_route_opts ro = {.timeout_ns = SL_SEC(2)};                        // the full form
+ *   sl_mux_handle(mux, "GET /users/{id}", get_user, db, &ro, NULL, 0);
  *   sl_server_opts so = {.mux = mux};
  *   sl_server_new(&so, &srv);  ...  sl_server_free(srv);  sl_mux_free(mux);
  *
@@ -62,6 +59,9 @@ typedef struct sl_route_opts {
     uint64_t max_body_bytes; /* 0 = the server's max_body_bytes; a larger Content-Length gets
                                 413 before the body is read (chunked: once it exceeds it) */
     const char *name;        /* for logs and metrics; copied; NULL = the pattern */
+    const struct sl_middleware *middleware; /* this route's own middleware, run after the mux's
+                                               (sl_mux_use) in this order; copied */
+    size_t nmiddleware;
 } sl_route_opts;
 
 typedef struct sl_mux_opts {
@@ -86,16 +86,24 @@ typedef sl_mw_action (*sl_mw_before_fn)(sl_req *req, sl_resp *resp, void *arg);
  * The request (and its values) is still valid. Must not block. */
 typedef void (*sl_mw_after_fn)(sl_req *req, const sl_resp *resp, void *arg);
 
-/* A middleware: either hook may be NULL. arg is passed to both; the mux does not own it. */
+/* Checks a middleware's configuration against the finished mux, once, when a server takes the
+ * mux (sl_server_new): e.g. that every route pattern the middleware names is registered. Returns
+ * 0, or an error code after writing a NUL-terminated explanation naming the culprit to err
+ * (errlen bytes); sl_server_new then fails with that code and explanation. */
+typedef int (*sl_mw_check_fn)(const sl_mux *mux, void *arg, char *err, size_t errlen);
+
+/* A middleware: either hook may be NULL. arg is passed to all three; the mux does not own it. */
 typedef struct sl_middleware {
     const char *name; /* for diagnostics; may be NULL; not copied (use a literal) */
     sl_mw_before_fn before;
     sl_mw_after_fn after;
     void *arg;
+    sl_mw_check_fn check; /* optional: validated at sl_server_new */
 } sl_middleware;
 
 /* Creates an empty mux. opts may be NULL (defaults). Returns 0 and *out; SL_EINVAL (negative
- * workers or timeout) or SL_ENOMEM (*out untouched). Threads: any. Does not block. */
+ * workers or timeout, out NULL: sl_error_detail() names the field) or SL_ENOMEM (*out
+ * untouched). Threads: any. Does not block. */
 SL_API int sl_mux_new(const sl_mux_opts *opts, sl_mux **out);
 
 /* Frees the mux (not the handlers' or middleware's args). Every server using it must have been
@@ -105,15 +113,33 @@ SL_API void sl_mux_free(sl_mux *mux);
 /* Registers fn(req, resp, arg) for a Go 1.22 pattern ("GET /users/{id}", "/static/",
  * "POST /items/{$}"; see router.h). ro may be NULL. Returns 0; SL_EINVAL (malformed pattern,
  * fn NULL, bad option); SL_ECONFLICT (overlaps an existing pattern without either being more
- * specific, or duplicates one); SL_EBUSY (the mux is already used by a server); SL_ENOMEM. On
- * failure nothing is registered and, if err is not NULL, a NUL-terminated explanation naming
- * the patterns is written to err (errlen bytes at most); it is also logged at WARN. */
+ * specific, or duplicates one); SL_EBUSY (the mux is already used by a server: routes must be
+ * added before sl_server_new); SL_ENOMEM. On failure nothing is registered and a
+ * NUL-terminated explanation naming the pattern (and the conflicting one) is written to err
+ * when it is not NULL (errlen bytes at most), kept in sl_error_detail() and logged at WARN. */
 SL_API int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
                          const sl_route_opts *ro, char *err, size_t errlen);
 
+/* The common case in one call: sl_mux_handle with default route options (pooled, the mux's
+ * default timeout). Returns as sl_mux_handle; the explanation of a failure is in
+ * sl_error_detail() and logged at WARN.
+ *   sl_mux_handle_fn(mux, "GET /users/{id}", get_user, db);                  */
+SL_API int sl_mux_handle_fn(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg);
+
+/* The same for an inline route (runs on the reactor, must not block): /healthz, /metrics. */
+SL_API int sl_mux_handle_inline(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg);
+
+/* True when pattern is registered on mux, compared as text ("GET /items/{id}" as it was given
+ * to sl_mux_handle). For middleware checks (sl_mw_check_fn). Threads: any. */
+SL_API bool sl_mux_has_pattern(const sl_mux *mux, const char *pattern);
+
 /* Appends a middleware to the chain (the first added is the outermost: its before runs first
  * and its after runs last). The struct is copied. Returns 0, SL_EINVAL (both hooks NULL),
- * SL_EBUSY (already used by a server) or SL_ENOMEM. */
+ * SL_EBUSY (already used by a server) or SL_ENOMEM; sl_error_detail() says which. The
+ * standard middleware have one-call forms: sl_mux_use_request_id, sl_mux_use_access_log,
+ * sl_mw_metrics_use (mw_metrics.h), sl_mw_ratelimit_use (mw_ratelimit.h).
+ * Order: put metrics and the access log before (outside) the rate limiter, so the requests it
+ * rejects are counted and logged. */
 SL_API int sl_mux_use(sl_mux *mux, const sl_middleware *mw);
 
 /* ---- standard middleware ------------------------------------------------------------------ */
@@ -133,6 +159,10 @@ SL_API void sl_mw_request_id(sl_middleware *out);
  * (route is the route's name, "-" when unmatched; request_id only with the request-id
  * middleware before it). lg must outlive the mux. Never fails. */
 SL_API void sl_mw_access_log(sl_logger *lg, sl_middleware *out);
+
+/* sl_mw_request_id + sl_mux_use, and sl_mw_access_log + sl_mux_use. Return as sl_mux_use. */
+SL_API int sl_mux_use_request_id(sl_mux *mux);
+SL_API int sl_mux_use_access_log(sl_mux *mux, sl_logger *lg);
 
 SL_END_DECLS
 

@@ -61,6 +61,10 @@ SL_API int sl_mw_metrics_new(const sl_mw_metrics_opts *opts, sl_mw_metrics **out
  * outermost), so that its after hook sees requests that inner middleware rejected. */
 SL_API void sl_mw_metrics_middleware(sl_mw_metrics *mm, sl_middleware *out);
 
+/* sl_mw_metrics_middleware + sl_mux_use in one call (call it before the other middleware).
+ * Returns as sl_mux_use. */
+SL_API int sl_mw_metrics_use(sl_mw_metrics *mm, sl_mux *mux);
+
 /* Unregisters the families and frees the state. Every server using it must have been freed.
  * NULL is ignored. */
 SL_API void sl_mw_metrics_free(sl_mw_metrics *mm);

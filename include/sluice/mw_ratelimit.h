@@ -60,11 +60,18 @@ typedef struct sl_mw_ratelimit_stats {
 } sl_mw_ratelimit_stats;
 
 /* Creates the middleware's state. Returns 0 and *out, SL_EINVAL (opts or policy NULL, cost < 0,
- * a NULL pattern) or SL_ENOMEM (*out untouched). Threads: any. Does not block. */
+ * a NULL pattern; sl_error_detail() names the field) or SL_ENOMEM (*out untouched). Threads:
+ * any. Does not block. */
 SL_API int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit **out);
 
-/* Fills *out with the middleware (a before hook only) bound to mw, for sl_mux_use. */
+/* Fills *out with the middleware (a before hook only) bound to mw, for sl_mux_use. Its check
+ * hook makes sl_server_new fail with SL_ENOENT, naming the pattern, when one of opts.patterns
+ * is not a route registered on the mux (a typo like "{id}" for "{item}" would otherwise leave
+ * that route unlimited). */
 SL_API void sl_mw_ratelimit_middleware(sl_mw_ratelimit *mw, sl_middleware *out);
+
+/* sl_mw_ratelimit_middleware + sl_mux_use in one call. Returns as sl_mux_use. */
+SL_API int sl_mw_ratelimit_use(sl_mw_ratelimit *mw, sl_mux *mux);
 
 /* Fills *st. Threads: any. */
 SL_API void sl_mw_ratelimit_stats_get(const sl_mw_ratelimit *mw, sl_mw_ratelimit_stats *st);

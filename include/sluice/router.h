@@ -77,11 +77,15 @@ SL_API int sl_router_add(sl_router *r, const char *pattern, void *handler, char 
  * came on the request line). Fills *m and returns m->status (200, 301, 404, 405), or
  * SL_ENOSPC when scratch (for decoded values, the redirect location and the Allow list) is too
  * small, or SL_EINVAL for a path that does not start with '/' or has bad percent-encoding
- * (answer 400). scratch needs at most 6 * path_len + 256 bytes. Threads: any, concurrently.
+ * (answer 400). scratch needs at most 7 * path_len + 256 bytes. Threads: any, concurrently.
  * Does not block or allocate. */
 SL_API int sl_router_match(const sl_router *r, const char *method, size_t method_len,
                            const char *path, size_t path_len, sl_route_match *m, char *scratch,
                            size_t scratch_len);
+
+/* True when pattern was registered with sl_router_add, compared as text (the pattern a
+ * match reports in m->pattern). Threads: any, concurrently with matches. */
+SL_API bool sl_router_has(const sl_router *r, const char *pattern);
 
 /* Returns the value of the wildcard called name in a 200 match, or NULL. *len gets its length. */
 SL_API const char *sl_route_param_get(const sl_route_match *m, const char *name, size_t *len);

@@ -29,8 +29,16 @@ typedef struct sl_server sl_server;
 typedef struct sl_mux sl_mux; /* mux.h */
 
 /* A request as the handler sees it. Every view it returns points into the connection's
- * buffers and is valid until the handler returns; copy what must outlive it. Views are not
- * NUL-terminated unless said. Threads: the handler's thread only. */
+ * buffers (or the request's arena) and is valid until the handler returns; copy what must
+ * outlive it.
+ *
+ * Strings: every string accessor returns a NUL-terminated C string, safe with printf("%s") and
+ * strcmp: method, target, header names and values, path values, query names and values, pattern,
+ * route name, remote address, request id. The one exception is sl_req_path, a view of the target up
+ * to '?' (use sl_req_path_str for a C string) — and the body, which is bytes. The length
+ * out-parameters stay for values that may hold a NUL (a decoded %00). None of this copies: the
+ * server writes the NUL over the delimiter that follows each value in its buffer (docs/
+ * handlers.md, "Strings"). Threads: the handler's thread only. */
 typedef struct sl_req sl_req;
 
 /* The response being built for a request. Valid until the handler returns; the server sends it
@@ -85,18 +93,27 @@ typedef struct sl_server_stats {
                                fd limit */
 } sl_server_stats;
 
-/* Creates a server (not yet listening). Copies opts. With a mux, starts the handler pool's
- * threads. Returns 0 and sets *out; SL_EINVAL when opts is NULL, when not exactly one of
- * handler and mux is set, or a limit is out of range; SL_EBUSY when the mux is used by another
- * live server; SL_ENOMEM (then *out is untouched). Threads: any. Does not block. */
+/* Creates a server (not yet listening). Copies opts. With a mux, runs every middleware's check
+ * hook against the routes (mux.h) and starts the handler pool's threads. Returns 0 and sets
+ * *out; SL_EINVAL when opts is NULL, when not exactly one of handler and mux is set, or a limit
+ * is out of range; SL_EBUSY when the mux is used by another live server; a middleware check's
+ * error (the rate limiter's: SL_ENOENT for a pattern that names no route); SL_ENOMEM. On
+ * failure *out is untouched and sl_error_detail() names the field or the conflict. Threads:
+ * any. Does not block. */
 SL_API int sl_server_new(const sl_server_opts *opts, sl_server **out);
 
-/* Binds and listens on host:port (host: an IPv4 or IPv6 literal, e.g. "127.0.0.1", "::1",
- * "0.0.0.0", "::"; NULL = "0.0.0.0"). Port 0 picks a free port. One SO_REUSEPORT socket is
- * opened per reactor. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::" to take both
- * families. May be called several times (several addresses) before serve. Returns
- * the bound port (> 0), or SL_EINVAL (bad host, or called after serve), SL_EADDRINUSE, or
- * another -errno. Threads: the controlling thread. Does not block. */
+/* Binds and listens on host:port. host: an IPv4 or IPv6 literal ("127.0.0.1", "::1", "[::1]",
+ * "0.0.0.0", "::"), or a name resolved here once ("localhost": its first IPv4 address, else its
+ * first IPv6 one, as Go prefers); NULL = "0.0.0.0". Port 0 picks a free port. One SO_REUSEPORT
+ * socket is opened per reactor, but the port is first claimed by a socket without
+ * SO_REUSEPORT, so the call fails with SL_EADDRINUSE when anything else listens there —
+ * another process, another sl_server, or this server on the same address already; only this
+ * server's own loops share the port. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::"
+ * to take both families. May be called several times (several addresses) before serve.
+ * Returns the bound port (> 0), or SL_EINVAL (bad port, empty host, called after serve),
+ * SL_ENOENT (a name that does not resolve), SL_EADDRINUSE, or another -errno; sl_error_detail()
+ * names the address and the cause. Threads: the controlling thread. Blocks only to resolve a
+ * host name (getaddrinfo: /etc/hosts, DNS). */
 SL_API int sl_server_listen(sl_server *srv, const char *host, int port);
 
 /* Returns the port of the first successful sl_server_listen, or SL_ENOENT if none. Threads:
@@ -136,25 +153,31 @@ SL_API void sl_server_free(sl_server *srv);
 
 /* ---- the request (handler thread only; views valid until the handler returns) ---- */
 
-/* The method token ("GET"). *len gets its length. */
+/* The method token ("GET"), NUL-terminated. *len gets its length. */
 SL_API const char *sl_req_method(const sl_req *req, size_t *len);
 
-/* The request-target as received ("/a/b?x=1"). */
+/* The request-target as received ("/a/b?x=1"), NUL-terminated. */
 SL_API const char *sl_req_target(const sl_req *req, size_t *len);
 
 /* The path: the target up to '?' ("/a/b"; for an absolute-form target, the part after the
- * authority). Still percent-encoded. */
+ * authority). Still percent-encoded. A view: NOT NUL-terminated when a query follows (use
+ * *len, or sl_req_path_str). */
 SL_API const char *sl_req_path(const sl_req *req, size_t *len);
 
-/* The query after '?' without the '?', or NULL (and *len = 0) when there is none. */
+/* The path as a NUL-terminated string: the view itself when the target has no query, else a
+ * copy in the request's arena. Returns NULL only when out of memory. */
+SL_API const char *sl_req_path_str(sl_req *req);
+
+/* The raw query after '?' without the '?' (NUL-terminated), or NULL (and *len = 0) when there
+ * is none. */
 SL_API const char *sl_req_query(const sl_req *req, size_t *len);
 
-/* The value of the first header named name (case-insensitive), trimmed, or NULL when absent.
- * len may be NULL. */
+/* The value of the first header named name (case-insensitive), trimmed and NUL-terminated, or
+ * NULL when absent. len may be NULL. */
 SL_API const char *sl_req_header(const sl_req *req, const char *name, size_t *len);
 
-/* Number of header lines, and the i-th one (0-based) through the out pointers. Returns 0, or
- * SL_ERANGE when i is out of range. */
+/* Number of header lines, and the i-th one (0-based) through the out pointers (name and value
+ * NUL-terminated). Returns 0, or SL_ERANGE when i is out of range. */
 SL_API size_t sl_req_header_count(const sl_req *req);
 SL_API int sl_req_header_at(const sl_req *req, size_t i, const char **name, size_t *name_len,
                             const char **value, size_t *value_len);
@@ -177,8 +200,8 @@ SL_API const char *sl_req_remote_addr(sl_req *req);
  * is the background ctx: never done). */
 SL_API sl_ctx *sl_req_ctx(sl_req *req);
 
-/* The value of the wildcard {name} of the matched route (decoded), or NULL when there is no
- * such wildcard (or no mux). len may be NULL. */
+/* The value of the wildcard {name} of the matched route (decoded, NUL-terminated), or NULL
+ * when there is no such wildcard (or no mux). len may be NULL. */
 SL_API const char *sl_req_path_value(const sl_req *req, const char *name, size_t *len);
 
 /* The pattern of the matched route ("GET /users/{id}", NUL-terminated, owned by the mux), or
@@ -189,20 +212,22 @@ SL_API const char *sl_req_pattern(const sl_req *req);
 SL_API const char *sl_req_route_name(const sl_req *req);
 
 /* The first value of query parameter name, decoded ('+' is a space, %XX decoded; a malformed
- * escape is kept as is), or NULL when absent. "?a&b=" gives a = "" and b = "". The decoded
- * pairs live in the request's arena. len may be NULL. Returns NULL also when out of memory. */
+ * escape is kept as is) and NUL-terminated, or NULL when absent. "?a&b=" gives a = "" and b = "".
+ * The decoded pairs live in the request's arena. len may be NULL. Returns NULL also when out of
+ * memory. */
 SL_API const char *sl_req_query_value(sl_req *req, const char *name, size_t *len);
 
 /* Number of decoded query parameters (in order, duplicates kept), or SL_ENOMEM. */
 SL_API int sl_req_query_count(sl_req *req);
 
-/* The i-th decoded query parameter. Returns 0, SL_ERANGE (i out of range) or SL_ENOMEM. */
+/* The i-th decoded query parameter (name and value NUL-terminated). Returns 0, SL_ERANGE (i out
+ * of range) or SL_ENOMEM. */
 SL_API int sl_req_query_at(sl_req *req, size_t i, const char **name, size_t *name_len,
                            const char **value, size_t *value_len);
 
 /* Collects the values of every header line named name (case-insensitive), in order: stores at
  * most max of them in values[]/lens[] (lens may be NULL) and returns how many exist (may be
- * more than max). Values are views, trimmed, not split on commas. */
+ * more than max). Values are views, trimmed, NUL-terminated, not split on commas. */
 SL_API size_t sl_req_header_values(const sl_req *req, const char *name, const char **values,
                                    size_t *lens, size_t max);
 

@@ -12,6 +12,10 @@
  * to re-check deadlines against test time). NULL removes it. Threads: any. */
 void sl__clock_set_advance_hook(void (*fn)(void));
 
+/* Records a printf-formatted explanation of an error for sl_error_detail() on this thread and
+ * returns rc, so a constructor can `return sl__fail(SL_EINVAL, "...", ...);`. */
+int sl__fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* a + b for ns instants and durations, clamped to [INT64_MIN, INT64_MAX] instead of wrapping:
  * "now + SL_FOREVER" must stay "never", not become a deadline in the past. Threads: any. */
 static inline int64_t sl__ns_add_sat(int64_t a, int64_t b)

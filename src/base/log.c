@@ -45,6 +45,7 @@
 #include "sluice/error.h"
 #include "sluice/log.h"
 #include "base/log_int.h"
+#include "base/base_int.h"
 
 /* ---- loggers ------------------------------------------------------------------------------ */
 
@@ -134,9 +135,13 @@ static void out_release(log_out *o)
 
 int sl_logger_new(const sl_log_opts *opts, sl_logger **out)
 {
-    if (!opts || !out) return SL_EINVAL;
-    if (!opts->sink && opts->fd < 0) return SL_EINVAL;
-    if (opts->format != SL_LOG_TEXT && opts->format != SL_LOG_JSON) return SL_EINVAL;
+    if (!opts || !out)
+        return sl__fail(SL_EINVAL, "sl_logger_new: %s is NULL", opts ? "out" : "opts");
+    if (!opts->sink && opts->fd < 0)
+        return sl__fail(SL_EINVAL, "sl_log_opts: .fd is negative (%d) and .sink is NULL", opts->fd);
+    if (opts->format != SL_LOG_TEXT && opts->format != SL_LOG_JSON)
+        return sl__fail(SL_EINVAL, "sl_log_opts.format %d is neither TEXT nor JSON",
+                        (int)opts->format);
     sl_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return SL_ENOMEM;
     lg->out = out_new(opts->fd, opts->sink, opts->sink_arg);
@@ -594,7 +599,8 @@ static void put_text_value(lbuf *b, const sl_attr *a)
     }
 }
 
-/* A value in JSON: strings, durations, errors and non-finite doubles as strings. */
+/* A value in JSON: strings, errors and non-finite doubles as strings; durations as integer
+ * nanoseconds. */
 static void put_json_value(lbuf *b, const sl_attr *a)
 {
     switch (a->kind) {
@@ -612,11 +618,7 @@ static void put_json_value(lbuf *b, const sl_attr *a)
         else
             LB_LIT(b, "false");
         break;
-    case SL_ATTR_DUR:
-        lb_putc(b, '"');
-        put_duration(b, a->v.i);
-        lb_putc(b, '"');
-        break;
+    case SL_ATTR_DUR: lb_i64(b, a->v.i); break; /* integer ns, as slog's JSONHandler */
     case SL_ATTR_ERR: {
         const char *s = sl_strerror(a->v.err);
         put_json_str(b, s, strlen(s));

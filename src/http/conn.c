@@ -485,6 +485,7 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
         req.query = q + 1;
         req.query_len = h->path_len - req.path_len - 1;
     }
+    sl__req_terminate(h);
     sl__resp_reset(&w->resp);
     if (srv->mux) {
         if (!sl__mux_dispatch(c, &req)) return; /* pooled, or answered already */

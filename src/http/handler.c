@@ -94,11 +94,18 @@ static void unmatched(sl_req *req, sl_resp *resp, int st)
     }
 }
 
+/* The i-th middleware of req's chain: the mux's, then its route's (sl_route_opts.middleware). */
+static const sl_middleware *mw_at(const sl_mux *mux, const sl_req *req, size_t i)
+{
+    return i < mux->nmw ? &mux->mw[i] : &req->rt->mw[i - mux->nmw];
+}
+
 /* Runs the before hooks in order. Returns true when one stopped the chain. */
 static bool run_before(const sl_mux *mux, sl_req *req, sl_resp *resp)
 {
-    for (size_t i = 0; i < mux->nmw; i++) {
-        const sl_middleware *mw = &mux->mw[i];
+    size_t n = mux->nmw + (req->rt ? req->rt->nmw : 0);
+    for (size_t i = 0; i < n; i++) {
+        const sl_middleware *mw = mw_at(mux, req, i);
         req->nmw = (uint32_t)i + 1;
         if (mw->before && mw->before(req, resp, mw->arg) == SL_MW_STOP) return true;
     }
@@ -109,7 +116,7 @@ void sl__mux_finish(sl_req *req, const sl_resp *resp)
 {
     const sl_mux *mux = req->c->w->srv->mux;
     for (size_t i = req->nmw; i-- > 0;) {
-        const sl_middleware *mw = &mux->mw[i];
+        const sl_middleware *mw = mw_at(mux, req, i);
         if (mw->after) mw->after(req, resp, mw->arg);
     }
     sl__req_end(req);
@@ -135,7 +142,7 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     const sl_http_req_head *h = req->h;
     size_t vbytes = 0;
     for (size_t i = 0; i < w->m.nparams; i++)
-        vbytes += w->m.params[i].value_len;
+        vbytes += w->m.params[i].value_len + 1; /* values stay NUL-terminated */
     size_t hb = h->num_headers * sizeof(sl_http_header);
     sl__preq *p = malloc(sizeof *p + hb + vbytes);
     if (!p) return NULL;
@@ -153,9 +160,9 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     char *vs = (char *)(p + 1) + hb;
     for (size_t i = 0; i < p->m.nparams; i++) {
         sl_route_param *pr = &p->m.params[i];
-        if (pr->value_len) memcpy(vs, pr->value, pr->value_len);
+        memcpy(vs, pr->value, pr->value_len + 1);
         pr->value = vs;
-        vs += pr->value_len;
+        vs += pr->value_len + 1;
     }
     p->m.location = p->m.allow = NULL;
     p->req = *req;

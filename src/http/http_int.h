@@ -32,7 +32,9 @@ typedef struct sl__route {
     int64_t timeout_ns; /* resolved: <= 0 none */
     uint64_t max_body;  /* 0 = the server's */
     char *name;         /* the route's name (the pattern by default); owned */
-    int tq;             /* index of this route's timeout queue in each worker, or -1 */
+    sl_middleware *mw;  /* route middleware, after the mux's (sl_route_opts); owned copy */
+    size_t nmw;
+    int tq; /* index of this route's timeout queue in each worker, or -1 */
 } sl__route;
 
 struct sl_mux {
@@ -257,6 +259,10 @@ void sl__preq_peer_gone(sl__conn *c);
 /* Loop thread: output made progress on a connection with a streaming pooled request. */
 void sl__preq_stream_progress(sl__conn *c);
 void sl__preq_timeout(sl__reactor *r, sl__timer *t);
+/* request.c: writes a NUL after the method, the target and every header value of a parsed
+ * head (over the SP, CR or whitespace that follows each in the connection's buffer), so the
+ * views the handler API returns are C strings. Called once per request, before routing. */
+void sl__req_terminate(const sl_http_req_head *h);
 /* Frees a request's arena and releases its ctx. */
 void sl__req_end(sl_req *req);
 int sl__mux_attach(sl_mux *mux);

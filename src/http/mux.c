@@ -14,12 +14,19 @@
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
+#include "base/base_int.h"
 #include "http/http_int.h"
 
 int sl_mux_new(const sl_mux_opts *opts, sl_mux **out)
 {
     sl_mux_opts o = opts ? *opts : (sl_mux_opts){0};
-    if (o.handler_workers < 0 || o.default_timeout_ns < 0 || !out) return SL_EINVAL;
+    if (!out) return sl__fail(SL_EINVAL, "sl_mux_new: out is NULL");
+    if (o.handler_workers < 0)
+        return sl__fail(SL_EINVAL, "sl_mux_opts.handler_workers is negative (%d)",
+                        o.handler_workers);
+    if (o.default_timeout_ns < 0)
+        return sl__fail(SL_EINVAL, "sl_mux_opts.default_timeout_ns is negative (%lld)",
+                        (long long)o.default_timeout_ns);
     if (!o.handler_workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.handler_workers = 4 * (n > 0 ? (int)(n > 64 ? 64 : n) : 1);
@@ -43,6 +50,7 @@ void sl_mux_free(sl_mux *mux)
     if (!mux) return;
     for (size_t i = 0; i < mux->nroutes; i++) {
         free(mux->routes[i]->name);
+        free(mux->routes[i]->mw);
         free(mux->routes[i]);
     }
     free(mux->routes);
@@ -64,23 +72,63 @@ static int tq_index(sl_mux *mux, int64_t d)
     return mux->ntq++;
 }
 
+/* Records msg as the explanation of rc (err buffer, sl_error_detail, a WARN line). */
+static int reject(sl_mux *mux, const char *pattern, int rc, const char *msg, char *err,
+                  size_t errlen)
+{
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+    sl__fail(rc, "%s", msg);
+    if (mux)
+        sl_log_warn(mux->o.logger, "route rejected", SL_A_STR("pattern", pattern),
+                    SL_A_STR("reason", msg), SL_A_ERR("err", rc));
+    return rc;
+}
+
+static int busy_msg(char *buf, size_t n, const char *what, const char *name)
+{
+    snprintf(buf, n,
+             "%s%s%s: the mux is already used by a server (sl_server_new freezes it): add "
+             "routes and middleware before sl_server_new",
+             what, name ? " " : "", name ? name : "");
+    return SL_EBUSY;
+}
+
 int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
                   const sl_route_opts *ro, char *err, size_t errlen)
 {
+    char msg[320];
     if (err && errlen) err[0] = '\0';
-    if (!mux || !pattern || !fn) return SL_EINVAL;
-    if (atomic_load(&mux->busy)) return SL_EBUSY;
+    if (!mux) return reject(NULL, pattern, SL_EINVAL, "sl_mux_handle: mux is NULL", err, errlen);
+    if (!pattern) return reject(mux, "", SL_EINVAL, "sl_mux_handle: pattern is NULL", err, errlen);
+    if (!fn) {
+        snprintf(msg, sizeof msg, "%s: handler function is NULL", pattern);
+        return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
+    }
+    if (atomic_load(&mux->busy)) {
+        int rc = busy_msg(msg, sizeof msg, "route", pattern);
+        return reject(mux, pattern, rc, msg, err, errlen);
+    }
     sl_route_opts o = ro ? *ro : (sl_route_opts){0};
-    if (o.mode != SL_ROUTE_POOLED && o.mode != SL_ROUTE_INLINE) return SL_EINVAL;
+    if (o.mode != SL_ROUTE_POOLED && o.mode != SL_ROUTE_INLINE) {
+        snprintf(msg, sizeof msg, "%s: sl_route_opts.mode %d is neither POOLED nor INLINE", pattern,
+                 (int)o.mode);
+        return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
+    }
+    for (size_t i = 0; i < o.nmiddleware; i++) {
+        if (!o.middleware || (!o.middleware[i].before && !o.middleware[i].after)) {
+            snprintf(msg, sizeof msg, "%s: sl_route_opts.middleware[%zu] has no hook", pattern, i);
+            return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
+        }
+    }
     if (mux->nroutes == mux->rcap) {
         size_t cap = mux->rcap ? mux->rcap * 2 : 16;
         sl__route **nr = realloc(mux->routes, cap * sizeof *nr);
-        if (!nr) return SL_ENOMEM;
+        if (!nr) return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
         mux->routes = nr;
         mux->rcap = cap;
     }
     sl__route *rt = calloc(1, sizeof *rt);
-    if (!rt) return SL_ENOMEM;
+    if (!rt) return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
     rt->fn = fn;
     rt->arg = arg;
     rt->mode = o.mode;
@@ -88,41 +136,64 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
     rt->max_body = o.max_body_bytes;
     rt->tq = -1;
     rt->name = strdup(o.name ? o.name : pattern);
-    if (!rt->name) {
+    rt->mw = o.nmiddleware ? malloc(o.nmiddleware * sizeof *rt->mw) : NULL;
+    if (!rt->name || (o.nmiddleware && !rt->mw)) {
+        free(rt->name);
+        free(rt->mw);
         free(rt);
-        return SL_ENOMEM;
+        return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
     }
+    if (o.nmiddleware) memcpy(rt->mw, o.middleware, o.nmiddleware * sizeof *rt->mw);
+    rt->nmw = o.nmiddleware;
     if (rt->mode == SL_ROUTE_POOLED && rt->timeout_ns > 0) {
         rt->tq = tq_index(mux, rt->timeout_ns);
         if (rt->tq < 0) {
             free(rt->name);
+            free(rt->mw);
             free(rt);
-            return SL_ENOMEM;
+            return sl__fail(SL_ENOMEM, "%s: out of memory", pattern);
         }
     }
-    char msg[256];
     int rc = sl_router_add(mux->router, pattern, rt, msg, sizeof msg);
     if (rc < 0) {
         /* A timer queue added for this route stays: harmless (an unused queue). */
         free(rt->name);
+        free(rt->mw);
         free(rt);
-        if (err && errlen) snprintf(err, errlen, "%s", msg);
-        sl_log_warn(mux->o.logger, "route rejected", SL_A_STR("pattern", pattern),
-                    SL_A_STR("reason", msg), SL_A_ERR("err", rc));
-        return rc;
+        return reject(mux, pattern, rc, msg, err, errlen);
     }
     mux->routes[mux->nroutes++] = rt;
     return 0;
 }
 
+int sl_mux_handle_fn(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg)
+{
+    return sl_mux_handle(mux, pattern, fn, arg, NULL, NULL, 0);
+}
+
+int sl_mux_handle_inline(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg)
+{
+    return sl_mux_handle(mux, pattern, fn, arg, &(sl_route_opts){.mode = SL_ROUTE_INLINE}, NULL, 0);
+}
+
+bool sl_mux_has_pattern(const sl_mux *mux, const char *pattern)
+{
+    return mux && pattern && sl_router_has(mux->router, pattern);
+}
+
 int sl_mux_use(sl_mux *mux, const sl_middleware *mw)
 {
-    if (!mux || !mw || (!mw->before && !mw->after)) return SL_EINVAL;
-    if (atomic_load(&mux->busy)) return SL_EBUSY;
+    char msg[320];
+    if (!mux || !mw) return sl__fail(SL_EINVAL, "sl_mux_use: %s is NULL", mux ? "mw" : "mux");
+    const char *nm = mw->name ? mw->name : "(unnamed)";
+    if (!mw->before && !mw->after)
+        return sl__fail(SL_EINVAL, "middleware %s: both .before and .after are NULL", nm);
+    if (atomic_load(&mux->busy))
+        return sl__fail(busy_msg(msg, sizeof msg, "middleware", nm), "%s", msg);
     if (mux->nmw == mux->mwcap) {
         size_t cap = mux->mwcap ? mux->mwcap * 2 : 8;
         sl_middleware *n = realloc(mux->mw, cap * sizeof *n);
-        if (!n) return SL_ENOMEM;
+        if (!n) return sl__fail(SL_ENOMEM, "middleware %s: out of memory", nm);
         mux->mw = n;
         mux->mwcap = cap;
     }
@@ -130,10 +201,48 @@ int sl_mux_use(sl_mux *mux, const sl_middleware *mw)
     return 0;
 }
 
+int sl_mux_use_request_id(sl_mux *mux)
+{
+    sl_middleware mw;
+    sl_mw_request_id(&mw);
+    return sl_mux_use(mux, &mw);
+}
+
+int sl_mux_use_access_log(sl_mux *mux, sl_logger *lg)
+{
+    sl_middleware mw;
+    sl_mw_access_log(lg, &mw);
+    return sl_mux_use(mux, &mw);
+}
+
+static int check_one(sl_mux *mux, const sl_middleware *mw)
+{
+    if (!mw->check) return 0;
+    char msg[400] = "";
+    int rc = mw->check(mux, mw->arg, msg, sizeof msg);
+    if (rc >= 0) return 0;
+    const char *nm = mw->name ? mw->name : "-";
+    sl_log_error(mux->o.logger, "middleware rejected the routes", SL_A_STR("middleware", nm),
+                 SL_A_STR("reason", msg), SL_A_ERR("err", rc));
+    return sl__fail(rc, "middleware %s: %s", nm, msg);
+}
+
 int sl__mux_attach(sl_mux *mux)
 {
     bool expect = false;
-    return atomic_compare_exchange_strong(&mux->busy, &expect, true) ? 0 : SL_EBUSY;
+    if (!atomic_compare_exchange_strong(&mux->busy, &expect, true))
+        return sl__fail(SL_EBUSY, "sl_server_opts.mux is already used by another live server "
+                                  "(one mux serves one server at a time)");
+    /* The routes are final now: let each middleware check its configuration against them (a
+     * rate limit naming "{id}" where the route says "{item}" would otherwise limit nothing). */
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < mux->nmw; i++)
+        rc = check_one(mux, &mux->mw[i]);
+    for (size_t r = 0; rc == 0 && r < mux->nroutes; r++)
+        for (size_t i = 0; rc == 0 && i < mux->routes[r]->nmw; i++)
+            rc = check_one(mux, &mux->routes[r]->mw[i]);
+    if (rc < 0) atomic_store(&mux->busy, false);
+    return rc;
 }
 
 void sl__mux_detach(sl_mux *mux)

@@ -10,12 +10,14 @@
  * allow path adds the quota headers before the handler runs, so they are on the response
  * whatever the handler does (the handler may still replace them with sl_resp_set_header). */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/mw_ratelimit.h"
+#include "base/base_int.h"
 
 struct sl_mw_ratelimit {
     sl_ratelimit *policy;
@@ -108,9 +110,15 @@ static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
 
 int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit **out)
 {
-    if (!opts || !opts->policy || !out || opts->cost < 0) return SL_EINVAL;
+    if (!opts || !out)
+        return sl__fail(SL_EINVAL, "sl_mw_ratelimit_new: %s is NULL", opts ? "out" : "opts");
+    if (!opts->policy) return sl__fail(SL_EINVAL, "sl_mw_ratelimit_opts.policy is NULL");
+    if (opts->cost < 0)
+        return sl__fail(SL_EINVAL, "sl_mw_ratelimit_opts.cost is negative (%lld)",
+                        (long long)opts->cost);
     for (size_t i = 0; opts->patterns && i < opts->npatterns; i++)
-        if (!opts->patterns[i]) return SL_EINVAL;
+        if (!opts->patterns[i])
+            return sl__fail(SL_EINVAL, "sl_mw_ratelimit_opts.patterns[%zu] is NULL", i);
     sl_mw_ratelimit *mw = calloc(1, sizeof *mw);
     if (!mw) return SL_ENOMEM;
     mw->policy = opts->policy;
@@ -134,9 +142,34 @@ nomem:
     return SL_ENOMEM;
 }
 
+/* At sl_server_new: a pattern that names no route would limit nothing, silently (a typo such
+ * as "{id}" for "{item}"), so it fails the server's start instead. */
+static int check(const sl_mux *mux, void *arg, char *err, size_t errlen)
+{
+    sl_mw_ratelimit *mw = arg;
+    if (mw->applies) return 0; /* patterns are ignored then */
+    for (size_t i = 0; i < mw->npatterns; i++) {
+        if (sl_mux_has_pattern(mux, mw->patterns[i])) continue;
+        snprintf(err, errlen,
+                 "sl_mw_ratelimit_opts.patterns[%zu] \"%s\" is not a registered route pattern "
+                 "(compare it with the sl_mux_handle pattern, wildcard names included)",
+                 i, mw->patterns[i]);
+        return SL_ENOENT;
+    }
+    return 0;
+}
+
 void sl_mw_ratelimit_middleware(sl_mw_ratelimit *mw, sl_middleware *out)
 {
-    *out = (sl_middleware){.name = "ratelimit", .before = before, .arg = mw};
+    *out = (sl_middleware){.name = "ratelimit", .before = before, .arg = mw, .check = check};
+}
+
+int sl_mw_ratelimit_use(sl_mw_ratelimit *mw, sl_mux *mux)
+{
+    if (!mw) return sl__fail(SL_EINVAL, "sl_mw_ratelimit_use: mw is NULL");
+    sl_middleware m;
+    sl_mw_ratelimit_middleware(mw, &m);
+    return sl_mux_use(mux, &m);
 }
 
 void sl_mw_ratelimit_stats_get(const sl_mw_ratelimit *mw, sl_mw_ratelimit_stats *st)

@@ -77,6 +77,32 @@ void sl__req_end(sl_req *req)
 
 /* ---- request -------------------------------------------------------------------------------- */
 
+/* Every view below ends where the parser found a delimiter that the handler API never exposes:
+ * the SP after the method and the target, the ':' after a header name, the whitespace or CR
+ * after a header value. Writing a
+ * NUL there makes the views C strings at the cost of one store each, and no copy. The parser
+ * already checked the whole head, so nothing reads those delimiters again. */
+void sl__req_terminate(const sl_http_req_head *h)
+{
+    ((char *)h->method)[h->method_len] = '\0';
+    ((char *)h->target)[h->target_len] = '\0';
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        ((char *)h->headers[i].name)[h->headers[i].name_len] = '\0'; /* over the ':' */
+        ((char *)h->headers[i].value)[h->headers[i].value_len] = '\0';
+    }
+}
+
+const char *sl_req_path_str(sl_req *req)
+{
+    const char *p = req->h->path;
+    if (!req->query) return p; /* the path ends the target: terminated */
+    char *d = sl_req_alloc(req, req->path_len + 1);
+    if (!d) return NULL;
+    memcpy(d, p, req->path_len);
+    d[req->path_len] = '\0';
+    return d;
+}
+
 sl_ctx *sl_req_ctx(sl_req *req)
 {
     if (req->ctx) return req->ctx;

@@ -398,10 +398,11 @@ static int split_path(reqpath *rp, const char *path, size_t len, scratch *sc)
         if (k == MAX_SEGS) j = len; /* the rest, only for a multi */
         rp->start[k] = i;
         rp->len[k] = j - i;
-        char *d = take(sc, j - i);
-        if (!d && j > i) return SL_ENOSPC;
+        char *d = take(sc, j - i + 1); /* + NUL: path values are C strings */
+        if (!d) return SL_ENOSPC;
         long dl = unescape(path + i, j - i, d);
         if (dl < 0) return SL_EINVAL;
+        d[dl] = '\0';
         rp->dec[k] = d;
         rp->dlen[k] = (size_t)dl;
         rp->n++;
@@ -425,9 +426,10 @@ static bool match_path(const route *rt, const reqpath *rp, sl_route_match *m, bo
             *exact = i + 1 == rp->n && rp->len[i] == 0;
             if (sg->s) {
                 size_t raw = rp->path_len - rp->start[i];
-                char *d = take(sc, raw);
-                if (!d && raw) return *rc = SL_ENOSPC, false;
+                char *d = take(sc, raw + 1);
+                if (!d) return *rc = SL_ENOSPC, false;
                 long dl = unescape(rp->path + rp->start[i], raw, d);
+                d[dl] = '\0';
                 m->params[np++] = (sl_route_param){sg->s, sg->len, d, (size_t)dl};
             }
             m->nparams = np;
@@ -621,6 +623,13 @@ int sl_router_match(const sl_router *r, const char *method, size_t method_len, c
     if ((rc = allow_list(r, &rp, m, &sc)) < 0) return rc;
     m->status = rc > 0 ? 405 : 404;
     return m->status;
+}
+
+bool sl_router_has(const sl_router *r, const char *pattern)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->routes[i]->text, pattern) == 0) return true;
+    return false;
 }
 
 const char *sl_route_param_get(const sl_route_match *m, const char *name, size_t *len)

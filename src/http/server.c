@@ -17,6 +17,7 @@
  * thread. Posted tasks are the only cross-thread entry into a worker. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "sluice/clock.h"
 #include "sluice/ctx.h"
 #include "sluice/error.h"
+#include "base/base_int.h"
 #include "http/http_int.h"
 
 enum { SRV_NEW, SRV_SERVING, SRV_STOPPED, SRV_FAILED };
@@ -48,8 +50,15 @@ static int64_t dflt_timeout(int64_t v, int64_t d)
 
 static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_limits *lim)
 {
-    if (!in || !in->handler == !in->mux || in->reactors < 0 || in->max_connections < 0)
-        return SL_EINVAL;
+    if (!in) return sl__fail(SL_EINVAL, "sl_server_new: opts is NULL");
+    if (!in->handler == !in->mux)
+        return sl__fail(SL_EINVAL, "sl_server_opts: set exactly one of .handler and .mux (%s)",
+                        in->mux ? "both are set" : "both are NULL");
+    if (in->reactors < 0)
+        return sl__fail(SL_EINVAL, "sl_server_opts.reactors is negative (%d)", in->reactors);
+    if (in->max_connections < 0)
+        return sl__fail(SL_EINVAL, "sl_server_opts.max_connections is negative (%d)",
+                        in->max_connections);
     *o = *in;
     if (!o->reactors) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -62,9 +71,17 @@ static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_lim
     if (!o->max_body_bytes) o->max_body_bytes = SL_HTTP_DEFAULT_MAX_BODY;
     if (!o->max_pipeline) o->max_pipeline = 64;
     if (!o->max_output_bytes) o->max_output_bytes = 256 * 1024;
-    if (o->max_header_bytes > MAX_HEADER_LIMIT || o->max_body_bytes > MAX_BODY_LIMIT ||
-        o->max_headers > 4096 || o->max_pipeline > 65535)
-        return SL_EINVAL;
+    if (o->max_header_bytes > MAX_HEADER_LIMIT)
+        return sl__fail(SL_EINVAL, "sl_server_opts.max_header_bytes %u is above %u",
+                        o->max_header_bytes, MAX_HEADER_LIMIT);
+    if (o->max_body_bytes > MAX_BODY_LIMIT)
+        return sl__fail(SL_EINVAL, "sl_server_opts.max_body_bytes %llu is above %llu",
+                        (unsigned long long)o->max_body_bytes, (unsigned long long)MAX_BODY_LIMIT);
+    if (o->max_headers > 4096)
+        return sl__fail(SL_EINVAL, "sl_server_opts.max_headers %u is above 4096", o->max_headers);
+    if (o->max_pipeline > 65535)
+        return sl__fail(SL_EINVAL, "sl_server_opts.max_pipeline %u is above 65535",
+                        o->max_pipeline);
     o->read_header_timeout_ns = dflt_timeout(o->read_header_timeout_ns, SL_SEC(10));
     o->read_body_timeout_ns = dflt_timeout(o->read_body_timeout_ns, SL_SEC(60));
     o->write_timeout_ns = dflt_timeout(o->write_timeout_ns, SL_SEC(60));
@@ -272,7 +289,7 @@ static int worker_init(sl_server *srv, sl__worker *w)
     w->hdrs = calloc(srv->o.max_headers, sizeof *w->hdrs);
     if (srv->mux) {
         /* The router's bound for a path of max_target bytes (router.h). */
-        w->scratch_len = 6 * (size_t)srv->o.max_target + 256;
+        w->scratch_len = 7 * (size_t)srv->o.max_target + 256;
         w->scratch = malloc(w->scratch_len);
         w->tq_route = calloc((size_t)srv->mux->ntq + 1, sizeof *w->tq_route);
     }
@@ -367,36 +384,62 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     return 0;
 }
 
-static int parse_host(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+/* Fills *ss from host: an IPv4 or IPv6 literal ("[::1]" too), or a name resolved once here
+ * ("localhost"; the first IPv4 address, else the first IPv6 one, as Go's Listen prefers). */
+static int resolve_host(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
     if (!host) host = "0.0.0.0";
+    char lit[INET6_ADDRSTRLEN + 2];
+    size_t hl = strlen(host);
+    if (hl == 0) return sl__fail(SL_EINVAL, "sl_server_listen: host is \"\" (NULL means 0.0.0.0)");
+    if (host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof lit) {
+        memcpy(lit, host + 1, hl - 2);
+        lit[hl - 2] = '\0';
+        host = lit;
+    }
     struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
     if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+    } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
+        int g = getaddrinfo(host, NULL, &hints, &res);
+        if (g != 0)
+            return sl__fail(g == EAI_MEMORY ? SL_ENOMEM : SL_ENOENT,
+                            "sl_server_listen: cannot resolve host \"%s\": %s", host,
+                            gai_strerror(g));
+        for (ai = res; ai && ai->ai_family != AF_INET; ai = ai->ai_next)
+            ;
+        for (ai = ai ? ai : res; ai && ai->ai_family != AF_INET6 && ai->ai_family != AF_INET;)
+            ai = ai->ai_next;
+        if (ai) memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(res);
+        if (!ai)
+            return sl__fail(SL_ENOENT, "sl_server_listen: host \"%s\" has no IP address", host);
+    }
+    if (ss->ss_family == AF_INET) {
         s4->sin_port = htons((uint16_t)port);
         *len = sizeof *s4;
-        return AF_INET;
-    }
-    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
+    } else {
         s6->sin6_port = htons((uint16_t)port);
         *len = sizeof *s6;
-        return AF_INET6;
     }
-    return SL_EINVAL;
+    return ss->ss_family;
 }
 
-static int open_listener(int fam, struct sockaddr_storage *ss, socklen_t len)
+/* A socket bound to the address; with reuseport, also SO_REUSEPORT and listening. */
+static int open_socket(int fam, struct sockaddr_storage *ss, socklen_t len, bool reuseport)
 {
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-        bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        bind(fd, (struct sockaddr *)ss, len) < 0 || (reuseport && listen(fd, LISTEN_BACKLOG) < 0)) {
         int e = -errno;
         close(fd);
         return e;
@@ -404,40 +447,69 @@ static int open_listener(int fam, struct sockaddr_storage *ss, socklen_t len)
     return fd;
 }
 
+static int set_port(struct sockaddr_storage *ss, int fd)
+{
+    struct sockaddr_storage got;
+    socklen_t gl = sizeof got;
+    if (getsockname(fd, (struct sockaddr *)&got, &gl) < 0) return -errno;
+    bool v4 = ss->ss_family == AF_INET;
+    uint16_t p =
+        v4 ? ((struct sockaddr_in *)&got)->sin_port : ((struct sockaddr_in6 *)&got)->sin6_port;
+    if (v4)
+        ((struct sockaddr_in *)ss)->sin_port = p;
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = p;
+    return ntohs(p);
+}
+
+/* SO_REUSEPORT lets every reactor own a listener on one port, but it would also let any other
+ * socket of the same user with SO_REUSEPORT join the group and take part of the traffic:
+ * another process, or another sl_server. So the port is first claimed by a probe bound WITHOUT
+ * SO_REUSEPORT (and not listening): that bind fails with EADDRINUSE whenever any socket listens
+ * there, reuse-port or not — Go's "address already in use". While the probe holds the port,
+ * the reactors' sockets bind beside it (SO_REUSEADDR allows that next to a socket that does
+ * not listen) and listen; then the probe closes. Another sluice server's probe now fails
+ * against these listeners, so only the loops of one server share the port. */
 int sl_server_listen(sl_server *srv, const char *host, int port)
 {
-    if (!srv || srv->state != SRV_NEW || port < 0 || port > 65535) return SL_EINVAL;
+    if (!srv) return sl__fail(SL_EINVAL, "sl_server_listen: srv is NULL");
+    if (srv->state != SRV_NEW)
+        return sl__fail(SL_EINVAL, "sl_server_listen: called after sl_server_serve");
+    if (port < 0 || port > 65535)
+        return sl__fail(SL_EINVAL, "sl_server_listen: port %d is outside 0..65535", port);
     struct sockaddr_storage ss;
-    socklen_t len;
-    int fam = parse_host(host, port, &ss, &len);
+    socklen_t len = 0;
+    int fam = resolve_host(host, port, &ss, &len);
     if (fam < 0) return fam;
+    char shown[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(fam,
+              fam == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+                             : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+              shown, sizeof shown);
     int n = srv->nworkers;
     int *fds = realloc(srv->lfds, (size_t)(srv->nlis + 1) * (size_t)n * sizeof *fds);
     if (!fds) return SL_ENOMEM;
     srv->lfds = fds;
     int *mine = fds + srv->nlis * n;
-    int bound = port;
-    for (int i = 0; i < n; i++) {
-        int fd = open_listener(fam, &ss, len);
+    int probe = open_socket(fam, &ss, len, false);
+    if (probe < 0)
+        return sl__fail(probe, "sl_server_listen: %s%s%s:%d: %s%s", fam == AF_INET6 ? "[" : "",
+                        shown, fam == AF_INET6 ? "]" : "", port, sl_strerror(probe),
+                        probe == SL_EADDRINUSE ? " (another process or server listens there)" : "");
+    int bound = set_port(&ss, probe); /* port 0: the probe picked it */
+    for (int i = 0; i < n && bound > 0; i++) {
+        int fd = open_socket(fam, &ss, len, true);
         if (fd < 0) {
             while (i--)
                 close(mine[i]);
-            return fd;
+            bound = fd;
+            break;
         }
         mine[i] = fd;
-        if (i == 0 && port == 0) {
-            /* Port 0: the first socket picks the port, the others join it by SO_REUSEPORT. */
-            struct sockaddr_storage got;
-            socklen_t gl = sizeof got;
-            getsockname(fd, (struct sockaddr *)&got, &gl);
-            bound = ntohs(fam == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                         : ((struct sockaddr_in6 *)&got)->sin6_port);
-            if (fam == AF_INET)
-                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)bound);
-            else
-                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)bound);
-        }
     }
+    close(probe);
+    if (bound < 0)
+        return sl__fail(bound, "sl_server_listen: %s port %d: %s", shown, port, sl_strerror(bound));
     srv->nlis++;
     if (!srv->port) srv->port = bound;
     return bound;

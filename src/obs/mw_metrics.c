@@ -154,6 +154,14 @@ void sl_mw_metrics_middleware(sl_mw_metrics *mm, sl_middleware *out)
     *out = (sl_middleware){.name = "metrics", .before = mm_before, .after = mm_after, .arg = mm};
 }
 
+int sl_mw_metrics_use(sl_mw_metrics *mm, sl_mux *mux)
+{
+    if (!mm) return SL_EINVAL;
+    sl_middleware m;
+    sl_mw_metrics_middleware(mm, &m);
+    return sl_mux_use(mux, &m);
+}
+
 void sl_mw_metrics_free(sl_mw_metrics *mm)
 {
     if (!mm) return;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "pool/pool_int.h"
+#include "base/base_int.h"
 #include "sync/sync_int.h"
 #include "sluice/clock.h"
 
@@ -47,11 +48,6 @@
 static void *worker_main(void *arg);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-void sl__pool_job_id(const sl__job *job, char *buf)
-{
-    memcpy(buf, job->id, job->idlen + 1);
-}
 
 /* Mirrors the running job's id for shutdown's overrun log: the words up to the NUL (bytes after
  * it in the last word are whatever the buffer held; readers stop at the NUL). */
@@ -140,14 +136,22 @@ static int online_cpus(void)
 
 static int check_opts(const sl_pool_opts *o)
 {
-    if (o->workers < 0) return SL_EINVAL;
-    if (o->job_timeout_ns < 0 || o->hard_timeout_ns < 0 || o->overrun_log_interval_ns < 0)
-        return SL_EINVAL;
+#define BAD(...) sl__fail(SL_EINVAL, "sl_pool_opts" __VA_ARGS__)
+    if (o->workers < 0) return BAD(".workers is negative (%d)", o->workers);
+    if (o->job_timeout_ns < 0) return BAD(".job_timeout_ns is negative");
+    if (o->hard_timeout_ns < 0) return BAD(".hard_timeout_ns is negative");
+    if (o->overrun_log_interval_ns < 0) return BAD(".overrun_log_interval_ns is negative");
     const sl_pool_retry *r = &o->retry;
-    if (r->max_attempts < 0 || r->base_delay_ns < 0 || r->max_delay_ns < 0) return SL_EINVAL;
-    if (r->multiplier != 0 && !(r->multiplier >= 1.0)) return SL_EINVAL;
-    if (o->sample_every & (o->sample_every - 1)) return SL_EINVAL;
-    if (o->queue_capacity > (SIZE_MAX >> 2) / sizeof(sl__slot)) return SL_EINVAL;
+    if (r->max_attempts < 0) return BAD(".retry.max_attempts is negative");
+    if (r->base_delay_ns < 0) return BAD(".retry.base_delay_ns is negative");
+    if (r->max_delay_ns < 0) return BAD(".retry.max_delay_ns is negative");
+    if (r->multiplier != 0 && !(r->multiplier >= 1.0))
+        return BAD(".retry.multiplier %g is below 1 (0 means the default)", r->multiplier);
+    if (o->sample_every & (o->sample_every - 1))
+        return BAD(".sample_every %u is not a power of two", (unsigned)o->sample_every);
+    if (o->queue_capacity > (SIZE_MAX >> 2) / sizeof(sl__slot))
+        return BAD(".queue_capacity %zu is too large", o->queue_capacity);
+#undef BAD
     return 0;
 }
 

@@ -333,7 +333,6 @@ void sl__pool_counts_locked(sl_pool *pool, sl_pool_stats *st);
 void sl__pool_rate_update(sl_pool *pool, bool force);
 
 /* pool.c */
-void sl__pool_job_id(const sl__job *job, char *buf);
 void sl__pool_abandon_job(sl_pool *pool, sl__job *job, sl__worker *w);
 void sl__pool_reap_locked(sl_pool *pool, bool all);
 void sl__pool_destroy(sl_pool *pool);

@@ -33,6 +33,7 @@
 
 #include "sluice/chan.h"
 #include "sluice/error.h"
+#include "base/base_int.h"
 #include "sync/chan_int.h"
 #include "sync/park_int.h"
 #include "sync/sync_int.h"
@@ -264,7 +265,13 @@ static int block_one(sl_chan *ch, wnode *n, sl_chan_dir dir, sl_ctx *ctx)
 
 int sl_chan_new(size_t elem_size, size_t cap, sl_chan **out)
 {
-    if (!out || elem_size == 0 || elem_size > ELEM_MAX || cap > CAP_MAX) return SL_EINVAL;
+    if (!out) return sl__fail(SL_EINVAL, "sl_chan_new: out is NULL");
+    if (elem_size == 0 || elem_size > ELEM_MAX)
+        return sl__fail(SL_EINVAL, "sl_chan_new: elem_size %zu is outside 1..%zu",
+                        (size_t)elem_size, (size_t)ELEM_MAX);
+    if (cap > CAP_MAX)
+        return sl__fail(SL_EINVAL, "sl_chan_new: capacity %zu is above %zu", (size_t)cap,
+                        (size_t)CAP_MAX);
     sl_chan *ch = calloc(1, sizeof(*ch));
     if (!ch) return SL_ENOMEM;
     if (cap > 0) {

@@ -48,6 +48,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/map.h"
+#include "base/base_int.h"
 #include "sync/map_int.h"
 
 #define INDEX_MIN          16u /* slots */
@@ -210,18 +211,6 @@ static uint64_t siphash13(uint64_t k0, uint64_t k1, const void *data, size_t len
     SIPROUND;
     SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
-}
-
-uint64_t sl__map_hash(const void *mp, const void *key, size_t klen)
-{
-    const sl_map *m = mp;
-    return siphash13(m->k0, m->k1, key, klen);
-}
-
-size_t sl__map_shard_of(const void *mp, uint64_t hash)
-{
-    const sl_map *m = mp;
-    return (size_t)((hash >> 40) & (m->nshards - 1));
 }
 
 /* ---- entries ---------------------------------------------------------------------------- */
@@ -601,9 +590,17 @@ static uint32_t pow2_at_least(uint64_t n)
 int sl_map_new(const sl_map_opts *opts, sl_map **out)
 {
     sl_map_opts o = opts ? *opts : (sl_map_opts){0};
-    if (!out || o.value_size > VALUE_MAX || o.key_inline > KEY_INLINE_MAX) return SL_EINVAL;
+    if (!out) return sl__fail(SL_EINVAL, "sl_map_new: out is NULL");
+    if (o.value_size > VALUE_MAX)
+        return sl__fail(SL_EINVAL, "sl_map_opts.value_size %zu is above %zu", (size_t)o.value_size,
+                        (size_t)VALUE_MAX);
+    if (o.key_inline > KEY_INLINE_MAX)
+        return sl__fail(SL_EINVAL, "sl_map_opts.key_inline %zu is above %zu", (size_t)o.key_inline,
+                        (size_t)KEY_INLINE_MAX);
     if (o.shards == 0) o.shards = SHARDS_DEFAULT;
-    if (o.shards > SHARDS_MAX || (o.shards & (o.shards - 1)) != 0) return SL_EINVAL;
+    if (o.shards > SHARDS_MAX || (o.shards & (o.shards - 1)) != 0)
+        return sl__fail(SL_EINVAL, "sl_map_opts.shards %zu is not a power of two up to %zu",
+                        (size_t)o.shards, (size_t)SHARDS_MAX);
     if (o.key_inline == 0) o.key_inline = KEY_INLINE_DEFAULT;
 
     sl_map *m = map_calloc(1, sizeof *m);

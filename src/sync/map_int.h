@@ -9,11 +9,4 @@
  * Process-wide. Threads: any (tests call it while no map operation runs). */
 void sl__map_fail_allocs_after(long n);
 
-/* The keyed hash the map uses (SipHash-1-3 with the map's random key), exposed so tests can
- * build keys that land in one shard. */
-uint64_t sl__map_hash(const void *m, const void *key, size_t klen);
-
-/* The shard a hash selects. */
-size_t sl__map_shard_of(const void *m, uint64_t hash);
-
 #endif

@@ -40,12 +40,23 @@ static void test_unnamed_errno_has_os_text(void **state)
     assert_string_not_equal(sl_strerror(-EXDEV), "unknown error");
 }
 
+static void test_positive_errno(void **state)
+{
+    /* A user passes errno itself: the same text as the sluice code, named or not. */
+    assert_string_equal(sl_strerror(EADDRINUSE), "address already in use");
+    assert_string_equal(sl_strerror(ENOENT), sl_strerror(SL_ENOENT));
+    assert_string_equal(sl_strerror(EXDEV), sl_strerror(-EXDEV));
+    assert_string_not_equal(sl_strerror(EXDEV), "unknown error");
+    assert_string_equal(sl_strerror(4001), "unknown error"); /* not an errno, not ours */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_messages),
         cmocka_unit_test(test_codes_distinct),
         cmocka_unit_test(test_unnamed_errno_has_os_text),
+        cmocka_unit_test(test_positive_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
