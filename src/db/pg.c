@@ -58,6 +58,10 @@ static int lost(pgc *c)
 
 /* ---- connect / close ------------------------------------------------------------------------ */
 
+/* Server notices (warnings, "terminating connection") are not errors of any call: libpq would
+ * print them on stderr; they are dropped (errors carry their own message). */
+static void quiet(void *arg, const char *msg) {}
+
 static int pg_connect(sl_db *db, sl_ctx *ctx, sl__dbc **out, char *msg, size_t msgsz)
 {
     pgc *c = calloc(1, sizeof *c);
@@ -76,6 +80,7 @@ static int pg_connect(sl_db *db, sl_ctx *ctx, sl__dbc **out, char *msg, size_t m
     }
     if (rc == 0 && st == PGRES_POLLING_FAILED) rc = SL_EUNAVAIL;
     if (rc == 0 && PQsetnonblocking(c->pg, 1) != 0) rc = SL_EUNAVAIL;
+    if (rc == 0) PQsetNoticeProcessor(c->pg, quiet, NULL);
     if (rc < 0) {
         snprintf(msg, msgsz, "%s", PQerrorMessage(c->pg));
         PQfinish(c->pg);
