@@ -21,3 +21,6 @@ fi
 if [ -x scripts/bench_redis_http.sh ] && [ -x "$dir/apps/sluice-demo" ]; then
     scripts/bench_redis_http.sh "$dir"
 fi
+if [ -x scripts/bench_db_pg.sh ] && [ -x "$dir/bench/bench_db_pg" ]; then
+    scripts/bench_db_pg.sh "$dir"
+fi

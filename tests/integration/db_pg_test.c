@@ -178,8 +178,8 @@ static void test_exhaustion(void **state)
     assert_int_equal(sl_db_begin(db, NULL, &t1), 0);
     assert_int_equal(sl_db_begin(db, NULL, &t2), 0);
     sl_ctx *ctx;
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(100), &ctx), 0);
     int64_t t0 = sl_mono_ns();
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(100), &ctx), 0);
     assert_int_equal(sl_db_exec(db, ctx, "SELECT 1", NULL, 0, NULL), SL_ETIMEDOUT);
     assert_true(sl_mono_ns() - t0 >= SL_MS(90));
     sl_ctx_release(ctx);
