@@ -203,6 +203,7 @@ static int take_idle_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
         int64_t now = p->need_clock ? sl_now_ns() : 0;
         if (p->need_clock && expired_locked(p, it, now, true)) {
             p->open--;
+            grant_slot_locked(p);
             pthread_mutex_unlock(&p->mu);
             close_item(p, it);
             pthread_mutex_lock(&p->mu);
@@ -216,6 +217,7 @@ static int take_idle_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
             p->in_use--;
             p->open--;
             p->check_failed++;
+            grant_slot_locked(p); /* a caller may have queued while we checked */
             pthread_mutex_unlock(&p->mu);
             close_item(p, it);
             pthread_mutex_lock(&p->mu);

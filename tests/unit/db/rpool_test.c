@@ -277,6 +277,42 @@ static void test_health_check(void **state)
     assert_int_equal(atomic_load(&f.opened), atomic_load(&f.closed));
 }
 
+/* A check that fails while another caller queued hands the freed slot to that caller (the
+ * checker then queues behind it): neither is left waiting forever. */
+static atomic_int g_gate; /* 1: the check is running; 2: let it fail */
+static int slow_dead_check(void *arg, void *res, sl_ctx *ctx)
+{
+    atomic_store(&g_gate, 1);
+    SL_WAIT_UNTIL(atomic_load(&g_gate) == 2, 5000);
+    return SL_ECONNRESET;
+}
+static void test_check_fails_with_waiter(void **state)
+{
+    struct fake f;
+    memset(&f, 0, sizeof f);
+    sl_rpool_opts o = {.ops = {f_open, f_close, slow_dead_check}, .arg = &f, .max_open = 1};
+    sl_rpool *p;
+    assert_int_equal(sl_rpool_new(&o, &p), 0);
+    sl_rpool_item *a;
+    assert_int_equal(sl_rpool_try_acquire(p, &a), SL_EAGAIN);
+    assert_int_equal(sl_rpool_acquire(p, NULL, &a), 0); /* fresh: no check */
+    sl_rpool_release(a);
+    atomic_store(&g_gate, 0);
+    atomic_store(&g_order, 0);
+    struct acq checker, waiter;
+    checker = (struct acq){.p = p};
+    assert_int_equal(pthread_create(&checker.t, NULL, acq_main, &checker), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_gate) == 1, 5000));
+    start(&waiter, p, NULL, 1);
+    atomic_store(&g_gate, 2);
+    pthread_join(waiter.t, NULL);
+    pthread_join(checker.t, NULL);
+    assert_int_equal(waiter.rc, 0);
+    assert_int_equal(checker.rc, 0);
+    sl_rpool_free(p);
+    assert_int_equal(atomic_load(&f.opened), atomic_load(&f.closed));
+}
+
 /* Close wakes waiters with SL_ECLOSED; items in use are closed when released. */
 static void test_close_wakes(void **state)
 {
@@ -365,11 +401,17 @@ static void test_metrics(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reuse_and_limits), cmocka_unit_test(test_exhausted_timeout),
-        cmocka_unit_test(test_fifo_and_cancel),  cmocka_unit_test(test_discard_grants_slot),
-        cmocka_unit_test(test_open_failure),     cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_health_check),     cmocka_unit_test(test_close_wakes),
-        cmocka_unit_test(test_hammer),           cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_reuse_and_limits),
+        cmocka_unit_test(test_exhausted_timeout),
+        cmocka_unit_test(test_fifo_and_cancel),
+        cmocka_unit_test(test_discard_grants_slot),
+        cmocka_unit_test(test_open_failure),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_health_check),
+        cmocka_unit_test(test_close_wakes),
+        cmocka_unit_test(test_hammer),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_check_fails_with_waiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
