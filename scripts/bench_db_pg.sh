@@ -48,6 +48,6 @@ if ! (cd "$tmp/go/src/dbpg" && GOPATH="$tmp/go:/usr/share/gocode" GO111MODULE=of
       GOCACHE="$tmp/gocache" GOPROXY=off timeout 300 go build -o "$tmp/dbpg" . ) >"$tmp/go.log" 2>&1; then
     echo "| db_pg bench, Go | failed | | go build: $(head -c 200 "$tmp/go.log" | tr '\n|' '  ') |"
 fi
-timeout $((DURATION + 60)) "$dir/bench/bench_db_pg"
-[ -x "$tmp/dbpg" ] && timeout $((DURATION + 60)) "$tmp/dbpg"
+${BENCH_WRAP:-} timeout $((DURATION + 60)) "$dir/bench/bench_db_pg"
+[ -x "$tmp/dbpg" ] && ${BENCH_WRAP:-} timeout $((DURATION + 60)) "$tmp/dbpg"
 exit 0

@@ -304,22 +304,40 @@ static int prepare(pgc *c, sl_ctx *ctx, const char *sql, int nargs, const char *
 }
 
 /* Formats the parameters for libpq: text (NUL-terminated copies) or binary (blobs). */
+#define SMALL_PARAMS 8
+#define SMALL_BUF    512
+
+/* Small calls (the common case) use the arrays inside the struct; larger ones allocate. */
 typedef struct params {
     const char **values;
     int *lengths, *formats;
     char *buf;
+    bool heap;
+    const char *v_small[SMALL_PARAMS];
+    int l_small[SMALL_PARAMS], f_small[SMALL_PARAMS];
+    char b_small[SMALL_BUF];
 } params;
 
 static int make_params(pgc *c, const sl_db_arg *args, int n, params *p)
 {
-    size_t need = 0;
+    size_t need = 1;
     for (int i = 0; i < n; i++)
         need += args[i].type == SL_DB_TEXT ? args[i].v.b.n + 1 : 32;
-    p->values = calloc((size_t)n + 1, sizeof *p->values);
-    p->lengths = calloc((size_t)n + 1, sizeof *p->lengths);
-    p->formats = calloc((size_t)n + 1, sizeof *p->formats);
-    p->buf = malloc(need + 1);
-    if (!p->values || !p->lengths || !p->formats || !p->buf) return SL_ENOMEM;
+    if (n <= SMALL_PARAMS && need <= SMALL_BUF) {
+        p->values = p->v_small;
+        p->lengths = p->l_small;
+        p->formats = p->f_small;
+        p->buf = p->b_small;
+        memset(p->l_small, 0, sizeof p->l_small);
+        memset(p->f_small, 0, sizeof p->f_small);
+    } else {
+        p->heap = true;
+        p->values = calloc((size_t)n + 1, sizeof *p->values);
+        p->lengths = calloc((size_t)n + 1, sizeof *p->lengths);
+        p->formats = calloc((size_t)n + 1, sizeof *p->formats);
+        p->buf = malloc(need);
+        if (!p->values || !p->lengths || !p->formats || !p->buf) return SL_ENOMEM;
+    }
     char *b = p->buf;
     for (int i = 0; i < n; i++) {
         const sl_db_arg *a = &args[i];
@@ -355,6 +373,7 @@ static int make_params(pgc *c, const sl_db_arg *args, int n, params *p)
 
 static void free_params(params *p)
 {
+    if (!p->heap) return;
     free(p->values);
     free(p->lengths);
     free(p->formats);
@@ -370,7 +389,8 @@ static int pg_run(sl__dbc *h, sl_ctx *ctx, const char *sql, const sl_db_arg *arg
     if (PQstatus(c->pg) != CONNECTION_OK) return lost(c);
     bool commit = strcmp(sql, "COMMIT") == 0;
     int sent;
-    params p = {0};
+    params p;
+    p.heap = false;
     if (nargs == 0 && !rows) {
         sent = PQsendQuery(c->pg, sql);
     } else {

@@ -112,6 +112,19 @@ static void test_crud(void **state)
     assert_int_equal(
         sl_db_exec(db, NULL, "SELECT $1", (sl_db_arg[]){SL_DB_TEXTN("a\0b", 3)}, 1, NULL),
         SL_EINVAL);
+    /* Large parameters (past the driver's small inline buffers) and many of them. */
+    static char big[4000];
+    memset(big, 'x', sizeof big - 1);
+    assert_int_equal(scalar(db, "SELECT length($1)", (sl_db_arg[]){SL_DB_TEXT(big)}, 1),
+                     (int64_t)sizeof big - 1);
+    sl_db_arg many[10];
+    for (int i = 0; i < 10; i++)
+        many[i] = SL_DB_INT(i + 1);
+    assert_int_equal(scalar(db,
+                            "SELECT $1::int+$2::int+$3::int+$4::int+$5::int+$6::int+$7::int"
+                            "+$8::int+$9::int+$10::int",
+                            many, 10),
+                     55);
     /* Errors did not cost connections. */
     sl_rpool_stats st;
     sl_rpool_stats_get(sl_db_pool(db), &st);
