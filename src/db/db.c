@@ -168,6 +168,15 @@ static int call(sl_db *db, sl_ctx *ctx, const char *sql, const sl_db_arg *args, 
     if ((rc = sl_rpool_acquire(db->pool, ctx, &it)) < 0) return rc;
     sl__dbc *c = sl_rpool_item_res(it);
     rc = c->drv->run(c, ctx, sql, args, nargs, rows, affected);
+    if (!c->broken && c->drv->in_tx(c)) {
+        /* A BEGIN outside sl_db_begin would leave the next user of this connection inside
+         * someone else's transaction: drop the connection (which rolls it back). */
+        c->broken = true;
+        if (rc == 0) {
+            snprintf(c->errmsg, sizeof c->errmsg, "use sl_db_begin for transactions");
+            rc = SL_EINVAL;
+        }
+    }
     finish(it, c, rc);
     return rc;
 }

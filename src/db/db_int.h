@@ -35,6 +35,8 @@ typedef struct sl__drv {
      * connection cannot be reused). */
     int (*run)(sl__dbc *c, sl_ctx *ctx, const char *sql, const sl_db_arg *args, int nargs,
                sl_rows **rows, int64_t *affected);
+    /* True while the connection is inside a transaction (BEGIN without COMMIT/ROLLBACK). */
+    bool (*in_tx)(sl__dbc *c);
 } sl__drv;
 
 extern const sl__drv sl__drv_sqlite;

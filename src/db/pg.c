@@ -420,10 +420,16 @@ out:
     return rc;
 }
 
+static bool pg_in_tx(sl__dbc *h)
+{
+    return PQtransactionStatus(((pgc *)h)->pg) != PQTRANS_IDLE;
+}
+
 const sl__drv sl__drv_pg = {
     .name = "postgres",
     .connect = pg_connect,
     .close = pg_close,
     .check = pg_check,
     .run = pg_run,
+    .in_tx = pg_in_tx,
 };

@@ -304,10 +304,16 @@ static int sq_run(sl__dbc *h, sl_ctx *ctx, const char *sql, const sl_db_arg *arg
     return rc;
 }
 
+static bool sq_in_tx(sl__dbc *h)
+{
+    return !sqlite3_get_autocommit(((sqc *)h)->db);
+}
+
 const sl__drv sl__drv_sqlite = {
     .name = "sqlite",
     .connect = sq_connect,
     .close = sq_close,
     .check = NULL,
     .run = sq_run,
+    .in_tx = sq_in_tx,
 };

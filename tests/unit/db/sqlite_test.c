@@ -128,6 +128,9 @@ static void test_crud_types_errors(void **state)
     assert_int_equal(sl_db_exec(db, NULL, "SELECT 1", NULL, -1, NULL), SL_EINVAL);
     assert_int_equal(sl_db_exec(db, NULL, "SELECT 1", NULL, 0, NULL), 0);
     assert_string_equal(sl_db_errmsg(), "");
+    /* A bare BEGIN cannot leak an open transaction into the pool. */
+    assert_int_equal(sl_db_exec(db, NULL, "BEGIN", NULL, 0, NULL), SL_EINVAL);
+    assert_int_equal(sl_db_exec(db, NULL, "INSERT INTO audit VALUES (1)", NULL, 0, NULL), 0);
     sl_db_close(db);
 
     /* The data survive closing and reopening the file. */
