@@ -5,6 +5,8 @@
 # fills bench_users, runs bench/db_pg (sluice) then the Go program (built from source here in
 # GOPATH mode, offline, against Debian's golang-github-lib-pq-dev), stops and removes all.
 # Prints Markdown rows "| name | value | unit | note |". Called by scripts/bench.sh.
+# Knobs (environment): DURATION s per side [5], WORKERS [64], CONNS [8], ROWS [10000], REPS
+# rounds [1], SKIP_GO=1, BENCH_WRAP="perf record --" (prefix for both programs).
 set -uo pipefail
 dir=${1:-build/release}
 export DURATION=${DURATION:-5} WORKERS=${WORKERS:-64} CONNS=${CONNS:-8} ROWS=${ROWS:-10000}
@@ -48,6 +50,16 @@ if ! (cd "$tmp/go/src/dbpg" && GOPATH="$tmp/go:/usr/share/gocode" GO111MODULE=of
       GOCACHE="$tmp/gocache" GOPROXY=off timeout 300 go build -o "$tmp/dbpg" . ) >"$tmp/go.log" 2>&1; then
     echo "| db_pg bench, Go | failed | | go build: $(head -c 200 "$tmp/go.log" | tr '\n|' '  ') |"
 fi
-${BENCH_WRAP:-} timeout $((DURATION + 60)) "$dir/bench/bench_db_pg"
-[ -x "$tmp/dbpg" ] && ${BENCH_WRAP:-} timeout $((DURATION + 60)) "$tmp/dbpg"
+# REPS rounds, alternating which side goes first so neither always meets a warmer server.
+for r in $(seq "${REPS:-1}"); do
+    sides=(sluice go)
+    [ $((r % 2)) -eq 0 ] && sides=(go sluice)
+    for side in "${sides[@]}"; do
+        if [ "$side" = sluice ]; then
+            ${BENCH_WRAP:-} timeout $((DURATION + 60)) "$dir/bench/bench_db_pg"
+        elif [ -x "$tmp/dbpg" ] && [ -z "${SKIP_GO:-}" ]; then
+            ${BENCH_WRAP:-} timeout $((DURATION + 60)) "$tmp/dbpg"
+        fi
+    done
+done
 exit 0
