@@ -152,6 +152,7 @@ static int res_err(pgc *c, const PGresult *res)
     if (strncmp(s, "23", 2) == 0) return SL_ECONSTRAINT;
     if (strncmp(s, "42", 2) == 0) return SL_ESYNTAX;
     if (strcmp(s, "57014") == 0) return SL_ECANCELED;
+    if (strcmp(s, "08P01") == 0) return SL_EINVAL; /* e.g. wrong parameter count: not lost */
     if (strncmp(s, "08", 2) == 0 || strncmp(s, "57P0", 4) == 0) {
         c->h.broken = true;
         return SL_ECONNLOST;

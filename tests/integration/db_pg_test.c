@@ -125,6 +125,13 @@ static void test_crud(void **state)
                             "+$8::int+$9::int+$10::int",
                             many, 10),
                      55);
+    /* The wrong number of parameters is the caller's error, not a lost connection. */
+    assert_int_equal(
+        sl_db_exec(db, NULL, "SELECT $1::int", (sl_db_arg[]){SL_DB_INT(1), SL_DB_INT(2)}, 2, NULL),
+        SL_EINVAL);
+    assert_int_equal(
+        sl_db_exec(db, NULL, "SELECT $1::int, $2::int", (sl_db_arg[]){SL_DB_INT(1)}, 1, NULL),
+        SL_EINVAL);
     /* Errors did not cost connections. */
     sl_rpool_stats st;
     sl_rpool_stats_get(sl_db_pool(db), &st);
