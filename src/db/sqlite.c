@@ -9,6 +9,12 @@
  * pool, so an interrupt never reaches the connection's next user; a stale interrupt flag is
  * cleared by SQLite itself when the next statement starts with none active.
  *
+ * sqlite3_interrupt alone can be lost: a statement that starts while no other is active clears
+ * a pending interrupt, so a ctx firing between the hook's registration and the first step would
+ * go unseen. A progress handler closes that window: every PROGRESS_OPS VM instructions it reads
+ * the ctx (one atomic load) and stops the statement once it is done. The interrupt remains for
+ * what the handler does not see quickly (a long sort inside one step).
+ *
  * A connection is used by one caller at a time (the pool guarantees it), so handles are opened
  * SQLITE_OPEN_NOMUTEX. Statements are cached by their SQL text; the cache is a small array
  * scanned linearly (a service has a few dozen distinct statements), least recently used
@@ -20,6 +26,8 @@
 #include <string.h>
 
 #include "db/db_int.h"
+
+#define PROGRESS_OPS 1000
 
 typedef struct stmt_ent {
     char *sql;
@@ -253,6 +261,7 @@ static int run_script(sqc *c, const char *sql)
 }
 
 struct run_job {
+    sl_ctx *ctx;
     sqc *c;
     const char *sql;
     const sl_db_arg *args;
@@ -262,10 +271,18 @@ struct run_job {
     int rc;
 };
 
+/* Called by SQLite every PROGRESS_OPS virtual-machine instructions: non-zero stops the
+ * statement with SQLITE_INTERRUPT. One lock-free load. */
+static int progress(void *arg)
+{
+    return sl_ctx_err(arg) != 0;
+}
+
 static void run_fn(void *arg)
 {
     struct run_job *j = arg;
     sqc *c = j->c;
+    if (j->ctx) sqlite3_progress_handler(c->db, PROGRESS_OPS, progress, j->ctx);
     if (j->nargs == 0 && !j->rows) {
         j->rc = run_script(c, j->sql);
     } else {
@@ -279,6 +296,7 @@ static void run_fn(void *arg)
         }
     }
     if (j->rc == 0 && j->affected) *j->affected = sqlite3_changes64(c->db);
+    if (j->ctx) sqlite3_progress_handler(c->db, 0, NULL, NULL);
 }
 
 static void interrupt(void *arg, int err)
@@ -296,7 +314,7 @@ static int sq_run(sl__dbc *h, sl_ctx *ctx, const char *sql, const sl_db_arg *arg
         rc = sl_ctx_on_done(ctx, interrupt, c->db, &hook);
         if (rc != 0) return rc < 0 ? rc : sl_ctx_err(ctx); /* 1: ctx already done */
     }
-    struct run_job j = {c, sql, args, nargs, rows, affected, 0};
+    struct run_job j = {hook ? ctx : NULL, c, sql, args, nargs, rows, affected, 0};
     rc = sl__db_offload(run_fn, &j, ctx);
     sl_ctx_hook_stop(hook);
     if (rc == 0) rc = j.rc;

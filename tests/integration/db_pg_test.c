@@ -257,6 +257,55 @@ static void test_health_check(void **state)
     sl_db_close(db);
 }
 
+/* Statements cancelled at random moments from several threads: every call ends, a cancel
+ * never hits the next statement on the same connection, answers stay right. */
+struct storm {
+    sl_db *db;
+    int id, wrong, bad_rc;
+    pthread_t t;
+};
+static void *storm_main(void *arg)
+{
+    struct storm *s = arg;
+    for (int i = 0; i < 25; i++) {
+        sl_ctx *ctx;
+        if (sl_ctx_with_timeout(NULL, SL_MS(1 + i % 5), &ctx) < 0) continue;
+        int rc =
+            sl_db_exec(s->db, ctx, "SELECT pg_sleep($1)", (sl_db_arg[]){SL_DB_INT(5)}, 1, NULL);
+        sl_ctx_release(ctx);
+        if (rc != SL_ETIMEDOUT) s->bad_rc = rc ? rc : 1;
+        sl_rows *r;
+        rc = sl_db_query(s->db, NULL, "SELECT $1::int * 2", (sl_db_arg[]){SL_DB_INT(s->id + i)}, 1,
+                         &r);
+        if (rc < 0) {
+            s->bad_rc = rc;
+            continue;
+        }
+        if (!sl_rows_next(r) || sl_rows_int64(r, 0) != 2 * (s->id + i)) s->wrong++;
+        sl_rows_free(r);
+    }
+    return NULL;
+}
+static void test_cancel_storm(void **state)
+{
+    sl_db *db = open_db(3);
+    struct storm s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (struct storm){.db = db, .id = i * 1000};
+        assert_int_equal(pthread_create(&s[i].t, NULL, storm_main, &s[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(s[i].t, NULL);
+        assert_int_equal(s[i].bad_rc, 0);
+        assert_int_equal(s[i].wrong, 0);
+    }
+    const char *q = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                    " AND query LIKE $1 AND pid <> pg_backend_pid()";
+    assert_true(
+        SL_WAIT_UNTIL(scalar(db, q, (sl_db_arg[]){SL_DB_TEXT("SELECT pg_sleep(%")}, 1) == 0, 5000));
+    sl_db_close(db);
+}
+
 struct load {
     sl_db *db;
     atomic_bool stop;
@@ -323,9 +372,10 @@ static void test_server_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crud),         cmocka_unit_test(test_tx),
-        cmocka_unit_test(test_exhaustion),   cmocka_unit_test(test_cancel_on_server),
-        cmocka_unit_test(test_health_check), cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_crud),           cmocka_unit_test(test_tx),
+        cmocka_unit_test(test_exhaustion),     cmocka_unit_test(test_cancel_on_server),
+        cmocka_unit_test(test_health_check),   cmocka_unit_test(test_cancel_storm),
+        cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

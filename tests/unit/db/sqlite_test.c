@@ -262,6 +262,58 @@ static void test_threads(void **state)
     sl_db_close(db);
 }
 
+/* Threads cancel statements at random moments (deadlines of 0-3 ms on a query that would run
+ * forever, between quick correct queries): every call ends, the interrupt never reaches the
+ * next statement of a connection, and the answers stay right. */
+struct storm {
+    sl_db *db;
+    int id, wrong, bad_rc;
+    pthread_t t;
+};
+static void *storm_main(void *arg)
+{
+    struct storm *s = arg;
+    for (int i = 0; i < 60; i++) {
+        sl_ctx *ctx;
+        if (sl_ctx_with_timeout(NULL, SL_MS(i % 4), &ctx) < 0) continue;
+        sl_rows *r = NULL;
+        int rc = sl_db_query(s->db, ctx,
+                             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+                             " SELECT count(*) FROM c WHERE x > $1",
+                             (sl_db_arg[]){SL_DB_INT(i)}, 1, &r);
+        sl_ctx_release(ctx);
+        if (rc != SL_ETIMEDOUT) s->bad_rc = rc ? rc : 1;
+        sl_rows_free(r);
+        rc = sl_db_query(s->db, NULL, "SELECT $1 * 2", (sl_db_arg[]){SL_DB_INT(s->id + i)}, 1, &r);
+        if (rc < 0) {
+            s->bad_rc = rc;
+            continue;
+        }
+        if (!sl_rows_next(r) || sl_rows_int64(r, 0) != 2 * (s->id + i)) s->wrong++;
+        sl_rows_free(r);
+    }
+    return NULL;
+}
+static void test_cancel_storm(void **state)
+{
+    sl_db_opts o = {.max_open = 3, .max_idle = 3};
+    sl_db *db = open_db(&o);
+    struct storm s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (struct storm){.db = db, .id = i * 1000};
+        assert_int_equal(pthread_create(&s[i].t, NULL, storm_main, &s[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(s[i].t, NULL);
+        assert_int_equal(s[i].bad_rc, 0);
+        assert_int_equal(s[i].wrong, 0);
+    }
+    sl_rpool_stats st;
+    sl_rpool_stats_get(sl_db_pool(db), &st);
+    assert_int_equal(st.in_use, 0);
+    sl_db_close(db);
+}
+
 static void test_memory(void **state)
 {
     sl_db *db;
@@ -286,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_crud_types_errors), cmocka_unit_test(test_tx),
         cmocka_unit_test(test_interrupt),         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_threads),           cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_cancel_storm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
