@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "db/db_int.h"
+#include "sluice/clock.h"
 
 #define PROGRESS_OPS 1000
 
@@ -38,6 +39,9 @@ typedef struct stmt_ent {
 typedef struct sqc {
     sl__dbc h;
     sqlite3 *db;
+    sl_ctx *run_ctx;      /* the running call's ctx (busy handler); set by the job's thread */
+    int64_t busy_start;   /* sl_mono_ns() when the current lock wait began */
+    int64_t busy_timeout; /* ns */
     stmt_ent *cache;
     int ncache, cap;
     uint64_t tick;
@@ -65,6 +69,19 @@ static int map_err(sqc *c, int rc, bool compile)
 
 /* ---- connect / close ------------------------------------------------------------------------ */
 
+/* SQLite's lock wait (another connection writes): retried with short sleeps until the busy
+ * timeout, or until the call's ctx is done. There is nothing to block on instead — SQLite's own
+ * busy timeout sleeps the same way — and this runs on an offload thread. */
+static int busy(void *arg, int n)
+{
+    sqc *c = arg;
+    if (n == 0) c->busy_start = sl_mono_ns();
+    if (c->run_ctx && sl_ctx_err(c->run_ctx)) return 0;
+    if (sl_mono_ns() - c->busy_start >= c->busy_timeout) return 0;
+    sqlite3_sleep(n < 10 ? 1 : 5); /* sleep-ok: SQLite's lock wait offers no wakeup */
+    return 1;
+}
+
 struct open_job {
     sl_db *db;
     sqc *c;
@@ -80,7 +97,8 @@ static void open_fn(void *arg)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(j->db->target, &c->db, flags, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(c->db, (int)(j->db->o.busy_timeout_ns / 1000000));
+        c->busy_timeout = j->db->o.busy_timeout_ns;
+        sqlite3_busy_handler(c->db, busy, c);
         sqlite3_extended_result_codes(c->db, 1);
         rc = sqlite3_exec(c->db,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -282,6 +300,7 @@ static void run_fn(void *arg)
 {
     struct run_job *j = arg;
     sqc *c = j->c;
+    c->run_ctx = j->ctx;
     if (j->ctx) sqlite3_progress_handler(c->db, PROGRESS_OPS, progress, j->ctx);
     if (j->nargs == 0 && !j->rows) {
         j->rc = run_script(c, j->sql);
@@ -297,6 +316,7 @@ static void run_fn(void *arg)
     }
     if (j->rc == 0 && j->affected) *j->affected = sqlite3_changes64(c->db);
     if (j->ctx) sqlite3_progress_handler(c->db, 0, NULL, NULL);
+    c->run_ctx = NULL;
 }
 
 static void interrupt(void *arg, int err)
@@ -318,7 +338,7 @@ static int sq_run(sl__dbc *h, sl_ctx *ctx, const char *sql, const sl_db_arg *arg
     rc = sl__db_offload(run_fn, &j, ctx);
     sl_ctx_hook_stop(hook);
     if (rc == 0) rc = j.rc;
-    if (rc == SL_ECANCELED && sl_ctx_err(ctx) < 0) rc = sl_ctx_err(ctx);
+    if ((rc == SL_ECANCELED || rc == SL_EBUSY) && sl_ctx_err(ctx) < 0) rc = sl_ctx_err(ctx);
     return rc;
 }
 

@@ -183,6 +183,41 @@ static void test_tx(void **state)
     sl_db_close(db);
 }
 
+/* A writer waiting for another connection's lock: bounded by the busy timeout (SL_EBUSY) and
+ * stopped early by its ctx. */
+static void test_busy(void **state)
+{
+    sl_db_opts o = {.max_open = 2, .max_idle = 2, .busy_timeout_ns = SL_MS(100)};
+    sl_db *db = open_db(&o);
+    sl_tx *tx;
+    assert_int_equal(sl_db_begin(db, NULL, &tx), 0);
+    assert_int_equal(
+        sl_tx_exec(tx, "INSERT INTO audit VALUES ($1)", (sl_db_arg[]){SL_DB_INT(1)}, 1, NULL), 0);
+    int64_t t0 = sl_mono_ns();
+    assert_int_equal(
+        sl_db_exec(db, NULL, "INSERT INTO audit VALUES ($1)", (sl_db_arg[]){SL_DB_INT(2)}, 1, NULL),
+        SL_EBUSY);
+    assert_true(sl_mono_ns() - t0 >= SL_MS(90));
+    assert_int_equal(sl_tx_rollback(tx), 0);
+    sl_db_close(db);
+
+    o.busy_timeout_ns = SL_SEC(30);
+    db = open_db(&o);
+    assert_int_equal(sl_db_begin(db, NULL, &tx), 0);
+    assert_int_equal(
+        sl_tx_exec(tx, "INSERT INTO audit VALUES ($1)", (sl_db_arg[]){SL_DB_INT(1)}, 1, NULL), 0);
+    sl_ctx *ctx;
+    t0 = sl_mono_ns();
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(150), &ctx), 0);
+    assert_int_equal(
+        sl_db_exec(db, ctx, "INSERT INTO audit VALUES ($1)", (sl_db_arg[]){SL_DB_INT(2)}, 1, NULL),
+        SL_ETIMEDOUT);
+    assert_true(sl_mono_ns() - t0 < SL_SEC(10));
+    sl_ctx_release(ctx);
+    assert_int_equal(sl_tx_commit(tx), 0);
+    sl_db_close(db);
+}
+
 /* A query that would run forever is interrupted when its ctx's deadline passes. */
 static void test_interrupt(void **state)
 {
@@ -338,7 +373,7 @@ int main(void)
         cmocka_unit_test(test_crud_types_errors), cmocka_unit_test(test_tx),
         cmocka_unit_test(test_interrupt),         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_threads),           cmocka_unit_test(test_memory),
-        cmocka_unit_test(test_cancel_storm),
+        cmocka_unit_test(test_cancel_storm),      cmocka_unit_test(test_busy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
