@@ -16,7 +16,8 @@
  * stmt_cache entries per connection).
  *
  * Rows are read whole before the call returns (the connection goes straight back to the pool):
- * ask for what you need (LIMIT), as you would with any result you hold in memory.
+ * ask for what you need (LIMIT). A result past opts.max_result_bytes (64 MiB) fails with
+ * SL_EMSGSIZE instead of growing without bound (PostgreSQL: libpq has received it by then).
  *
  * A ctx that fires cancels the running statement on the server: sqlite3_interrupt for SQLite,
  * a PostgreSQL cancel request for PostgreSQL; the call then returns the ctx's error
@@ -85,6 +86,7 @@ typedef struct sl_db_opts {
     int64_t check_after_ns;   /* health-check idle connections older than this; 0: always */
     int64_t busy_timeout_ns;  /* SQLite: wait for locks this long; 0: 5 s */
     int stmt_cache;           /* prepared statements kept per connection; 0: 64 */
+    size_t max_result_bytes;  /* a query's rows at most (SL_EMSGSIZE past it); 0: 64 MiB */
 } sl_db_opts;
 
 /* Opens a database handle from a URL: "sqlite:///abs/path.db", "sqlite://rel/path.db",

@@ -99,6 +99,9 @@ SL_API int sl_rpool_acquire(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out);
  * SL_EAGAIN. */
 SL_API int sl_rpool_try_acquire(sl_rpool *p, sl_rpool_item **out);
 
+/* NULL arguments: acquire, try_acquire, reap and drain return SL_EINVAL; release, discard,
+ * close and free ignore NULL; stats fills zeros. */
+
 /* The resource an item holds. */
 SL_API void *sl_rpool_item_res(const sl_rpool_item *it);
 

@@ -76,6 +76,7 @@ int sl_db_open(const char *url, const sl_db_opts *opts, sl_db **out)
     if (db->o.max_open == 0) db->o.max_open = 16;
     if (db->o.busy_timeout_ns <= 0) db->o.busy_timeout_ns = SL_SEC(5);
     if (db->o.stmt_cache <= 0) db->o.stmt_cache = 64;
+    if (db->o.max_result_bytes == 0) db->o.max_result_bytes = (size_t)64 << 20;
     int rc = SL_EINVAL;
     if (strcmp(url, "sqlite::memory:") == 0) {
         db->drv = &sl__drv_sqlite;

@@ -51,7 +51,9 @@ struct sl_db {
 
 /* ---- result builder (rows.c) ---------------------------------------------------------------- */
 
-int sl__rows_new(int ncols, sl_rows **out);
+/* A result of ncols columns that may hold at most limit bytes (cells + text/blob bytes; 0: no
+ * limit): a put past it returns SL_EMSGSIZE. */
+int sl__rows_new(int ncols, size_t limit, sl_rows **out);
 /* Copies the column's name. */
 int sl__rows_set_colname(sl_rows *r, int col, const char *name);
 /* Appends one cell to the row being built; the row is complete after ncols cells. Text and blob

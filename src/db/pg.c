@@ -167,11 +167,11 @@ static int64_t cell_int(const char *s, Oid type)
     return strtoll(s, NULL, 10);
 }
 
-static int convert(const PGresult *res, sl_rows **out)
+static int convert(pgc *c, const PGresult *res, sl_rows **out)
 {
     int ncols = PQnfields(res), nrows = PQntuples(res);
-    sl_rows *r;
-    int rc = sl__rows_new(ncols, &r);
+    sl_rows *r = NULL;
+    int rc = sl__rows_new(ncols, c->h.db->o.max_result_bytes, &r);
     for (int i = 0; i < ncols && rc == 0; i++)
         rc = sl__rows_set_colname(r, i, PQfname(res, i));
     for (int row = 0; row < nrows && rc == 0; row++) {
@@ -195,6 +195,8 @@ static int convert(const PGresult *res, sl_rows **out)
         }
     }
     if (rc < 0 && r) sl_rows_free(r);
+    if (rc == SL_EMSGSIZE)
+        snprintf(c->h.errmsg, sizeof c->h.errmsg, "result larger than max_result_bytes");
     if (rc == 0) *out = r;
     return rc;
 }
@@ -214,7 +216,7 @@ static int collect(pgc *c, sl_ctx *ctx, sl_rows **rows, int64_t *affected, bool 
         }
         switch (PQresultStatus(res)) {
         case PGRES_TUPLES_OK:
-            if (rc == 0 && rows && !*rows) rc = convert(res, rows);
+            if (rc == 0 && rows && !*rows) rc = convert(c, res, rows);
             break;
         case PGRES_COMMAND_OK:
             if (affected) *affected += strtoll(PQcmdTuples(res), NULL, 10);

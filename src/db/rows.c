@@ -28,14 +28,16 @@ struct sl_rows {
     size_t ncells, cap;
     char *arena; /* text/blob bytes */
     size_t alen, acap;
-    int cur; /* current row; -1 before the first sl_rows_next */
+    int cur;      /* current row; -1 before the first sl_rows_next */
+    size_t limit; /* bytes at most (cells + arena); 0: none */
 };
 
-int sl__rows_new(int ncols, sl_rows **out)
+int sl__rows_new(int ncols, size_t limit, sl_rows **out)
 {
     sl_rows *r = calloc(1, sizeof *r);
     if (!r) return SL_ENOMEM;
     r->ncols = ncols;
+    r->limit = limit;
     r->cur = -1;
     if (ncols > 0 && !(r->names = calloc((size_t)ncols, sizeof *r->names))) {
         free(r);
@@ -66,6 +68,11 @@ int sl__rows_set_colname(sl_rows *r, int col, const char *name)
     return 0;
 }
 
+static bool over(const sl_rows *r, size_t more)
+{
+    return r->limit && (r->ncells + 1) * sizeof(cell) + r->alen + more > r->limit;
+}
+
 static cell *next_cell(sl_rows *r)
 {
     if (r->ncells == r->cap) {
@@ -80,6 +87,7 @@ static cell *next_cell(sl_rows *r)
 
 int sl__rows_put_int(sl_rows *r, int64_t v)
 {
+    if (over(r, 0)) return SL_EMSGSIZE;
     cell *c = next_cell(r);
     if (!c) return SL_ENOMEM;
     *c = (cell){.type = SL_DB_INT64, .v.i = v};
@@ -88,6 +96,7 @@ int sl__rows_put_int(sl_rows *r, int64_t v)
 
 int sl__rows_put_double(sl_rows *r, double v)
 {
+    if (over(r, 0)) return SL_EMSGSIZE;
     cell *c = next_cell(r);
     if (!c) return SL_ENOMEM;
     *c = (cell){.type = SL_DB_DOUBLE, .v.d = v};
@@ -96,6 +105,7 @@ int sl__rows_put_double(sl_rows *r, double v)
 
 int sl__rows_put_null(sl_rows *r)
 {
+    if (over(r, 0)) return SL_EMSGSIZE;
     cell *c = next_cell(r);
     if (!c) return SL_ENOMEM;
     *c = (cell){.type = SL_DB_NULL};
@@ -104,6 +114,7 @@ int sl__rows_put_null(sl_rows *r)
 
 int sl__rows_put_bytes(sl_rows *r, sl_db_type type, const void *p, size_t n)
 {
+    if (over(r, n + 1)) return SL_EMSGSIZE;
     if (r->alen + n + 1 > r->acap) {
         size_t cap = r->acap ? r->acap : 256;
         while (cap < r->alen + n + 1)

@@ -231,6 +231,7 @@ static int take_idle_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 
 int sl_rpool_acquire(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 {
+    if (!p || !out) return SL_EINVAL;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         int rc = p->closed ? SL_ECLOSED : sl_ctx_err(ctx);
@@ -264,6 +265,7 @@ int sl_rpool_acquire(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 
 int sl_rpool_try_acquire(sl_rpool *p, sl_rpool_item **out)
 {
+    if (!p || !out) return SL_EINVAL;
     pthread_mutex_lock(&p->mu);
     if (!p->closed && take_idle_locked(p, NULL, out)) return 0;
     pthread_mutex_unlock(&p->mu);
@@ -277,6 +279,7 @@ void *sl_rpool_item_res(const sl_rpool_item *it)
 
 void sl_rpool_release(sl_rpool_item *it)
 {
+    if (!it) return;
     sl_rpool *p = it->pool;
     sl_rpool_item *old = NULL;
     pthread_mutex_lock(&p->mu);
@@ -320,6 +323,7 @@ close:
 
 void sl_rpool_discard(sl_rpool_item *it)
 {
+    if (!it) return;
     sl_rpool *p = it->pool;
     pthread_mutex_lock(&p->mu);
     p->in_use--;
@@ -358,6 +362,7 @@ static int close_list(sl_rpool *p, sl_rpool_item *list)
 
 int sl_rpool_reap_at(sl_rpool *p, int64_t now)
 {
+    if (!p) return SL_EINVAL;
     int n = 0;
     pthread_mutex_lock(&p->mu);
     sl_rpool_item *list = p->need_clock ? collect_locked(p, now, false, &n) : NULL;
@@ -374,6 +379,7 @@ int sl_rpool_reap(sl_rpool *p)
 
 int sl_rpool_drain_idle(sl_rpool *p)
 {
+    if (!p) return SL_EINVAL;
     int n = 0;
     pthread_mutex_lock(&p->mu);
     sl_rpool_item *list = collect_locked(p, 0, true, &n);
@@ -407,6 +413,10 @@ void sl_rpool_free(sl_rpool *p)
 
 void sl_rpool_stats_get(sl_rpool *p, sl_rpool_stats *st)
 {
+    if (!p || !st) {
+        if (st) *st = (sl_rpool_stats){0};
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     *st = (sl_rpool_stats){
         .max_open = p->o.max_open,

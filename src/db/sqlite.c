@@ -243,7 +243,7 @@ static int step_all(sqc *c, sqlite3_stmt *st, sl_rows **rows)
     int ncols = sqlite3_column_count(st), rc = 0;
     sl_rows *r = NULL;
     if (rows) {
-        if ((rc = sl__rows_new(ncols, &r)) < 0) return rc;
+        if ((rc = sl__rows_new(ncols, c->h.db->o.max_result_bytes, &r)) < 0) return rc;
         for (int i = 0; i < ncols && rc == 0; i++)
             rc = sl__rows_set_colname(r, i, sqlite3_column_name(st, i));
     }
@@ -253,6 +253,8 @@ static int step_all(sqc *c, sqlite3_stmt *st, sl_rows **rows)
             rc = put_col(r, st, i);
     }
     if (rc == 0 && s != SQLITE_DONE) rc = map_err(c, s, false);
+    if (rc == SL_EMSGSIZE)
+        snprintf(c->h.errmsg, sizeof c->h.errmsg, "result larger than max_result_bytes");
     if (rc < 0) {
         sl_rows_free(r);
         return rc;

@@ -139,6 +139,24 @@ static void test_crud(void **state)
     sl_db_close(db);
 }
 
+/* A result past max_result_bytes fails; the connection stays usable. */
+static void test_result_limit(void **state)
+{
+    sl_db_opts o = {.max_open = 1, .max_result_bytes = 4096};
+    sl_db *db;
+    assert_int_equal(sl_db_open(g_pg.url, &o, &db), 0);
+    sl_rows *r = NULL;
+    assert_int_equal(sl_db_query(db, NULL, "SELECT g, 'text' FROM generate_series(1, $1) g",
+                                 (sl_db_arg[]){SL_DB_INT(100000)}, 1, &r),
+                     SL_EMSGSIZE);
+    assert_null(r);
+    assert_int_equal(scalar(db, "SELECT $1::int + 1", (sl_db_arg[]){SL_DB_INT(1)}, 1), 2);
+    sl_rpool_stats st;
+    sl_rpool_stats_get(sl_db_pool(db), &st);
+    assert_int_equal((int)st.discarded, 0);
+    sl_db_close(db);
+}
+
 static void test_tx(void **state)
 {
     sl_db *db = open_db(2);
@@ -372,9 +390,13 @@ static void test_server_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crud),           cmocka_unit_test(test_tx),
-        cmocka_unit_test(test_exhaustion),     cmocka_unit_test(test_cancel_on_server),
-        cmocka_unit_test(test_health_check),   cmocka_unit_test(test_cancel_storm),
+        cmocka_unit_test(test_crud),
+        cmocka_unit_test(test_tx),
+        cmocka_unit_test(test_result_limit),
+        cmocka_unit_test(test_exhaustion),
+        cmocka_unit_test(test_cancel_on_server),
+        cmocka_unit_test(test_health_check),
+        cmocka_unit_test(test_cancel_storm),
         cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

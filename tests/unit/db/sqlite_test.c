@@ -349,6 +349,33 @@ static void test_cancel_storm(void **state)
     sl_db_close(db);
 }
 
+/* A result past max_result_bytes fails instead of growing without bound. */
+static void test_result_limit(void **state)
+{
+    sl_db_opts o = {.max_result_bytes = 4096};
+    sl_db *db = open_db(&o);
+    sl_rows *r = NULL;
+    const char *q = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1)"
+                    " SELECT x, 'some text' FROM c";
+    assert_int_equal(sl_db_query(db, NULL, q, (sl_db_arg[]){SL_DB_INT(100000)}, 1, &r),
+                     SL_EMSGSIZE);
+    assert_null(r);
+    assert_non_null(strstr(sl_db_errmsg(), "max_result_bytes"));
+    assert_int_equal(sl_db_query(db, NULL, q, (sl_db_arg[]){SL_DB_INT(10)}, 1, &r), 0);
+    assert_int_equal(sl_rows_count(r), 10);
+    sl_rows_free(r);
+    /* NULLs are refused, not crashed on. */
+    assert_int_equal(sl_db_query(NULL, NULL, q, NULL, 0, &r), SL_EINVAL);
+    assert_int_equal(sl_db_query(db, NULL, NULL, NULL, 0, &r), SL_EINVAL);
+    assert_int_equal(sl_db_query(db, NULL, q, NULL, 1, &r), SL_EINVAL);
+    assert_int_equal(sl_db_begin(db, NULL, NULL), SL_EINVAL);
+    assert_int_equal(sl_tx_commit(NULL), SL_EINVAL);
+    assert_false(sl_rows_next(NULL));
+    assert_null(sl_rows_text(NULL, 0));
+    assert_int_equal(sl_rpool_acquire(NULL, NULL, NULL), SL_EINVAL);
+    sl_db_close(db);
+}
+
 static void test_memory(void **state)
 {
     sl_db *db;
@@ -370,10 +397,15 @@ static void test_memory(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crud_types_errors), cmocka_unit_test(test_tx),
-        cmocka_unit_test(test_interrupt),         cmocka_unit_test(test_stmt_cache),
-        cmocka_unit_test(test_threads),           cmocka_unit_test(test_memory),
-        cmocka_unit_test(test_cancel_storm),      cmocka_unit_test(test_busy),
+        cmocka_unit_test(test_crud_types_errors),
+        cmocka_unit_test(test_tx),
+        cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_stmt_cache),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_cancel_storm),
+        cmocka_unit_test(test_result_limit),
+        cmocka_unit_test(test_busy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
