@@ -75,10 +75,11 @@ for b in "$dir"/bench/bench_*; do
     merge "$l0" "$(load1)" $(seq -f "$tmp/run.%g" 1 "$REPS")
 done
 [ $found -eq 1 ] || echo "| (no benchmarks yet) | | | |"
-for s in bench_http bench_redis_http; do
+for s in bench_http bench_redis_http bench_db_pg; do
     [ -x "scripts/$s.sh" ] || continue
     [ $s = bench_http ] && [ ! -x "$dir/bench/http/sluice-bench-server" ] && continue
     [ $s = bench_redis_http ] && [ ! -x "$dir/apps/sluice-demo" ] && continue
+    [ $s = bench_db_pg ] && [ ! -x "$dir/bench/bench_db_pg" ] && continue
     l0=$(load1)
     "scripts/$s.sh" "$dir" >"$tmp/run.http"
     REPS=1 merge "$l0" "$(load1)" "$tmp/run.http"

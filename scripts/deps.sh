@@ -10,6 +10,9 @@ PKGS=(
     libcmocka-dev                        # unit tests
     libjansson-dev                       # JSON: demo, and the JSON log tests' real parser
     libhiredis-dev redis-server          # Redis backend and its integration tests
+    libsqlite3-dev                       # sl_db: the embedded SQLite driver
+    libpq-dev postgresql                 # sl_db: the PostgreSQL driver; tests start a private cluster
+    golang-go golang-github-lib-pq-dev   # bench/db_pg.sh: Go database/sql + lib/pq side by side
     libhttp-parser-dev                   # differential oracle for our HTTP parser (tests only)
     curl wrk                             # HTTP tests and load
     python3 procps                       # bench scripts (free ports, ps)

@@ -68,6 +68,9 @@ static const flag flags[] = {
     {"jobs-drain-ms", F_MS, OFF(jobs_drain_ns), "shutdown: time to drain the job queue, ms [5000]"},
     {"log-format", F_SPECIAL, 0, "text|json [text]"},
     {"log-level", F_SPECIAL, 0, "debug|info|warn|error [info]"},
+    {"db", F_STR, OFF(db),
+     "users' database: a SQLite file path, sqlite::memory:, postgres://... (shared by "
+     "instances), or none (in memory) [sluice-demo.db]"},
     {"redis", F_STR, OFF(redis),
      "redis://host[:port]: keep background jobs in Redis Streams and check the per-IP limit "
      "in Redis, shared by instances [none]"},
@@ -110,6 +113,7 @@ static void defaults(demo_config *c)
     c->log_format = SL_LOG_TEXT;
     c->log_level = SL_LOG_INFO;
     c->visibility_ns = SL_SEC(30);
+    c->db = "sluice-demo.db";
 }
 
 /* redis://host[:port][/db] (db is ignored: the demo's keys have their own prefix). */

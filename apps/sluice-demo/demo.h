@@ -3,6 +3,7 @@
  * main.c     flags, start-up banner, signals, the shutdown sequence and its summary
  * config.c   flag parsing and --help
  * store.c    the user store (sl_map) and JSON encoding/validation of users (jansson)
+ * store_db.c --db: the users table in SQLite (default) or PostgreSQL (shared by instances)
  * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
  * rjobs.c    --redis: the same jobs as durable jobs on Redis Streams, shared by instances
  * rlimit.c   --redis: the per-client-IP limit checked in Redis, shared by instances
@@ -64,6 +65,7 @@ typedef struct demo_config {
     /* logs */
     sl_log_format log_format;
     sl_log_level log_level;
+    const char *db;        /* --db: SQLite path or URL, postgres://..., "none": in memory */
     const char *redis;     /* --redis URL, or NULL */
     char redis_host[256];  /* parsed from redis */
     int redis_port;        /* parsed from redis */
@@ -77,7 +79,8 @@ typedef struct demo_rlimit demo_rlimit;
 typedef struct demo_app {
     demo_config cfg;
     sl_logger *log;
-    sl_map *users;           /* id (decimal text) -> demo_user */
+    sl_map *users;           /* id (decimal text) -> demo_user (without --db) */
+    sl_db *db;               /* the users table (--db), else NULL */
     _Atomic int64_t next_id; /* last id handed out */
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
@@ -114,6 +117,14 @@ int demo_user_create(demo_app *app, demo_user *u);
 int demo_user_get(demo_app *app, const char *id, size_t idlen, demo_user *out);
 /* The user as JSON (malloc'd, NUL-terminated), or NULL when out of memory. */
 char *demo_user_json(const demo_user *u);
+
+/* store_db.c: open (schema at start; nothing with --db none) and close the database; create
+ * (SL_EUNIQUE for a taken e-mail: 409) and get (SL_ENOENT) users in it, under the request's
+ * ctx. */
+int demo_db_open(demo_app *app);
+void demo_db_close(demo_app *app);
+int demo_db_user_create(demo_app *app, demo_user *u, sl_ctx *ctx);
+int demo_db_user_get(demo_app *app, const char *id, size_t idlen, demo_user *out, sl_ctx *ctx);
 
 /* jobs.c */
 int demo_jobs_init(demo_app *app);

@@ -74,6 +74,7 @@ static bool limited_pattern(const char *p)
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
+    if (app->db && r->fn == demo_get_user) return SL_ROUTE_POOLED; /* --db: a database read */
     if (app->rlimit && limited_pattern(r->pattern)) return SL_ROUTE_POOLED;
     return r->mode;
 }
@@ -208,6 +209,7 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
     if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
+    if (rc == 0 && app->db) rc = sl_obs_rpool(h->obs, "users", sl_db_pool(app->db));
     if (rc == 0) rc = sl_obs_ratelimit(h->obs, h->auth);
     if (rc == 0 && h->limits) rc = sl_obs_ratelimit(h->obs, h->limits);
     if (rc < 0) fprintf(stderr, "sluice-demo: setting up: %s %s\n", sl_strerror(rc), err);
@@ -355,6 +357,7 @@ int main(int argc, char **argv)
 
     http_side h = {0};
     rc = demo_store_init(&app);
+    if (rc == 0) rc = demo_db_open(&app);
     if (rc == 0) rc = demo_jobs_init(&app);
     if (rc == 0 && app.cfg.redis && !app.cfg.no_limits) rc = demo_rlimit_init(&app);
     if (rc == 0) rc = build_http(&app, &h);
@@ -363,6 +366,7 @@ int main(int argc, char **argv)
     free_http(&h); /* frees the server first if it is still up (no grace: start-up failed) */
     demo_rlimit_free(&app); /* after the server: no handler checks any more */
     demo_jobs_free(&app);
+    demo_db_close(&app); /* after the server and the jobs: nothing queries it any more */
     demo_store_destroy(&app);
     sl_log_set_default(NULL);
     sl_logger_free(app.log);

@@ -3,7 +3,8 @@
  *   POST /users        (pooled) validate JSON -> store in an sl_map -> queue the welcome e-mail on
  *                      the job pool (waiting at most 1 s for room, never on the handler pool's
  *                      own threads' behalf beyond that) -> 201 + Location
- *   GET  /users/{id}   (inline) a map read: no lock shared with other shards, never blocks
+ *   GET  /users/{id}   (inline) a map read: no lock shared with other shards, never blocks;
+ *                      (pooled) with --db, a read of the users table
  *   POST /webhooks     (inline) try-submit -> 202, or 503 + Retry-After from the pool's drain rate
  *   GET  /search?q=    (pooled) slow work that waits on the request ctx: a client that goes
  *                      away stops it at the next step
@@ -43,8 +44,14 @@ void demo_create_user(sl_req *req, sl_resp *resp, void *arg)
         sl_resp_error(resp, 400, err);
         return;
     }
-    if (demo_user_create(app, &u) < 0) {
-        sl_resp_error(resp, 500, "could not store the user");
+    int cr = app->db ? demo_db_user_create(app, &u, sl_req_ctx(req)) : demo_user_create(app, &u);
+    if (cr == SL_EUNIQUE) {
+        sl_resp_error(resp, 409, "e-mail already registered");
+        return;
+    }
+    if (cr < 0) {
+        sl_resp_error(resp, cr == SL_EUNAVAIL || cr == SL_ECONNLOST ? 503 : 500,
+                      "could not store the user");
         return;
     }
     /* The e-mail job gets its own copy of what it needs and the pool's ctx, never this
@@ -72,8 +79,14 @@ void demo_get_user(sl_req *req, sl_resp *resp, void *arg)
     size_t n;
     const char *id = sl_req_path_value(req, "id", &n);
     demo_user u;
-    if (!id || demo_user_get(app, id, n, &u) < 0) {
-        sl_resp_error(resp, 404, "no such user");
+    int gr = !id       ? SL_ENOENT
+             : app->db ? demo_db_user_get(app, id, n, &u, sl_req_ctx(req))
+                       : demo_user_get(app, id, n, &u);
+    if (gr < 0) {
+        if (gr == SL_ENOENT)
+            sl_resp_error(resp, 404, "no such user");
+        else
+            sl_resp_error(resp, 503, "user store unavailable");
         return;
     }
     char *s = demo_user_json(&u);

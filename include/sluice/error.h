@@ -52,7 +52,12 @@ SL_BEGIN_DECLS
     X(EREDIS, -4010, "redis error")                           \
     X(EUNAVAIL, -4011, "service unavailable")                 \
     X(EABANDONED, -4012, "abandoned at shutdown")             \
-    X(EFAILED, -4013, "operation failed")
+    X(EFAILED, -4013, "operation failed")                     \
+    X(EUNIQUE, -4030, "unique constraint violated")           \
+    X(ECONSTRAINT, -4031, "constraint violated")              \
+    X(ESYNTAX, -4032, "SQL does not compile")                 \
+    X(ECONNLOST, -4033, "database connection lost")           \
+    X(EDB, -4034, "database error")
 
 #define SL__ERR_ENUM(name, value, msg) SL_##name = (value),
 typedef enum sl_err { SL_OK = 0, SL_ERRNO_MAP(SL__ERR_ENUM) SL_OWN_ERROR_MAP(SL__ERR_ENUM) } sl_err;

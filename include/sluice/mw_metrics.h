@@ -40,6 +40,7 @@
 #include "sluice/mux.h"
 #include "sluice/pool.h"
 #include "sluice/ratelimit.h"
+#include "sluice/rpool.h"
 #include "sluice/server.h"
 
 SL_BEGIN_DECLS
@@ -87,6 +88,10 @@ SL_API int sl_obs_server(sl_obs *o, const char *name, const sl_server *srv);
 
 /* Exposes pool's counters under the label pool=name. Same rules. */
 SL_API int sl_obs_pool(sl_obs *o, const char *name, sl_pool *pool);
+
+/* Exposes a resource pool's sql.DBStats fields (sluice_db_*) under the label db=name (an
+ * sl_db's pool: sl_db_pool). Same rules. */
+SL_API int sl_obs_rpool(sl_obs *o, const char *name, sl_rpool *rp);
 
 /* Exposes each rule of rl under the label rule=<rule name>. Same rules; rule names must be
  * unique across the policies exposed by one sl_obs. */

@@ -14,6 +14,8 @@
 #include "sluice/chan.h"
 #include "sluice/group.h"
 #include "sluice/pool.h"
+#include "sluice/rpool.h"
+#include "sluice/db.h"
 #include "sluice/map.h"
 #include "sluice/ipkey.h"
 #include "sluice/limiter.h"

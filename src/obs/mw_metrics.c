@@ -188,7 +188,7 @@ void sl_metrics_handler(sl_req *req, sl_resp *resp, void *arg)
 
 /* ---- callback children --------------------------------------------------------------------- */
 
-typedef enum { K_SERVER, K_POOL, K_RULE } obs_kind;
+typedef enum { K_SERVER, K_POOL, K_RULE, K_RPOOL } obs_kind;
 
 typedef struct fam_desc {
     const char *name, *help;
@@ -227,7 +227,23 @@ static const fam_desc rule_fams[] = {
     {"sluice_ratelimit_keys", "Keys the rule's table holds.", SL_METRIC_GAUGE},
     {"sluice_ratelimit_evicted_total", "Keys the rule's table evicted.", SL_METRIC_COUNTER},
 };
+/* Go's sql.DBStats, field for field (durations in seconds, as Prometheus wants). */
+static const fam_desc rpool_fams[] = {
+    {"sluice_db_max_open_connections", "Maximum open connections (0: unlimited).", SL_METRIC_GAUGE},
+    {"sluice_db_open_connections", "Open connections, in use and idle.", SL_METRIC_GAUGE},
+    {"sluice_db_in_use_connections", "Connections in use.", SL_METRIC_GAUGE},
+    {"sluice_db_idle_connections", "Idle connections.", SL_METRIC_GAUGE},
+    {"sluice_db_wait_count_total", "Acquires that waited for a connection.", SL_METRIC_COUNTER},
+    {"sluice_db_wait_duration_seconds_total", "Time spent waiting for a connection.",
+     SL_METRIC_COUNTER},
+    {"sluice_db_max_idle_closed_total", "Connections closed by max_idle.", SL_METRIC_COUNTER},
+    {"sluice_db_max_idle_time_closed_total", "Connections closed by max_idle_time.",
+     SL_METRIC_COUNTER},
+    {"sluice_db_max_lifetime_closed_total", "Connections closed by max_lifetime.",
+     SL_METRIC_COUNTER},
+};
 #define NSERVER (sizeof server_fams / sizeof server_fams[0])
+#define NRPOOL  (sizeof rpool_fams / sizeof rpool_fams[0])
 #define NPOOL   (sizeof pool_fams / sizeof pool_fams[0])
 #define NRULE   (sizeof rule_fams / sizeof rule_fams[0])
 
@@ -241,7 +257,7 @@ typedef struct obs_child {
 
 struct sl_obs {
     sl_metrics *reg;
-    sl_metric_family *server[NSERVER], *pool[NPOOL], *rule[NRULE];
+    sl_metric_family *server[NSERVER], *pool[NPOOL], *rule[NRULE], *rpool[NRPOOL];
     obs_child *children;
 };
 
@@ -276,12 +292,29 @@ static double rule_value(const obs_child *c)
     return (double)v[c->field];
 }
 
+static double rpool_value(const obs_child *c)
+{
+    sl_rpool_stats st;
+    sl_rpool_stats_get((sl_rpool *)c->obj, &st);
+    const double v[NRPOOL] = {st.max_open,
+                              st.open,
+                              st.in_use,
+                              st.idle,
+                              (double)st.wait_count,
+                              (double)st.wait_duration_ns / 1e9,
+                              (double)st.max_idle_closed,
+                              (double)st.max_idle_time_closed,
+                              (double)st.max_lifetime_closed};
+    return v[c->field];
+}
+
 static double obs_cb(void *arg)
 {
     const obs_child *c = arg;
     switch (c->kind) {
     case K_SERVER: return server_value(c);
     case K_POOL: return pool_value(c);
+    case K_RPOOL: return rpool_value(c);
     default: return rule_value(c);
     }
 }
@@ -341,6 +374,12 @@ int sl_obs_pool(sl_obs *o, const char *name, sl_pool *pool)
     return add(o, K_POOL, pool_fams, o->pool, NPOOL, "pool", name, pool, 0);
 }
 
+int sl_obs_rpool(sl_obs *o, const char *name, sl_rpool *rp)
+{
+    if (!o || !name || !rp) return SL_EINVAL;
+    return add(o, K_RPOOL, rpool_fams, o->rpool, NRPOOL, "db", name, rp, 0);
+}
+
 int sl_obs_ratelimit(sl_obs *o, sl_ratelimit *rl)
 {
     if (!o || !rl) return SL_EINVAL;
@@ -363,6 +402,8 @@ void sl_obs_free(sl_obs *o)
         sl_metrics_unregister(o->reg, o->pool[i]);
     for (size_t i = 0; i < NRULE; i++)
         sl_metrics_unregister(o->reg, o->rule[i]);
+    for (size_t i = 0; i < NRPOOL; i++)
+        sl_metrics_unregister(o->reg, o->rpool[i]);
     for (obs_child *c = o->children, *n; c; c = n) {
         n = c->next;
         free(c);

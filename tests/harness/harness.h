@@ -70,6 +70,27 @@ typedef struct sl_test_redis {
 int sl_test_redis_start(sl_test_redis *r);
 int sl_test_redis_stop(sl_test_redis *r);
 
+/* A private PostgreSQL cluster (tests/harness/pg.c): initdb into a temporary directory as the
+ * postgres user (initdb refuses root), a postmaster on a free loopback port, trust auth.
+ * init: initdb and pick the port (url is then set); start: run the postmaster and wait until it
+ * accepts queries (30 s at most); stop: fast shutdown; kill: immediate shutdown (every backend
+ * dies at once, like a crash: clients see their connections drop); start again after either
+ * reuses the same directory and port; destroy: stop and remove the directory. Every function
+ * returns 0 or a negative code; fails (never skips) when PostgreSQL is missing. */
+typedef struct sl_test_pg {
+    pid_t pid; /* the postmaster while running */
+    int port;
+    char bindir[256];
+    char dir[64];
+    char url[128]; /* postgres://postgres@127.0.0.1:<port>/postgres?sslmode=disable */
+} sl_test_pg;
+
+int sl_test_pg_init(sl_test_pg *pg);
+int sl_test_pg_start(sl_test_pg *pg);
+int sl_test_pg_stop(sl_test_pg *pg);
+int sl_test_pg_kill(sl_test_pg *pg);
+void sl_test_pg_destroy(sl_test_pg *pg);
+
 /* Reads a whole file into a NUL-terminated heap string the caller frees. A missing or unreadable
  * file reads as "" (still to be freed): tests check contents, and an absent log is empty. */
 char *sl_test_read_file(const char *path);

@@ -46,8 +46,9 @@ static void demo_start(demo *d, const char *const *flags)
     d->port = sl_test_free_port();
     assert_true(d->port > 0);
     char cmd[2048];
-    int n = snprintf(cmd, sizeof cmd, "exec '%s/apps/sluice-demo' --port %d --reactors 2", bindir,
-                     d->port);
+    int n = snprintf(
+        cmd, sizeof cmd,
+        "exec '%s/apps/sluice-demo' --port %d --reactors 2 --db sqlite::memory:", bindir, d->port);
     for (size_t i = 0; flags && flags[i]; i++)
         n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", flags[i]);
     snprintf(cmd + n, sizeof cmd - (size_t)n, " >'%s' 2>'%s'", d->out, d->err);

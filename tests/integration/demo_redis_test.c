@@ -50,7 +50,7 @@ static void demo_start(demo *d, const char *extra)
     assert_true(d->port > 0);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "exec '%s/apps/sluice-demo' --port %d --reactors 1 "
+             "exec '%s/apps/sluice-demo' --port %d --reactors 1 --db sqlite::memory: "
              "--redis redis://127.0.0.1:%d --job-workers 2 --jobs-visibility-ms 1000 "
              "--webhook-ms 10 --email-ms 10 --grace-ms 2000 %s >'%s' 2>'%s'",
              bindir, d->port, g_redis.port, extra ? extra : "", d->out, d->err);
