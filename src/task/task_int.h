@@ -74,11 +74,12 @@ struct sl_task {
     void *arg;
     const char *name; /* never NULL */
     struct sl_runtime *rt;
-    char *lo, *hi; /* usable stack [lo, hi) */
-    int pin;       /* > 0: must stay on its loop (an fd wait is registered there) */
-    bool done;     /* set by the task itself just before its last switch */
-    bool guarded;  /* a PROT_NONE page lies just below lo */
-    bool in_use;   /* spawned and not finished (read at shutdown, after joins) */
+    char *lo, *hi;    /* usable stack [lo, hi) */
+    int pin;          /* > 0: must stay on its loop (an fd wait is registered there) */
+    bool done;        /* set by the task itself just before its last switch */
+    bool guarded;     /* a PROT_NONE page lies just below lo */
+    uint64_t *canary; /* unguarded: the word just below lo (top of the slot below), or NULL */
+    bool in_use;      /* spawned and not finished (read at shutdown, after joins) */
     void *tsan_fiber;
     void *asan_fake;
     struct sl__slab *slab;
@@ -143,8 +144,10 @@ struct sl_runtime {
     pthread_cond_t cv;      /* live reached 0 */
     _Atomic bool waiting;   /* shutdown waits for live == 0 */
     struct sl__slab *slabs; /* guarded by mu */
-    struct sl_task *free;   /* guarded by mu */
-    int nfree;
+    struct sl_task *free;   /* guarded by mu: warm free slots */
+    struct sl_task *cold;   /* guarded by mu: free slots whose stack pages were dropped */
+    int nfree;              /* guarded by mu: length of free */
+    _Atomic int nfree_hint; /* nfree, for a lock-free look */
 
     pthread_t wd_thr; /* watchdog */
     bool wd_started;
@@ -167,6 +170,8 @@ int sl__overflow_install(void);
 int sl__altstack_start(sl__sched *s);
 void sl__altstack_stop(sl__sched *s);
 void sl__stack_check(struct sl_task *t); /* canary of unguarded stacks */
+bool sl__stack_trim(
+    sl_runtime *rt); /* idle loops: drop pages of surplus free slots; true if it did */
 
 /* offload.c */
 int sl__offload_start(sl_runtime *rt, int threads);
