@@ -165,6 +165,15 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
         t = rt->free;
         rt->free = atomic_load_explicit(&t->next, memory_order_relaxed);
         rt->nfree--;
+        /* A loop takes a few more for its cache while it holds the lock. */
+        for (int i = 0; s && i < 31 && rt->free; i++) {
+            struct sl_task *x = rt->free;
+            rt->free = atomic_load_explicit(&x->next, memory_order_relaxed);
+            rt->nfree--;
+            atomic_store_explicit(&x->next, s->cache, memory_order_relaxed);
+            s->cache = x;
+            s->ncache++;
+        }
         atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
         pthread_mutex_unlock(&rt->mu);
     }
@@ -179,16 +188,34 @@ void sl__stack_put(sl_runtime *rt, sl__sched *s, struct sl_task *t)
     __asan_unpoison_memory_region(t->lo, (size_t)(t->hi - t->lo));
 #endif
     t->in_use = false;
-    if (s && s->ncache < SL__CACHE) {
-        atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
-        s->cache = t;
-        s->ncache++;
+    if (!s) {
+        pthread_mutex_lock(&rt->mu);
+        atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
+        rt->free = t;
+        rt->nfree++;
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
+        pthread_mutex_unlock(&rt->mu);
         return;
     }
+    atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
+    s->cache = t;
+    if (++s->ncache < SL__CACHE) return;
+    /* The cache is full: hand its older half to the runtime in one locked splice (a burst of
+     * exits costs one lock per SL__CACHE/2 stacks, not one each). */
+    struct sl_task *keep_tail = s->cache;
+    for (int i = 1; i < SL__CACHE / 2; i++)
+        keep_tail = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    struct sl_task *first = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    atomic_store_explicit(&keep_tail->next, NULL, memory_order_relaxed);
+    int moved = s->ncache - SL__CACHE / 2;
+    s->ncache = SL__CACHE / 2;
+    struct sl_task *last = first;
+    while (atomic_load_explicit(&last->next, memory_order_relaxed))
+        last = atomic_load_explicit(&last->next, memory_order_relaxed);
     pthread_mutex_lock(&rt->mu);
-    atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
-    rt->free = t;
-    rt->nfree++;
+    atomic_store_explicit(&last->next, rt->free, memory_order_relaxed);
+    rt->free = first;
+    rt->nfree += moved;
     atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
     pthread_mutex_unlock(&rt->mu);
 }

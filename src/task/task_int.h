@@ -57,7 +57,15 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
 
 /* Saves the caller's registers in from and resumes to. Returns when something switches back
  * to from. */
+#if defined(SL__TASK_ASM)
+void sl__ctx_swap(void **save_sp, void *to_sp);
+static inline void sl__cpu_switch(sl__cpu *from, sl__cpu *to)
+{
+    sl__ctx_swap(&from->sp, to->sp);
+}
+#else
 void sl__cpu_switch(sl__cpu *from, sl__cpu *to);
+#endif
 
 /* ---- tasks, stacks, schedulers ---------------------------------------------------------- */
 
@@ -107,6 +115,7 @@ typedef struct sl__sched {
     _Alignas(64) struct sl_task *cache; /* free stack slots, loop thread only */
     int ncache;
     uint64_t ticks;
+    int64_t last_poll;             /* ns, sl_mono_ns() of the last epoll look */
     _Atomic uint64_t switches;     /* watchdog: bumped each time a task starts running */
     _Atomic(const char *) running; /* watchdog: name of the running task, NULL if none */
 
