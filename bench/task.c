@@ -254,7 +254,8 @@ int main(void)
     double v[REPS];
     for (int i = 0; i < REPS; i++)
         v[i] = raw_switch();
-    row("context switch (raw)", best(v, REPS), "ns", "sl__cpu_switch one way, thread CPU time; target <= 10");
+    row("context switch (raw)", best(v, REPS), "ns",
+        "sl__cpu_switch one way, thread CPU time; target <= 10");
 
     sl_runtime *rt;
     if (sl_runtime_new(&(sl_runtime_opts){.loops = 2}, &rt) != 0) return 1;
