@@ -18,7 +18,7 @@
 
 #include "task/task_int.h"
 
-#if defined(__x86_64__)
+#if defined(SL__TASK_ASM) && defined(__x86_64__)
 
 void sl__ctx_start(void);
 
@@ -73,7 +73,7 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
     c->sp = sp;
 }
 
-#elif defined(__aarch64__)
+#elif defined(SL__TASK_ASM) && defined(__aarch64__)
 
 void sl__ctx_start(void);
 

@@ -39,7 +39,8 @@ void sl__task_unpark(struct sl_task *t);
 
 /* ---- context switch (switch.c) --------------------------------------------------------- */
 
-#if defined(__x86_64__) || defined(__aarch64__)
+/* SLUICE_TASK_UCONTEXT forces the portable fallback (to test it on x86-64). */
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SLUICE_TASK_UCONTEXT)
 #define SL__TASK_ASM 1
 typedef struct sl__cpu {
     void *sp; /* saved stack pointer; callee-saved registers are pushed below it */
