@@ -184,8 +184,10 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
 void sl__stack_put(sl_runtime *rt, sl__sched *s, struct sl_task *t)
 {
 #if defined(SLUICE_ASAN)
-    /* Frames that never returned (the task's entry) leave poisoned shadow behind. */
-    __asan_unpoison_memory_region(t->lo, (size_t)(t->hi - t->lo));
+    /* Frames that never returned leave poisoned shadow behind: only the task's entry and its
+     * last switch, at the top of the stack (every frame below them returned). */
+    char *from = t->hi - t->lo > 16384 ? t->hi - 16384 : t->lo;
+    __asan_unpoison_memory_region(from, (size_t)(t->hi - from));
 #endif
     t->in_use = false;
     if (!s) {
