@@ -25,9 +25,10 @@
  * runtime is freed.
  *
  * Overflow: each loop thread runs on an alternate signal stack (a SIGSEGV on an exhausted
- * stack cannot run its handler there). The handler checks whether the fault address lies in
- * the guard page of the task running on this thread: if so it writes the report with
- * write(2) (async-signal-safe), restores the default action and returns, so the fault repeats
+ * stack cannot run its handler there). The handler checks whether the fault address lies
+ * below the stack of the task running on this thread, inside its slab (its guard page; for
+ * an unguarded slot, the slots below down to the slab's guard page): if so it writes the report
+ * with write(2) (async-signal-safe), restores the default action and returns, so the fault repeats
  * and the process dies of SIGSEGV. Any other fault goes to the handler installed before ours
  * (e.g. a sanitizer's) or to the default action. */
 #include <errno.h>
@@ -72,6 +73,11 @@ static long guard_budget_init(void)
         fclose(f);
     }
     return v / 4;
+}
+
+void sl__stack_guard_budget(long n)
+{
+    atomic_store_explicit(&g_guard_budget, n, memory_order_relaxed);
 }
 
 static bool take_guard(void)
@@ -313,7 +319,9 @@ static void segv_handler(int sig, siginfo_t *si, void *uc)
 {
     struct sl_task *t = sl__task_self();
     char *addr = si->si_addr;
-    if (t && t->guarded && addr >= t->lo - page_size() && addr < t->lo) {
+    /* A fault below the running task's stack, inside its slab: its guard page, or (for an
+     * unguarded slot) the slots below it down to the slab's guard page. */
+    if (t && addr < t->lo && addr >= t->slab->base) {
         sig_write("sluice: task stack overflow: task \"");
         sig_write(t->name);
         sig_write("\" ran past its stack (raise sl_runtime_opts.stack_size)\n");

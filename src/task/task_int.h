@@ -180,8 +180,11 @@ int sl__overflow_install(void);
 int sl__altstack_start(sl__sched *s);
 void sl__altstack_stop(sl__sched *s);
 void sl__stack_check(struct sl_task *t); /* canary of unguarded stacks */
-bool sl__stack_trim(
-    sl_runtime *rt); /* idle loops: drop pages of surplus free slots; true if it did */
+/* Idle loops: drops the pages of surplus free slots; true if it did some. */
+bool sl__stack_trim(sl_runtime *rt);
+/* Tests: how many more guard pages new stacks may get (the lowest slot of a slab always gets
+ * one). */
+void sl__stack_guard_budget(long n);
 
 /* offload.c */
 int sl__offload_start(sl_runtime *rt, int threads);
