@@ -58,13 +58,14 @@ SL_API int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out);
  * thread of the runtime (loops, watchdog, offload pool). Tasks still parked at that point are
  * reported (one warning with their count and names) and their stacks are released with the
  * runtime: they never run again, so nothing may unpark them afterwards. Returns the number of
- * tasks abandoned that way (0 when everything finished). After it, sl_go on this runtime
- * returns SL_ECLOSED. Threads: any thread but one of this runtime's loops. Blocks. */
+ * tasks abandoned that way (0 when everything finished), or SL_EDEADLK when called from one
+ * of rt's own loop threads (nothing is done: it would have to join itself). After it, sl_go
+ * on this runtime returns SL_ECLOSED. Threads: any but rt's loops. Blocks. */
 SL_API int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx);
 
-/* Shuts down (if not done yet, with no wait) and frees rt. NULL is ignored. Freeing the
- * default runtime makes a later sl_go create a new one. Threads: not a loop of rt. Blocks
- * until its threads are joined. */
+/* Shuts down (if not done yet, with no wait) and frees rt. NULL is ignored, and so is a call
+ * from one of rt's own loop threads. Freeing the default runtime makes a later sl_go create a
+ * new one. Threads: any but rt's loops. Blocks until its threads are joined. */
 SL_API void sl_runtime_free(sl_runtime *rt);
 
 /* The process's default runtime, created with default options on first use (loops: one per

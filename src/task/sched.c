@@ -776,6 +776,8 @@ static int report_abandoned(sl_runtime *rt)
 
 int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx)
 {
+    sl__sched *self = sl__sched_self();
+    if (self && self->rt == rt) return SL_EDEADLK; /* it would join its own thread */
     pthread_mutex_lock(&rt->mu);
     bool again = rt->shut;
     rt->shut = true;
@@ -797,7 +799,8 @@ int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx)
 
 void sl_runtime_free(sl_runtime *rt)
 {
-    if (!rt) return;
+    sl__sched *self = sl__sched_self();
+    if (!rt || (self && self->rt == rt)) return;
     pthread_mutex_lock(&g_def_mu);
     if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
     pthread_mutex_unlock(&g_def_mu);

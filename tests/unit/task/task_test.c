@@ -305,6 +305,27 @@ static int thread_count(void)
     return n;
 }
 
+static atomic_int g_self_shutdown_rc;
+
+static void self_shutdown(void *arg)
+{
+    sl_runtime *rt = arg;
+    atomic_store(&g_self_shutdown_rc, sl_runtime_shutdown(rt, NULL));
+    sl_runtime_free(rt); /* ignored from its own loop */
+    atomic_fetch_add(&g_count, 1);
+}
+
+static void test_shutdown_from_own_task_refused(void **state)
+{
+    (void)state;
+    sl_runtime *rt = rt_new(1);
+    atomic_store(&g_count, 0);
+    assert_int_equal(sl_go_with(&(sl_go_opts){.rt = rt}, self_shutdown, rt), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&g_count) == 1, 10000));
+    assert_int_equal(atomic_load(&g_self_shutdown_rc), SL_EDEADLK);
+    rt_end(rt);
+}
+
 static void test_shutdown_cancels_and_reports(void **state)
 {
     (void)state;
@@ -356,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_unpark_from_thread),
         cmocka_unit_test(test_yield_alternates),
         cmocka_unit_test(test_idle_loop_steals),
+        cmocka_unit_test(test_shutdown_from_own_task_refused),
         cmocka_unit_test(test_shutdown_cancels_and_reports),
         cmocka_unit_test(test_default_runtime),
     };
