@@ -31,8 +31,8 @@ int sl__executor_spins = 500;
 
 /* One per worker thread: where it sleeps when idle. */
 typedef struct wslot {
-    _Atomic uint32_t word; /* parking word (park_int.h); WAITING while on the idle stack */
-    struct wslot *next;    /* idle stack; guarded by the executor's lock */
+    sl__parker pk;      /* parker (park_int.h); WAITING while on the idle stack */
+    struct wslot *next; /* idle stack; guarded by the executor's lock */
 } wslot;
 
 struct sl_executor {
@@ -85,7 +85,7 @@ static wslot *pop_idle_locked(sl_executor *ex)
 
 static void wake(wslot *w)
 {
-    if (w) sl__park_finish(&w->word, SL__DONE);
+    if (w) sl__park_finish(&w->pk, SL__DONE);
 }
 
 /* Spins up to *budget pauses for work to appear; adapts the budget. Lock not held. */
@@ -132,11 +132,11 @@ static void *worker_main(void *arg)
             sl__lock_acquire(&ex->lock);
             continue;
         }
-        atomic_store_explicit(&st.slot->word, SL__WAITING, memory_order_relaxed);
+        sl__parker_init(&st.slot->pk); /* a worker thread: task is NULL */
         st.slot->next = ex->idle;
         ex->idle = st.slot;
         sl__lock_release(&ex->lock);
-        sl__park_wait(&st.slot->word);
+        sl__park_wait(&st.slot->pk);
         spun = false;
         sl__lock_acquire(&ex->lock);
     }
