@@ -11,9 +11,7 @@ struct sl_task *sl__task_self(void)
     return NULL;
 }
 
-void sl__task_park(void)
-{
-}
+void sl__task_park(void) {}
 
 void sl__task_unpark(struct sl_task *t)
 {
