@@ -40,7 +40,7 @@
 #define SLEEPER     (1ULL << 32)
 
 typedef struct gtask {
-    sl__task base; /* first: the executor hands us back &base */
+    sl__job base; /* first: the executor hands us back &base */
     sl_group *g;
     sl_group_fn fn;
     void *arg;
@@ -50,7 +50,7 @@ typedef struct gtask {
 struct sl_group {
     sl_executor *ex;        /* borrowed */
     sl_ctx *ctx;            /* owned reference */
-    sl__taskq queued;       /* tasks not yet started; guarded by ex's lock */
+    sl__jobq queued;        /* tasks not yet started; guarded by ex's lock */
     _Atomic uint64_t state; /* active (low 32 bits) | sleepers (high 32 bits) */
     _Atomic int limit;      /* < 0: none; changed only while active == 0 */
     _Atomic int err;        /* first task error, 0 until then */
@@ -95,7 +95,7 @@ static void task_done(sl_group *g, gtask *t, int rc)
     release_slot(g);
 }
 
-static void run_task(sl__task *base)
+static void run_task(sl__job *base)
 {
     gtask *t = (gtask *)base;
     sl_group *g = t->g;
@@ -105,7 +105,7 @@ static void run_task(sl__task *base)
 /* Runs one of g's queued tasks on this thread; false if none is queued. */
 static bool help_one(sl_group *g)
 {
-    sl__task *t = sl__executor_steal(g->ex, &g->queued);
+    sl__job *t = sl__executor_steal(g->ex, &g->queued);
     if (!t) return false;
     run_task(t);
     return true;

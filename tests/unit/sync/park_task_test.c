@@ -20,6 +20,8 @@
 static sl_runtime *g_rt1; /* one loop */
 static sl_runtime *g_rt2; /* two loops */
 
+static atomic_int g_spawn_errors; /* failed spawns from tasks (cmocka asserts only here) */
+
 static int setup(void **state)
 {
     (void)state;
@@ -39,8 +41,6 @@ static int teardown(void **state)
     sl_runtime_free(g_rt2);
     return 0;
 }
-
-static atomic_int g_spawn_errors; /* failed spawns from tasks (cmocka asserts only here) */
 
 static void spawn(sl_runtime *rt, int loop, const char *name, sl_task_fn fn, void *arg)
 {
@@ -135,8 +135,8 @@ enum kind {
 };
 
 static const char *const kind_names[K_COUNT] = {
-    "ctx wait", "sleep",     "chan send",  "chan recv",   "select", "sem",
-    "wg",       "group wait", "group go", "pool submit", "limiter wait"};
+    "ctx wait", "sleep",      "chan send", "chan recv",   "select",      "sem",
+    "wg",       "group wait", "group go",  "pool submit", "limiter wait"};
 
 typedef struct parked {
     enum kind kind;
@@ -465,7 +465,7 @@ typedef struct mixed {
 static void mixed_task(void *arg)
 {
     mixed *m = arg;
-    sl_chan_recv(m->to_task, &m->got, NULL);      /* parked; a plain thread sends */
+    sl_chan_recv(m->to_task, &m->got, NULL);     /* parked; a plain thread sends */
     m->sem_rc = sl_sem_acquire(m->sem, 1, NULL); /* parked; a plain thread releases */
     int v = m->got + 1;
     sl_chan_send(m->to_thread, &v, NULL); /* wakes the thread blocked in recv */

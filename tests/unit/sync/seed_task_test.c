@@ -21,6 +21,8 @@
 
 static sl_runtime *g_rt;
 
+static atomic_int g_task_errors; /* failures seen inside tasks (cmocka asserts only here) */
+
 static int setup(void **state)
 {
     (void)state;
@@ -36,8 +38,6 @@ static int teardown(void **state)
     sl_runtime_free(g_rt);
     return 0;
 }
-
-static atomic_int g_task_errors; /* failures seen inside tasks (cmocka asserts only here) */
 
 static void spawn(const char *name, sl_task_fn fn, void *arg)
 {
@@ -91,7 +91,7 @@ static void wp_worker(void *arg)
     wpool *wp = arg;
     int id;
     while (sl_chan_recv(wp->jobs, &id, NULL) == 0) { /* for job := range jobs */
-        sl_ctx_wait_for(NULL, SL_US(200));          /* the job's I/O: the task parks */
+        sl_ctx_wait_for(NULL, SL_US(200));           /* the job's I/O: the task parks */
         atomic_fetch_add(&wp->sum, id);
         atomic_fetch_add(&wp->done, 1);
     }
