@@ -6,7 +6,7 @@
  *   2 producers + 2 consumers through a 1024-slot channel;
  *   1 producer / 1 consumer streaming through 1024 slots (Go: 49 ns/message);
  *   idle waiter: CPU time a thread blocked in recv uses over 300 ms;
- *   task ping-pong (once src/task exists): two tasks bounce one int over two rendezvous
+ *   task ping-pong: two tasks bounce one int over two rendezvous
  *     channels, both on one loop (a 1-loop runtime) and on two loops (Go: 115 ns/message). */
 #include <pthread.h>
 #include <stdio.h>
@@ -73,9 +73,7 @@ static double ping_pong(long n)
 
 /* ---- ping-pong between tasks ----------------------------------------------------------- */
 
-#if __has_include("sluice/task.h")
 #include "sluice/task.h"
-#define HAVE_TASKS 1
 
 typedef struct tpp {
     sl_chan *ping, *pong;
@@ -150,7 +148,6 @@ static void task_rows(void)
     sl_runtime_free(one);
     sl_runtime_free(two);
 }
-#endif
 
 /* ---- streaming: P producers, C consumers ------------------------------------------------ */
 
@@ -271,9 +268,7 @@ int main(void)
            "msg/s |\n",
            m, 1e3 / m);
 
-#ifdef HAVE_TASKS
     task_rows();
-#endif
     printf("| chan idle waiter CPU over 300 ms | %.2f | ms CPU | blocked in recv: parked |\n",
            idle_cpu_ms(SL_MS(300)));
     printf("| %s machine load average (before / after) | %.1f / %.1f | | 2 CPUs shared |\n",

@@ -14,7 +14,6 @@
 
 #include "harness.h"
 
-#if __has_include("sluice/task.h")
 #include "sluice/task.h"
 
 static sl_runtime *g_rt1; /* one loop */
@@ -513,19 +512,3 @@ int main(void)
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
-
-#else /* no task runtime in this tree yet */
-
-static void test_no_tasks(void **state)
-{
-    (void)state;
-    skip();
-}
-
-int main(void)
-{
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_no_tasks)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
-
-#endif

@@ -16,7 +16,6 @@
 
 #include "harness.h"
 
-#if __has_include("sluice/task.h")
 #include "sluice/task.h"
 
 static sl_runtime *g_rt;
@@ -285,19 +284,3 @@ int main(void)
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
-
-#else /* no task runtime in this tree yet */
-
-static void test_no_tasks(void **state)
-{
-    (void)state;
-    skip();
-}
-
-int main(void)
-{
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_no_tasks)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
-
-#endif
