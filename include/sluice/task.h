@@ -122,7 +122,8 @@ enum { SL_WAIT_READ = 1, SL_WAIT_WRITE = 2 };
  * loop). Returns the ready subset (> 0; an error/hangup on fd counts as ready for both), or
  * SL_ECANCELED / SL_ETIMEDOUT (the ctx's error), SL_EINVAL (bad events or fd), SL_EEXIST (a
  * task already waits on this fd on this loop), SL_ENOMEM. The fd stays the caller's; one
- * waiter per fd at a time. */
+ * waiter per fd at a time. Threads: any; on a loop thread outside a task (a loop callback)
+ * it blocks the whole loop, like any blocking call there. */
 SL_API int sl_wait_fd(int fd, int events, sl_ctx *ctx);
 
 typedef void (*sl_offload_fn)(void *arg);
@@ -132,7 +133,9 @@ typedef void (*sl_offload_fn)(void *arg);
  * calling thread (which may block anyway). If the ctx fires before fn has started, fn never
  * runs and the ctx's error is returned. Once fn has started, sl_offload waits for it to
  * return and returns 0 (stop fn early with your own interrupt, e.g. sqlite3_interrupt from a
- * ctx on-done hook). Returns SL_ECLOSED if the runtime is shutting down (fn never runs). */
+ * ctx on-done hook). Returns SL_ECLOSED if the runtime is shutting down (fn never runs), or
+ * SL_EINVAL (fn NULL), SL_ENOMEM. Threads: any; the pool threads are joined by
+ * sl_runtime_shutdown, so fn must return. */
 SL_API int sl_offload(sl_offload_fn fn, void *arg, sl_ctx *ctx);
 
 SL_END_DECLS

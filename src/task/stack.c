@@ -25,9 +25,10 @@
  * runtime is freed.
  *
  * Overflow: each loop thread runs on an alternate signal stack (a SIGSEGV on an exhausted
- * stack cannot run its handler there). The handler checks whether the fault address lies in
- * the guard page of the task running on this thread: if so it writes the report with
- * write(2) (async-signal-safe), restores the default action and returns, so the fault repeats
+ * stack cannot run its handler there). The handler checks whether the fault address lies
+ * below the stack of the task running on this thread, inside its slab (its guard page; for
+ * an unguarded slot, the slots below down to the slab's guard page): if so it writes the report
+ * with write(2) (async-signal-safe), restores the default action and returns, so the fault repeats
  * and the process dies of SIGSEGV. Any other fault goes to the handler installed before ours
  * (e.g. a sanitizer's) or to the default action. */
 #include <errno.h>
@@ -72,6 +73,11 @@ static long guard_budget_init(void)
         fclose(f);
     }
     return v / 4;
+}
+
+void sl__stack_guard_budget(long n)
+{
+    atomic_store_explicit(&g_guard_budget, n, memory_order_relaxed);
 }
 
 static bool take_guard(void)
@@ -165,6 +171,15 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
         t = rt->free;
         rt->free = atomic_load_explicit(&t->next, memory_order_relaxed);
         rt->nfree--;
+        /* A loop takes a few more for its cache while it holds the lock. */
+        for (int i = 0; s && i < 31 && rt->free; i++) {
+            struct sl_task *x = rt->free;
+            rt->free = atomic_load_explicit(&x->next, memory_order_relaxed);
+            rt->nfree--;
+            atomic_store_explicit(&x->next, s->cache, memory_order_relaxed);
+            s->cache = x;
+            s->ncache++;
+        }
         atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
         pthread_mutex_unlock(&rt->mu);
     }
@@ -175,20 +190,40 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
 void sl__stack_put(sl_runtime *rt, sl__sched *s, struct sl_task *t)
 {
 #if defined(SLUICE_ASAN)
-    /* Frames that never returned (the task's entry) leave poisoned shadow behind. */
-    __asan_unpoison_memory_region(t->lo, (size_t)(t->hi - t->lo));
+    /* Frames that never returned leave poisoned shadow behind: only the task's entry and its
+     * last switch, at the top of the stack (every frame below them returned). */
+    char *from = t->hi - t->lo > 16384 ? t->hi - 16384 : t->lo;
+    __asan_unpoison_memory_region(from, (size_t)(t->hi - from));
 #endif
     t->in_use = false;
-    if (s && s->ncache < SL__CACHE) {
-        atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
-        s->cache = t;
-        s->ncache++;
+    if (!s) {
+        pthread_mutex_lock(&rt->mu);
+        atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
+        rt->free = t;
+        rt->nfree++;
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
+        pthread_mutex_unlock(&rt->mu);
         return;
     }
+    atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
+    s->cache = t;
+    if (++s->ncache < SL__CACHE) return;
+    /* The cache is full: hand its older half to the runtime in one locked splice (a burst of
+     * exits costs one lock per SL__CACHE/2 stacks, not one each). */
+    struct sl_task *keep_tail = s->cache;
+    for (int i = 1; i < SL__CACHE / 2; i++)
+        keep_tail = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    struct sl_task *first = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    atomic_store_explicit(&keep_tail->next, NULL, memory_order_relaxed);
+    int moved = s->ncache - SL__CACHE / 2;
+    s->ncache = SL__CACHE / 2;
+    struct sl_task *last = first;
+    while (atomic_load_explicit(&last->next, memory_order_relaxed))
+        last = atomic_load_explicit(&last->next, memory_order_relaxed);
     pthread_mutex_lock(&rt->mu);
-    atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
-    rt->free = t;
-    rt->nfree++;
+    atomic_store_explicit(&last->next, rt->free, memory_order_relaxed);
+    rt->free = first;
+    rt->nfree += moved;
     atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
     pthread_mutex_unlock(&rt->mu);
 }
@@ -284,7 +319,9 @@ static void segv_handler(int sig, siginfo_t *si, void *uc)
 {
     struct sl_task *t = sl__task_self();
     char *addr = si->si_addr;
-    if (t && t->guarded && addr >= t->lo - page_size() && addr < t->lo) {
+    /* A fault below the running task's stack, inside its slab: its guard page, or (for an
+     * unguarded slot) the slots below it down to the slab's guard page. */
+    if (t && addr < t->lo && addr >= t->slab->base) {
         sig_write("sluice: task stack overflow: task \"");
         sig_write(t->name);
         sig_write("\" ran past its stack (raise sl_runtime_opts.stack_size)\n");

@@ -39,7 +39,8 @@ void sl__task_unpark(struct sl_task *t);
 
 /* ---- context switch (switch.c) --------------------------------------------------------- */
 
-#if defined(__x86_64__) || defined(__aarch64__)
+/* SLUICE_TASK_UCONTEXT forces the portable fallback (to test it on x86-64). */
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SLUICE_TASK_UCONTEXT)
 #define SL__TASK_ASM 1
 typedef struct sl__cpu {
     void *sp; /* saved stack pointer; callee-saved registers are pushed below it */
@@ -57,7 +58,15 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
 
 /* Saves the caller's registers in from and resumes to. Returns when something switches back
  * to from. */
+#if defined(SL__TASK_ASM)
+void sl__ctx_swap(void **save_sp, void *to_sp);
+static inline void sl__cpu_switch(sl__cpu *from, sl__cpu *to)
+{
+    sl__ctx_swap(&from->sp, to->sp);
+}
+#else
 void sl__cpu_switch(sl__cpu *from, sl__cpu *to);
+#endif
 
 /* ---- tasks, stacks, schedulers ---------------------------------------------------------- */
 
@@ -107,6 +116,7 @@ typedef struct sl__sched {
     _Alignas(64) struct sl_task *cache; /* free stack slots, loop thread only */
     int ncache;
     uint64_t ticks;
+    int64_t last_poll;             /* ns, sl_mono_ns() of the last epoll look */
     _Atomic uint64_t switches;     /* watchdog: bumped each time a task starts running */
     _Atomic(const char *) running; /* watchdog: name of the running task, NULL if none */
 
@@ -170,8 +180,11 @@ int sl__overflow_install(void);
 int sl__altstack_start(sl__sched *s);
 void sl__altstack_stop(sl__sched *s);
 void sl__stack_check(struct sl_task *t); /* canary of unguarded stacks */
-bool sl__stack_trim(
-    sl_runtime *rt); /* idle loops: drop pages of surplus free slots; true if it did */
+/* Idle loops: drops the pages of surplus free slots; true if it did some. */
+bool sl__stack_trim(sl_runtime *rt);
+/* Tests: how many more guard pages new stacks may get (the lowest slot of a slab always gets
+ * one). */
+void sl__stack_guard_budget(long n);
 
 /* offload.c */
 int sl__offload_start(sl_runtime *rt, int threads);

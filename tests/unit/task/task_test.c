@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "task/task_int.h"
 
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -292,17 +293,31 @@ static void stuck(void *arg)
         sl__task_park();
 }
 
+static int thread_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 static void test_shutdown_cancels_and_reports(void **state)
 {
     (void)state;
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(50), &ctx), 0); /* starts the ctx timer */
+    int threads = thread_count();
     sl_runtime *rt = rt_new(2);
+    assert_true(thread_count() >= threads + 2 + 1 + 4); /* loops, watchdog, offload pool */
     parker a = {.rt = rt}, b = {.rt = rt};
     assert_int_equal(sl_go_with(&(sl_go_opts){.rt = rt, .name = "polite"}, cancellable, &a), 0);
     assert_int_equal(sl_go_with(&(sl_go_opts){.rt = rt, .name = "stuck-forever"}, stuck, &b), 0);
     assert_true(SL_WAIT_UNTIL(atomic_load(&a.started) && atomic_load(&b.started), 10000));
     assert_int_equal(sl_runtime_tasks(rt), 2);
-    sl_ctx *ctx;
-    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(50), &ctx), 0);
     int64_t t0 = sl_mono_ns();
     assert_int_equal(sl_runtime_shutdown(rt, ctx), 1); /* "stuck-forever" abandoned */
     assert_true(sl_mono_ns() - t0 < SL_SEC(10));
@@ -310,7 +325,9 @@ static void test_shutdown_cancels_and_reports(void **state)
     assert_int_equal(sl_runtime_shutdown(rt, ctx), 1); /* idempotent */
     assert_int_equal(sl_go_with(&(sl_go_opts){.rt = rt}, count_task, NULL), SL_ECLOSED);
     sl_ctx_release(ctx);
+    assert_int_equal(thread_count(), threads); /* every thread of the runtime joined */
     sl_runtime_free(rt);
+    assert_int_equal(thread_count(), threads);
 }
 
 static void test_default_runtime(void **state)
