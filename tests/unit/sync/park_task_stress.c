@@ -112,8 +112,7 @@ static void test_stress(void **state)
     }
     pthread_t th[NTHREADS];
     for (int i = 0; i < NTHREADS; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, thread_main, (void *)(uintptr_t)(i + 1)),
-                         0);
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, (void *)(uintptr_t)(i + 1)), 0);
     sl_ctx_wait_for(NULL, SL_MS(RUN_MS)); /* the run's length: a parked wait, not polling */
     atomic_store(&g_stop, true);
     sl_ctx *ctx;
