@@ -5,7 +5,9 @@
  *     also with the park spin turned off, to show what the bounded spin buys;
  *   2 producers + 2 consumers through a 1024-slot channel;
  *   1 producer / 1 consumer streaming through 1024 slots (Go: 49 ns/message);
- *   idle waiter: CPU time a thread blocked in recv uses over 300 ms. */
+ *   idle waiter: CPU time a thread blocked in recv uses over 300 ms;
+ *   task ping-pong: two tasks bounce one int over two rendezvous
+ *     channels, both on one loop (a 1-loop runtime) and on two loops (Go: 115 ns/message). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,84 @@ static double ping_pong(long n)
     sl_chan_free(p.ping);
     sl_chan_free(p.pong);
     return (double)dt / (double)(2 * n);
+}
+
+/* ---- ping-pong between tasks ----------------------------------------------------------- */
+
+#include "sluice/task.h"
+
+typedef struct tpp {
+    sl_chan *ping, *pong;
+    long n;
+    sl_wg wg;
+    int64_t t0, t1;
+    int loop_a, loop_b; /* where each task ended */
+} tpp;
+
+static void tpp_ping(void *arg)
+{
+    tpp *p = arg;
+    int v = 0;
+    p->t0 = sl_mono_ns();
+    for (long i = 0; i < p->n; i++) {
+        sl_chan_send(p->ping, &v, NULL);
+        sl_chan_recv(p->pong, &v, NULL);
+    }
+    p->t1 = sl_mono_ns();
+    p->loop_a = sl_task_loop();
+    sl_wg_done(&p->wg);
+}
+
+static void tpp_pong(void *arg)
+{
+    tpp *p = arg;
+    int v;
+    for (long i = 0; i < p->n; i++) {
+        sl_chan_recv(p->ping, &v, NULL);
+        sl_chan_send(p->pong, &v, NULL);
+    }
+    p->loop_b = sl_task_loop();
+    sl_wg_done(&p->wg);
+}
+
+/* ns per message; *moved set if a task ended on another loop than it was put on. */
+static double task_ping_pong(sl_runtime *rt, int loop_a, int loop_b, long n, bool *moved)
+{
+    tpp p = {.n = n};
+    sl_chan_new(sizeof(int), 0, &p.ping);
+    sl_chan_new(sizeof(int), 0, &p.pong);
+    sl_wg_init(&p.wg);
+    sl_wg_add(&p.wg, 2);
+    sl_go_opts b = {.name = "pong", .rt = rt, .loop = loop_b};
+    sl_go_with(&b, tpp_pong, &p);
+    sl_go_opts a = {.name = "ping", .rt = rt, .loop = loop_a};
+    sl_go_with(&a, tpp_ping, &p);
+    sl_wg_wait(&p.wg, NULL);
+    if (p.loop_a != loop_a || p.loop_b != loop_b) *moved = true;
+    sl_wg_destroy(&p.wg);
+    sl_chan_free(p.ping);
+    sl_chan_free(p.pong);
+    return (double)(p.t1 - p.t0) / (double)(2 * n);
+}
+
+static void task_rows(void)
+{
+    double v[REPS];
+    sl_runtime *one, *two;
+    sl_runtime_opts o1 = {.loops = 1}, o2 = {.loops = 2};
+    if (sl_runtime_new(&o1, &one) != 0 || sl_runtime_new(&o2, &two) != 0) return;
+    bool moved = false;
+    for (int r = 0; r < REPS; r++)
+        v[r] = task_ping_pong(one, 1, 1, 200000, &moved);
+    printf("| chan ping-pong, 2 tasks on one loop | %.0f | ns/message | Go 115 ns (issue #15) |\n",
+           median(v, REPS));
+    moved = false;
+    for (int r = 0; r < REPS; r++)
+        v[r] = task_ping_pong(two, 1, 2, 100000, &moved);
+    printf("| chan ping-pong, 2 tasks across 2 loops | %.0f | ns/message | %s |\n", median(v, REPS),
+           moved ? "a task migrated to the other loop" : "each stayed on its loop");
+    sl_runtime_free(one);
+    sl_runtime_free(two);
 }
 
 /* ---- streaming: P producers, C consumers ------------------------------------------------ */
@@ -188,6 +268,7 @@ int main(void)
            "msg/s |\n",
            m, 1e3 / m);
 
+    task_rows();
     printf("| chan idle waiter CPU over 300 ms | %.2f | ms CPU | blocked in recv: parked |\n",
            idle_cpu_ms(SL_MS(300)));
     printf("| %s machine load average (before / after) | %.1f / %.1f | | 2 CPUs shared |\n",

@@ -116,7 +116,7 @@ static void wake_submitter(sl_pool *pool)
     if (atomic_load_explicit(&pool->prod_waiting, memory_order_seq_cst) > 0 &&
         !atomic_exchange_explicit(&pool->space_wake_pending, 1, memory_order_seq_cst)) {
         pthread_mutex_lock(&pool->mu);
-        pthread_cond_signal(&pool->space_cv);
+        sl__cond_signal(&pool->space_cv);
         pthread_mutex_unlock(&pool->mu);
     }
 }
@@ -197,20 +197,14 @@ static int init_sync(sl_pool *p)
 {
     int rc = -pthread_mutex_init(&p->mu, NULL);
     if (rc) return rc;
-    if ((rc = -pthread_cond_init(&p->work_cv, NULL))) goto fail_work;
-    if ((rc = -pthread_cond_init(&p->space_cv, NULL))) goto fail_space;
-    if ((rc = sl__cond_init_mono(&p->sched_cv))) goto fail_sched;
-    if ((rc = sl__cond_init_mono(&p->drain_cv))) goto fail_drain;
+    if ((rc = -pthread_cond_init(&p->work_cv, NULL))) {
+        pthread_mutex_destroy(&p->mu);
+        return rc;
+    }
+    sl__cond_init(&p->space_cv);
+    sl__cond_init(&p->sched_cv);
+    sl__cond_init(&p->drain_cv);
     return 0;
-fail_drain:
-    pthread_cond_destroy(&p->sched_cv);
-fail_sched:
-    pthread_cond_destroy(&p->space_cv);
-fail_space:
-    pthread_cond_destroy(&p->work_cv);
-fail_work:
-    pthread_mutex_destroy(&p->mu);
-    return rc;
 }
 
 /* Starts one worker (mu held). */
@@ -269,9 +263,6 @@ int sl_pool_new(const sl_pool_opts *opts, sl_pool **out)
 fail_sched:
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work_cv);
-    pthread_cond_destroy(&p->space_cv);
-    pthread_cond_destroy(&p->sched_cv);
-    pthread_cond_destroy(&p->drain_cv);
 fail_sync:
     sl_ctx_release(p->run_ctx);
 fail_ctx:
@@ -301,14 +292,14 @@ static int submit_slow(sl_pool *pool, sl__job *j, sl_ctx *ctx)
             if ((rc = sl_ctx_err(ctx)) < 0) break;
             continue;
         }
-        rc = sl__ctx_cond_wait(ctx, &pool->space_cv, &pool->mu);
+        rc = sl__cond_wait(&pool->space_cv, &pool->mu, ctx);
         if (rc < 0) break;
     }
     atomic_fetch_sub_explicit(&pool->prod_waiting, 1, memory_order_seq_cst);
     /* Pass a wake-up on: a worker signals one waiter per freed slot, and this thread may have
      * lost the race for the slot it was woken for to a submitter that never slept. */
     if (rc == 0 && atomic_load_explicit(&pool->prod_waiting, memory_order_relaxed) > 0)
-        pthread_cond_signal(&pool->space_cv);
+        sl__cond_signal(&pool->space_cv);
     pthread_mutex_unlock(&pool->mu);
     return rc;
 }
@@ -378,7 +369,7 @@ static void report_end(sl_pool *pool, int tok)
 {
     if (tok != REP_COUNTED) return;
     pthread_mutex_lock(&pool->mu);
-    if (--pool->reporting == 0) pthread_cond_broadcast(&pool->drain_cv);
+    if (--pool->reporting == 0) sl__cond_broadcast(&pool->drain_cv);
     pthread_mutex_unlock(&pool->mu);
 }
 
@@ -429,7 +420,7 @@ static bool try_retire(sl_pool *pool)
         pool->retire_count--;
         atomic_store_explicit(&pool->retire_n, pool->retire_count, memory_order_relaxed);
         pool->live--; /* w->exited is set by worker_exit, its last touch of mu */
-        pthread_cond_broadcast(&pool->drain_cv);
+        sl__cond_broadcast(&pool->drain_cv);
     }
     pthread_mutex_unlock(&pool->mu);
     return retire;
@@ -453,7 +444,7 @@ static bool sleep_for_work(sl_pool *pool, sl__worker *w)
         if (pool->ready_count > 0 || sl__ring_claimed_sc(&pool->ring)) break;
         /* Shutdown waits for every worker to be asleep with nothing left to do. */
         if (atomic_load_explicit(&pool->ring.tail, memory_order_relaxed) & SL__RING_CLOSED)
-            pthread_cond_broadcast(&pool->drain_cv);
+            sl__cond_broadcast(&pool->drain_cv);
         pthread_cond_wait(&pool->work_cv, &pool->mu);
     }
     pool->sleeping--;
@@ -641,7 +632,7 @@ static void worker_exit(sl_pool *pool, sl__worker *w, bool retired)
     if (!retired) pool->live--;
     w->exited = true;
     bool last_orphan = pool->orphaned && pool->live == 0;
-    pthread_cond_broadcast(&pool->drain_cv);
+    sl__cond_broadcast(&pool->drain_cv);
     pthread_mutex_unlock(&pool->mu);
     /* A hard-timeout shutdown returned and sl_pool_free already ran: the last detached worker
      * releases the pool (nobody else can touch it any more). */
@@ -675,7 +666,7 @@ void sl__pool_reap_locked(sl_pool *pool, bool all)
          * (all) releases mu, but only shutdown waits, and set_workers, the only other writer
          * of the array, refuses to run once shutdown began. */
         while (!w->exited)
-            pthread_cond_wait(&pool->drain_cv, &pool->mu);
+            sl__cond_wait(&pool->drain_cv, &pool->mu, NULL);
         pthread_join(w->thread, NULL);
         sl__pool_fold_locked(pool, w);
         free(w);

@@ -20,6 +20,7 @@
 #include "base/base_int.h" /* sl__cpu_relax, sl__ns_add_sat */
 #include "sluice/pool.h"
 #include "sluice/error.h"
+#include "sync/sync_int.h" /* sl__cond */
 
 #define SL__POOL_LINE 64
 /* Bit 63 of ring.tail: set once by shutdown; producers that see it return SL_ECLOSED. A
@@ -134,10 +135,10 @@ struct sl_pool {
     sl_ctx *run_ctx;      /* parent of every job's ctx; cancelled at shutdown's deadline */
 
     pthread_mutex_t mu;
-    pthread_cond_t work_cv;  /* idle workers wait here */
-    pthread_cond_t space_cv; /* submitters wait here for room */
-    pthread_cond_t sched_cv; /* the scheduler waits here (and on its timer ctx) */
-    pthread_cond_t drain_cv; /* shutdown waits here (CLOCK_MONOTONIC) */
+    pthread_cond_t work_cv; /* idle workers wait here */
+    sl__cond space_cv;      /* submitters (tasks or threads) wait here for room; mu */
+    sl__cond sched_cv;      /* the scheduler waits here (and on its timer ctx); mu */
+    sl__cond drain_cv;      /* shutdown (a task or a thread) waits here; mu */
 
     /* Everything below is guarded by mu. */
     sl__worker **workers; /* every thread not yet joined (live, retired or exited) */

@@ -9,7 +9,7 @@
  *
  * The scheduler's timer is a ctx with a deadline at the earliest due time: the ctx timer
  * thread fires it on sl_now_ns() time, so retries follow the test clock in tests (a plain timed
- * condvar wait would only know real time). The scheduler waits with sl__ctx_cond_wait on that
+ * condvar wait would only know real time). The scheduler waits with sl__cond_wait on that
  * ctx and on sched_cv (kicked when a new earliest node arrives or at shutdown). It re-arms only
  * when the earliest due time changes, so a burst of failures costs one timer, not one each.
  * Timer ctxs are released with mu dropped (sync_int.h's rule: never cancel a ctx someone waits
@@ -148,7 +148,7 @@ int sl__pool_schedule_retry(sl_pool *pool, const sl__job *job, int64_t *delay_ou
     d->due_ns = sl__ns_add_sat(now, delay);
     d->order = pool->order_seq++;
     int rc = heap_push(pool, d);
-    if (rc == 0 && pool->heap[0] == d) pthread_cond_signal(&pool->sched_cv);
+    if (rc == 0 && pool->heap[0] == d) sl__cond_signal(&pool->sched_cv);
     pthread_mutex_unlock(&pool->mu);
     if (rc) {
         free(d);
@@ -204,14 +204,13 @@ static void *sched_main(void *arg)
                 armed = SL_FOREVER - 1;
                 pthread_mutex_lock(&pool->mu);
                 if (!pool->sched_stop)
-                    sl__ctx_cond_wait_until(NULL, &pool->sched_cv, &pool->mu,
-                                            sl_mono_ns() + SL_MS(10));
+                    sl__cond_wait_until(&pool->sched_cv, &pool->mu, NULL, sl_mono_ns() + SL_MS(10));
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
             continue;
         }
-        sl__ctx_cond_wait(timer, &pool->sched_cv, &pool->mu);
+        sl__cond_wait(&pool->sched_cv, &pool->mu, timer);
     }
     pthread_mutex_unlock(&pool->mu);
     sl_ctx_release(timer);
@@ -230,7 +229,7 @@ void sl__pool_sched_stop(sl_pool *pool)
     if (!pool->sched_started) return;
     pthread_mutex_lock(&pool->mu);
     pool->sched_stop = true;
-    pthread_cond_broadcast(&pool->sched_cv);
+    sl__cond_broadcast(&pool->sched_cv);
     pthread_mutex_unlock(&pool->mu);
     pthread_join(pool->sched_thread, NULL);
     pool->sched_started = false;

@@ -86,7 +86,7 @@ static uint64_t detach_locked(sl_pool *pool)
 {
     atomic_store_explicit(&pool->detached, 1, memory_order_relaxed);
     while (pool->reporting > 0)
-        pthread_cond_wait(&pool->drain_cv, &pool->mu);
+        sl__cond_wait(&pool->drain_cv, &pool->mu, NULL);
     uint64_t stuck = 0;
     for (int i = 0; i < pool->nworkers; i++) {
         sl__worker *w = pool->workers[i];
@@ -110,7 +110,7 @@ static int wait_workers_locked(sl_pool *pool, uint64_t *stuck)
         pool->hard_timeout_ns > 0 ? sl__ns_add_sat(fired_at, pool->hard_timeout_ns) : SL_FOREVER;
     while (pool->live > 0) {
         int64_t until = next_log < hard_at ? next_log : hard_at;
-        sl__ctx_cond_wait_until(NULL, &pool->drain_cv, &pool->mu, until);
+        sl__cond_wait_until(&pool->drain_cv, &pool->mu, NULL, until);
         if (pool->live == 0) break;
         int64_t now = sl_mono_ns();
         if (now >= next_log) {
@@ -131,17 +131,17 @@ static int shutdown_impl(sl_pool *pool, sl_ctx *ctx, bool now, sl_pool_report *r
     pthread_mutex_lock(&pool->mu);
     if (pool->shut_state != 0) {
         while (pool->shut_state != 2)
-            pthread_cond_wait(&pool->drain_cv, &pool->mu);
+            sl__cond_wait(&pool->drain_cv, &pool->mu, NULL);
         goto out;
     }
     pool->shut_state = 1;
     int64_t t0 = sl_mono_ns();
     atomic_fetch_or_explicit(&pool->ring.tail, SL__RING_CLOSED, memory_order_seq_cst);
-    pthread_cond_broadcast(&pool->space_cv);
+    sl__cond_broadcast(&pool->space_cv);
 
     bool fired = false;
     while (!quiescent_locked(pool)) {
-        if (now || sl__ctx_cond_wait(ctx, &pool->drain_cv, &pool->mu) < 0) {
+        if (now || sl__cond_wait(&pool->drain_cv, &pool->mu, ctx) < 0) {
             fired = true;
             break;
         }
@@ -179,7 +179,7 @@ static int shutdown_impl(sl_pool *pool, sl_ctx *ctx, bool now, sl_pool_report *r
                                     .elapsed_ns = sl_mono_ns() - t0};
     pool->shut_rc = rc;
     pool->shut_state = 2;
-    pthread_cond_broadcast(&pool->drain_cv);
+    sl__cond_broadcast(&pool->drain_cv);
 out:
     if (report) *report = pool->report;
     rc = pool->shut_rc;
@@ -208,9 +208,6 @@ void sl__pool_destroy(sl_pool *pool)
     free(pool->ring.slots);
     sl_ctx_release(pool->run_ctx);
     pthread_cond_destroy(&pool->work_cv);
-    pthread_cond_destroy(&pool->space_cv);
-    pthread_cond_destroy(&pool->sched_cv);
-    pthread_cond_destroy(&pool->drain_cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);
 }

@@ -9,9 +9,11 @@
  *   - recv: take the ring's head; if a sender is parked, its element moves into the freed ring
  *     slot (FIFO order is kept: the parked sender's element is newer than everything buffered);
  *     with an empty ring (cap 0) the element is copied straight from the parked sender.
- * Only when neither works does the caller enqueue a node and park on its own parking word (see
- * park_int.h), so every wake-up is aimed at one thread: no broadcast, no thundering herd, and a
- * sender that finds no parked receiver makes no system call at all.
+ * Only when neither works does the caller enqueue a node and park on its own parker (see
+ * park_int.h), so every wake-up is aimed at one waiter: no broadcast, no thundering herd, and a
+ * sender that finds no parked receiver makes no system call at all. The waiter is a task or a
+ * thread: a task parks (its loop runs other tasks) and never spins; a thread spins a little,
+ * then sleeps on a futex.
  *
  * Invariants (under the lock): receivers are parked only while the ring is empty; senders only
  * while it is full; both queues are empty once the channel is closed.
@@ -25,8 +27,9 @@
  * once (in address order, so two selects cannot deadlock) while it polls and enqueues, so no peer
  * can claim it halfway through enqueueing.
  *
- * ctx: a blocked operation with a ctx registers an on-done hook (sl_ctx_on_done) that claims the
- * sel as CANCELED. The hook never takes a channel lock, and sl_ctx_hook_stop is never called with
+ * ctx: a blocked operation with a ctx registers an on-done hook (a stack node, sl__ctx_hook_add)
+ * that claims the sel as CANCELED. The hook never takes a channel lock, and sl__ctx_hook_del is
+ * never called with
  * one held, so the ctx's internal locks and ours never nest. */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,7 @@
 #include "sluice/error.h"
 #include "base/base_int.h"
 #include "sync/chan_int.h"
+#include "sync/ctx_int.h"
 #include "sync/park_int.h"
 #include "sync/sync_int.h"
 
@@ -46,10 +50,10 @@
 int sl__park_spins = SL__PARK_SPIN_DEFAULT;
 int sl__park_spin_floor = 16;
 
-/* One blocked operation. state is its parking word; fired and err are written by whoever
+/* One blocked operation. pk is its parker; fired and err are written by whoever
  * claimed it, before the final state is published (release), and read by the owner after. */
 typedef struct sel {
-    _Atomic uint32_t state;
+    sl__parker pk;
     int fired; /* index of the case that completed */
     int err;   /* 0, SL_ECLOSED, or the ctx's error */
 } sel;
@@ -116,7 +120,7 @@ static wnode *wq_claim(wq *q, const sel *self)
         wnode *next = n->next;
         if (n->s != self) {
             wq_unlink(q, n);
-            if (sl__park_claim(&n->s->state, SL__CLAIMED)) return n;
+            if (sl__park_claim(&n->s->pk, SL__CLAIMED)) return n;
         }
         n = next;
     }
@@ -134,18 +138,18 @@ static size_t tail_index(const sl_chan *ch)
     return t >= ch->cap ? t - ch->cap : t;
 }
 
-static void complete(wnode *n, int err, _Atomic uint32_t **finish)
+static void complete(wnode *n, int err, sl__parker **finish)
 {
     n->s->fired = n->idx;
     n->s->err = err;
-    *finish = &n->s->state;
+    *finish = &n->s->pk;
 }
 
 /* ---- the operations, under the lock ---------------------------------------------------- */
 
 /* Returns 0 (done), SL_ECLOSED or SL_EFULL. *finish gets a claimed peer to publish after the
  * unlock. */
-static int send_locked(sl_chan *ch, const void *elem, const sel *self, _Atomic uint32_t **finish)
+static int send_locked(sl_chan *ch, const void *elem, const sel *self, sl__parker **finish)
 {
     if (ch->closed) return SL_ECLOSED;
     wnode *r = wq_claim(&ch->recvq, self);
@@ -163,7 +167,7 @@ static int send_locked(sl_chan *ch, const void *elem, const sel *self, _Atomic u
 }
 
 /* Returns 0 (done), SL_ECLOSED (closed and drained) or SL_EEMPTY. */
-static int recv_locked(sl_chan *ch, void *out, const sel *self, _Atomic uint32_t **finish)
+static int recv_locked(sl_chan *ch, void *out, const sel *self, sl__parker **finish)
 {
     if (ch->count > 0) {
         if (out) memcpy(out, slot(ch, ch->head), ch->esz);
@@ -186,7 +190,7 @@ static int recv_locked(sl_chan *ch, void *out, const sel *self, _Atomic uint32_t
     return ch->closed ? SL_ECLOSED : SL_EEMPTY;
 }
 
-static void finish_peer(_Atomic uint32_t *finish)
+static void finish_peer(sl__parker *finish)
 {
     if (finish) sl__park_finish(finish, SL__DONE);
 }
@@ -196,9 +200,9 @@ static void finish_peer(_Atomic uint32_t *finish)
 static void on_ctx_done(void *arg, int err)
 {
     sel *s = arg;
-    if (sl__park_claim(&s->state, SL__CLAIMED)) {
+    if (sl__park_claim(&s->pk, SL__CLAIMED)) {
         s->err = err;
-        sl__park_finish(&s->state, SL__CANCELED);
+        sl__park_finish(&s->pk, SL__CANCELED);
     }
 }
 
@@ -214,10 +218,10 @@ static _Thread_local int t_spin_budget = -1; /* adaptive spin, per thread; -1: n
 static uint32_t spin_sel(sel *s)
 {
     int max = sl__park_spins;
-    if (max <= 0) return SL__WAITING;
+    if (max <= 0 || s->pk.task) return SL__WAITING; /* a task never spins: its loop would stall */
     int budget = t_spin_budget < 0 || t_spin_budget > max ? max : t_spin_budget;
     for (int i = 0; i < budget; i++) {
-        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire) & SL__STATE_MASK;
+        uint32_t st = atomic_load_explicit(&s->pk.word, memory_order_acquire) & SL__STATE_MASK;
         if (st >= SL__DONE) {
             budget += (2 * i + 16 - budget) / 4;
             t_spin_budget = budget > max ? max : budget;
@@ -233,16 +237,16 @@ static uint32_t wait_sel(sel *s, sl_ctx *ctx)
 {
     uint32_t st = spin_sel(s);
     if (st != SL__WAITING) return st;
-    if (!sl__ctx_can_be_done(ctx)) return sl__park_wait(&s->state);
-    sl_ctx_hook *hook = NULL;
-    int rc = sl_ctx_on_done(ctx, on_ctx_done, s, &hook);
-    if (rc < 0 && sl__park_claim(&s->state, SL__CLAIMED)) {
-        /* Without a hook the ctx could not wake us: give up now rather than wait blind. */
+    if (!sl__ctx_can_be_done(ctx)) return sl__park_wait(&s->pk);
+    struct sl_ctx_hook hook;
+    int rc = sl__ctx_hook_add(ctx, &hook, on_ctx_done, s);
+    if (rc < 0 && sl__park_claim(&s->pk, SL__CLAIMED)) {
+        /* Already done: the hook was not registered, so give up now rather than wait blind. */
         s->err = rc;
-        sl__park_finish(&s->state, SL__CANCELED);
+        sl__park_finish(&s->pk, SL__CANCELED);
     }
-    st = sl__park_wait(&s->state);
-    sl_ctx_hook_stop(hook); /* waits out a running hook, which may still touch s */
+    st = sl__park_wait(&s->pk);
+    if (rc == 0) sl__ctx_hook_del(&hook); /* waits out a running hook, which may still touch s */
     return st;
 }
 
@@ -297,7 +301,7 @@ void sl_chan_free(sl_chan *ch)
 int sl_chan_try_send(sl_chan *ch, const void *elem)
 {
     if (!ch || !elem) return SL_EINVAL;
-    _Atomic uint32_t *fin = NULL;
+    sl__parker *fin = NULL;
     sl__lock_acquire(&ch->lock);
     int rc = send_locked(ch, elem, NULL, &fin);
     sl__lock_release(&ch->lock);
@@ -308,7 +312,7 @@ int sl_chan_try_send(sl_chan *ch, const void *elem)
 int sl_chan_try_recv(sl_chan *ch, void *out)
 {
     if (!ch) return SL_EINVAL;
-    _Atomic uint32_t *fin = NULL;
+    sl__parker *fin = NULL;
     sl__lock_acquire(&ch->lock);
     int rc = recv_locked(ch, out, NULL, &fin);
     sl__lock_release(&ch->lock);
@@ -319,7 +323,7 @@ int sl_chan_try_recv(sl_chan *ch, void *out)
 int sl_chan_send(sl_chan *ch, const void *elem, sl_ctx *ctx)
 {
     if (!ch || !elem) return SL_EINVAL;
-    _Atomic uint32_t *fin = NULL;
+    sl__parker *fin = NULL;
     sl__lock_acquire(&ch->lock);
     int rc = send_locked(ch, elem, NULL, &fin);
     if (rc != SL_EFULL) {
@@ -332,7 +336,8 @@ int sl_chan_send(sl_chan *ch, const void *elem, sl_ctx *ctx)
         sl__lock_release(&ch->lock);
         return err;
     }
-    sel s = {.state = SL__WAITING};
+    sel s = {0};
+    sl__parker_init(&s.pk);
     wnode n = {.s = &s, .elem = (void *)elem};
     wq_push(&ch->sendq, &n);
     sl__lock_release(&ch->lock);
@@ -342,7 +347,7 @@ int sl_chan_send(sl_chan *ch, const void *elem, sl_ctx *ctx)
 int sl_chan_recv(sl_chan *ch, void *out, sl_ctx *ctx)
 {
     if (!ch) return SL_EINVAL;
-    _Atomic uint32_t *fin = NULL;
+    sl__parker *fin = NULL;
     sl__lock_acquire(&ch->lock);
     int rc = recv_locked(ch, out, NULL, &fin);
     if (rc != SL_EEMPTY) {
@@ -355,7 +360,8 @@ int sl_chan_recv(sl_chan *ch, void *out, sl_ctx *ctx)
         sl__lock_release(&ch->lock);
         return err;
     }
-    sel s = {.state = SL__WAITING};
+    sel s = {0};
+    sl__parker_init(&s.pk);
     wnode n = {.s = &s, .elem = out};
     wq_push(&ch->recvq, &n);
     sl__lock_release(&ch->lock);
@@ -369,10 +375,10 @@ static void close_queue(wq *q)
     wnode *n;
     while ((n = q->head) != NULL) {
         wq_unlink(q, n);
-        if (sl__park_claim(&n->s->state, SL__CLAIMED)) {
+        if (sl__park_claim(&n->s->pk, SL__CLAIMED)) {
             n->s->fired = n->idx;
             n->s->err = SL_ECLOSED;
-            sl__park_finish(&n->s->state, SL__DONE);
+            sl__park_finish(&n->s->pk, SL__DONE);
         }
     }
 }
@@ -472,7 +478,7 @@ static int validate_cases(const sl_chan_case *cases, size_t n, bool *any)
 
 /* Tries every case once, starting at a random one, with all locks held. Returns the index done
  * (result in *err) or -1. */
-static int poll_locked(const sl_chan_case *cases, size_t n, int *err, _Atomic uint32_t **fin)
+static int poll_locked(const sl_chan_case *cases, size_t n, int *err, sl__parker **fin)
 {
     size_t start = rng_next() % n;
     for (size_t k = 0; k < n; k++) {
@@ -493,7 +499,8 @@ static int poll_locked(const sl_chan_case *cases, size_t n, int *err, _Atomic ui
 static int wait_ctx_only(sl_ctx *ctx)
 {
     if (!sl__ctx_can_be_done(ctx)) return SL_EDEADLK;
-    sel s = {.state = SL__WAITING};
+    sel s = {0};
+    sl__parker_init(&s.pk);
     wait_sel(&s, ctx);
     return s.err;
 }
@@ -519,7 +526,7 @@ static int select_impl(sl_chan_case *cases, size_t n, int *err_out, sl_ctx *ctx,
         }
     }
 
-    _Atomic uint32_t *fin = NULL;
+    sl__parker *fin = NULL;
     int err = 0;
     size_t u = lock_all(cases, n, order);
     int idx = poll_locked(cases, n, &err, &fin);
@@ -532,7 +539,8 @@ static int select_impl(sl_chan_case *cases, size_t n, int *err_out, sl_ctx *ctx,
         goto out;
     }
 
-    sel s = {.state = SL__WAITING};
+    sel s = {0};
+    sl__parker_init(&s.pk);
     for (size_t i = 0; i < n; i++) {
         nodes[i] = (wnode){.s = &s, .elem = cases[i].elem, .idx = (int)i};
         sl_chan *ch = cases[i].chan;

@@ -25,10 +25,15 @@
  * for DONE), and "done". Registration re-checks err under node->mu, and the canceller sets err
  * before it takes node->mu to pop hooks, so a hook is either popped or runs at registration.
  *
- * Lock order: a node's mu is a leaf, except that sl__ctx_cond_wait takes it while holding the
- * primitive's mutex; nothing here takes a primitive's mutex while holding a node's mu (the
- * waiter's notifier runs like any hook, with no ctx lock held). The timer lock (timer.c) is
- * never held together with a node's mu. */
+ * Lock order: a node's mu is a leaf, except that sl__cond_wait (cond.c) takes it while holding
+ * the primitive's mutex; nothing here takes a primitive's mutex while holding a node's mu (the
+ * waiters' hooks touch only their parker). The timer lock (timer.c) is never held together
+ * with a node's mu.
+ *
+ * Tasks: sl_ctx_wait and sl_ctx_wait_for park a calling task (a stack hook completes its
+ * parker; a timeout is a child ctx with that deadline) instead of sleeping on the node's cv,
+ * and a task that must wait for a hook running on another thread parks until the runner
+ * unparks it (`stopper`), so no task ever sleeps in a condvar here. */
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -37,6 +42,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sync/ctx_int.h"
+#include "sync/park_int.h"
 
 static sl_ctx g_bg = {.flags = CTX_BG, .deadline = SL_FOREVER, .heap_idx = -1};
 
@@ -245,6 +251,8 @@ static void fire_hooks(sl_ctx *c, int err)
         bool free_it = h->stop_in_fn;
         /* After DONE is published, h may be freed (hook_stop) or leave scope (a waiter). */
         h->state = HOOK_DONE;
+        /* Under mu: the stopping task cannot see DONE (and end) before this unpark. */
+        if (h->stopper) sl__task_unpark(h->stopper);
         pthread_cond_broadcast(&c->cv);
         if (free_it) {
             pthread_mutex_unlock(&c->mu);
@@ -333,6 +341,51 @@ static void hook_unlink_locked(sl_ctx *c, struct sl_ctx_hook *h)
     h->prev = h->next = NULL;
 }
 
+/* Waits (c->mu held, h RUNNING on another thread) until h's fn has returned. A task parks: the
+ * runner unparks it under c->mu after publishing DONE; a thread sleeps on c->cv. */
+static void wait_hook_locked(sl_ctx *c, struct sl_ctx_hook *h)
+{
+    struct sl_task *self = sl__task_self();
+    while (h->state == HOOK_RUNNING) {
+        if (!self) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        h->stopper = self;
+        pthread_mutex_unlock(&c->mu);
+        sl__task_park();
+        pthread_mutex_lock(&c->mu);
+    }
+    h->stopper = NULL;
+}
+
+int sl__ctx_hook_add(sl_ctx *ctx, struct sl_ctx_hook *h, sl_ctx_done_fn fn, void *arg)
+{
+    *h = (struct sl_ctx_hook){.fn = fn, .arg = arg};
+    if (is_bg(ctx)) return 0; /* never fires */
+    int err = load_err(ctx);
+    if (err) return err;
+    pthread_mutex_lock(&ctx->mu);
+    if ((err = load_err(ctx)) == 0) {
+        h->ctx = ctx;
+        hook_append_locked(ctx, h);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return err;
+}
+
+void sl__ctx_hook_del(struct sl_ctx_hook *h)
+{
+    sl_ctx *c = h->ctx;
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    if (h->state == HOOK_PENDING)
+        hook_unlink_locked(c, h);
+    else if (h->state == HOOK_RUNNING)
+        wait_hook_locked(c, h);
+    pthread_mutex_unlock(&c->mu);
+}
+
 int sl_ctx_on_done(sl_ctx *ctx, sl_ctx_done_fn fn, void *arg, sl_ctx_hook **out)
 {
     if (!fn || !out) return SL_EINVAL;
@@ -384,8 +437,7 @@ bool sl_ctx_hook_stop(sl_ctx_hook *h)
             pthread_mutex_unlock(&c->mu);
             return false;
         }
-        while (h->state == HOOK_RUNNING)
-            pthread_cond_wait(&c->cv, &c->mu);
+        wait_hook_locked(c, h);
     }
     pthread_mutex_unlock(&c->mu);
     free(h);
@@ -395,11 +447,32 @@ bool sl_ctx_hook_stop(sl_ctx_hook *h)
 
 /* ---- waiting ---------------------------------------------------------------------------- */
 
+/* The parker's ctx hook: the ctx is done, so the wait is over. */
+static void parker_on_done(void *arg, int err)
+{
+    (void)err;
+    sl__park_finish(arg, SL__CANCELED);
+}
+
+/* Parks the calling task until ctx (which can be done) is done; returns its error. */
+static int task_wait(sl_ctx *ctx)
+{
+    sl__parker p;
+    sl__parker_init(&p);
+    struct sl_ctx_hook h;
+    int err = sl__ctx_hook_add(ctx, &h, parker_on_done, &p);
+    if (err) return err;
+    sl__park_wait(&p);
+    sl__ctx_hook_del(&h);
+    return load_err(ctx);
+}
+
 int sl_ctx_wait(sl_ctx *ctx)
 {
     int err = sl_ctx_err(ctx);
     if (err) return err;
     if (is_bg(ctx) || !(ctx->flags & CTX_CAN_DONE)) return SL_EDEADLK;
+    if (sl__task_self()) return task_wait(ctx);
     pthread_mutex_lock(&ctx->mu);
     while ((err = load_err(ctx)) == 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
@@ -407,20 +480,14 @@ int sl_ctx_wait(sl_ctx *ctx)
     return err;
 }
 
-/* Waits on a private condvar until abs (real monotonic ns): "wait for a ctx that never fires". */
+/* Waits on a private parker until abs (real monotonic ns): "wait for a ctx that never fires". */
 static void park_until(int64_t abs)
 {
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv;
-    if (sl__cond_init_mono(&cv) < 0) return;
+    sl__parker p;
+    sl__parker_init(&p);
     struct timespec ts;
     sl__abs_timespec(abs, &ts);
-    pthread_mutex_lock(&mu);
-    while (pthread_cond_timedwait(&cv, &mu, &ts) != ETIMEDOUT) {
-    }
-    pthread_mutex_unlock(&mu);
-    pthread_cond_destroy(&cv);
-    pthread_mutex_destroy(&mu);
+    sl__park_wait_thread(&p, &ts);
 }
 
 int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns)
@@ -428,6 +495,15 @@ int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns)
     int err = sl_ctx_err(ctx);
     if (err) return err;
     if (timeout_ns <= 0) return SL_EAGAIN;
+    if (sl__task_self()) {
+        /* A task sleeps on a child ctx whose deadline the ctx timer fires (on sl_now_ns()). */
+        sl_ctx *t;
+        if ((err = sl_ctx_with_timeout(ctx, timeout_ns, &t)) != 0) return err;
+        task_wait(t);
+        sl_ctx_release(t);
+        err = sl_ctx_err(ctx);
+        return err ? err : SL_EAGAIN;
+    }
     int64_t abs = sl__ns_add_sat(sl_mono_ns(), timeout_ns);
     if (is_bg(ctx)) {
         park_until(abs);
@@ -443,76 +519,4 @@ int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns)
         }
     pthread_mutex_unlock(&ctx->mu);
     return err ? err : SL_EAGAIN;
-}
-
-/* ---- the primitives' waiter (sync_int.h) ------------------------------------------------ */
-
-struct cond_waiter {
-    pthread_cond_t *cv;
-    pthread_mutex_t *mu;
-};
-
-static void cond_waiter_notify(void *arg, int err)
-{
-    struct cond_waiter *w = arg;
-    pthread_mutex_lock(w->mu);
-    pthread_cond_broadcast(w->cv);
-    pthread_mutex_unlock(w->mu);
-}
-
-static int cond_wait_common(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu, bool timed,
-                            int64_t abs)
-{
-    struct timespec ts;
-    if (timed) sl__abs_timespec(abs, &ts);
-    int rc;
-    /* Only the background ctx is skipped: even a value-only chain is done once someone cancels
-     * or releases it, and a primitive must not sleep through that. */
-    if (is_bg(ctx)) {
-        rc = timed ? pthread_cond_timedwait(cv, mu, &ts) : pthread_cond_wait(cv, mu);
-        return rc == ETIMEDOUT ? SL_ETIMEDOUT : 0;
-    }
-    int err = load_err(ctx);
-    if (err) return err;
-    struct cond_waiter w = {cv, mu};
-    struct sl_ctx_hook h = {.ctx = ctx, .fn = cond_waiter_notify, .arg = &w};
-    pthread_mutex_lock(&ctx->mu);
-    if ((err = load_err(ctx)) != 0) {
-        pthread_mutex_unlock(&ctx->mu);
-        return err;
-    }
-    hook_append_locked(ctx, &h);
-    pthread_mutex_unlock(&ctx->mu);
-
-    rc = timed ? pthread_cond_timedwait(cv, mu, &ts) : pthread_cond_wait(cv, mu);
-
-    pthread_mutex_lock(&ctx->mu);
-    if (h.state == HOOK_PENDING) {
-        hook_unlink_locked(ctx, &h);
-    } else if (h.state == HOOK_RUNNING) {
-        /* The notifier is on another thread and needs mu: let it finish before h and w go out
-         * of scope, with mu released so it can. */
-        pthread_mutex_unlock(mu);
-        while (h.state == HOOK_RUNNING)
-            pthread_cond_wait(&ctx->cv, &ctx->mu);
-        pthread_mutex_unlock(&ctx->mu);
-        pthread_mutex_lock(mu);
-        goto out;
-    }
-    pthread_mutex_unlock(&ctx->mu);
-out:
-    err = load_err(ctx);
-    if (err) return err;
-    return rc == ETIMEDOUT ? SL_ETIMEDOUT : 0;
-}
-
-int sl__ctx_cond_wait(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu)
-{
-    return cond_wait_common(ctx, cv, mu, false, 0);
-}
-
-int sl__ctx_cond_wait_until(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu,
-                            int64_t abs_mono_ns)
-{
-    return cond_wait_common(ctx, cv, mu, true, abs_mono_ns);
 }

@@ -9,6 +9,7 @@
 
 #include "sluice/ctx.h"
 #include "sync/sync_int.h"
+#include "sync/task_link.h"
 
 enum {
     CTX_BG = 1,        /* the static background ctx */
@@ -26,10 +27,11 @@ struct sl_ctx_hook {
     sl_ctx *ctx;                     /* NULL for a hook on the background ctx; immutable */
     sl_ctx_done_fn fn;
     void *arg;
-    int state;        /* HOOK_*; guarded by ctx->mu */
-    pthread_t runner; /* thread running fn while RUNNING; guarded by ctx->mu */
-    bool stop_in_fn;  /* hook_stop was called from inside fn: the firer frees; guarded by mu */
-    bool heap;        /* allocated by sl_ctx_on_done (freed by hook_stop) */
+    int state;               /* HOOK_*; guarded by ctx->mu */
+    pthread_t runner;        /* thread running fn while RUNNING; guarded by ctx->mu */
+    struct sl_task *stopper; /* task parked until fn returns (unparked by the runner); mu */
+    bool stop_in_fn; /* hook_stop was called from inside fn: the firer frees; guarded by mu */
+    bool heap;       /* allocated by sl_ctx_on_done (freed by hook_stop) */
 };
 
 struct sl_ctx {
@@ -52,6 +54,16 @@ struct sl_ctx {
     bool won_hooks;     /* cancel scratch: hooks were pending when the winner took mu */
     int heap_idx;       /* index in the timer heap or -1; guarded by the timer's lock */
 };
+
+/* Registers h (caller storage, e.g. a waiter's stack) to run fn(arg, err) once on the thread
+ * that makes ctx done. Borrows the caller's reference on ctx. Returns 0, or ctx's error if it is
+ * already done (then h is not registered and fn never runs). For the background ctx (never done)
+ * it registers nothing and returns 0. Every 0 return must be paired with sl__ctx_hook_del. */
+int sl__ctx_hook_add(sl_ctx *ctx, struct sl_ctx_hook *h, sl_ctx_done_fn fn, void *arg);
+
+/* Unregisters h; if fn is running on another thread, waits (a task parks) until it returned, so
+ * fn's arg may leave scope right after. Never call it with a lock that fn takes. */
+void sl__ctx_hook_del(struct sl_ctx_hook *h);
 
 /* Cancels ctx's subtree with cause (first cause wins). Caller guarantees ctx stays allocated. */
 void sl__ctx_cancel_cause(sl_ctx *ctx, int cause);

@@ -31,13 +31,13 @@ int sl__executor_spins = 500;
 
 /* One per worker thread: where it sleeps when idle. */
 typedef struct wslot {
-    _Atomic uint32_t word; /* parking word (park_int.h); WAITING while on the idle stack */
-    struct wslot *next;    /* idle stack; guarded by the executor's lock */
+    sl__parker pk;      /* parker (park_int.h); WAITING while on the idle stack */
+    struct wslot *next; /* idle stack; guarded by the executor's lock */
 } wslot;
 
 struct sl_executor {
     sl__lock lock;
-    sl__task *head, *tail; /* FIFO; guarded by lock */
+    sl__job *head, *tail;  /* FIFO; guarded by lock */
     wslot *idle;           /* parked workers (a stack: the most recently idle is warmest) */
     bool stopping;         /* guarded by lock */
     _Atomic bool nonempty; /* head != NULL, mirrored for lock-free peeking by spinning workers */
@@ -51,7 +51,7 @@ typedef struct wstart {
     wslot *slot;
 } wstart;
 
-static void fifo_unlink(sl_executor *ex, sl__task *t)
+static void fifo_unlink(sl_executor *ex, sl__job *t)
 {
     if (t->prev)
         t->prev->next = t->next;
@@ -62,7 +62,7 @@ static void fifo_unlink(sl_executor *ex, sl__task *t)
     else
         ex->tail = t->prev;
     if (t->owner) {
-        sl__taskq *q = t->owner;
+        sl__jobq *q = t->owner;
         if (t->oprev)
             t->oprev->onext = t->onext;
         else
@@ -85,7 +85,7 @@ static wslot *pop_idle_locked(sl_executor *ex)
 
 static void wake(wslot *w)
 {
-    if (w) sl__park_finish(&w->word, SL__DONE);
+    if (w) sl__park_finish(&w->pk, SL__DONE);
 }
 
 /* Spins up to *budget pauses for work to appear; adapts the budget. Lock not held. */
@@ -112,7 +112,7 @@ static void *worker_main(void *arg)
     bool spun = false;
     sl__lock_acquire(&ex->lock);
     for (;;) {
-        sl__task *t = ex->head;
+        sl__job *t = ex->head;
         if (t) {
             fifo_unlink(ex, t);
             /* More work and a sleeping colleague: pass the wake-up on. */
@@ -132,11 +132,11 @@ static void *worker_main(void *arg)
             sl__lock_acquire(&ex->lock);
             continue;
         }
-        atomic_store_explicit(&st.slot->word, SL__WAITING, memory_order_relaxed);
+        sl__parker_init(&st.slot->pk); /* a worker thread: task is NULL */
         st.slot->next = ex->idle;
         ex->idle = st.slot;
         sl__lock_release(&ex->lock);
-        sl__park_wait(&st.slot->word);
+        sl__park_wait(&st.slot->pk);
         spun = false;
         sl__lock_acquire(&ex->lock);
     }
@@ -144,7 +144,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner)
+void sl__executor_submit(sl_executor *ex, sl__job *t, sl__jobq *owner)
 {
     t->next = NULL;
     t->onext = NULL;
@@ -170,10 +170,10 @@ void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner)
     wake(w);
 }
 
-sl__task *sl__executor_steal(sl_executor *ex, sl__taskq *owner)
+sl__job *sl__executor_steal(sl_executor *ex, sl__jobq *owner)
 {
     sl__lock_acquire(&ex->lock);
-    sl__task *t = owner->head;
+    sl__job *t = owner->head;
     if (t) fifo_unlink(ex, t);
     sl__lock_release(&ex->lock);
     return t;

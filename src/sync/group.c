@@ -12,7 +12,7 @@
  * make progress even when every executor thread is blocked in a group wait.
  *
  * The counter word: `state` holds active in its low 32 bits and the number of sleepers (threads
- * in cond_wait on cv, or about to be) in its high 32 bits, so a completing task learns in the
+ * in sl__cond_wait on cv, or about to be) in its high 32 bits, so a completing task learns in the
  * same atomic step whether anyone must be woken. With no sleeper, completion is one lock-free
  * CAS. With sleepers, the decrement happens under mu and is followed by a broadcast: a sleeper
  * registers itself (sleepers++) under mu and re-checks `active` before waiting, so the wake-up
@@ -24,9 +24,9 @@
  * touches nothing. A decrement under mu is followed only by the unlock, and sl_group_free passes
  * through mu once before destroying it, so that unlock has finished.
  *
- * sl_ctx_cancel is never called with mu held: go_ctx sleeps through sl__ctx_cond_wait, whose
- * ctx notifier takes mu (see sync_int.h). Task nodes are recycled through a per-group free list
- * (its own small lock), so go+wait allocates nothing after warm-up. */
+ * Sleepers wait on an sl__cond (sync_int.h): a task parks, a thread sleeps. Task nodes are recycled
+ * through a per-group free list (its own small lock), so go+wait allocates nothing after warm-up.
+ */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@
 #define SLEEPER     (1ULL << 32)
 
 typedef struct gtask {
-    sl__task base; /* first: the executor hands us back &base */
+    sl__job base; /* first: the executor hands us back &base */
     sl_group *g;
     sl_group_fn fn;
     void *arg;
@@ -50,12 +50,12 @@ typedef struct gtask {
 struct sl_group {
     sl_executor *ex;        /* borrowed */
     sl_ctx *ctx;            /* owned reference */
-    sl__taskq queued;       /* tasks not yet started; guarded by ex's lock */
+    sl__jobq queued;        /* tasks not yet started; guarded by ex's lock */
     _Atomic uint64_t state; /* active (low 32 bits) | sleepers (high 32 bits) */
     _Atomic int limit;      /* < 0: none; changed only while active == 0 */
     _Atomic int err;        /* first task error, 0 until then */
     pthread_mutex_t mu;     /* sleepers only: guards the sleep/wake hand-shake on cv */
-    pthread_cond_t cv;      /* broadcast when active drops while sleepers > 0 */
+    sl__cond cv;            /* broadcast when active drops while sleepers > 0; guarded by mu */
     sl__lock free_lock;
     gtask *free_list; /* guarded by free_lock */
 };
@@ -77,7 +77,7 @@ static void release_slot(sl_group *g)
      * polls `active` without sleeping may free g as soon as it sees 0 — only sl_group_free's
      * pass through mu waits for the unlock below. */
     pthread_mutex_lock(&g->mu);
-    pthread_cond_broadcast(&g->cv);
+    sl__cond_broadcast(&g->cv);
     atomic_fetch_sub_explicit(&g->state, 1, memory_order_acq_rel);
     pthread_mutex_unlock(&g->mu);
 }
@@ -95,7 +95,7 @@ static void task_done(sl_group *g, gtask *t, int rc)
     release_slot(g);
 }
 
-static void run_task(sl__task *base)
+static void run_task(sl__job *base)
 {
     gtask *t = (gtask *)base;
     sl_group *g = t->g;
@@ -105,7 +105,7 @@ static void run_task(sl__task *base)
 /* Runs one of g's queued tasks on this thread; false if none is queued. */
 static bool help_one(sl_group *g)
 {
-    sl__task *t = sl__executor_steal(g->ex, &g->queued);
+    sl__job *t = sl__executor_steal(g->ex, &g->queued);
     if (!t) return false;
     run_task(t);
     return true;
@@ -118,8 +118,7 @@ static int sleep_while(sl_group *g, bool (*blocked)(const sl_group *, size_t), s
     int rc = 0;
     pthread_mutex_lock(&g->mu);
     uint64_t st = atomic_fetch_add_explicit(&g->state, SLEEPER, memory_order_acq_rel) + SLEEPER;
-    if (blocked(g, active_of(st)))
-        rc = ctx ? sl__ctx_cond_wait(ctx, &g->cv, &g->mu) : pthread_cond_wait(&g->cv, &g->mu);
+    if (blocked(g, active_of(st))) rc = sl__cond_wait(&g->cv, &g->mu, ctx);
     atomic_fetch_sub_explicit(&g->state, SLEEPER, memory_order_acq_rel);
     pthread_mutex_unlock(&g->mu);
     return rc < 0 ? rc : 0;
@@ -148,7 +147,7 @@ int sl_group_new_on(sl_ctx *parent, sl_executor *ex, sl_group **out)
         return rc;
     }
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    sl__cond_init(&g->cv);
     g->ex = ex;
     atomic_init(&g->limit, -1);
     *out = g;
@@ -258,7 +257,6 @@ void sl_group_free(sl_group *g)
         free(t);
     }
     sl_ctx_release(g->ctx);
-    pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }

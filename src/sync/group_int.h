@@ -11,18 +11,18 @@
 
 #include "sluice/group.h"
 
-typedef struct sl__task sl__task;
+typedef struct sl__job sl__job;
 
 /* A per-owner queue of tasks not yet started. Guarded by the executor's lock. */
-typedef struct sl__taskq {
-    sl__task *head, *tail;
-} sl__taskq;
+typedef struct sl__jobq {
+    sl__job *head, *tail;
+} sl__jobq;
 
-struct sl__task {
-    sl__task *next, *prev;   /* executor FIFO */
-    sl__task *onext, *oprev; /* owner queue */
-    sl__taskq *owner;        /* NULL if submitted without one */
-    void (*run)(sl__task *t);
+struct sl__job {
+    sl__job *next, *prev;   /* executor FIFO */
+    sl__job *onext, *oprev; /* owner queue */
+    sl__jobq *owner;        /* NULL if submitted without one */
+    void (*run)(sl__job *t);
 };
 
 /* Iterations (pause instructions) an idle worker spins before sleeping; bench/group.c
@@ -31,11 +31,11 @@ extern int sl__executor_spins;
 
 /* Queues t (and links it on owner, if not NULL); a worker will call t->run(t) unless the owner
  * steals it first. Never fails. Threads: any. Does not block. */
-void sl__executor_submit(sl_executor *ex, sl__task *t, sl__taskq *owner);
+void sl__executor_submit(sl_executor *ex, sl__job *t, sl__jobq *owner);
 
 /* Takes the oldest task still queued on owner off both lists and returns it (the caller must
  * run it), or NULL if owner has nothing queued. Threads: any. Does not block. */
-sl__task *sl__executor_steal(sl_executor *ex, sl__taskq *owner);
+sl__job *sl__executor_steal(sl_executor *ex, sl__jobq *owner);
 
 /* Returns the process-wide executor in *out, starting it on first use. Returns 0, SL_ENOMEM or
  * SL_EAGAIN. Threads: any. */

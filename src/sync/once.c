@@ -3,7 +3,8 @@
  * The state lives in the caller's sl_once (so SL_ONCE_INIT works for statics) and is accessed
  * with GCC/Clang __atomic builtins: the public struct holds plain ints so the header stays valid
  * C++ and needs no <stdatomic.h>. The fast path after completion is one acquire load. Callers
- * that arrive while fn runs park on one process-wide mutex/condvar pair: contention on a once is
+ * that arrive while fn runs wait on one process-wide mutex and sl__cond (a task parks, a thread
+ * sleeps): contention on a once is
  * rare and short, so a pair per sl_once would cost every user storage for nothing.
  *
  * Ordering: result_ is stored before state_ becomes DONE (release), and read after state_ is
@@ -14,11 +15,12 @@
 
 #include "sluice/error.h"
 #include "sluice/once.h"
+#include "sync/sync_int.h"
 
 enum { ONCE_NEW, ONCE_RUNNING, ONCE_WAITED, ONCE_DONE };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static sl__cond g_cv = SL__COND_INIT; /* guarded by g_mu */
 
 bool sl_once_done(const sl_once *once)
 {
@@ -37,7 +39,7 @@ int sl_once_do(sl_once *once, sl_once_fn fn, void *arg)
         __atomic_store_n(&once->result_, r, __ATOMIC_RELAXED);
         if (__atomic_exchange_n(&once->state_, ONCE_DONE, __ATOMIC_ACQ_REL) == ONCE_WAITED) {
             pthread_mutex_lock(&g_mu);
-            pthread_cond_broadcast(&g_cv);
+            sl__cond_broadcast(&g_cv);
             pthread_mutex_unlock(&g_mu);
         }
         return r;
@@ -50,7 +52,7 @@ int sl_once_do(sl_once *once, sl_once_fn fn, void *arg)
         if (s == ONCE_RUNNING && !__atomic_compare_exchange_n(&once->state_, &s, ONCE_WAITED, false,
                                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             continue; /* it changed under us (likely DONE): look again */
-        pthread_cond_wait(&g_cv, &g_mu);
+        sl__cond_wait(&g_cv, &g_mu, NULL);
     }
     pthread_mutex_unlock(&g_mu);
     return __atomic_load_n(&once->result_, __ATOMIC_RELAXED);

@@ -1,8 +1,8 @@
 /* sl_sem: a weighted semaphore with golang.org/x/sync/semaphore's behaviour (our own code).
  *
  * State: size, cur (tokens held) and a FIFO of waiters, all guarded by mu. A waiter is a node on
- * the acquiring thread's stack with its own condvar, so a release wakes exactly the waiters it
- * granted (no thundering herd) and waiting costs no allocation.
+ * the acquiring task's or thread's stack with its own sl__cond, so a release wakes exactly the
+ * waiters it granted (no thundering herd) and waiting costs no allocation.
  *
  * Invariants (mu held): a waiter is in the queue iff it has not been granted and has not left;
  * granting (grant_locked) moves tokens into cur, unlinks the node and sets ready before the
@@ -12,8 +12,8 @@
  * head cannot be starved. A waiter that leaves (ctx done) from the head while tokens are free
  * runs grant_locked so the followers that fit are not left waiting for an unrelated release.
  *
- * Waiting uses sl__ctx_cond_wait with the waiter's condvar and the semaphore's mutex, so a ctx
- * firing wakes the waiter without polling. */
+ * Waiting uses sl__cond_wait with the waiter's sl__cond and the semaphore's mutex, so a ctx
+ * firing wakes the waiter without polling, and a task parks instead of blocking its loop. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -24,8 +24,8 @@
 struct waiter {
     struct waiter *next, *prev; /* guarded by mu */
     int64_t n;
-    bool ready; /* granted; guarded by mu */
-    pthread_cond_t cv;
+    bool ready;  /* granted; guarded by mu */
+    sl__cond cv; /* holds just this waiter */
 };
 
 struct sl_sem {
@@ -77,7 +77,7 @@ static void grant_locked(sl_sem *s)
         s->cur += w->n;
         unlink_locked(s, w);
         w->ready = true;
-        pthread_cond_signal(&w->cv);
+        sl__cond_signal(&w->cv);
     }
 }
 
@@ -96,8 +96,7 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
         pthread_mutex_unlock(&s->mu);
         return sl_ctx_wait(ctx);
     }
-    struct waiter w = {.n = n, .prev = s->tail};
-    if ((rc = sl__cond_init_mono(&w.cv)) < 0) goto out;
+    struct waiter w = {.n = n, .prev = s->tail, .cv = SL__COND_INIT};
     if (s->tail)
         s->tail->next = &w;
     else
@@ -105,7 +104,7 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
     s->tail = &w;
     s->nwaiters++;
     while (!w.ready) {
-        rc = sl__ctx_cond_wait(ctx, &w.cv, &s->mu);
+        rc = sl__cond_wait(&w.cv, &s->mu, ctx);
         if (rc < 0) {
             if (w.ready) {
                 rc = 0;
@@ -118,7 +117,6 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
         }
     }
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&w.cv);
     return rc;
 out:
     pthread_mutex_unlock(&s->mu);

@@ -1,59 +1,90 @@
-/* Private to sluice: how blocking primitives (chan, sem, wg, group, pool, ...) wait on their
- * own condition variable until woken OR a ctx is done, without polling and without a malloc per
- * wait.
+/* Private to sluice: the one condition variable every blocking primitive (sem, wg, once, group,
+ * pool, ...) waits on, for a task or a thread alike, woken by a signal OR a ctx being done,
+ * without polling and without a malloc per wait.
  *
  * The pattern, exactly like pthread_cond_wait in a predicate loop:
  *
  *     pthread_mutex_lock(&s->mu);
  *     while (!ready(s)) {
- *         int rc = sl__ctx_cond_wait(ctx, &s->cv, &s->mu);
+ *         int rc = sl__cond_wait(&s->cv, &s->mu, ctx);
  *         if (rc < 0) { ...leave state consistent...; pthread_mutex_unlock(&s->mu); return rc; }
  *     }
  *     ...take the item...
  *     pthread_mutex_unlock(&s->mu);
  *
- * How it works: for a ctx that can be done, the call links a waiter node (on its own stack)
- * into the ctx's on-done list, re-checks sl_ctx_err, then pthread_cond_wait(cv, mu). When the
- * ctx is cancelled, the cancelling thread runs the node's notifier, which locks mu and
- * broadcasts cv, so the wakeup cannot be lost (the waiter holds mu from the check until it
- * sleeps). On return the node is unlinked; if the notifier is running on another thread at that
- * moment the call drops mu, waits for the notifier to finish, and retakes mu, so no thread
- * touches the waiter's mu/cv after the call returns (the primitive may be destroyed right then).
+ * An sl__cond is an intrusive FIFO of waiter nodes (each on its waiter's stack: an sl__parker of
+ * park_int.h, so the waiter is a parked task or a futex-sleeping thread), guarded by the mutex
+ * the users hold. Signal pops the first node and completes it; broadcast completes them all.
+ * For a ctx that can be done, the wait registers an on-done hook (sl__ctx_hook_add) that
+ * completes the node as CANCELED: the hook takes no lock of the primitive, so (unlike a
+ * condvar-broadcasting notifier) cancelling while holding the primitive's mutex is allowed. A
+ * node completed by the ctx or a timeout stays queued until its waiter retakes the mutex and
+ * unlinks it; signal skips such nodes, so a signal is never lost on a waiter that is leaving.
  *
- * Cost: NULL or the background ctx: a plain pthread_cond_wait, nothing else (no lock on the
- * ctx, no atomic RMW). Otherwise two short critical sections on ctx->mu per wait, no allocation.
+ * Cost on a thread: one futex sleep/wake per blocked wait, like a condvar. NULL or the
+ * background ctx: no hook, no ctx lock. Otherwise two short critical sections on ctx->mu.
  *
- * Rules for callers (violations deadlock):
- * - Never call sl_ctx_cancel / sl_ctx_cancel_with / sl_ctx_release (the last release cancels)
- *   while holding a mutex that some thread passes to sl__ctx_cond_wait with that ctx or one of
- *   its descendants: the cancelling thread runs the notifier, which takes that mutex.
- *   Cancel after unlocking. The same holds for on-done callbacks: they run on the canceller.
- * - mu is released while waiting and held again on return (like pthread_cond_wait); it may
- *   also have been released and retaken one extra time, so always re-check the predicate.
- * - cv should be a CLOCK_MONOTONIC condvar (sl__cond_init_mono) if you use the _until form.
+ * Rules for callers:
+ * - signal and broadcast are called with the mutex held (the queue is guarded by it).
+ * - The mutex is released while waiting and held again on return. Re-check the predicate.
+ * - A task must not hold a pthread mutex across anything that parks, except the mutex passed to
+ *   the wait (the task may resume on another loop thread).
  *
  * Threads: any. The caller must hold a reference on ctx for the duration of the call. */
 #ifndef SLUICE_SYNC_INT_H
 #define SLUICE_SYNC_INT_H
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "sluice/ctx.h"
 #include "sluice/error.h"
+#include "sync/park_int.h"
 
-/* Waits on cv (mu held by the caller) until woken or ctx is done. Returns 0 when woken (maybe
- * spuriously: re-check your predicate) or the ctx's error (< 0) when ctx is done, including when
- * it was done before the call (then it does not wait at all). Returns with mu held. */
-int sl__ctx_cond_wait(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu);
+/* One waiter, on the waiting task's or thread's stack. Links guarded by the cond's mutex. */
+typedef struct sl__cwaiter {
+    struct sl__cwaiter *prev, *next;
+    sl__parker pk;
+    bool linked;
+} sl__cwaiter;
 
-/* Like sl__ctx_cond_wait, and also returns SL_ETIMEDOUT once sl_mono_ns() (real time, not the
- * test clock) reaches abs_mono_ns. cv must use CLOCK_MONOTONIC (sl__cond_init_mono). For
- * deadlines on the test clock, use a ctx with a deadline instead. */
-int sl__ctx_cond_wait_until(sl_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu,
-                            int64_t abs_mono_ns);
+/* A task-aware condition variable. Threads: any; guarded by the mutex its users pass to wait.
+ * No destroy needed: an sl__cond with no waiter holds no resource. */
+typedef struct sl__cond {
+    sl__cwaiter *head, *tail;
+} sl__cond;
 
-/* Inits cv with CLOCK_MONOTONIC (what sl__ctx_cond_wait_until needs). Returns 0 or a negative
- * code (SL_ENOMEM, ...). Destroy with pthread_cond_destroy. */
+#define SL__COND_INIT \
+    {                 \
+        NULL, NULL    \
+    }
+
+static inline void sl__cond_init(sl__cond *c)
+{
+    c->head = c->tail = NULL;
+}
+
+/* Waits (mu held by the caller) until signalled or ctx is done: parks the calling task, or
+ * sleeps the calling thread. Returns 0 when signalled, or the ctx's error (< 0) when ctx is
+ * done first, including when it was done before the call (then it does not wait at all). A
+ * signal that reached this waiter is never reported as an error (it would be lost). Returns
+ * with mu held. */
+int sl__cond_wait(sl__cond *c, pthread_mutex_t *mu, sl_ctx *ctx);
+
+/* Like sl__cond_wait, and also returns SL_ETIMEDOUT once real monotonic time (sl_mono_ns())
+ * reaches abs_mono_ns. On a task the timeout is a ctx deadline, so it follows sl_now_ns() (the
+ * test clock when one is installed). */
+int sl__cond_wait_until(sl__cond *c, pthread_mutex_t *mu, sl_ctx *ctx, int64_t abs_mono_ns);
+
+/* Wakes the longest-waiting waiter, if any. Returns whether one was woken. mu held. */
+bool sl__cond_signal(sl__cond *c);
+
+/* Wakes every waiter. mu held. */
+void sl__cond_broadcast(sl__cond *c);
+
+/* Inits cv with CLOCK_MONOTONIC. Returns 0 or a negative code (SL_ENOMEM, ...). Destroy with
+ * pthread_cond_destroy. For threads sluice owns that never run tasks (pool workers). */
 int sl__cond_init_mono(pthread_cond_t *cv);
 
 /* False for NULL and the background ctx (never done): primitives may skip ctx work entirely.

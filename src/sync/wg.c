@@ -5,7 +5,8 @@
  * counter to zero while someone waits. A waiter registers itself in the word with a CAS that
  * also proves the counter is non-zero, under mu; the thread whose CAS brings the counter to zero
  * therefore sees the waiter and broadcasts under mu, so the wakeup is not lost. Waiters block in
- * sl__ctx_cond_wait, so a ctx firing wakes them too; they deregister themselves on the way out.
+ * sl__cond_wait (a task parks), so a ctx firing wakes them too; they deregister themselves on the
+ * way out.
  *
  * Freeing after wait (Go allows it: Wait returning means the group may be discarded): the thread
  * whose add brings the counter to zero still has to lock mu to broadcast after its CAS, and a
@@ -30,7 +31,7 @@ struct wg {
     _Atomic uint64_t state;  /* counter << 32 | waiters */
     _Atomic uint32_t wakers; /* adds that may still lock mu to wake waiters */
     pthread_mutex_t mu;      /* guards nothing but the sleep/wake handshake */
-    pthread_cond_t cv;
+    sl__cond cv;             /* guarded by mu */
 };
 
 _Static_assert(sizeof(struct wg) <= sizeof(sl_wg), "sl_wg storage too small");
@@ -51,14 +52,13 @@ int sl_wg_init(sl_wg *wg)
     atomic_init(&w->wakers, 0);
     int rc = pthread_mutex_init(&w->mu, NULL);
     if (rc) return -rc;
-    if ((rc = sl__cond_init_mono(&w->cv)) < 0) pthread_mutex_destroy(&w->mu);
-    return rc;
+    sl__cond_init(&w->cv);
+    return 0;
 }
 
 void sl_wg_destroy(sl_wg *wg)
 {
     struct wg *w = W(wg);
-    pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
 }
 
@@ -86,7 +86,7 @@ int sl_wg_add(sl_wg *wg, int delta)
      * then spurious, which waiters tolerate, and the withdrawal must happen either way. */
     pthread_mutex_lock(&w->mu);
     atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_relaxed);
-    pthread_cond_broadcast(&w->cv);
+    sl__cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return count < 0 || count > INT32_MAX ? SL_EINVAL : 0;
 }
@@ -118,7 +118,7 @@ int sl_wg_wait(sl_wg *wg, sl_ctx *ctx)
     } while (!atomic_compare_exchange_weak_explicit(&w->state, &s, s + 1, memory_order_acq_rel,
                                                     memory_order_acquire));
     while (COUNT(atomic_load_explicit(&w->state, memory_order_acquire)) != 0) {
-        rc = sl__ctx_cond_wait(ctx, &w->cv, &w->mu);
+        rc = sl__cond_wait(&w->cv, &w->mu, ctx);
         if (rc < 0) {
             if (COUNT(atomic_load_explicit(&w->state, memory_order_acquire)) == 0) rc = 0;
             break;
@@ -128,7 +128,7 @@ int sl_wg_wait(sl_wg *wg, sl_ctx *ctx)
     /* A waker that saw this waiter registered may still be on its way to mu: the caller may
      * free wg once this returns, so let it finish first. Withdrawals happen under mu. */
     while (atomic_load_explicit(&w->wakers, memory_order_acquire) != 0)
-        pthread_cond_wait(&w->cv, &w->mu);
+        sl__cond_wait(&w->cv, &w->mu, NULL);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }

@@ -169,7 +169,7 @@ static inline int tracker_reported(tracker *t)
 
 typedef struct gate {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    sl__cond cv;
     bool open;
     atomic_int waiting; /* jobs parked now */
     atomic_int entered; /* jobs that ever entered */
@@ -179,20 +179,19 @@ static inline void gate_init(gate *g)
 {
     memset(g, 0, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    sl__cond_init(&g->cv);
 }
 
 static inline void gate_open(gate *g)
 {
     pthread_mutex_lock(&g->mu);
     g->open = true;
-    pthread_cond_broadcast(&g->cv);
+    sl__cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
 }
 
 static inline void gate_destroy(gate *g)
 {
-    pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
 }
 
@@ -204,7 +203,7 @@ static inline int gate_pass(gate *g, sl_ctx *ctx)
     pthread_mutex_lock(&g->mu);
     atomic_fetch_add(&g->waiting, 1);
     while (!g->open && rc == 0)
-        rc = sl__ctx_cond_wait(ctx, &g->cv, &g->mu);
+        rc = sl__cond_wait(&g->cv, &g->mu, ctx);
     atomic_fetch_sub(&g->waiting, 1);
     pthread_mutex_unlock(&g->mu);
     return rc < 0 ? rc : 0;

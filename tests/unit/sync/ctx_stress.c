@@ -1,6 +1,6 @@
 /* sl_ctx under contention: threads build, cancel and release trees under shared parents that
  * other threads cancel and replace, register and stop hooks while deadlines fire on the timer
- * thread, and wait on a primitive's condvar through sl__ctx_cond_wait. Invariants checked:
+ * thread, and wait on a primitive's condvar through sl__cond_wait. Invariants checked:
  * every hook runs at most once; hook_stop == true means it never ran, false means it has run
  * to completion; every waiter is woken by its ctx. TSan/ASan/LSan check the rest. */
 #include "harness.h"
@@ -126,7 +126,7 @@ static void *worker(void *arg)
  * broadcasts the condvar now and then to exercise spurious wakeups. */
 struct prim {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    sl__cond cv;
 };
 static struct prim g_prim = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -138,7 +138,7 @@ static void *waiter(void *arg)
         assert_int_equal(sl_ctx_with_timeout(p, SL_US(100 + rnd(&seed) % 3000), &c), 0);
         pthread_mutex_lock(&g_prim.mu);
         int rc;
-        while ((rc = sl__ctx_cond_wait(c, &g_prim.cv, &g_prim.mu)) == 0) {
+        while ((rc = sl__cond_wait(&g_prim.cv, &g_prim.mu, c)) == 0) {
         }
         pthread_mutex_unlock(&g_prim.mu);
         assert_true(rc < 0);
@@ -154,7 +154,7 @@ static void *poker(void *arg)
 {
     while (!atomic_load(&g_stop)) {
         pthread_mutex_lock(&g_prim.mu);
-        pthread_cond_broadcast(&g_prim.cv);
+        sl__cond_broadcast(&g_prim.cv);
         pthread_mutex_unlock(&g_prim.mu);
         sl_ctx_wait_for(NULL, SL_US(200)); /* a parked pause, not a spin */
     }
@@ -163,7 +163,6 @@ static void *poker(void *arg)
 
 static void test_stress(void **state)
 {
-    assert_int_equal(sl__cond_init_mono(&g_prim.cv), 0);
     assert_int_equal(sl_ctx_with_cancel(NULL, &g_root), 0);
     for (int i = 0; i < NSHARED; i++)
         assert_int_equal(sl_ctx_with_cancel(g_root, &g_shared[i]), 0);
@@ -184,7 +183,6 @@ static void test_stress(void **state)
     for (int i = 0; i < NSHARED; i++)
         sl_ctx_release(g_shared[i]);
     sl_ctx_release(g_root);
-    pthread_cond_destroy(&g_prim.cv);
     print_message("iterations %ld, hooks ran %ld, stopped %ld, waits %ld\n", atomic_load(&g_iters),
                   atomic_load(&g_hooks_ran), atomic_load(&g_hooks_stopped), atomic_load(&g_waits));
     assert_true(atomic_load(&g_iters) > 100);

@@ -531,7 +531,7 @@ static void test_idle_waiter_uses_no_cpu(void **state)
 
 struct prim {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    sl__cond cv;
     bool ready;
     sl_ctx *ctx;
     int rc;
@@ -544,7 +544,7 @@ static void *prim_waiter(void *arg)
     atomic_store(&p->waiting, true);
     int rc = 0;
     while (!p->ready && rc == 0)
-        rc = sl__ctx_cond_wait(p->ctx, &p->cv, &p->mu);
+        rc = sl__cond_wait(&p->cv, &p->mu, p->ctx);
     p->rc = rc;
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -553,7 +553,7 @@ static void *prim_waiter(void *arg)
 static void test_cond_wait(void **state)
 {
     struct prim p = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    assert_int_equal(sl__cond_init_mono(&p.cv), 0);
+    sl__cond_init(&p.cv);
 
     /* Woken by the primitive. */
     p.ctx = mk_cancel(NULL);
@@ -562,7 +562,7 @@ static void test_cond_wait(void **state)
     assert_true(SL_WAIT_UNTIL(atomic_load(&p.waiting), 5000));
     pthread_mutex_lock(&p.mu);
     p.ready = true;
-    pthread_cond_broadcast(&p.cv);
+    sl__cond_broadcast(&p.cv);
     pthread_mutex_unlock(&p.mu);
     pthread_join(t, NULL);
     assert_int_equal(p.rc, 0);
@@ -593,7 +593,7 @@ static void test_cond_wait(void **state)
     p.ctx = saved;
     /* Already done: returns at once. */
     pthread_mutex_lock(&p.mu);
-    assert_int_equal(sl__ctx_cond_wait(p.ctx, &p.cv, &p.mu), SL_ESHUTDOWN);
+    assert_int_equal(sl__cond_wait(&p.cv, &p.mu, p.ctx), SL_ESHUTDOWN);
     pthread_mutex_unlock(&p.mu);
     sl_ctx_release(p.ctx);
     sl_ctx_release(parent);
@@ -602,19 +602,19 @@ static void test_cond_wait(void **state)
     pthread_mutex_lock(&p.mu);
     int rc;
     int64_t dl = sl_mono_ns() + SL_MS(5);
-    while ((rc = sl__ctx_cond_wait_until(NULL, &p.cv, &p.mu, dl)) == 0) {
+    while ((rc = sl__cond_wait_until(&p.cv, &p.mu, NULL, dl)) == 0) {
     }
     assert_int_equal(rc, SL_ETIMEDOUT);
     assert_true(sl_mono_ns() >= dl);
     sl_ctx *c = mk_cancel(NULL);
     dl = sl_mono_ns() + SL_MS(5);
-    while ((rc = sl__ctx_cond_wait_until(c, &p.cv, &p.mu, dl)) == 0) {
+    while ((rc = sl__cond_wait_until(&p.cv, &p.mu, c, dl)) == 0) {
     }
     assert_int_equal(rc, SL_ETIMEDOUT);
     /* An instant before the clock's epoch is in the past too: SL_ETIMEDOUT at once, not a
      * "woken" 0 from the EINVAL of a negative timespec (which spins a predicate loop). */
-    assert_int_equal(sl__ctx_cond_wait_until(NULL, &p.cv, &p.mu, -SL_MS(1)), SL_ETIMEDOUT);
-    assert_int_equal(sl__ctx_cond_wait_until(c, &p.cv, &p.mu, INT64_MIN), SL_ETIMEDOUT);
+    assert_int_equal(sl__cond_wait_until(&p.cv, &p.mu, NULL, -SL_MS(1)), SL_ETIMEDOUT);
+    assert_int_equal(sl__cond_wait_until(&p.cv, &p.mu, c, INT64_MIN), SL_ETIMEDOUT);
     pthread_mutex_unlock(&p.mu);
     sl_ctx_release(c);
     /* A deadline ctx wakes a waiter by itself. */
@@ -624,7 +624,6 @@ static void test_cond_wait(void **state)
     pthread_join(t, NULL);
     assert_int_equal(p.rc, SL_ETIMEDOUT);
     sl_ctx_release(p.ctx);
-    pthread_cond_destroy(&p.cv);
 }
 
 static void test_timer_shutdown_restart(void **state)
