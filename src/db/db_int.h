@@ -1,6 +1,7 @@
 /* Private to src/db: the driver interface between sl_db (db.c: URL, pool, tx, errors) and the
- * drivers (sqlite.c, pg.c), the result builder both drivers fill (rows.c), and the stand-ins for
- * the task runtime's sl_offload / sl_wait_fd (standin.c) until branch `tasks` lands. */
+ * drivers (sqlite.c, pg.c), the result builder both drivers fill (rows.c). The drivers wait
+ * through the task runtime (sluice/task.h): SQLite calls go through sl_offload, PostgreSQL waits
+ * on its socket with sl_wait_fd, so a task parks and a plain thread blocks. */
 #ifndef SLUICE_DB_INT_H
 #define SLUICE_DB_INT_H
 
@@ -62,17 +63,5 @@ int sl__rows_put_int(sl_rows *r, int64_t v);
 int sl__rows_put_double(sl_rows *r, double v);
 int sl__rows_put_bytes(sl_rows *r, sl_db_type type, const void *p, size_t n);
 int sl__rows_put_null(sl_rows *r);
-
-/* ---- stand-ins for the task runtime (standin.c) ---------------------------------------------- */
-
-typedef void (*sl__offload_fn)(void *arg);
-/* sl_offload's contract, thread behaviour: if ctx is done, returns its error without running
- * fn; else runs fn(arg) on the calling thread and returns 0. */
-int sl__db_offload(sl__offload_fn fn, void *arg, sl_ctx *ctx);
-
-enum { SL__WAIT_READ = 1, SL__WAIT_WRITE = 2 };
-/* sl_wait_fd's contract, thread behaviour: poll() on fd plus an eventfd the ctx's on-done hook
- * signals. Returns the ready subset (> 0), or the ctx's error. */
-int sl__db_wait_fd(int fd, int events, sl_ctx *ctx);
 
 #endif /* SLUICE_DB_INT_H */

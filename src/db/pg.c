@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "db/db_int.h"
+#include "sluice/task.h"
 #include "sluice/clock.h"
 
 #define DRAIN_TIMEOUT SL_SEC(5)
@@ -73,8 +74,8 @@ static int pg_connect(sl_db *db, sl_ctx *ctx, sl__dbc **out, char *msg, size_t m
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     if (PQstatus(c->pg) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
     while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        int ev = st == PGRES_POLLING_READING ? SL__WAIT_READ : SL__WAIT_WRITE;
-        if ((rc = sl__db_wait_fd(PQsocket(c->pg), ev, ctx)) < 0) break;
+        int ev = st == PGRES_POLLING_READING ? SL_WAIT_READ : SL_WAIT_WRITE;
+        if ((rc = sl_wait_fd(PQsocket(c->pg), ev, ctx)) < 0) break;
         rc = 0;
         st = PQconnectPoll(c->pg);
     }
@@ -123,9 +124,9 @@ static int flush(pgc *c, sl_ctx *ctx)
         int r = PQflush(c->pg);
         if (r == 0) return 0;
         if (r < 0) return lost(c);
-        int ev = sl__db_wait_fd(PQsocket(c->pg), SL__WAIT_READ | SL__WAIT_WRITE, ctx);
+        int ev = sl_wait_fd(PQsocket(c->pg), SL_WAIT_READ | SL_WAIT_WRITE, ctx);
         if (ev < 0 && ev != SL_EAGAIN) return ev;
-        if (ev > 0 && (ev & SL__WAIT_READ) && !PQconsumeInput(c->pg)) return lost(c);
+        if (ev > 0 && (ev & SL_WAIT_READ) && !PQconsumeInput(c->pg)) return lost(c);
     }
 }
 
@@ -133,7 +134,7 @@ static int flush(pgc *c, sl_ctx *ctx)
 static int await(pgc *c, sl_ctx *ctx)
 {
     while (PQisBusy(c->pg)) {
-        int ev = sl__db_wait_fd(PQsocket(c->pg), SL__WAIT_READ, ctx);
+        int ev = sl_wait_fd(PQsocket(c->pg), SL_WAIT_READ, ctx);
         if (ev < 0 && ev != SL_EAGAIN) return ev;
         if (!PQconsumeInput(c->pg)) return lost(c);
     }

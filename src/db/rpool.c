@@ -6,7 +6,7 @@
  * linked stack: acquire pops the head (most recently used, as Go does, so the rest stay idle
  * long enough to be closed), expiry looks at the tail (oldest idle).
  *
- * Waiters are FIFO nodes on the acquirer's stack, each with its own condvar (as in sl_sem): a
+ * Waiters are FIFO nodes on the acquirer's stack, each with its own sl__cond (as in sl_sem): a
  * release hands its item straight to the head waiter (state W_ITEM), and a discard, a failed
  * open or an expiry hands the head waiter the freed slot (W_SLOT: it opens a new resource
  * itself). Handing over under the lock means an idle resource and a waiter never coexist, so
@@ -14,7 +14,7 @@
  * the grant (x/sync's semaphore does the same): the caller then fails on its own ctx.
  *
  * The ops (open, close, check) always run with mu released: they may block for a long time
- * and may call back into the pool (stats). Waiting goes through sl__ctx_cond_wait, the one
+ * and may call back into the pool (stats). Waiting goes through sl__cond_wait, the one
  * ctx-aware wait of the sync module. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,7 +38,7 @@ struct waiter {
     struct waiter *prev, *next; /* guarded by mu */
     int state;                  /* W_*; guarded by mu */
     sl_rpool_item *item;        /* W_ITEM: the handed-over item */
-    pthread_cond_t cv;
+    sl__cond cv;                /* this waiter's own condition (sync_int.h) */
 };
 
 struct sl_rpool {
@@ -128,7 +128,7 @@ static void grant_slot_locked(sl_rpool *p)
     p->in_use++;
     wait_unlink_locked(p, w);
     w->state = W_SLOT;
-    pthread_cond_signal(&w->cv);
+    sl__cond_signal(&w->cv);
 }
 
 /* 0 if it is still good at now, else which limit it passed (and that counter is bumped). */
@@ -169,8 +169,8 @@ static int open_new(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 static int wait_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **item)
 {
     struct waiter w = {.prev = p->wait_tail, .state = W_WAITING};
-    int rc = sl__cond_init_mono(&w.cv);
-    if (rc < 0) return rc;
+    int rc = 0;
+    sl__cond_init(&w.cv);
     if (p->wait_tail)
         p->wait_tail->next = &w;
     else
@@ -180,14 +180,13 @@ static int wait_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **item)
     p->wait_count++;
     int64_t t0 = sl_mono_ns();
     while (w.state == W_WAITING) {
-        rc = sl__ctx_cond_wait(ctx, &w.cv, &p->mu);
+        rc = sl__cond_wait(&w.cv, &p->mu, ctx);
         if (rc < 0 && w.state == W_WAITING) {
             wait_unlink_locked(p, &w);
             break;
         }
     }
     p->wait_ns += sl_mono_ns() - t0;
-    pthread_cond_destroy(&w.cv);
     if (w.state == W_WAITING) return rc;
     *item = w.item;
     return w.state;
@@ -296,7 +295,7 @@ void sl_rpool_release(sl_rpool_item *it)
         wait_unlink_locked(p, w);
         w->item = it;
         w->state = W_ITEM;
-        pthread_cond_signal(&w->cv);
+        sl__cond_signal(&w->cv);
         pthread_mutex_unlock(&p->mu);
         return;
     }
@@ -397,7 +396,7 @@ void sl_rpool_close(sl_rpool *p)
     for (struct waiter *w; (w = p->wait_head) != NULL;) {
         wait_unlink_locked(p, w);
         w->state = W_CLOSED;
-        pthread_cond_signal(&w->cv);
+        sl__cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&p->mu);
     close_list(p, list);

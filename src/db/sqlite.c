@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "db/db_int.h"
+#include "sluice/task.h"
 #include "sluice/clock.h"
 
 #define PROGRESS_OPS 1000
@@ -121,7 +122,7 @@ static int sq_connect(sl_db *db, sl_ctx *ctx, sl__dbc **out, char *msg, size_t m
     c->cap = db->o.stmt_cache;
     c->cache = calloc((size_t)c->cap, sizeof *c->cache);
     struct open_job j = {.db = db, .c = c, .msg = msg, .msgsz = msgsz};
-    int rc = c->cache ? sl__db_offload(open_fn, &j, ctx) : SL_ENOMEM;
+    int rc = c->cache ? sl_offload(open_fn, &j, ctx) : SL_ENOMEM;
     if (rc == 0) rc = j.rc;
     if (rc < 0) {
         if (c->db) sqlite3_close_v2(c->db);
@@ -337,7 +338,7 @@ static int sq_run(sl__dbc *h, sl_ctx *ctx, const char *sql, const sl_db_arg *arg
         if (rc != 0) return rc < 0 ? rc : sl_ctx_err(ctx); /* 1: ctx already done */
     }
     struct run_job j = {hook ? ctx : NULL, c, sql, args, nargs, rows, affected, 0};
-    rc = sl__db_offload(run_fn, &j, ctx);
+    rc = sl_offload(run_fn, &j, ctx);
     sl_ctx_hook_stop(hook);
     if (rc == 0) rc = j.rc;
     if ((rc == SL_ECANCELED || rc == SL_EBUSY) && sl_ctx_err(ctx) < 0) rc = sl_ctx_err(ctx);
