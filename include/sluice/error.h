@@ -51,7 +51,10 @@ SL_BEGIN_DECLS
     X(EREDIS, -4010, "redis error")                           \
     X(EUNAVAIL, -4011, "service unavailable")                 \
     X(EABANDONED, -4012, "abandoned at shutdown")             \
-    X(EFAILED, -4013, "operation failed")
+    X(EFAILED, -4013, "operation failed")                     \
+    X(EDNS, -4020, "host name could not be resolved")         \
+    X(ETLS, -4021, "TLS handshake or verification failed")    \
+    X(ETOOLARGE, -4022, "response too large")
 
 #define SL__ERR_ENUM(name, value, msg) SL_##name = (value),
 typedef enum sl_err { SL_OK = 0, SL_ERRNO_MAP(SL__ERR_ENUM) SL_OWN_ERROR_MAP(SL__ERR_ENUM) } sl_err;

@@ -26,5 +26,6 @@
 #include "sluice/mux.h"
 #include "sluice/mw_ratelimit.h"
 #include "sluice/mw_metrics.h"
+#include "sluice/client.h"
 
 #endif /* SLUICE_SLUICE_H */

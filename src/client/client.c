@@ -1,0 +1,419 @@
+/* The client's loop: libcurl's multi-socket interface driven by a sluice reactor.
+ *
+ * curl tells us which sockets it wants watched (CURLMOPT_SOCKETFUNCTION) and when it next
+ * needs the clock (CURLMOPT_TIMERFUNCTION); the reactor watches those sockets in its epoll set
+ * and a timerfd for the clock, and hands every readiness back to curl_multi_socket_action.
+ * Every curl call happens on the loop thread, so curl needs no locks and there is no thread per
+ * request and no curl thread. (A host *name* is resolved by curl's own resolver; numeric hosts
+ * and "localhost" never leave the loop.)
+ *
+ * A caller (any thread) fills an sl__call on its stack and posts it to the loop, then waits on
+ * the call's condition with sl__ctx_cond_wait, the wait every sluice primitive uses (a task
+ * parks there, a thread blocks). The loop publishes the result under the call's mutex. If the
+ * caller's ctx fires first, the caller posts the call's cancel task and waits for it: the loop
+ * removes the transfer from the multi handle (curl closes a connection it was using mid-way, so
+ * the server sees the client go) and only then lets the caller return. That ordering is the
+ * lifetime rule: after done (and cancel_ran, if a cancel was posted) the loop holds no pointer
+ * to the call, so the caller's stack frame may vanish.
+ *
+ * Socket watchers are freed through the reactor's deferred queue, never inside the callback
+ * that removes them: a later event in the same epoll batch may still point at one (the reactor
+ * skips a stopped watcher, but it reads it). Easy handles are kept for reuse (curl_easy_reset
+ * keeps their buffers); connections live in the multi handle's cache, which curl bounds with
+ * CURLMOPT_MAXCONNECTS and splits per host with CURLMOPT_MAX_HOST_CONNECTIONS. */
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "client/client_int.h"
+#include "sync/sync_int.h"
+
+#define EASY_POOL_MAX 64
+
+/* A socket curl asked us to watch. */
+typedef struct sockw {
+    sl__io io;
+    sl__task free_task;        /* deferred free */
+    struct sockw *prev, *next; /* the client's live watchers */
+} sockw;
+
+struct sl_client {
+    sl__reactor r;
+    pthread_t thr;
+    CURLM *multi; /* loop thread only (after sl_client_new returns) */
+    int tfd;      /* timerfd for curl's timeout */
+    sl__io tio;
+    sockw *socks;                   /* live watchers; loop thread */
+    CURL *easy_pool[EASY_POOL_MAX]; /* idle easy handles; loop thread */
+    int neasy;
+    sl_client_opts o; /* immutable; strings owned below */
+    char *ca_file, *user_agent;
+    _Atomic uint64_t requests, failed, conns_opened;
+};
+
+static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode g_curl_init = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+    g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- curl's sockets and timer on the reactor ------------------------------------------------ */
+
+static void check_done(sl_client *c);
+
+static void sock_io(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    sl_client *c = r->data;
+    int flags = 0;
+    if (events & EPOLLIN) flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+    int running;
+    curl_multi_socket_action(c->multi, io->fd, flags, &running);
+    check_done(c);
+}
+
+static void sock_free(sl__reactor *r, sl__task *t)
+{
+    (void)r;
+    free((char *)t - offsetof(sockw, free_task));
+}
+
+static void sock_unlink(sl_client *c, sockw *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        c->socks = w->next;
+    if (w->next) w->next->prev = w->prev;
+}
+
+static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    sl_client *c = userp;
+    sockw *w = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (w) {
+            sl__io_stop(&c->r, &w->io);
+            sock_unlink(c, w);
+            curl_multi_assign(c->multi, s, NULL);
+            w->free_task.fn = sock_free;
+            sl__reactor_defer(&c->r, &w->free_task);
+        }
+        return 0;
+    }
+    uint32_t ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (w) return sl__io_set(&c->r, &w->io, ev) < 0 ? -1 : 0;
+    if (!(w = calloc(1, sizeof *w))) return -1;
+    if (sl__io_start(&c->r, &w->io, s, ev, sock_io) < 0) {
+        free(w);
+        return -1;
+    }
+    w->next = c->socks;
+    if (c->socks) c->socks->prev = w;
+    c->socks = w;
+    curl_multi_assign(c->multi, s, w);
+    return 0;
+}
+
+static int timer_cb(CURLM *m, long ms, void *userp)
+{
+    (void)m;
+    sl_client *c = userp;
+    struct itimerspec its = {0};
+    if (ms == 0) {
+        its.it_value.tv_nsec = 1; /* "now": a zero it_value would disarm */
+    } else if (ms > 0) {
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (ms % 1000) * 1000000L;
+    }
+    return timerfd_settime(c->tfd, 0, &its, NULL) < 0 ? -1 : 0;
+}
+
+static void timer_io(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    (void)events;
+    sl_client *c = r->data;
+    uint64_t n;
+    ssize_t got = read(io->fd, &n, sizeof n); /* EAGAIN: re-armed meanwhile, still fire */
+    (void)got;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(c);
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+static CURL *easy_get(sl_client *c)
+{
+    return c->neasy ? c->easy_pool[--c->neasy] : curl_easy_init();
+}
+
+static void easy_put(sl_client *c, CURL *e)
+{
+    if (c->neasy < EASY_POOL_MAX) {
+        curl_easy_reset(e);
+        c->easy_pool[c->neasy++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
+
+/* Takes the transfer off the loop and publishes rc. After the unlock the caller may return. */
+static void call_finish(sl_client *c, sl__call *k, int rc, bool cancel_ran)
+{
+    sl_client_resp *resp = k->resp;
+    if (k->easy) {
+        long n = 0;
+        if (curl_easy_getinfo(k->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0) {
+            resp->new_conns = (uint32_t)n;
+            atomic_fetch_add_explicit(&c->conns_opened, (uint64_t)n, memory_order_relaxed);
+        }
+        if (rc == 0) {
+            long status = 0;
+            curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
+            resp->status = (int)status;
+        }
+        curl_multi_remove_handle(c->multi, k->easy);
+        easy_put(c, k->easy);
+        k->easy = NULL;
+    }
+    curl_slist_free_all(k->hdrs);
+    k->hdrs = NULL;
+    if (rc < 0) {
+        free(resp->headers);
+        free(resp->body);
+        resp->headers = resp->body = NULL;
+        resp->headers_len = resp->body_len = 0;
+        resp->status = 0;
+        const char *msg = k->errbuf[0] ? k->errbuf : sl_strerror(rc);
+        snprintf(resp->errmsg, sizeof resp->errmsg, "%s", msg);
+        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+    }
+    pthread_mutex_lock(&k->mu);
+    k->rc = rc;
+    k->done = true;
+    k->cancel_ran |= cancel_ran;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+static void check_done(sl_client *c)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(c->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        sl__call *k = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&k);
+        CURLcode res = m->data.result; /* m is invalid once the handle is removed */
+        call_finish(c, k, sl__client_map_result(k, res), false);
+    }
+}
+
+static void call_start(sl__reactor *r, sl__task *t)
+{
+    sl_client *c = r->data;
+    sl__call *k = (sl__call *)((char *)t - offsetof(sl__call, start));
+    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
+    CURL *e = easy_get(c);
+    if (!e) {
+        call_finish(c, k, SL_ENOMEM, false);
+        return;
+    }
+    int rc = sl__client_setup(k, e, &c->o);
+    if (rc == 0 && curl_multi_add_handle(c->multi, e) != CURLM_OK) rc = SL_ENOMEM;
+    if (rc < 0) {
+        easy_put(c, e);
+        call_finish(c, k, rc, false);
+        return;
+    }
+    k->easy = e;
+}
+
+static void call_cancel(sl__reactor *r, sl__task *t)
+{
+    sl_client *c = r->data;
+    sl__call *k = (sl__call *)((char *)t - offsetof(sl__call, cancel));
+    /* done is written only on this thread, so reading it without mu is not a race. */
+    if (!k->done) {
+        k->errbuf[0] = 0;
+        call_finish(c, k, k->cancel_err, true);
+        return;
+    }
+    pthread_mutex_lock(&k->mu);
+    k->cancel_ran = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+int sl_client_do(sl_client *c, const sl_client_req *req, sl_client_resp *resp, sl_ctx *ctx)
+{
+    if (!c || !req || !resp) return SL_EINVAL;
+    memset(resp, 0, sizeof *resp);
+    if (!req->url || req->timeout_ns < 0) return SL_EINVAL;
+    int rc = sl_ctx_err(ctx);
+    if (rc < 0) {
+        snprintf(resp->errmsg, sizeof resp->errmsg, "%s", sl_strerror(rc));
+        return rc;
+    }
+    sl__call k = {.client = c, .req = req, .resp = resp};
+    k.start.fn = call_start;
+    k.cancel.fn = call_cancel;
+    pthread_mutex_init(&k.mu, NULL);
+    pthread_cond_init(&k.cv, NULL);
+    sl__reactor_post(&c->r, &k.start);
+    pthread_mutex_lock(&k.mu);
+    while (!k.done) {
+        rc = sl__ctx_cond_wait(ctx, &k.cv, &k.mu);
+        if (rc < 0 && !k.done) {
+            k.cancel_err = rc;
+            pthread_mutex_unlock(&k.mu);
+            sl__reactor_post(&c->r, &k.cancel);
+            pthread_mutex_lock(&k.mu);
+            /* A short wait on the loop (one iteration), not on the network: no ctx. */
+            while (!k.cancel_ran)
+                sl__ctx_cond_wait(NULL, &k.cv, &k.mu);
+        }
+    }
+    rc = k.rc;
+    pthread_mutex_unlock(&k.mu);
+    pthread_cond_destroy(&k.cv);
+    pthread_mutex_destroy(&k.mu);
+    return rc;
+}
+
+int sl_client_get(sl_client *c, const char *url, sl_client_resp *resp, sl_ctx *ctx)
+{
+    sl_client_req q = {.url = url};
+    return sl_client_do(c, &q, resp, ctx);
+}
+
+void sl_client_stats_get(const sl_client *c, sl_client_stats *st)
+{
+    sl_client *m = (sl_client *)c; /* atomics are read-only here */
+    st->requests = atomic_load_explicit(&m->requests, memory_order_relaxed);
+    st->failed = atomic_load_explicit(&m->failed, memory_order_relaxed);
+    st->conns_opened = atomic_load_explicit(&m->conns_opened, memory_order_relaxed);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void *loop_main(void *arg)
+{
+    sl_client *c = arg;
+    sl__reactor_run(&c->r);
+    return NULL;
+}
+
+/* Runs on the loop: closes curl's connections, frees its handles and watchers, stops the loop.
+ * curl_multi_cleanup closes cached connections without always reporting CURL_POLL_REMOVE, so
+ * the watchers still listed are freed here (their fds are closed: epoll dropped them). */
+static void loop_stop(sl__reactor *r, sl__task *t)
+{
+    (void)t;
+    sl_client *c = r->data;
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    while (c->neasy)
+        curl_easy_cleanup(c->easy_pool[--c->neasy]);
+    while (c->socks) {
+        sockw *w = c->socks;
+        sock_unlink(c, w);
+        sl__io_stop(r, &w->io);
+        w->free_task.fn = sock_free;
+        sl__reactor_defer(r, &w->free_task);
+    }
+    sl__io_stop(r, &c->tio);
+    sl__reactor_stop(r);
+}
+
+static void client_destroy(sl_client *c)
+{
+    if (c->multi) curl_multi_cleanup(c->multi);
+    if (c->tfd >= 0) close(c->tfd);
+    sl__reactor_destroy(&c->r);
+    free(c->ca_file);
+    free(c->user_agent);
+    free(c);
+}
+
+void sl_client_free(sl_client *c)
+{
+    if (!c) return;
+    sl__task stop = {.fn = loop_stop};
+    sl__reactor_post(&c->r, &stop);
+    pthread_join(c->thr, NULL);
+    client_destroy(c);
+}
+
+static int opts_check(const sl_client_opts *o)
+{
+    if (o->max_conns_per_host < 0 || o->max_idle_conns < 0 || o->connect_timeout_ns < 0 ||
+        o->timeout_ns < 0 || o->max_redirects < 0)
+        return SL_EINVAL;
+    return 0;
+}
+
+static int multi_setup(sl_client *c)
+{
+    if (!(c->multi = curl_multi_init())) return SL_ENOMEM;
+    CURLM *m = c->multi;
+    curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(m, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)c->o.max_idle_conns);
+    if (c->o.max_conns_per_host > 0)
+        curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->o.max_conns_per_host);
+    return 0;
+}
+
+int sl_client_new(const sl_client_opts *opts, sl_client **out)
+{
+    sl_client_opts o = opts ? *opts : (sl_client_opts){0};
+    if (!out || opts_check(&o) < 0) return SL_EINVAL;
+    pthread_once(&g_curl_once, curl_init_once);
+    if (g_curl_init != CURLE_OK) return SL_EIO;
+    if (!o.max_idle_conns) o.max_idle_conns = 100;
+    if (!o.connect_timeout_ns) o.connect_timeout_ns = SL_SEC(30);
+    if (!o.max_response_bytes) o.max_response_bytes = 64u << 20;
+    sl_client *c = calloc(1, sizeof *c);
+    if (!c) return SL_ENOMEM;
+    c->tfd = -1;
+    c->o = o;
+    c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
+    c->user_agent = strdup(o.user_agent ? o.user_agent : "sluice");
+    c->o.ca_file = c->ca_file;
+    c->o.user_agent = c->user_agent;
+    int rc = sl__reactor_init(&c->r);
+    if (rc < 0) goto fail;
+    c->r.data = c;
+    rc = SL_ENOMEM;
+    if ((o.ca_file && !c->ca_file) || !c->user_agent) goto fail;
+    if ((c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+        rc = sl_from_errno(errno);
+        goto fail;
+    }
+    if ((rc = sl__io_start(&c->r, &c->tio, c->tfd, EPOLLIN, timer_io)) < 0) goto fail;
+    if ((rc = multi_setup(c)) < 0) goto fail;
+    /* The thread is created last: from here on only the loop touches multi. */
+    if ((rc = pthread_create(&c->thr, NULL, loop_main, c)) != 0) {
+        rc = sl_from_errno(rc);
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    client_destroy(c);
+    return rc;
+}
