@@ -7,14 +7,15 @@
  * request and no curl thread. (A host *name* is resolved by curl's own resolver; numeric hosts
  * and "localhost" never leave the loop.)
  *
- * A caller (any thread) fills an sl__call on its stack and posts it to the loop, then waits on
- * the call's condition with sl__ctx_cond_wait, the wait every sluice primitive uses (a task
- * parks there, a thread blocks). The loop publishes the result under the call's mutex. If the
- * caller's ctx fires first, the caller posts the call's cancel task and waits for it: the loop
- * removes the transfer from the multi handle (curl closes a connection it was using mid-way, so
- * the server sees the client go) and only then lets the caller return. That ordering is the
- * lifetime rule: after done (and cancel_ran, if a cancel was posted) the loop holds no pointer
- * to the call, so the caller's stack frame may vanish.
+ * A caller (any thread) fills an sl__call on its stack, posts it to the loop and waits on the
+ * call's park word (sync/park_int.h, the wait sluice's channels use: a task parks there, a
+ * thread sleeps in a futex). The loop publishes the result with one atomic exchange. If the
+ * caller's ctx fires first, its on-done hook posts the call's cancel task: the loop removes the
+ * transfer from the multi handle (curl closes a connection it was using mid-way, so the server
+ * sees the client go) and publishes the ctx's error. Lifetime rule: the caller returns only
+ * after the result is published, the hook is stopped (sl_ctx_hook_stop waits out a running
+ * one), and — if the hook posted a cancel — that cancel ran and published the second park
+ * word. After that the loop holds no pointer to the call, so the stack frame may vanish.
  *
  * Socket watchers are freed through the reactor's deferred queue, never inside the callback
  * that removes them: a later event in the same epoll batch may still point at one (the reactor
@@ -32,6 +33,8 @@
 #include <unistd.h>
 
 #include "client/client_int.h"
+#include "sluice/clock.h"
+#include "sync/park_int.h"
 #include "sync/sync_int.h"
 
 #define EASY_POOL_MAX 64
@@ -46,8 +49,11 @@ typedef struct sockw {
 struct sl_client {
     sl__reactor r;
     pthread_t thr;
-    CURLM *multi; /* loop thread only (after sl_client_new returns) */
-    int tfd;      /* timerfd for curl's timeout */
+    CURLM *multi;     /* loop thread only (after sl_client_new returns) */
+    int tfd;          /* timerfd for curl's timeout */
+    int64_t due_ns;   /* when curl wants socket_action(TIMEOUT), sl_mono_ns; loop thread */
+    int64_t armed_ns; /* what tfd is armed for (INT64_MAX: disarmed); loop thread */
+    bool run_now;     /* curl asked for its timeout at once; loop thread */
     sl__io tio;
     sockw *socks;                   /* live watchers; loop thread */
     CURL *easy_pool[EASY_POOL_MAX]; /* idle easy handles; loop thread */
@@ -68,6 +74,7 @@ static void curl_init_once(void)
 /* ---- curl's sockets and timer on the reactor ------------------------------------------------ */
 
 static void check_done(sl_client *c);
+static void drive(sl_client *c);
 
 static void sock_io(sl__reactor *r, sl__io *io, uint32_t events)
 {
@@ -78,7 +85,7 @@ static void sock_io(sl__reactor *r, sl__io *io, uint32_t events)
     if (events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
     int running;
     curl_multi_socket_action(c->multi, io->fd, flags, &running);
-    check_done(c);
+    drive(c);
 }
 
 static void sock_free(sl__reactor *r, sl__task *t)
@@ -125,18 +132,49 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
     return 0;
 }
 
+/* Arms the timerfd only when curl wants the clock earlier than it is armed for: curl moves its
+ * timeout on almost every step of a transfer, and a syscall each time cost more than the rest
+ * of the loop. A timerfd that fires early (curl moved its timeout later or cancelled it) is
+ * re-armed or ignored in timer_io. */
+static void timer_arm(sl_client *c)
+{
+    if (c->due_ns >= c->armed_ns) return;
+    struct itimerspec its = {
+        .it_value = {.tv_sec = c->due_ns / 1000000000LL, .tv_nsec = c->due_ns % 1000000000LL}};
+    if (timerfd_settime(c->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0) c->armed_ns = c->due_ns;
+}
+
 static int timer_cb(CURLM *m, long ms, void *userp)
 {
     (void)m;
     sl_client *c = userp;
-    struct itimerspec its = {0};
-    if (ms == 0) {
-        its.it_value.tv_nsec = 1; /* "now": a zero it_value would disarm */
-    } else if (ms > 0) {
-        its.it_value.tv_sec = ms / 1000;
-        its.it_value.tv_nsec = (ms % 1000) * 1000000L;
+    c->run_now = false;
+    if (ms < 0) {
+        c->due_ns = INT64_MAX;
+    } else if (ms == 0) {
+        /* "Call me at once": done by drive() right after curl returns (curl must not be
+         * re-entered from its own callback), without a trip through the timerfd. */
+        c->due_ns = INT64_MAX;
+        c->run_now = true;
+    } else {
+        c->due_ns = sl_mono_ns() + (int64_t)ms * 1000000;
+        timer_arm(c);
     }
-    return timerfd_settime(c->tfd, 0, &its, NULL) < 0 ? -1 : 0;
+    return 0;
+}
+
+/* Runs what curl asked to run at once, then hands finished transfers back to their callers
+ * (finishing one may let a queued transfer start: loop until curl is quiet). */
+static void drive(sl_client *c)
+{
+    do {
+        while (c->run_now) {
+            c->run_now = false;
+            int running;
+            curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        check_done(c);
+    } while (c->run_now);
 }
 
 static void timer_io(sl__reactor *r, sl__io *io, uint32_t events)
@@ -146,9 +184,13 @@ static void timer_io(sl__reactor *r, sl__io *io, uint32_t events)
     uint64_t n;
     ssize_t got = read(io->fd, &n, sizeof n); /* EAGAIN: re-armed meanwhile, still fire */
     (void)got;
-    int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
+    c->armed_ns = INT64_MAX;
+    if (c->due_ns <= sl_mono_ns()) {
+        c->due_ns = INT64_MAX;
+        c->run_now = true;
+    }
+    drive(c);
+    timer_arm(c);
 }
 
 /* ---- calls -------------------------------------------------------------------------------- */
@@ -168,8 +210,9 @@ static void easy_put(sl_client *c, CURL *e)
     }
 }
 
-/* Takes the transfer off the loop and publishes rc. After the unlock the caller may return. */
-static void call_finish(sl_client *c, sl__call *k, int rc, bool cancel_ran)
+/* Takes the transfer off the loop and publishes rc: the caller may return as soon as word
+ * changes, so nothing here touches k after sl__park_finish. */
+static void call_finish(sl_client *c, sl__call *k, int rc)
 {
     sl_client_resp *resp = k->resp;
     if (k->easy) {
@@ -199,12 +242,9 @@ static void call_finish(sl_client *c, sl__call *k, int rc, bool cancel_ran)
         snprintf(resp->errmsg, sizeof resp->errmsg, "%s", msg);
         atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
     }
-    pthread_mutex_lock(&k->mu);
     k->rc = rc;
-    k->done = true;
-    k->cancel_ran |= cancel_ran;
-    pthread_cond_signal(&k->cv);
-    pthread_mutex_unlock(&k->mu);
+    k->finished = true;
+    sl__park_finish(&k->word, SL__DONE);
 }
 
 static void check_done(sl_client *c)
@@ -216,7 +256,7 @@ static void check_done(sl_client *c)
         sl__call *k = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&k);
         CURLcode res = m->data.result; /* m is invalid once the handle is removed */
-        call_finish(c, k, sl__client_map_result(k, res), false);
+        call_finish(c, k, sl__client_map_result(k, res));
     }
 }
 
@@ -227,33 +267,42 @@ static void call_start(sl__reactor *r, sl__task *t)
     atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
     CURL *e = easy_get(c);
     if (!e) {
-        call_finish(c, k, SL_ENOMEM, false);
+        call_finish(c, k, SL_ENOMEM);
         return;
     }
     int rc = sl__client_setup(k, e, &c->o);
     if (rc == 0 && curl_multi_add_handle(c->multi, e) != CURLM_OK) rc = SL_ENOMEM;
     if (rc < 0) {
         easy_put(c, e);
-        call_finish(c, k, rc, false);
+        call_finish(c, k, rc);
         return;
     }
     k->easy = e;
+    drive(c);
 }
 
+/* The cancel posted by the ctx hook. It always runs after the call's start (the hook is
+ * registered after start was posted, and posts run in order), maybe after the transfer
+ * finished by itself: then there is nothing to stop. */
 static void call_cancel(sl__reactor *r, sl__task *t)
 {
     sl_client *c = r->data;
     sl__call *k = (sl__call *)((char *)t - offsetof(sl__call, cancel));
-    /* done is written only on this thread, so reading it without mu is not a race. */
-    if (!k->done) {
+    if (!k->finished) {
         k->errbuf[0] = 0;
-        call_finish(c, k, k->cancel_err, true);
-        return;
+        call_finish(c, k, atomic_load_explicit(&k->cancel_err, memory_order_relaxed));
     }
-    pthread_mutex_lock(&k->mu);
-    k->cancel_ran = true;
-    pthread_cond_signal(&k->cv);
-    pthread_mutex_unlock(&k->mu);
+    sl__park_finish(&k->cword, SL__DONE); /* k may be gone after this */
+    drive(c);
+}
+
+/* The ctx's on-done hook (the cancelling thread, or the ctx timer thread). */
+static void call_ctx_done(void *arg, int err)
+{
+    sl__call *k = arg;
+    atomic_store_explicit(&k->cancel_err, err, memory_order_relaxed);
+    atomic_store_explicit(&k->cancel_posted, true, memory_order_release);
+    sl__reactor_post(&k->client->r, &k->cancel);
 }
 
 int sl_client_do(sl_client *c, const sl_client_req *req, sl_client_resp *resp, sl_ctx *ctx)
@@ -269,27 +318,16 @@ int sl_client_do(sl_client *c, const sl_client_req *req, sl_client_resp *resp, s
     sl__call k = {.client = c, .req = req, .resp = resp};
     k.start.fn = call_start;
     k.cancel.fn = call_cancel;
-    pthread_mutex_init(&k.mu, NULL);
-    pthread_cond_init(&k.cv, NULL);
     sl__reactor_post(&c->r, &k.start);
-    pthread_mutex_lock(&k.mu);
-    while (!k.done) {
-        rc = sl__ctx_cond_wait(ctx, &k.cv, &k.mu);
-        if (rc < 0 && !k.done) {
-            k.cancel_err = rc;
-            pthread_mutex_unlock(&k.mu);
-            sl__reactor_post(&c->r, &k.cancel);
-            pthread_mutex_lock(&k.mu);
-            /* A short wait on the loop (one iteration), not on the network: no ctx. */
-            while (!k.cancel_ran)
-                sl__ctx_cond_wait(NULL, &k.cv, &k.mu);
-        }
-    }
-    rc = k.rc;
-    pthread_mutex_unlock(&k.mu);
-    pthread_cond_destroy(&k.cv);
-    pthread_mutex_destroy(&k.mu);
-    return rc;
+    /* The hook is registered after start was posted, so its cancel is queued behind start. */
+    sl_ctx_hook *hook = NULL;
+    if (sl__ctx_can_be_done(ctx) && sl_ctx_on_done(ctx, call_ctx_done, &k, &hook) < 0)
+        call_ctx_done(&k, SL_ENOMEM); /* no hook: the ctx could not stop us, give up now */
+    sl__park_wait(&k.word);
+    /* Waits out a hook running right now, so cancel_posted is final after this. */
+    sl_ctx_hook_stop(hook);
+    if (atomic_load_explicit(&k.cancel_posted, memory_order_acquire)) sl__park_wait(&k.cword);
+    return k.rc;
 }
 
 int sl_client_get(sl_client *c, const char *url, sl_client_resp *resp, sl_ctx *ctx)
@@ -390,6 +428,7 @@ int sl_client_new(const sl_client_opts *opts, sl_client **out)
     sl_client *c = calloc(1, sizeof *c);
     if (!c) return SL_ENOMEM;
     c->tfd = -1;
+    c->due_ns = c->armed_ns = INT64_MAX;
     c->o = o;
     c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
     c->user_agent = strdup(o.user_agent ? o.user_agent : "sluice");

@@ -4,7 +4,6 @@
 #ifndef SLUICE_CLIENT_INT_H
 #define SLUICE_CLIENT_INT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <curl/curl.h>
@@ -14,13 +13,13 @@
 #include "http/reactor.h"
 
 /* One sl_client_do in flight. Lives on the caller's stack: the caller keeps it alive until the
- * loop has published its result (done) and, if the caller posted a cancel, until that cancel
- * ran (cancel_ran): after that the loop never touches it again.
+ * loop has published the result on `word` and, if the ctx hook posted a cancel, until that
+ * cancel ran and published `cword`: after that the loop never touches it again.
  * Threads: the caller fills it before posting `start` (the post is the release edge); from then
- * on the loop thread owns every field except those marked "guarded by mu". */
+ * on the loop thread owns every plain field; the park words carry the hand-backs. */
 typedef struct sl__call {
     sl__task start;  /* posted by the caller: add the transfer to the multi handle */
-    sl__task cancel; /* posted by the caller when its ctx fired first */
+    sl__task cancel; /* posted by the ctx's on-done hook (any thread) */
     struct sl_client *client;
     const sl_client_req *req;
     sl_client_resp *resp;
@@ -28,13 +27,13 @@ typedef struct sl__call {
     struct curl_slist *hdrs;  /* loop thread */
     size_t body_cap, hdr_cap; /* bytes allocated for resp->body / resp->headers */
     uint64_t max_body;
-    int cb_err;     /* set by a callback that stopped the transfer (SL_ETOOLARGE, on_body's) */
-    int cancel_err; /* the ctx's error; written by the caller before posting cancel */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int rc;          /* the result; guarded by mu */
-    bool done;       /* result published; guarded by mu */
-    bool cancel_ran; /* the cancel task ran (the loop let go of the call); guarded by mu */
+    int cb_err;    /* set by a callback that stopped the transfer (SL_ETOOLARGE, on_body's) */
+    int rc;        /* the result; written by the loop before it publishes word */
+    bool finished; /* the loop published word; loop thread */
+    _Atomic int cancel_err;    /* the ctx's error; written by the hook before posting cancel */
+    atomic_bool cancel_posted; /* the hook posted cancel: the caller must wait for cword */
+    _Atomic uint32_t word;     /* park word (sync/park_int.h): DONE once rc and resp are set */
+    _Atomic uint32_t cword;    /* park word: DONE once the cancel task ran */
     char errbuf[CURL_ERROR_SIZE];
 } sl__call;
 
