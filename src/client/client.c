@@ -8,13 +8,13 @@
  * and "localhost" never leave the loop.)
  *
  * A caller (any thread) fills an sl__call on its stack, posts it to the loop and waits on the
- * call's park word (sync/park_int.h, the wait sluice's channels use: a task parks there, a
+ * call's parking word (sync/park_int.h, the wait sluice's channels use: a task parks there, a
  * thread sleeps in a futex). The loop publishes the result with one atomic exchange. If the
  * caller's ctx fires first, its on-done hook posts the call's cancel task: the loop removes the
  * transfer from the multi handle (curl closes a connection it was using mid-way, so the server
  * sees the client go) and publishes the ctx's error. Lifetime rule: the caller returns only
  * after the result is published, the hook is stopped (sl_ctx_hook_stop waits out a running
- * one), and — if the hook posted a cancel — that cancel ran and published the second park
+ * one), and — if the hook posted a cancel — that cancel ran and published the second parking
  * word. After that the loop holds no pointer to the call, so the stack frame may vanish.
  *
  * Socket watchers are freed through the reactor's deferred queue, never inside the callback
@@ -34,7 +34,6 @@
 
 #include "client/client_int.h"
 #include "sluice/clock.h"
-#include "sync/park_int.h"
 #include "sync/sync_int.h"
 
 #define EASY_POOL_MAX 64
@@ -210,8 +209,8 @@ static void easy_put(sl_client *c, CURL *e)
     }
 }
 
-/* Takes the transfer off the loop and publishes rc: the caller may return as soon as word
- * changes, so nothing here touches k after sl__park_finish. */
+/* Takes the transfer off the loop and publishes rc: the caller may return as soon as done
+ * is published, so nothing here touches k after sl__park_finish. */
 static void call_finish(sl_client *c, sl__call *k, int rc)
 {
     sl_client_resp *resp = k->resp;
@@ -244,7 +243,7 @@ static void call_finish(sl_client *c, sl__call *k, int rc)
     }
     k->rc = rc;
     k->finished = true;
-    sl__park_finish(&k->word, SL__DONE);
+    sl__callwait_done(&k->done);
 }
 
 static void check_done(sl_client *c)
@@ -292,7 +291,7 @@ static void call_cancel(sl__reactor *r, sl__task *t)
         k->errbuf[0] = 0;
         call_finish(c, k, atomic_load_explicit(&k->cancel_err, memory_order_relaxed));
     }
-    sl__park_finish(&k->cword, SL__DONE); /* k may be gone after this */
+    sl__callwait_done(&k->cancel_done); /* k may be gone after this */
     drive(c);
 }
 
@@ -318,15 +317,18 @@ int sl_client_do(sl_client *c, const sl_client_req *req, sl_client_resp *resp, s
     sl__call k = {.client = c, .req = req, .resp = resp};
     k.start.fn = call_start;
     k.cancel.fn = call_cancel;
+    sl__callwait_init(&k.done);
+    sl__callwait_init(&k.cancel_done);
     sl__reactor_post(&c->r, &k.start);
     /* The hook is registered after start was posted, so its cancel is queued behind start. */
     sl_ctx_hook *hook = NULL;
     if (sl__ctx_can_be_done(ctx) && sl_ctx_on_done(ctx, call_ctx_done, &k, &hook) < 0)
         call_ctx_done(&k, SL_ENOMEM); /* no hook: the ctx could not stop us, give up now */
-    sl__park_wait(&k.word);
+    sl__callwait_wait(&k.done);
     /* Waits out a hook running right now, so cancel_posted is final after this. */
     sl_ctx_hook_stop(hook);
-    if (atomic_load_explicit(&k.cancel_posted, memory_order_acquire)) sl__park_wait(&k.cword);
+    if (atomic_load_explicit(&k.cancel_posted, memory_order_acquire))
+        sl__callwait_wait(&k.cancel_done);
     return k.rc;
 }
 

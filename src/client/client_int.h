@@ -11,10 +11,46 @@
 #include "sluice/client.h"
 #include "sluice/error.h"
 #include "http/reactor.h"
+#include "sync/park_int.h"
+
+/* The caller's wait: the one every sluice primitive parks on (sync/park_int.h), so a task
+ * parks and a thread sleeps in a futex. With the task-aware parker (it comes with
+ * sync/task_link.h) that is sl__parker; before it, a bare parking word. */
+#if __has_include("sync/task_link.h")
+typedef sl__parker sl__callwait;
+static inline void sl__callwait_init(sl__callwait *w)
+{
+    sl__parker_init(w); /* records the waiting task: call on the waiter */
+}
+static inline void sl__callwait_wait(sl__callwait *w)
+{
+    sl__park_wait(w);
+}
+static inline void sl__callwait_done(sl__callwait *w)
+{
+    sl__park_finish(w, SL__DONE);
+}
+#else
+typedef struct sl__callwait {
+    _Atomic uint32_t word;
+} sl__callwait;
+static inline void sl__callwait_init(sl__callwait *w)
+{
+    atomic_init(&w->word, SL__WAITING);
+}
+static inline void sl__callwait_wait(sl__callwait *w)
+{
+    sl__park_wait(&w->word);
+}
+static inline void sl__callwait_done(sl__callwait *w)
+{
+    sl__park_finish(&w->word, SL__DONE);
+}
+#endif
 
 /* One sl_client_do in flight. Lives on the caller's stack: the caller keeps it alive until the
- * loop has published the result on `word` and, if the ctx hook posted a cancel, until that
- * cancel ran and published `cword`: after that the loop never touches it again.
+ * loop has published the result on `done` and, if the ctx hook posted a cancel, until that
+ * cancel ran and published `cancel_done`: after that the loop never touches it again.
  * Threads: the caller fills it before posting `start` (the post is the release edge); from then
  * on the loop thread owns every plain field; the park words carry the hand-backs. */
 typedef struct sl__call {
@@ -29,11 +65,11 @@ typedef struct sl__call {
     uint64_t max_body;
     int cb_err;    /* set by a callback that stopped the transfer (SL_ETOOLARGE, on_body's) */
     int rc;        /* the result; written by the loop before it publishes word */
-    bool finished; /* the loop published word; loop thread */
+    bool finished; /* the loop published done; loop thread */
     _Atomic int cancel_err;    /* the ctx's error; written by the hook before posting cancel */
-    atomic_bool cancel_posted; /* the hook posted cancel: the caller must wait for cword */
-    _Atomic uint32_t word;     /* park word (sync/park_int.h): DONE once rc and resp are set */
-    _Atomic uint32_t cword;    /* park word: DONE once the cancel task ran */
+    atomic_bool cancel_posted; /* the hook posted cancel: the caller must wait for cancel_done */
+    sl__callwait done;         /* DONE once rc and resp are set */
+    sl__callwait cancel_done;  /* DONE once the cancel task ran */
     char errbuf[CURL_ERROR_SIZE];
 } sl__call;
 
