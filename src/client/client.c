@@ -19,9 +19,10 @@
  *
  * Socket watchers are freed through the reactor's deferred queue, never inside the callback
  * that removes them: a later event in the same epoll batch may still point at one (the reactor
- * skips a stopped watcher, but it reads it). Easy handles are kept for reuse (curl_easy_reset
- * keeps their buffers); connections live in the multi handle's cache, which curl bounds with
- * CURLMOPT_MAXCONNECTS and splits per host with CURLMOPT_MAX_HOST_CONNECTIONS. */
+ * skips a stopped watcher, but it reads it). A kept-alive connection stays registered between
+ * transfers (see open_cb), so reusing it costs no epoll_ctl. Easy handles are kept for reuse
+ * (curl_easy_reset keeps their buffers); connections live in the multi handle's cache, which curl
+ * bounds with CURLMOPT_MAXCONNECTS and splits per host with CURLMOPT_MAX_HOST_CONNECTIONS. */
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -43,6 +44,8 @@ typedef struct sockw {
     sl__io io;
     sl__task free_task;        /* deferred free */
     struct sockw *prev, *next; /* the client's live watchers */
+    bool owned;      /* opened and closed through our callbacks: its fd's lifetime is known */
+    bool registered; /* in the reactor's epoll set */
 } sockw;
 
 struct sl_client {
@@ -54,7 +57,9 @@ struct sl_client {
     int64_t armed_ns; /* what tfd is armed for (INT64_MAX: disarmed); loop thread */
     bool run_now;     /* curl asked for its timeout at once; loop thread */
     sl__io tio;
-    sockw *socks;                   /* live watchers; loop thread */
+    sockw *socks; /* live watchers; loop thread */
+    sockw **byfd; /* owned watchers by fd (nbyfd slots); loop thread */
+    size_t nbyfd;
     CURL *easy_pool[EASY_POOL_MAX]; /* idle easy handles; loop thread */
     int neasy;
     sl_client_opts o; /* immutable; strings owned below */
@@ -93,13 +98,87 @@ static void sock_free(sl__reactor *r, sl__task *t)
     free((char *)t - offsetof(sockw, free_task));
 }
 
-static void sock_unlink(sl_client *c, sockw *w)
+static sockw *sock_new(sl_client *c, int fd, bool owned)
 {
+    sockw *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->io.fd = fd;
+    w->owned = owned;
+    w->next = c->socks;
+    if (c->socks) c->socks->prev = w;
+    c->socks = w;
+    if (owned) c->byfd[fd] = w;
+    return w;
+}
+
+/* Unregisters and unlists w; frees it after the current batch of events (a later event of the
+ * batch may still point at it). */
+static void sock_release(sl_client *c, sockw *w)
+{
+    if (w->registered) sl__io_stop(&c->r, &w->io);
+    w->registered = false;
     if (w->prev)
         w->prev->next = w->next;
     else
         c->socks = w->next;
     if (w->next) w->next->prev = w->prev;
+    if (w->owned) c->byfd[w->io.fd] = NULL;
+    w->free_task.fn = sock_free;
+    sl__reactor_defer(&c->r, &w->free_task);
+}
+
+/* An event on a kept connection curl is not watching (the server closed it, or sent bytes it
+ * should not have): stop watching, or level-triggered epoll would report it forever. curl finds
+ * the connection dead when it next tries to reuse it and closes it. */
+static void kept_io(sl__reactor *r, sl__io *io, uint32_t events)
+{
+    (void)events;
+    sockw *w = (sockw *)((char *)io - offsetof(sockw, io));
+    sl__io_stop(r, io);
+    w->registered = false;
+}
+
+/* Connection sockets are opened and closed here so that their registration can outlive a
+ * transfer: when curl stops watching a connection it keeps for reuse, the watcher stays in the
+ * epoll set (switched to kept_io), and the next transfer on it costs no epoll_ctl at all. Only
+ * sockets we close ourselves can be kept: for any other fd (curl's resolver wake-up pair) we
+ * could not tell whether a later socket with the same number is the same one. */
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    sl_client *c = clientp;
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    if ((size_t)fd >= c->nbyfd) {
+        size_t n = c->nbyfd ? c->nbyfd : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        sockw **t = realloc(c->byfd, n * sizeof *t);
+        if (!t) goto fail;
+        memset(t + c->nbyfd, 0, (n - c->nbyfd) * sizeof *t);
+        c->byfd = t;
+        c->nbyfd = n;
+    }
+    if (!sock_new(c, fd, true)) goto fail;
+    return fd;
+fail:
+    close(fd);
+    return CURL_SOCKET_BAD;
+}
+
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+    sl_client *c = clientp;
+    if (fd >= 0 && (size_t)fd < c->nbyfd && c->byfd[fd]) sock_release(c, c->byfd[fd]);
+    return close(fd);
+}
+
+void sl__client_sock_opts(CURL *e, struct sl_client *c)
+{
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
 }
 
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
@@ -108,25 +187,29 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
     sl_client *c = userp;
     sockw *w = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            sl__io_stop(&c->r, &w->io);
-            sock_unlink(c, w);
-            curl_multi_assign(c->multi, s, NULL);
-            w->free_task.fn = sock_free;
-            sl__reactor_defer(&c->r, &w->free_task);
-        }
+        if (!w) return 0;
+        curl_multi_assign(c->multi, s, NULL);
+        if (!w->owned)
+            sock_release(c, w);
+        else if (w->registered)
+            w->io.fn = kept_io;
         return 0;
     }
     uint32_t ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (w) return sl__io_set(&c->r, &w->io, ev) < 0 ? -1 : 0;
-    if (!(w = calloc(1, sizeof *w))) return -1;
-    if (sl__io_start(&c->r, &w->io, s, ev, sock_io) < 0) {
-        free(w);
+    if (!w && s >= 0 && (size_t)s < c->nbyfd) w = c->byfd[s];
+    if (!w && !(w = sock_new(c, s, false))) return -1;
+    int rc;
+    if (w->registered) {
+        w->io.fn = sock_io;
+        rc = sl__io_set(&c->r, &w->io, ev); /* no syscall when the interest is unchanged */
+    } else {
+        rc = sl__io_start(&c->r, &w->io, s, ev, sock_io);
+        w->registered = rc == 0;
+    }
+    if (rc < 0) {
+        if (!w->owned) sock_release(c, w);
         return -1;
     }
-    w->next = c->socks;
-    if (c->socks) c->socks->prev = w;
-    c->socks = w;
     curl_multi_assign(c->multi, s, w);
     return 0;
 }
@@ -366,13 +449,11 @@ static void loop_stop(sl__reactor *r, sl__task *t)
     c->multi = NULL;
     while (c->neasy)
         curl_easy_cleanup(c->easy_pool[--c->neasy]);
-    while (c->socks) {
-        sockw *w = c->socks;
-        sock_unlink(c, w);
-        sl__io_stop(r, &w->io);
-        w->free_task.fn = sock_free;
-        sl__reactor_defer(r, &w->free_task);
-    }
+    while (c->socks)
+        sock_release(c, c->socks);
+    free(c->byfd);
+    c->byfd = NULL;
+    c->nbyfd = 0;
     sl__io_stop(r, &c->tio);
     sl__reactor_stop(r);
 }

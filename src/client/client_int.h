@@ -77,6 +77,9 @@ typedef struct sl__call {
  * SL_ENOMEM / SL_EINVAL with k->errbuf saying why. Loop thread. */
 int sl__client_setup(sl__call *k, CURL *easy, const sl_client_opts *o);
 
+/* Points easy's socket open/close callbacks at client c (client.c). Loop thread. */
+void sl__client_sock_opts(CURL *easy, struct sl_client *c);
+
 /* The sluice code for a finished transfer's curl result (uses k->cb_err, and the OS errno for
  * connect failures). Loop thread. */
 int sl__client_map_result(sl__call *k, CURLcode res);

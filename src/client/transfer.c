@@ -161,6 +161,7 @@ int sl__client_setup(sl__call *k, CURL *e, const sl_client_opts *o)
     if ((rc = add_headers(k)) < 0) return rc;
     if (curl_easy_setopt(e, CURLOPT_URL, q->url) != CURLE_OK) return SL_ENOMEM;
     curl_easy_setopt(e, CURLOPT_PRIVATE, k);
+    sl__client_sock_opts(e, k->client);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, k->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");

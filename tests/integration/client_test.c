@@ -39,6 +39,9 @@ static void handler(sl_req *req, sl_resp *resp, void *arg)
         sl_resp_set_body(resp, b, n);
     } else if (path_is(req, "/big")) {
         sl_resp_set_body_static(resp, g_big, BIG);
+    } else if (path_is(req, "/close")) {
+        sl_resp_add_header(resp, "Connection", "close");
+        sl_resp_set_body_static(resp, "bye", 3);
     } else if (path_is(req, "/500")) {
         sl_resp_error(resp, 500, "boom");
     } else if (path_is(req, "/redirect")) {
@@ -211,6 +214,40 @@ static void test_get_post_headers(void **state)
     assert_int_equal(sl_client_get(c, u, &r, NULL), 0);
     assert_int_equal(r.status, 500);
     sl_client_resp_destroy(&r);
+    sl_client_free(c);
+    sl_server_free(srv);
+}
+
+/* Connections the server closes — after each response, or while idle in the client's cache —
+ * are replaced: every request still succeeds, on a new connection. */
+static void test_server_closes(void **state)
+{
+    (void)state;
+    int port;
+    sl_server_opts so = {.handler = handler, .reactors = 1, .idle_timeout_ns = SL_MS(50)};
+    sl_server *srv = tc_server_start(&so, &port);
+    sl_client *c = client_new(NULL);
+    char u[128];
+    url(u, sizeof u, port, "/close");
+    for (int i = 0; i < 20; i++) {
+        sl_client_resp r;
+        assert_int_equal(sl_client_get(c, u, &r, NULL), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "bye");
+        assert_int_equal(r.new_conns, 1);
+        sl_client_resp_destroy(&r);
+    }
+    url(u, sizeof u, port, "/");
+    for (int i = 0; i < 3; i++) {
+        sl_client_resp r;
+        assert_int_equal(sl_client_get(c, u, &r, NULL), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.new_conns, 1);
+        sl_client_resp_destroy(&r);
+        /* The server's idle timeout closes the kept connection. */
+        assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
+    }
+    assert_int_equal(stat_accepted(srv), 23);
     sl_client_free(c);
     sl_server_free(srv);
 }
@@ -546,6 +583,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_post_headers),
         cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_server_closes),
         cmocka_unit_test(test_per_host_limit),
         cmocka_unit_test(test_size_cap_and_stream),
         cmocka_unit_test(test_redirects),
