@@ -5,7 +5,8 @@
 # connection limit; each prints requests/s and the TCP connections it opened.
 #
 #   scripts/bench_client.sh [build-dir]       (default build/release)
-#   env: SECONDS_PER_RUN=3, CALLERS=64, PER_HOST=64, REPS=3 (runs alternate sluice / Go)
+#   env: SECONDS_PER_RUN=3, CALLERS=64, PER_HOST="64 8" (one round per limit), REPS=3 (runs
+#        alternate sluice / Go)
 #
 # The Go program (bench/go/httpclient.go, standard library only) is built from source here,
 # offline, in GOPATH mode. Loopback only; every step bounded by `timeout`.
@@ -16,7 +17,7 @@ srv_bin="$dir/bench/http/sluice-bench-server"
 cli_bin="$dir/bench/bench_client"
 SECS=${SECONDS_PER_RUN:-3}
 CALLERS=${CALLERS:-64}
-PER_HOST=${PER_HOST:-64}
+PER_HOST=${PER_HOST:-64 8}
 REPS=${REPS:-3}
 PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || true)}
 
@@ -48,9 +49,11 @@ for _ in $(seq 1 100); do
     sleep 0.05 # sleep-ok: polling a port with a bounded number of tries
 done
 url="http://127.0.0.1:$port/"
-args=(--url "$url" --callers "$CALLERS" --seconds "$SECS" --max-conns-per-host "$PER_HOST")
 lim=$((SECS + 60))
-for i in $(seq 1 "$REPS"); do
-    timeout "$lim" taskset -c 1 "$cli_bin" "${args[@]}" | sed "s/ |\$/ | run $i |/; s/ | run $i |\$/, run $i |/"
-    timeout "$lim" taskset -c 1 "$tmp/httpclient" "${args[@]}" | sed "s/ |\$/, run $i |/"
+for limit in $PER_HOST; do
+    args=(--url "$url" --callers "$CALLERS" --seconds "$SECS" --max-conns-per-host "$limit")
+    for i in $(seq 1 "$REPS"); do
+        timeout "$lim" taskset -c 1 "$cli_bin" "${args[@]}" | sed "s/ |\$/, run $i |/"
+        timeout "$lim" taskset -c 1 "$tmp/httpclient" "${args[@]}" | sed "s/ |\$/, run $i |/"
+    done
 done

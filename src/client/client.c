@@ -57,8 +57,11 @@ struct sl_client {
     int64_t armed_ns; /* what tfd is armed for (INT64_MAX: disarmed); loop thread */
     bool run_now;     /* curl asked for its timeout at once; loop thread */
     sl__io tio;
-    sockw *socks; /* live watchers; loop thread */
-    sockw **byfd; /* owned watchers by fd (nbyfd slots); loop thread */
+    sockw *socks;       /* live watchers; loop thread */
+    sl__call *wakes;    /* finished calls to wake at the end of this iteration; loop thread */
+    bool wake_queued;   /* wake_task is deferred; loop thread */
+    sl__task wake_task; /* runs wake_callers */
+    sockw **byfd;       /* owned watchers by fd (nbyfd slots); loop thread */
     size_t nbyfd;
     CURL *easy_pool[EASY_POOL_MAX]; /* idle easy handles; loop thread */
     int neasy;
@@ -326,7 +329,29 @@ static void call_finish(sl_client *c, sl__call *k, int rc)
     }
     k->rc = rc;
     k->finished = true;
-    sl__callwait_done(&k->done);
+    k->wake_next = c->wakes;
+    c->wakes = k;
+    if (!c->wake_queued) {
+        c->wake_queued = true;
+        sl__reactor_defer(&c->r, &c->wake_task);
+    }
+}
+
+/* Wakes the callers whose calls finished during this loop iteration, after the iteration's
+ * curl work: a woken caller thread may preempt the loop on its CPU, and the transfers waiting
+ * for a connection should be on the wire before that. Nothing touches a call after its wake. */
+static void wake_callers(sl__reactor *r, sl__task *t)
+{
+    (void)t;
+    sl_client *c = r->data;
+    sl__call *k = c->wakes;
+    c->wakes = NULL;
+    c->wake_queued = false;
+    while (k) {
+        sl__call *next = k->wake_next;
+        sl__callwait_done(&k->done);
+        k = next;
+    }
 }
 
 static void check_done(sl_client *c)
@@ -512,6 +537,7 @@ int sl_client_new(const sl_client_opts *opts, sl_client **out)
     if (!c) return SL_ENOMEM;
     c->tfd = -1;
     c->due_ns = c->armed_ns = INT64_MAX;
+    c->wake_task.fn = wake_callers;
     c->o = o;
     c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
     c->user_agent = strdup(o.user_agent ? o.user_agent : "sluice");

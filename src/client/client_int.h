@@ -65,11 +65,12 @@ typedef struct sl__call {
     uint64_t max_body;
     int cb_err;    /* set by a callback that stopped the transfer (SL_ETOOLARGE, on_body's) */
     int rc;        /* the result; written by the loop before it publishes word */
-    bool finished; /* the loop published done; loop thread */
-    _Atomic int cancel_err;    /* the ctx's error; written by the hook before posting cancel */
-    atomic_bool cancel_posted; /* the hook posted cancel: the caller must wait for cancel_done */
-    sl__callwait done;         /* DONE once rc and resp are set */
-    sl__callwait cancel_done;  /* DONE once the cancel task ran */
+    bool finished; /* the result is set (done is published at the iteration's end); loop thread */
+    struct sl__call *wake_next; /* in the client's list of calls to wake; loop thread */
+    _Atomic int cancel_err;     /* the ctx's error; written by the hook before posting cancel */
+    atomic_bool cancel_posted;  /* the hook posted cancel: the caller must wait for cancel_done */
+    sl__callwait done;          /* DONE once rc and resp are set */
+    sl__callwait cancel_done;   /* DONE once the cancel task ran */
     char errbuf[CURL_ERROR_SIZE];
 } sl__call;
 
