@@ -28,7 +28,7 @@ int main(void)
 #include "sluice/sluice.h"
 #include "sluice/keyed.h"
 #include "sluice/redis_limiter.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 
 #define NKEYS  1000
 #define WINDOW 256

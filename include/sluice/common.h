@@ -30,4 +30,8 @@
 /* The largest instant/duration: "never" / "forever". */
 #define SL_FOREVER INT64_MAX
 
+/* One sluice event loop (epoll, timers, cross-thread posts; the thread a task runs on).
+ * Opaque: the HTTP server and the task runtime own their loops; some APIs take one. */
+typedef struct sl_loop sl_loop;
+
 #endif /* SLUICE_COMMON_H */

@@ -16,7 +16,7 @@
  * instance's wall clock instead (or an explicit instant with the _at calls: tests); that costs
  * nothing in Redis but lets clock skew between instances move tokens. See docs/redis.md.
  *
- * I/O. hiredis's async API is attached to sluice reactors (src/http/reactor.h): one
+ * I/O. hiredis's async API is attached to sluice reactors (src/loop/reactor.h): one
  * connection per attached reactor, every callback on that reactor's loop thread, many checks
  * in flight on one connection (pipelining). Nothing ever blocks a reactor. Each check has a
  * timeout; a dropped connection is re-established with exponential backoff. While Redis is
@@ -37,7 +37,7 @@
 SL_BEGIN_DECLS
 
 typedef struct sl_redis_limiter sl_redis_limiter;
-struct sl__reactor; /* sluice's event loop (internal; the HTTP server owns its reactors) */
+/* sl_loop (common.h) is sluice's event loop, opaque; the HTTP server owns its loops. */
 
 /* Where a decision came from. */
 typedef enum sl_rate_source {
@@ -133,12 +133,12 @@ SL_API void sl_redis_limiter_free(sl_redis_limiter *rl);
 /* Attaches the limiter to reactor r: creates r's connection (connecting starts at once, in
  * the background). Returns 0, SL_EEXIST (already attached), SL_EFULL (64 reactors at most),
  * SL_ENOMEM. Threads: r's loop thread, or any thread before r runs. Does not block. */
-SL_API int sl_redis_limiter_attach(sl_redis_limiter *rl, struct sl__reactor *r);
+SL_API int sl_redis_limiter_attach(sl_redis_limiter *rl, sl_loop *r);
 
 /* Detaches from r: drops its connection; pending checks end with SL_ECANCELED (their callbacks
  * run before this returns). Returns 0 or SL_ENOENT. Threads: r's loop thread (or any thread
  * once r stopped running). Never from inside a check callback. */
-SL_API int sl_redis_limiter_detach(sl_redis_limiter *rl, struct sl__reactor *r);
+SL_API int sl_redis_limiter_detach(sl_redis_limiter *rl, sl_loop *r);
 
 /* Checks n tokens of key (len bytes, 1..SL_KEYED_MAX_KEY) on reactor r's connection.
  * Returns:
@@ -150,16 +150,16 @@ SL_API int sl_redis_limiter_detach(sl_redis_limiter *rl, struct sl__reactor *r);
  *       SL_ECANCELED on detach/free;
  *   SL_EINVAL (bad key, n < 0, r not attached), SL_ENOMEM: cb never called.
  * Threads: r's loop thread only. Never blocks. */
-SL_API int sl_redis_limiter_check(sl_redis_limiter *rl, struct sl__reactor *r, const void *key,
-                                  size_t len, int64_t n, sl_redis_check_fn cb, void *arg,
+SL_API int sl_redis_limiter_check(sl_redis_limiter *rl, sl_loop *r, const void *key, size_t len,
+                                  int64_t n, sl_redis_check_fn cb, void *arg,
                                   sl_rate_decision *now);
 
 /* sl_redis_limiter_check with an explicit wall instant now_ns (ns since the Unix epoch) sent
  * to the script instead of the configured clock (0 = the configured clock). For tests that
  * replay a sequence at controlled instants, and for tools. */
-SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, struct sl__reactor *r, const void *key,
-                                     size_t len, int64_t n, int64_t now_ns, sl_redis_check_fn cb,
-                                     void *arg, sl_rate_decision *now);
+SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl_loop *r, const void *key, size_t len,
+                                     int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
+                                     sl_rate_decision *now);
 
 /* Blocking check for tests and tools: runs the check on the limiter's private reactor thread
  * (started on first use, joined by sl_redis_limiter_free) and waits for the decision. Returns
@@ -170,7 +170,7 @@ SL_API int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, si
                                        int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out);
 
 /* True while r's connection is established (ready for checks). Threads: r's loop thread. */
-SL_API bool sl_redis_limiter_connected(sl_redis_limiter *rl, struct sl__reactor *r);
+SL_API bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl_loop *r);
 
 /* Fills *st. Threads: any. */
 SL_API void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_stats *st);

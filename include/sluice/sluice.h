@@ -8,6 +8,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/ctx.h"
+#include "sluice/task.h"
 #include "sluice/wg.h"
 #include "sluice/once.h"
 #include "sluice/sem.h"

@@ -17,7 +17,7 @@
 #include "sluice/router.h"
 #include "sluice/server.h"
 #include "http/parser.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 
 typedef struct sl__worker sl__worker;
 typedef struct sl__conn sl__conn;

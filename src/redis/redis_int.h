@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http/reactor.h"
+#include "loop/reactor.h"
 
 /* Writes the lowercase hex SHA-1 of data (41 bytes with the NUL): what Redis's SCRIPT LOAD
  * answers, so EVALSHA can be sent before that answer arrives. */

@@ -25,7 +25,7 @@ int main(void)
 #include "sluice/limiter.h"
 #include "sluice/keyed.h"
 #include "sluice/redis_limiter.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 #include "redis/redis_int.h"
 
 static sl_test_redis g_redis;

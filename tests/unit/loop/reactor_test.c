@@ -2,7 +2,7 @@
  * none lost), fixed-duration timer queues (order, restart, stop, disabled queues), fd
  * callbacks, deferred tasks, and stop from a task. */
 #include "harness.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

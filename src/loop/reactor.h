@@ -1,4 +1,4 @@
-/* Private to src/http: the reactor, one epoll event loop per thread.
+/* Private to sluice (src/loop): the reactor, one epoll event loop per thread.
  *
  * A reactor multiplexes file descriptors (callbacks per fd), fixed-duration timer queues, and
  * tasks posted from other threads. It knows nothing about HTTP. Everything here is loop-thread
@@ -6,14 +6,16 @@
  *
  * Time: the reactor measures real monotonic time (sl_mono_ns), because epoll_wait sleeps in
  * real time; the test clock does not drive it. r->now is refreshed once per loop iteration. */
-#ifndef SLUICE_HTTP_REACTOR_H
-#define SLUICE_HTTP_REACTOR_H
+#ifndef SLUICE_LOOP_REACTOR_H
+#define SLUICE_LOOP_REACTOR_H
 
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 
-typedef struct sl__reactor sl__reactor;
+/* The struct tag is the public opaque name sl_loop (include/sluice/common.h), so public headers
+ * can take a loop without showing its insides. */
+typedef struct sl_loop sl__reactor;
 typedef struct sl__io sl__io;
 typedef struct sl__timer sl__timer;
 typedef struct sl__tq sl__tq;
@@ -57,7 +59,7 @@ struct sl__task {
     sl__task_fn fn;
 };
 
-struct sl__reactor {
+struct sl_loop {
     int epfd;
     int evfd;
     sl__io wake;              /* the eventfd's watcher */
@@ -77,6 +79,11 @@ void sl__reactor_destroy(sl__reactor *r);
 
 /* Runs the loop on the calling thread until sl__reactor_stop() is called on it. */
 void sl__reactor_run(sl__reactor *r);
+
+/* Runs one iteration: waits for events (until the nearest timer if block, else not at all),
+ * dispatches them, then runs posted tasks, expired timers and deferred tasks. The task
+ * scheduler drives its loops with this. Loop thread only. */
+void sl__reactor_poll(sl__reactor *r, bool block);
 
 /* Makes run() return after the current iteration. Loop thread only. */
 void sl__reactor_stop(sl__reactor *r);

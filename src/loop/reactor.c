@@ -2,7 +2,8 @@
  *
  * One iteration: compute the nearest timer deadline, epoll_wait until then, dispatch each
  * ready fd's callback, then run the tasks posted from other threads, then expired timers, then
- * the deferred tasks. Ordering matters in two places:
+ * the deferred tasks (sl__reactor_poll is one iteration: the task scheduler drives the loop
+ * with it, see src/task/sched.c). Ordering matters in two places:
  *  - posted tasks and timers run after the whole batch of fd events, and objects closed
  *    during the iteration are freed by deferred tasks at its very end, so no event of the
  *    batch can reach freed memory (a posted "close every idle connection" may close a
@@ -22,7 +23,7 @@
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 
 #define MAX_EVENTS 256
 
@@ -204,25 +205,29 @@ void sl__reactor_stop(sl__reactor *r)
     r->stop = true;
 }
 
-void sl__reactor_run(sl__reactor *r)
+void sl__reactor_poll(sl__reactor *r, bool block)
 {
     struct epoll_event evs[MAX_EVENTS];
-    while (!r->stop) {
-        int n = epoll_wait(r->epfd, evs, MAX_EVENTS, wait_ms(r));
-        r->now = sl_mono_ns();
-        bool woken = false;
-        for (int i = 0; i < n; i++) {
-            sl__io *io = evs[i].data.ptr;
-            if (io == &r->wake) {
-                woken = true;
-                continue;
-            }
-            /* fn is NULL once the owner stopped the io during this batch. */
-            if (io->fn) io->fn(r, io, evs[i].events);
+    int n = epoll_wait(r->epfd, evs, MAX_EVENTS, block ? wait_ms(r) : 0);
+    r->now = sl_mono_ns();
+    bool woken = false;
+    for (int i = 0; i < n; i++) {
+        sl__io *io = evs[i].data.ptr;
+        if (io == &r->wake) {
+            woken = true;
+            continue;
         }
-        if (woken) run_posted(r);
-        run_timers(r);
-        run_deferred(r);
+        /* fn is NULL once the owner stopped the io during this batch. */
+        if (io->fn) io->fn(r, io, evs[i].events);
     }
+    if (woken) run_posted(r);
+    run_timers(r);
+    run_deferred(r);
+}
+
+void sl__reactor_run(sl__reactor *r)
+{
+    while (!r->stop)
+        sl__reactor_poll(r, true);
     /* Posts that raced with stop are left for the owner (see sl__reactor_destroy). */
 }
