@@ -10,7 +10,7 @@
 
 #include "sluice/client.h"
 #include "sluice/error.h"
-#include "http/reactor.h"
+#include "loop/reactor.h"
 #include "sync/park_int.h"
 
 /* The caller's wait: the one every sluice primitive parks on (sync/park_int.h), so a task

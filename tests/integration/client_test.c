@@ -90,7 +90,9 @@ typedef struct fault {
     atomic_int closes;   /* connections the client closed (read() == 0 or reset) */
 } fault;
 
-static bool read_head(int fd)
+/* Reads a request head; false if the client closed first (counted as a close) or 10 s
+ * passed. */
+static bool read_head(fault *f, int fd)
 {
     char buf[4096];
     size_t len = 0;
@@ -98,7 +100,10 @@ static bool read_head(int fd)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 10000) <= 0) return false;
         ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
-        if (n <= 0) return false;
+        if (n <= 0) {
+            atomic_fetch_add(&f->closes, 1);
+            return false;
+        }
         len += (size_t)n;
         buf[len] = 0;
         if (strstr(buf, "\r\n\r\n")) return true;
@@ -120,7 +125,7 @@ static bool wait_close(int fd)
 
 static void serve_one(fault *f, int fd)
 {
-    if (!read_head(fd)) return;
+    if (!read_head(f, fd)) return;
     atomic_fetch_add(&f->requests, 1);
     if (f->mode == F_PARTIAL) {
         tc_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789");
@@ -483,6 +488,7 @@ static void test_deadline_mid_body(void **state)
     assert_null(r.body);
     sl_client_resp_destroy(&r);
     assert_true(SL_WAIT_UNTIL(atomic_load(&f.closes) == 1, 5000));
+    assert_int_equal(atomic_load(&f.requests), 1);
     sl_ctx_release(ctx);
     sl_client_free(c);
     fault_stop(&f);
