@@ -58,6 +58,8 @@ struct sl_client {
     bool run_now;     /* curl asked for its timeout at once; loop thread */
     sl__io tio;
     sockw *socks;       /* live watchers; loop thread */
+    sl__hosts hosts;    /* per-host admission (max_conns_per_host > 0); loop thread */
+    sl__call *ready;    /* admitted calls to start (a slot passed to them); loop thread */
     sl__call *wakes;    /* finished calls to wake at the end of this iteration; loop thread */
     bool wake_queued;   /* wake_task is deferred; loop thread */
     sl__task wake_task; /* runs wake_callers */
@@ -82,6 +84,7 @@ static void curl_init_once(void)
 
 static void check_done(sl_client *c);
 static void drive(sl_client *c);
+static void start_transfer(sl_client *c, sl__call *k);
 
 static void sock_io(sl__reactor *r, sl__io *io, uint32_t events)
 {
@@ -253,13 +256,18 @@ static int timer_cb(CURLM *m, long ms, void *userp)
 static void drive(sl_client *c)
 {
     do {
+        while (c->ready) {
+            sl__call *k = c->ready;
+            c->ready = k->qnext;
+            start_transfer(c, k);
+        }
         while (c->run_now) {
             c->run_now = false;
             int running;
             curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         check_done(c);
-    } while (c->run_now);
+    } while (c->run_now || c->ready);
 }
 
 static void timer_io(sl__reactor *r, sl__io *io, uint32_t events)
@@ -327,6 +335,13 @@ static void call_finish(sl_client *c, sl__call *k, int rc)
         snprintf(resp->errmsg, sizeof resp->errmsg, "%s", msg);
         atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
     }
+    if (k->hq) {
+        sl__call *next = sl__hosts_release(&c->hosts, k);
+        if (next) { /* started by drive(), never from here: no recursion through failures */
+            next->qnext = c->ready;
+            c->ready = next;
+        }
+    }
     k->rc = rc;
     k->finished = true;
     k->wake_next = c->wakes;
@@ -367,11 +382,9 @@ static void check_done(sl_client *c)
     }
 }
 
-static void call_start(sl__reactor *r, sl__task *t)
+/* Hands k's transfer to curl (k holds its host slot, if limits are on). */
+static void start_transfer(sl_client *c, sl__call *k)
 {
-    sl_client *c = r->data;
-    sl__call *k = (sl__call *)((char *)t - offsetof(sl__call, start));
-    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
     CURL *e = easy_get(c);
     if (!e) {
         call_finish(c, k, SL_ENOMEM);
@@ -385,6 +398,16 @@ static void call_start(sl__reactor *r, sl__task *t)
         return;
     }
     k->easy = e;
+}
+
+static void call_start(sl__reactor *r, sl__task *t)
+{
+    sl_client *c = r->data;
+    sl__call *k = (sl__call *)((char *)t - offsetof(sl__call, start));
+    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
+    int limit = c->o.max_conns_per_host;
+    if (limit > 0 && !sl__hosts_admit(&c->hosts, k, limit)) return; /* queued for its host */
+    start_transfer(c, k);
     drive(c);
 }
 
@@ -478,6 +501,7 @@ static void loop_stop(sl__reactor *r, sl__task *t)
         sock_release(c, c->socks);
     free(c->byfd);
     c->byfd = NULL;
+    sl__hosts_free(&c->hosts);
     c->nbyfd = 0;
     sl__io_stop(r, &c->tio);
     sl__reactor_stop(r);

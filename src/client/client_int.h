@@ -66,13 +66,34 @@ typedef struct sl__call {
     int cb_err;    /* set by a callback that stopped the transfer (SL_ETOOLARGE, on_body's) */
     int rc;        /* the result; written by the loop before it publishes word */
     bool finished; /* the result is set (done is published at the iteration's end); loop thread */
-    struct sl__call *wake_next; /* in the client's list of calls to wake; loop thread */
-    _Atomic int cancel_err;     /* the ctx's error; written by the hook before posting cancel */
-    atomic_bool cancel_posted;  /* the hook posted cancel: the caller must wait for cancel_done */
-    sl__callwait done;          /* DONE once rc and resp are set */
-    sl__callwait cancel_done;   /* DONE once the cancel task ran */
+    struct sl__call *wake_next;     /* in the client's list of calls to wake; loop thread */
+    struct sl__hostq *hq;           /* its host's admission entry, or NULL; loop thread */
+    bool has_slot;                  /* admitted (counted in hq->active); loop thread */
+    struct sl__call *qprev, *qnext; /* in hq's waiting queue, or the client's ready list */
+    _Atomic int cancel_err;         /* the ctx's error; written by the hook before posting cancel */
+    atomic_bool cancel_posted; /* the hook posted cancel: the caller must wait for cancel_done */
+    sl__callwait done;         /* DONE once rc and resp are set */
+    sl__callwait cancel_done;  /* DONE once the cancel task ran */
     char errbuf[CURL_ERROR_SIZE];
 } sl__call;
+
+/* Per-host admission (hostq.c): a small hash of scheme://host:port entries. */
+#define SL__HOST_BUCKETS 64
+typedef struct sl__hostq sl__hostq;
+typedef struct sl__hosts {
+    sl__hostq *b[SL__HOST_BUCKETS];
+} sl__hosts;
+
+/* Admits k for its URL's host: true if it may start now (it took one of limit slots), false
+ * if it was queued behind the host's transfers in flight. Loop thread. */
+bool sl__hosts_admit(sl__hosts *hs, sl__call *k, int limit);
+
+/* Gives up k's slot, or takes k out of its host's queue. Returns the queued call that now holds
+ * the slot (the caller starts it), or NULL. Loop thread. */
+sl__call *sl__hosts_release(sl__hosts *hs, sl__call *k);
+
+/* Frees every entry (no call may be in flight). */
+void sl__hosts_free(sl__hosts *hs);
 
 /* Configures easy for call k (URL, method, headers, body, callbacks, limits, TLS). Returns 0 or
  * SL_ENOMEM / SL_EINVAL with k->errbuf saying why. Loop thread. */

@@ -539,6 +539,57 @@ static void test_cancel_closes_upstream(void **state)
     fault_stop(&f);
 }
 
+typedef struct bg_call {
+    sl_client *c;
+    const char *url;
+    sl_ctx *ctx;
+    int rc;
+} bg_call;
+
+static void *bg_main(void *arg)
+{
+    bg_call *b = arg;
+    sl_client_resp r;
+    b->rc = sl_client_get(b->c, b->url, &r, b->ctx);
+    sl_client_resp_destroy(&r);
+    return NULL;
+}
+
+/* Limit 1 and the one connection stalled: a second request waits in the client's host queue,
+ * its deadline ends the wait without a connection ever being opened for it. */
+static void test_queued_request_deadline(void **state)
+{
+    (void)state;
+    fault f;
+    fault_start(&f, F_STALL);
+    sl_client_opts o = {.max_conns_per_host = 1};
+    sl_client *c = client_new(&o);
+    char u[128];
+    url(u, sizeof u, f.port, "/");
+    bg_call b = {.c = c, .url = u};
+    assert_int_equal(sl_ctx_with_cancel(NULL, &b.ctx), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_main, &b), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&f.requests) == 1, 5000));
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(100), &ctx), 0);
+    sl_client_resp r;
+    assert_int_equal(sl_client_get(c, u, &r, ctx), SL_ETIMEDOUT);
+    sl_client_resp_destroy(&r);
+    sl_ctx_release(ctx);
+    assert_int_equal(atomic_load(&f.accepts), 1);
+    sl_ctx_cancel(b.ctx);
+    pthread_join(th, NULL);
+    assert_int_equal(b.rc, SL_ECANCELED);
+    sl_ctx_release(b.ctx);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&f.closes) == 1, 5000));
+    sl_client_stats st;
+    sl_client_stats_get(c, &st);
+    assert_int_equal(st.conns_opened, 1);
+    sl_client_free(c);
+    fault_stop(&f);
+}
+
 /* Headers never come: the request timeout (client option, then per request) fires. */
 static void test_slow_headers_timeout(void **state)
 {
@@ -561,6 +612,52 @@ static void test_slow_headers_timeout(void **state)
     assert_true(SL_WAIT_UNTIL(atomic_load(&f.closes) == 2, 5000));
     sl_client_free(c);
     fault_stop(&f);
+}
+
+typedef struct task_run {
+    sl_client *c;
+    const char *url;
+    atomic_int ok, done;
+} task_run;
+
+static void task_main(void *arg)
+{
+    task_run *t = arg;
+    for (int i = 0; i < 5; i++) {
+        sl_ctx *ctx;
+        if (sl_ctx_with_timeout(NULL, SL_SEC(10), &ctx) < 0) break;
+        sl_client_resp r;
+        if (sl_client_get(t->c, t->url, &r, ctx) == 0 && r.status == 200)
+            atomic_fetch_add(&t->ok, 1);
+        sl_client_resp_destroy(&r);
+        sl_ctx_release(ctx);
+    }
+    atomic_fetch_add(&t->done, 1);
+}
+
+/* Callers that are tasks (sl_go) get their answers like threads do. */
+static void test_task_callers(void **state)
+{
+    (void)state;
+    enum { T = 8 };
+    int port;
+    sl_server *srv = start_server(&port);
+    sl_client *c = client_new(NULL);
+    char u[128];
+    url(u, sizeof u, port, "/");
+    sl_runtime_opts ro = {.loops = 2};
+    sl_runtime *rt = NULL;
+    assert_int_equal(sl_runtime_new(&ro, &rt), 0);
+    task_run t = {.c = c, .url = u};
+    sl_go_opts go = {.rt = rt, .name = "client-caller"};
+    for (int i = 0; i < T; i++)
+        assert_int_equal(sl_go_with(&go, task_main, &t), 0);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&t.done) == T, 20000));
+    assert_int_equal(atomic_load(&t.ok), T * 5);
+    assert_int_equal(sl_runtime_shutdown(rt, NULL), 0);
+    sl_runtime_free(rt);
+    sl_client_free(c);
+    sl_server_free(srv);
 }
 
 /* Freeing a client with kept connections closes them and joins its thread. */
@@ -597,6 +694,8 @@ int main(void)
         cmocka_unit_test(test_deadline_mid_body),
         cmocka_unit_test(test_cancel_closes_upstream),
         cmocka_unit_test(test_slow_headers_timeout),
+        cmocka_unit_test(test_queued_request_deadline),
+        cmocka_unit_test(test_task_callers),
         cmocka_unit_test(test_free_joins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
