@@ -18,6 +18,9 @@ done
 if [ -x scripts/bench_http.sh ] && [ -x "$dir/bench/http/sluice-bench-server" ]; then
     scripts/bench_http.sh "$dir"
 fi
+if [ -x scripts/bench_client.sh ] && [ -x "$dir/bench/bench_client" ]; then
+    scripts/bench_client.sh "$dir"
+fi
 if [ -x scripts/bench_redis_http.sh ] && [ -x "$dir/apps/sluice-demo" ]; then
     scripts/bench_redis_http.sh "$dir"
 fi
