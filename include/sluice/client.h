@@ -102,6 +102,7 @@ SL_API void sl_client_free(sl_client *c);
  *   SL_ETOOLARGE    the body exceeded max_response_bytes (resp->body is then NULL)
  *   SL_ECONNRESET   the server closed or reset the connection before answering in full
  *   SL_EPROTO       the server's answer was not valid HTTP
+ *   SL_EDEADLK      called from this client's own loop (an on_body callback)
  *   SL_ENOMEM, SL_EIO, or what req->on_body returned.
  * On every failure resp holds no memory (destroying it is still fine). When the ctx fires the
  * transfer stops and its connection is closed before this returns. Blocks: the calling task

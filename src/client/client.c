@@ -72,6 +72,10 @@ struct sl_client {
     _Atomic uint64_t requests, failed, conns_opened;
 };
 
+/* The client whose loop runs on this thread (NULL elsewhere): a call from its own loop (an
+ * on_body callback) could never be answered. */
+static _Thread_local sl_client *t_loop_client;
+
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode g_curl_init = CURLE_FAILED_INIT;
 
@@ -440,6 +444,7 @@ int sl_client_do(sl_client *c, const sl_client_req *req, sl_client_resp *resp, s
     if (!c || !req || !resp) return SL_EINVAL;
     memset(resp, 0, sizeof *resp);
     if (!req->url || req->timeout_ns < 0) return SL_EINVAL;
+    if (t_loop_client == c) return SL_EDEADLK;
     int rc = sl_ctx_err(ctx);
     if (rc < 0) {
         snprintf(resp->errmsg, sizeof resp->errmsg, "%s", sl_strerror(rc));
@@ -482,6 +487,7 @@ void sl_client_stats_get(const sl_client *c, sl_client_stats *st)
 static void *loop_main(void *arg)
 {
     sl_client *c = arg;
+    t_loop_client = c;
     sl__reactor_run(&c->r);
     return NULL;
 }

@@ -346,6 +346,17 @@ static int count_body(const void *data, size_t len, void *arg)
     return 0;
 }
 
+static int g_nested_rc;
+static int nested_call(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    sl_client_resp r;
+    g_nested_rc = sl_client_get(arg, "http://127.0.0.1:1/", &r, NULL);
+    sl_client_resp_destroy(&r);
+    return 0;
+}
+
 static int stop_body(const void *data, size_t len, void *arg)
 {
     (void)data;
@@ -376,6 +387,13 @@ static void test_size_cap_and_stream(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(g_streamed, BIG);
     assert_null(r.body);
+    sl_client_resp_destroy(&r);
+
+    /* A call from the client's own loop would wait forever: refused. */
+    q.on_body = nested_call;
+    q.on_body_arg = c;
+    assert_int_equal(sl_client_do(c, &q, &r, NULL), 0);
+    assert_int_equal(g_nested_rc, SL_EDEADLK);
     sl_client_resp_destroy(&r);
 
     q.on_body = stop_body;
