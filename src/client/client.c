@@ -4,12 +4,14 @@
  * needs the clock (CURLMOPT_TIMERFUNCTION); the reactor watches those sockets in its epoll set
  * and a timerfd for the clock, and hands every readiness back to curl_multi_socket_action.
  * Every curl call happens on the loop thread, so curl needs no locks and there is no thread per
- * request and no curl thread. (A host *name* is resolved by curl's own resolver; numeric hosts
- * and "localhost" never leave the loop.)
+ * request and no curl thread. (A host *name* is resolved by curl's threaded resolver: a
+ * short-lived helper thread per lookup, then curl's DNS cache; numeric hosts and "localhost"
+ * never leave the loop.)
  *
  * A caller (any thread) fills an sl__call on its stack, posts it to the loop and waits on the
  * call's parking word (sync/park_int.h, the wait sluice's channels use: a task parks there, a
- * thread sleeps in a futex). The loop publishes the result with one atomic exchange. If the
+ * thread sleeps in a futex). The loop publishes results with one atomic exchange each, at the
+ * end of the loop iteration (wake_callers), after the next transfers are on the wire. If the
  * caller's ctx fires first, its on-done hook posts the call's cancel task: the loop removes the
  * transfer from the multi handle (curl closes a connection it was using mid-way, so the server
  * sees the client go) and publishes the ctx's error. Lifetime rule: the caller returns only
@@ -20,9 +22,10 @@
  * Socket watchers are freed through the reactor's deferred queue, never inside the callback
  * that removes them: a later event in the same epoll batch may still point at one (the reactor
  * skips a stopped watcher, but it reads it). A kept-alive connection stays registered between
- * transfers (see open_cb), so reusing it costs no epoll_ctl. Easy handles are kept for reuse
- * (curl_easy_reset keeps their buffers); connections live in the multi handle's cache, which curl
- * bounds with CURLMOPT_MAXCONNECTS and splits per host with CURLMOPT_MAX_HOST_CONNECTIONS. */
+ * transfers (see open_cb), so reusing it costs no epoll_ctl. Easy handles are reused after
+ * curl_easy_reset; connections live in the multi handle's cache, bounded by CURLMOPT_MAXCONNECTS.
+ * The per-host limit is applied in front of curl (hostq.c), with CURLMOPT_MAX_HOST_CONNECTIONS
+ * behind it as the backstop. */
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -307,8 +310,8 @@ static void easy_put(sl_client *c, CURL *e)
     }
 }
 
-/* Takes the transfer off the loop and publishes rc: the caller may return as soon as done
- * is published, so nothing here touches k after sl__park_finish. */
+/* Takes the transfer off the loop, sets the result, passes k's host slot on, and queues the
+ * caller's wake-up for the end of the iteration (wake_callers). */
 static void call_finish(sl_client *c, sl__call *k, int rc)
 {
     sl_client_resp *resp = k->resp;
