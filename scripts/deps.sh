@@ -11,6 +11,7 @@ PKGS=(
     libjansson-dev                       # JSON: demo, and the JSON log tests' real parser
     libhiredis-dev redis-server          # Redis backend and its integration tests
     libcurl4-openssl-dev                 # sl_client: outbound HTTP (src/client)
+    openssl                              # sl_client's TLS test: a self-signed s_server
     libhttp-parser-dev                   # differential oracle for our HTTP parser (tests only)
     curl wrk                             # HTTP tests and load
     python3 procps                       # bench scripts (free ports, ps)

@@ -486,6 +486,50 @@ static void test_refused_dns_tls_args(void **state)
     sl_client_free(NULL);
 }
 
+/* TLS peers are verified: a self-signed server (openssl s_server) is refused with SL_ETLS,
+ * and accepted once its certificate is given as the CA bundle. */
+static void test_tls_verification(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sluice-client-tls.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[1024], cert[128], key[128];
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    int port = sl_test_free_port();
+    char accept[32];
+    snprintf(accept, sizeof accept, "127.0.0.1:%d", port);
+    char *argv[] = {"openssl", "s_server", "-accept", accept,   "-cert", cert,
+                    "-key",    key,        "-www",    "-quiet", NULL};
+    sl_test_proc srv;
+    assert_int_equal(sl_test_proc_start(&srv, argv, true), 0);
+    assert_true(sl_test_wait_port(port, 10000));
+    char u[128];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/", port);
+    sl_client *c = client_new(NULL);
+    sl_client_resp r;
+    assert_int_equal(sl_client_get(c, u, &r, NULL), SL_ETLS);
+    assert_true(r.errmsg[0] != 0);
+    sl_client_resp_destroy(&r);
+    sl_client_free(c);
+    sl_client_opts o = {.ca_file = cert};
+    c = client_new(&o);
+    assert_int_equal(sl_client_get(c, u, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len > 0);
+    sl_client_resp_destroy(&r);
+    sl_client_free(c);
+    sl_test_proc_stop(&srv, SIGTERM, 5000);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 /* The server answers the headers and 10 bytes of a 100000-byte body, then stalls: the ctx's
  * deadline ends the call promptly and the server sees the connection close. */
 static void test_deadline_mid_body(void **state)
@@ -702,19 +746,13 @@ int main(void)
 {
     memset(g_big, 'x', sizeof g_big);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_post_headers),
-        cmocka_unit_test(test_keepalive_reuse),
-        cmocka_unit_test(test_server_closes),
-        cmocka_unit_test(test_per_host_limit),
-        cmocka_unit_test(test_size_cap_and_stream),
-        cmocka_unit_test(test_redirects),
-        cmocka_unit_test(test_refused_dns_tls_args),
-        cmocka_unit_test(test_deadline_mid_body),
-        cmocka_unit_test(test_cancel_closes_upstream),
-        cmocka_unit_test(test_slow_headers_timeout),
-        cmocka_unit_test(test_queued_request_deadline),
-        cmocka_unit_test(test_task_callers),
-        cmocka_unit_test(test_free_joins),
+        cmocka_unit_test(test_get_post_headers),     cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_server_closes),        cmocka_unit_test(test_per_host_limit),
+        cmocka_unit_test(test_size_cap_and_stream),  cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_refused_dns_tls_args), cmocka_unit_test(test_tls_verification),
+        cmocka_unit_test(test_deadline_mid_body),    cmocka_unit_test(test_cancel_closes_upstream),
+        cmocka_unit_test(test_slow_headers_timeout), cmocka_unit_test(test_queued_request_deadline),
+        cmocka_unit_test(test_task_callers),         cmocka_unit_test(test_free_joins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
