@@ -722,6 +722,38 @@ static void test_task_callers(void **state)
     sl_server_free(srv);
 }
 
+/* A listener whose accept queue is full drops new SYNs, so a connect hangs: the connect
+ * timeout (not the request's) ends it. */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &sl);
+    int fill[4];
+    for (int i = 0; i < 4; i++) { /* non-blocking: the later ones stay in SYN_SENT */
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    sl_client_opts o = {.connect_timeout_ns = SL_MS(200), .timeout_ns = SL_SEC(20)};
+    sl_client *c = client_new(&o);
+    char u[128];
+    url(u, sizeof u, ntohs(sa.sin_port), "/");
+    sl_client_resp r;
+    int64_t t0 = sl_mono_ns();
+    assert_int_equal(sl_client_get(c, u, &r, NULL), SL_ETIMEDOUT);
+    int64_t took = sl_mono_ns() - t0;
+    assert_true(took >= SL_MS(150) && took < SL_SEC(5));
+    sl_client_resp_destroy(&r);
+    sl_client_free(c);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
 /* Freeing a client with kept connections closes them and joins its thread. */
 static void test_free_joins(void **state)
 {
@@ -752,7 +784,8 @@ int main(void)
         cmocka_unit_test(test_refused_dns_tls_args), cmocka_unit_test(test_tls_verification),
         cmocka_unit_test(test_deadline_mid_body),    cmocka_unit_test(test_cancel_closes_upstream),
         cmocka_unit_test(test_slow_headers_timeout), cmocka_unit_test(test_queued_request_deadline),
-        cmocka_unit_test(test_task_callers),         cmocka_unit_test(test_free_joins),
+        cmocka_unit_test(test_connect_timeout),      cmocka_unit_test(test_task_callers),
+        cmocka_unit_test(test_free_joins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
