@@ -15,6 +15,10 @@ for b in "$dir"/bench/bench_*; do
     "$b"
 done
 [ $found -eq 1 ] || echo "| (no benchmarks yet) | | | |"
+# Goroutine figures beside bench_task's rows, measured in the same run.
+if [ -x scripts/bench_task_go.sh ] && [ -x "$dir/bench/bench_task" ]; then
+    scripts/bench_task_go.sh || echo "| go: (taskbench could not be built) | | | |"
+fi
 if [ -x scripts/bench_http.sh ] && [ -x "$dir/bench/http/sluice-bench-server" ]; then
     scripts/bench_http.sh "$dir"
 fi

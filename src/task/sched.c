@@ -1,9 +1,9 @@
 /* The M:N scheduler: tasks on loop threads, park/unpark, spawn, yield, stealing.
  *
  * Each loop thread runs sched_loop(): take a runnable task, switch to it, and when it switches
- * back (it parked, yielded or returned) take the next. Every 64 tasks, and whenever the queue
- * is empty, the loop's epoll is polled without blocking, so fd events and posts keep flowing
- * under load. With nothing runnable the loop tries to steal half of another loop's ring,
+ * back (it parked, yielded or returned) take the next. Whenever the queue is empty, and every
+ * 100 µs under load, the loop's epoll is polled without blocking, so fd events and posts keep
+ * flowing. With nothing runnable the loop tries to steal half of another loop's ring,
  * spins a little (a wake from another loop is then caught without a system call), and finally
  * blocks in epoll_wait with `sleeping` set.
  *
@@ -15,8 +15,8 @@
  *
  * Park/unpark: each task has a state word, IDLE / NOTIFIED (the permit) / PARKED.
  *   park:   NOTIFIED→IDLE returns at once; else IDLE→PARKED and switch to the scheduler.
- *   unpark: exchange in NOTIFIED; if the old state was PARKED, exchange IDLE back (the wake
- *           consumes the permit) and make the task runnable on its loop.
+ *   unpark: PARKED→IDLE (the wake consumes the permit) and make the task runnable on its
+ *           loop; else set NOTIFIED. One compare-and-swap on each side.
  * Why a parked task is never resumed before it has left its stack: unpark puts it either on
  * its loop's ring — only from that loop's own thread, which is busy running something else
  * — or on the loop's inbox, which only that thread drains, between tasks. Thieves take only
@@ -53,6 +53,7 @@
 
 #define SPINS        256
 #define POLL_EVERY   64
+#define POLL_NS      SL_US(100)
 #define MIN_STACK    ((size_t)16 * 1024)
 #define REPORT_NAMES 16
 
@@ -287,10 +288,6 @@ static void task_entry(void *p)
 static void task_finish(sl__sched *s, struct sl_task *t)
 {
     sl_runtime *rt = s->rt;
-#if defined(SLUICE_TSAN)
-    __tsan_destroy_fiber(t->tsan_fiber);
-    t->tsan_fiber = NULL;
-#endif
     sl__stack_put(rt, s, t);
     if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1 &&
         atomic_load_explicit(&rt->waiting, memory_order_seq_cst)) {
@@ -346,15 +343,24 @@ static void sched_loop(sl__sched *s)
         if (t) {
             run_task(s, t);
             if ((++s->ticks % POLL_EVERY) == 0) {
-                sl__reactor_poll(&s->r, false);
+                /* Under a steady stream of tasks, still look at the fds every POLL_NS (a clock
+                 * read per 64 tasks; an epoll_wait per 64 would cost more than the switches). */
+                int64_t now = sl_mono_ns();
+                if (now - s->last_poll >= POLL_NS) {
+                    s->last_poll = now;
+                    sl__reactor_poll(&s->r, false);
+                }
                 if (atomic_load_explicit(&rt->stop, memory_order_relaxed)) break;
             }
             continue;
         }
         if (atomic_load_explicit(&rt->stop, memory_order_acquire)) break;
         if (steal(s) || spin(s)) continue;
+        s->last_poll = sl_mono_ns();
         sl__reactor_poll(&s->r, false);
         if (has_local(s)) continue;
+        while (sl__stack_trim(rt) && !atomic_load_explicit(&s->inbox, memory_order_relaxed)) {
+        }
         atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
         atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_relaxed);
         if (!atomic_load_explicit(&s->inbox, memory_order_seq_cst) &&
@@ -385,27 +391,33 @@ void sl__task_park(void)
 {
     struct sl_task *t = sl__task_self();
     if (!t) return;
-    int exp = SL__T_NOTIFIED;
-    if (atomic_compare_exchange_strong_explicit(&t->state, &exp, SL__T_IDLE, memory_order_acquire,
-                                                memory_order_relaxed))
-        return;
-    exp = SL__T_IDLE;
-    if (!atomic_compare_exchange_strong_explicit(&t->state, &exp, SL__T_PARKED,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        /* An unpark landed in between: consume it. */
-        atomic_exchange_explicit(&t->state, SL__T_IDLE, memory_order_acq_rel);
-        return;
+    int old = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (old == SL__T_NOTIFIED) { /* consume the permit */
+            if (atomic_compare_exchange_weak_explicit(&t->state, &old, SL__T_IDLE,
+                                                      memory_order_acquire, memory_order_acquire))
+                return;
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->state, &old, SL__T_PARKED,
+                                                  memory_order_release, memory_order_acquire))
+            break;
     }
     switch_out(t, false);
 }
 
 void sl__task_unpark(struct sl_task *t)
 {
-    int old = atomic_exchange_explicit(&t->state, SL__T_NOTIFIED, memory_order_acq_rel);
+    /* One RMW: PARKED→IDLE (the wake consumes the permit; we enqueue), IDLE→NOTIFIED, or
+     * NOTIFIED→NOTIFIED (still a release, so a later park acquires this waker's writes). */
+    int old = atomic_load_explicit(&t->state, memory_order_relaxed);
+    for (;;) {
+        int want = old == SL__T_PARKED ? SL__T_IDLE : SL__T_NOTIFIED;
+        if (atomic_compare_exchange_weak_explicit(&t->state, &old, want, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            break;
+    }
     if (old != SL__T_PARKED) return;
-    /* The wake consumes the permit. A concurrent unpark that saw NOTIFIED meanwhile is folded
-     * into this wake (binary permit); the exchange acquires its writes for t. */
-    atomic_exchange_explicit(&t->state, SL__T_IDLE, memory_order_acq_rel);
     sl__sched *s = atomic_load_explicit(&t->sched, memory_order_relaxed);
     if (sl__sched_self() == s)
         put_local(s, t);
@@ -487,7 +499,10 @@ int sl_go_with(const sl_go_opts *o, sl_task_fn fn, void *arg)
     atomic_store_explicit(&t->state, SL__T_IDLE, memory_order_relaxed);
     sl__cpu_make(&t->cpu, t->lo, t->hi, task_entry, t);
 #if defined(SLUICE_TSAN)
-    t->tsan_fiber = __tsan_create_fiber(0);
+    /* One TSan fiber per stack slot, kept with it: creating one costs TSan a ~1 MB clear.
+     * A reused fiber carries its last task's history; that task finished before this one
+     * got the slot, so the order TSan sees is the real one. */
+    if (!t->tsan_fiber) t->tsan_fiber = __tsan_create_fiber(0);
     __tsan_set_fiber_name(t->tsan_fiber, t->name);
 #endif
     sl__sched *target;
@@ -745,10 +760,6 @@ static int report_abandoned(sl_runtime *rt)
             struct sl_task *t = sl__slot_task(rt, sb->base + off);
             if (!t->in_use) continue;
             count++;
-#if defined(SLUICE_TSAN)
-            if (t->tsan_fiber) __tsan_destroy_fiber(t->tsan_fiber);
-            t->tsan_fiber = NULL;
-#endif
             t->in_use = false;
             if (listed < REPORT_NAMES && len + strlen(t->name) + 3 < sizeof names) {
                 len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", listed ? "," : "",

@@ -10,15 +10,19 @@
  * Slots come in slabs of SLAB_SLOTS (one mmap). Every guard page splits the mapping, costing
  * two kernel VMAs per stack, and the process has vm.max_map_count of them (65530 by default)
  * for everything — malloc, thread stacks, sanitizers. So guard pages are given to the first
- * max_map_count/4 stacks of the process (16k by default); later stacks are unguarded and
- * carry a canary word at their bottom, checked each time the task switches out (an overflow
- * is then caught late, but still reported by name before the process dies). docs/tasks.md
- * says how to raise the limit.
+ * max_map_count/4 stacks of the process (16k by default). The lowest slot of a slab always
+ * gets one. A later slot is unguarded: its guard page becomes stack, and a canary word at the
+ * very top of the slot below (in that slot's header page, which is resident anyway: no page
+ * is committed for it) is checked each time the task switches out. An overflow is then
+ * caught late, but still reported by name before the process dies. docs/tasks.md says how
+ * to raise the limit.
  *
  * Reuse: a finished task's slot goes to its loop's cache (SL__CACHE slots, no lock), then to
- * the runtime's free list (mutex). Slots past FREE_WARM on that list have their stack pages
- * returned to the kernel (MADV_DONTNEED) so a burst does not pin its memory forever. Slabs
- * are unmapped when the runtime is freed.
+ * the runtime's free list (mutex). A loop about to sleep trims that list: slots past
+ * FREE_WARM have their stack pages returned to the kernel (MADV_DONTNEED) and move to a cold
+ * list, so a burst does not pin its memory forever. Trimming is kept off the exit path: each
+ * madvise is a TLB shootdown across the process's threads. Slabs are unmapped when the
+ * runtime is freed.
  *
  * Overflow: each loop thread runs on an alternate signal stack (a SIGSEGV on an exhausted
  * stack cannot run its handler there). The handler checks whether the fault address lies in
@@ -40,10 +44,13 @@
 #if defined(SLUICE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
+#if defined(SLUICE_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define SLAB_SLOTS  16
-#define SL__CACHE   64
-#define FREE_WARM   256
+#define SL__CACHE   256
+#define FREE_WARM   4096
 #define CANARY      0x5ac4a3e5deadbeefULL
 #define ALTSTACK_SZ (64 * 1024)
 
@@ -83,10 +90,19 @@ static bool take_guard(void)
     return false;
 }
 
+/* The header sits at the top of the slot, below the slot's last 64 bytes: the canary of the
+ * slot above it. */
+#define TOP_RESERVE 64
+
 struct sl_task *sl__slot_task(sl_runtime *rt, char *slot)
 {
     size_t hdr = (sizeof(struct sl_task) + 63) & ~(size_t)63;
-    return (struct sl_task *)(slot + rt->slot_size - hdr);
+    return (struct sl_task *)(slot + rt->slot_size - TOP_RESERVE - hdr);
+}
+
+static uint64_t *slot_canary(sl_runtime *rt, char *slot)
+{
+    return (uint64_t *)(slot + rt->slot_size - 8);
 }
 
 /* Maps a slab and threads its slots onto the runtime's free list. Caller holds rt->mu. */
@@ -106,16 +122,19 @@ static int slab_new_locked(sl_runtime *rt)
     size_t ps = (size_t)page_size();
     for (int i = SLAB_SLOTS - 1; i >= 0; i--) {
         char *slot = base + (size_t)i * rt->slot_size;
-        bool guarded = take_guard() && mprotect(slot, ps, PROT_NONE) == 0;
+        bool guarded = (i == 0 || take_guard()) && mprotect(slot, ps, PROT_NONE) == 0;
         struct sl_task *t = sl__slot_task(rt, slot);
-        t->lo = slot + ps;
+        *slot_canary(rt, slot) = CANARY;
+        t->lo = guarded ? slot + ps : slot;
         t->hi = (char *)t;
         t->guarded = guarded;
+        t->canary = guarded || i == 0 ? NULL : slot_canary(rt, slot - rt->slot_size);
         t->slab = sb;
         t->in_use = false;
         atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
         rt->free = t;
         rt->nfree++;
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
     }
     return 0;
 }
@@ -129,6 +148,13 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
         s->ncache--;
     } else {
         pthread_mutex_lock(&rt->mu);
+        if (!rt->free && rt->cold) {
+            t = rt->cold;
+            rt->cold = atomic_load_explicit(&t->next, memory_order_relaxed);
+            atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
+            rt->free = t;
+            rt->nfree++;
+        }
         if (!rt->free) {
             int rc = slab_new_locked(rt);
             if (rc < 0) {
@@ -139,9 +165,18 @@ int sl__stack_get(sl_runtime *rt, sl__sched *s, struct sl_task **out)
         t = rt->free;
         rt->free = atomic_load_explicit(&t->next, memory_order_relaxed);
         rt->nfree--;
+        /* A loop takes a few more for its cache while it holds the lock. */
+        for (int i = 0; s && i < 31 && rt->free; i++) {
+            struct sl_task *x = rt->free;
+            rt->free = atomic_load_explicit(&x->next, memory_order_relaxed);
+            rt->nfree--;
+            atomic_store_explicit(&x->next, s->cache, memory_order_relaxed);
+            s->cache = x;
+            s->ncache++;
+        }
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
         pthread_mutex_unlock(&rt->mu);
     }
-    if (!t->guarded) *(uint64_t *)t->lo = CANARY;
     *out = t;
     return 0;
 }
@@ -153,24 +188,68 @@ void sl__stack_put(sl_runtime *rt, sl__sched *s, struct sl_task *t)
     __asan_unpoison_memory_region(t->lo, (size_t)(t->hi - t->lo));
 #endif
     t->in_use = false;
-    if (s && s->ncache < SL__CACHE) {
-        atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
-        s->cache = t;
-        s->ncache++;
+    if (!s) {
+        pthread_mutex_lock(&rt->mu);
+        atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
+        rt->free = t;
+        rt->nfree++;
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
+        pthread_mutex_unlock(&rt->mu);
         return;
     }
+    atomic_store_explicit(&t->next, s->cache, memory_order_relaxed);
+    s->cache = t;
+    if (++s->ncache < SL__CACHE) return;
+    /* The cache is full: hand its older half to the runtime in one locked splice (a burst of
+     * exits costs one lock per SL__CACHE/2 stacks, not one each). */
+    struct sl_task *keep_tail = s->cache;
+    for (int i = 1; i < SL__CACHE / 2; i++)
+        keep_tail = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    struct sl_task *first = atomic_load_explicit(&keep_tail->next, memory_order_relaxed);
+    atomic_store_explicit(&keep_tail->next, NULL, memory_order_relaxed);
+    int moved = s->ncache - SL__CACHE / 2;
+    s->ncache = SL__CACHE / 2;
+    struct sl_task *last = first;
+    while (atomic_load_explicit(&last->next, memory_order_relaxed))
+        last = atomic_load_explicit(&last->next, memory_order_relaxed);
     pthread_mutex_lock(&rt->mu);
-    if (rt->nfree >= FREE_WARM) {
-        /* A cold slot: keep the page holding the header (and the free-list link), give the
-         * rest back. Done before the slot is on the list, where another thread may take it. */
-        size_t ps = (size_t)page_size();
+    atomic_store_explicit(&last->next, rt->free, memory_order_relaxed);
+    rt->free = first;
+    rt->nfree += moved;
+    atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->mu);
+}
+
+bool sl__stack_trim(sl_runtime *rt)
+{
+    if (atomic_load_explicit(&rt->nfree_hint, memory_order_relaxed) <= FREE_WARM) return false;
+    struct sl_task *batch = NULL;
+    pthread_mutex_lock(&rt->mu);
+    for (int i = 0; i < 64 && rt->nfree > FREE_WARM; i++) {
+        struct sl_task *t = rt->free;
+        rt->free = atomic_load_explicit(&t->next, memory_order_relaxed);
+        rt->nfree--;
+        atomic_store_explicit(&rt->nfree_hint, rt->nfree, memory_order_relaxed);
+        atomic_store_explicit(&t->next, batch, memory_order_relaxed);
+        batch = t;
+    }
+    pthread_mutex_unlock(&rt->mu);
+    /* Off every list now: nobody else touches these slots while their pages go. Keep the
+     * page holding the header (and the list link). */
+    size_t ps = (size_t)page_size();
+    for (struct sl_task *t = batch; t; t = atomic_load_explicit(&t->next, memory_order_relaxed)) {
         char *hdr_page = (char *)((uintptr_t)t & ~(uintptr_t)(ps - 1));
         if (hdr_page > t->lo) madvise(t->lo, (size_t)(hdr_page - t->lo), MADV_DONTNEED);
     }
-    atomic_store_explicit(&t->next, rt->free, memory_order_relaxed);
-    rt->free = t;
-    rt->nfree++;
+    pthread_mutex_lock(&rt->mu);
+    while (batch) {
+        struct sl_task *t = batch;
+        batch = atomic_load_explicit(&t->next, memory_order_relaxed);
+        atomic_store_explicit(&t->next, rt->cold, memory_order_relaxed);
+        rt->cold = t;
+    }
     pthread_mutex_unlock(&rt->mu);
+    return true;
 }
 
 void sl__stack_free_all(sl_runtime *rt)
@@ -178,12 +257,19 @@ void sl__stack_free_all(sl_runtime *rt)
     struct sl__slab *sb = rt->slabs;
     while (sb) {
         struct sl__slab *next = sb->next;
+#if defined(SLUICE_TSAN)
+        for (size_t off = 0; off + rt->slot_size <= sb->len; off += rt->slot_size) {
+            struct sl_task *t = sl__slot_task(rt, sb->base + off);
+            if (t->tsan_fiber) __tsan_destroy_fiber(t->tsan_fiber);
+        }
+#endif
         munmap(sb->base, sb->len);
         free(sb);
         sb = next;
     }
     rt->slabs = NULL;
     rt->free = NULL;
+    rt->cold = NULL;
     rt->nfree = 0;
     for (int i = 0; i < rt->nloops; i++) {
         rt->loops[i].cache = NULL;
@@ -204,7 +290,7 @@ static void overflow_report(const char *name)
 
 void sl__stack_check(struct sl_task *t)
 {
-    if (t->guarded || *(uint64_t *)t->lo == CANARY) return;
+    if (!t->canary || *t->canary == CANARY) return;
     overflow_report(t->name);
     abort();
 }

@@ -20,7 +20,6 @@
 
 #if defined(__x86_64__)
 
-void sl__ctx_swap(void **save_sp, void *to_sp);
 void sl__ctx_start(void);
 
 __asm__(".text\n"
@@ -74,14 +73,8 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
     c->sp = sp;
 }
 
-void sl__cpu_switch(sl__cpu *from, sl__cpu *to)
-{
-    sl__ctx_swap(&from->sp, to->sp);
-}
-
 #elif defined(__aarch64__)
 
-void sl__ctx_swap(void **save_sp, void *to_sp);
 void sl__ctx_start(void);
 
 __asm__(".text\n"
@@ -138,11 +131,6 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
     sp[10] = 0;                     /* x29: ends the frame chain */
     sp[11] = (void *)sl__ctx_start; /* x30 */
     c->sp = sp;
-}
-
-void sl__cpu_switch(sl__cpu *from, sl__cpu *to)
-{
-    sl__ctx_swap(&from->sp, to->sp);
 }
 
 #else /* ucontext fallback */

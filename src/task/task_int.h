@@ -57,7 +57,15 @@ void sl__cpu_make(sl__cpu *c, char *lo, char *hi, void (*entry)(void *), void *a
 
 /* Saves the caller's registers in from and resumes to. Returns when something switches back
  * to from. */
+#if defined(SL__TASK_ASM)
+void sl__ctx_swap(void **save_sp, void *to_sp);
+static inline void sl__cpu_switch(sl__cpu *from, sl__cpu *to)
+{
+    sl__ctx_swap(&from->sp, to->sp);
+}
+#else
 void sl__cpu_switch(sl__cpu *from, sl__cpu *to);
+#endif
 
 /* ---- tasks, stacks, schedulers ---------------------------------------------------------- */
 
@@ -74,11 +82,12 @@ struct sl_task {
     void *arg;
     const char *name; /* never NULL */
     struct sl_runtime *rt;
-    char *lo, *hi; /* usable stack [lo, hi) */
-    int pin;       /* > 0: must stay on its loop (an fd wait is registered there) */
-    bool done;     /* set by the task itself just before its last switch */
-    bool guarded;  /* a PROT_NONE page lies just below lo */
-    bool in_use;   /* spawned and not finished (read at shutdown, after joins) */
+    char *lo, *hi;    /* usable stack [lo, hi) */
+    int pin;          /* > 0: must stay on its loop (an fd wait is registered there) */
+    bool done;        /* set by the task itself just before its last switch */
+    bool guarded;     /* a PROT_NONE page lies just below lo */
+    uint64_t *canary; /* unguarded: the word just below lo (top of the slot below), or NULL */
+    bool in_use;      /* spawned and not finished (read at shutdown, after joins) */
     void *tsan_fiber;
     void *asan_fake;
     struct sl__slab *slab;
@@ -106,6 +115,7 @@ typedef struct sl__sched {
     _Alignas(64) struct sl_task *cache; /* free stack slots, loop thread only */
     int ncache;
     uint64_t ticks;
+    int64_t last_poll;             /* ns, sl_mono_ns() of the last epoll look */
     _Atomic uint64_t switches;     /* watchdog: bumped each time a task starts running */
     _Atomic(const char *) running; /* watchdog: name of the running task, NULL if none */
 
@@ -143,8 +153,10 @@ struct sl_runtime {
     pthread_cond_t cv;      /* live reached 0 */
     _Atomic bool waiting;   /* shutdown waits for live == 0 */
     struct sl__slab *slabs; /* guarded by mu */
-    struct sl_task *free;   /* guarded by mu */
-    int nfree;
+    struct sl_task *free;   /* guarded by mu: warm free slots */
+    struct sl_task *cold;   /* guarded by mu: free slots whose stack pages were dropped */
+    int nfree;              /* guarded by mu: length of free */
+    _Atomic int nfree_hint; /* nfree, for a lock-free look */
 
     pthread_t wd_thr; /* watchdog */
     bool wd_started;
@@ -167,6 +179,8 @@ int sl__overflow_install(void);
 int sl__altstack_start(sl__sched *s);
 void sl__altstack_stop(sl__sched *s);
 void sl__stack_check(struct sl_task *t); /* canary of unguarded stacks */
+bool sl__stack_trim(
+    sl_runtime *rt); /* idle loops: drop pages of surplus free slots; true if it did */
 
 /* offload.c */
 int sl__offload_start(sl_runtime *rt, int threads);
