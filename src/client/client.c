@@ -72,6 +72,7 @@ struct sl_client {
     int neasy;
     sl_client_opts o; /* immutable; strings owned below */
     char *ca_file, *user_agent;
+    char *noproxy; /* $no_proxy plus loopback; immutable */
     _Atomic uint64_t requests, failed, conns_opened;
 };
 
@@ -397,7 +398,7 @@ static void start_transfer(sl_client *c, sl__call *k)
         call_finish(c, k, SL_ENOMEM);
         return;
     }
-    int rc = sl__client_setup(k, e, &c->o);
+    int rc = sl__client_setup(k, e, &c->o, c->noproxy);
     if (rc == 0 && curl_multi_add_handle(c->multi, e) != CURLM_OK) rc = SL_ENOMEM;
     if (rc < 0) {
         easy_put(c, e);
@@ -523,6 +524,7 @@ static void client_destroy(sl_client *c)
     sl__reactor_destroy(&c->r);
     free(c->ca_file);
     free(c->user_agent);
+    free(c->noproxy);
     free(c);
 }
 
@@ -574,13 +576,20 @@ int sl_client_new(const sl_client_opts *opts, sl_client **out)
     c->o = o;
     c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
     c->user_agent = strdup(o.user_agent ? o.user_agent : "sluice");
+    /* Proxies come from the environment (http_proxy, https_proxy, no_proxy) as with Go's
+     * DefaultTransport, which also never proxies loopback: no_proxy is read once, here, and
+     * loopback added (CURLOPT_NOPROXY replaces the variable, it does not extend it). */
+    const char *np = getenv("no_proxy") ? getenv("no_proxy") : getenv("NO_PROXY");
+    if (asprintf(&c->noproxy, "%s%slocalhost,127.0.0.1,::1", np ? np : "", np && np[0] ? "," : "") <
+        0)
+        c->noproxy = NULL;
     c->o.ca_file = c->ca_file;
     c->o.user_agent = c->user_agent;
     int rc = sl__reactor_init(&c->r);
     if (rc < 0) goto fail;
     c->r.data = c;
     rc = SL_ENOMEM;
-    if ((o.ca_file && !c->ca_file) || !c->user_agent) goto fail;
+    if ((o.ca_file && !c->ca_file) || !c->user_agent || !c->noproxy) goto fail;
     if ((c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
         rc = sl_from_errno(errno);
         goto fail;

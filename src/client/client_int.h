@@ -95,9 +95,10 @@ sl__call *sl__hosts_release(sl__hosts *hs, sl__call *k);
 /* Frees every entry (no call may be in flight). */
 void sl__hosts_free(sl__hosts *hs);
 
-/* Configures easy for call k (URL, method, headers, body, callbacks, limits, TLS). Returns 0 or
- * SL_ENOMEM / SL_EINVAL with k->errbuf saying why. Loop thread. */
-int sl__client_setup(sl__call *k, CURL *easy, const sl_client_opts *o);
+/* Configures easy for call k (URL, method, headers, body, callbacks, limits, TLS; noproxy: the
+ * hosts never sent through a proxy). Returns 0 or SL_ENOMEM / SL_EINVAL with k->errbuf saying
+ * why. Loop thread. */
+int sl__client_setup(sl__call *k, CURL *easy, const sl_client_opts *o, const char *noproxy);
 
 /* Points easy's socket open/close callbacks at client c (client.c). Loop thread. */
 void sl__client_sock_opts(CURL *easy, struct sl_client *c);

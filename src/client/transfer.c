@@ -149,7 +149,7 @@ static long ms_of(int64_t ns)
     return ms > 0x7fffffff ? 0x7fffffff : (long)ms;
 }
 
-int sl__client_setup(sl__call *k, CURL *e, const sl_client_opts *o)
+int sl__client_setup(sl__call *k, CURL *e, const sl_client_opts *o, const char *noproxy)
 {
     const sl_client_req *q = k->req;
     if (!q->url || (q->body_len && !q->body)) return SL_EINVAL;
@@ -164,6 +164,7 @@ int sl__client_setup(sl__call *k, CURL *e, const sl_client_opts *o)
     sl__client_sock_opts(e, k->client);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, k->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, noproxy);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

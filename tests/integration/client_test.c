@@ -176,6 +176,30 @@ static void fault_stop(fault *f)
 
 /* ---- happy paths -------------------------------------------------------------------------- */
 
+/* Loopback is never proxied, whatever the environment says (as in Go). */
+static void test_loopback_not_proxied(void **state)
+{
+    (void)state;
+    int port;
+    sl_server *srv = start_server(&port);
+    /* curl reads http_proxy per transfer (set before the call, cleared after it: the client's
+     * loop is idle then), and no_proxy once when the client is made. */
+    setenv("no_proxy", "example.com", 1);
+    setenv("http_proxy", "http://127.0.0.1:9", 1); /* nobody listens on the discard port */
+    sl_client *c = client_new(NULL);
+    char u[128];
+    url(u, sizeof u, port, "/");
+    sl_client_resp r;
+    int rc = sl_client_get(c, u, &r, NULL);
+    unsetenv("http_proxy");
+    unsetenv("no_proxy");
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 200);
+    sl_client_resp_destroy(&r);
+    sl_client_free(c);
+    sl_server_free(srv);
+}
+
 static void test_get_post_headers(void **state)
 {
     (void)state;
@@ -776,15 +800,27 @@ static void test_free_joins(void **state)
 
 int main(void)
 {
+    /* Hermetic: a proxy in the environment would answer for no-such-host.invalid. */
+    const char *proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof proxies / sizeof proxies[0]; i++)
+        unsetenv(proxies[i]);
     memset(g_big, 'x', sizeof g_big);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_post_headers),     cmocka_unit_test(test_keepalive_reuse),
-        cmocka_unit_test(test_server_closes),        cmocka_unit_test(test_per_host_limit),
-        cmocka_unit_test(test_size_cap_and_stream),  cmocka_unit_test(test_redirects),
-        cmocka_unit_test(test_refused_dns_tls_args), cmocka_unit_test(test_tls_verification),
-        cmocka_unit_test(test_deadline_mid_body),    cmocka_unit_test(test_cancel_closes_upstream),
-        cmocka_unit_test(test_slow_headers_timeout), cmocka_unit_test(test_queued_request_deadline),
-        cmocka_unit_test(test_connect_timeout),      cmocka_unit_test(test_task_callers),
+        cmocka_unit_test(test_get_post_headers),
+        cmocka_unit_test(test_loopback_not_proxied),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_server_closes),
+        cmocka_unit_test(test_per_host_limit),
+        cmocka_unit_test(test_size_cap_and_stream),
+        cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_refused_dns_tls_args),
+        cmocka_unit_test(test_tls_verification),
+        cmocka_unit_test(test_deadline_mid_body),
+        cmocka_unit_test(test_cancel_closes_upstream),
+        cmocka_unit_test(test_slow_headers_timeout),
+        cmocka_unit_test(test_queued_request_deadline),
+        cmocka_unit_test(test_connect_timeout),
+        cmocka_unit_test(test_task_callers),
         cmocka_unit_test(test_free_joins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
