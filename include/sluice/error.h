@@ -32,6 +32,7 @@ SL_BEGIN_DECLS
     X(ENOSPC, -ENOSPC, "no space left")                    \
     X(EOVERFLOW, -EOVERFLOW, "value too large")            \
     X(ENOTSUP, -ENOTSUP, "operation not supported")        \
+    X(EPROTO, -EPROTO, "protocol error")                   \
     X(EMSGSIZE, -EMSGSIZE, "message too long")             \
     X(EPERM, -EPERM, "operation not permitted")            \
     X(EDEADLK, -EDEADLK, "resource deadlock would occur")
@@ -53,6 +54,9 @@ SL_BEGIN_DECLS
     X(EUNAVAIL, -4011, "service unavailable")                 \
     X(EABANDONED, -4012, "abandoned at shutdown")             \
     X(EFAILED, -4013, "operation failed")                     \
+    X(EDNS, -4020, "host name could not be resolved")         \
+    X(ETLS, -4021, "TLS handshake or verification failed")    \
+    X(ETOOLARGE, -4022, "response too large")                 \
     X(EUNIQUE, -4030, "unique constraint violated")           \
     X(ECONSTRAINT, -4031, "constraint violated")              \
     X(ESYNTAX, -4032, "SQL does not compile")                 \

@@ -30,5 +30,6 @@
 #include "sluice/mw_ratelimit.h"
 #include "sluice/mw_metrics.h"
 #include "sluice/json.h"
+#include "sluice/client.h"
 
 #endif /* SLUICE_SLUICE_H */
