@@ -17,6 +17,8 @@ NCPU=$(nproc)
 LOAD_MAX=${LOAD_MAX:-$(awk -v n="$NCPU" 'BEGIN {print n / 2}')}
 export REPS
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "bench: REPS must be a positive integer" >&2; exit 2; }
+# The Go side of the comparisons (bench only; see the script). GO_DEPS=0 skips it.
+[ "${GO_DEPS:-1}" = 0 ] || scripts/bench_go_deps.sh || echo "bench: Go could not be installed; Go rows will be missing" >&2
 tmp=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 

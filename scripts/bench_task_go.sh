@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # Builds bench/go/taskbench.go from source (GOPATH mode, standard library only, offline) and
 # prints its rows: the Go figures that bench_task's rows are compared with, in the same run.
-# Installs Debian's golang-go if `go` is missing (the bench is the only place allowed to).
+# Installs Debian's golang-go if `go` is missing (scripts/bench_go_deps.sh: benchmarks only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-if ! command -v go >/dev/null 2>&1; then
-    echo "bench_task_go: installing golang-go (bench only)" >&2
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q golang-go >&2; else sudo apt-get install -y -q golang-go >&2; fi
-fi
+"$root/scripts/bench_go_deps.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/src/taskbench" "$work/cache"

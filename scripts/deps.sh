@@ -12,7 +12,6 @@ PKGS=(
     libhiredis-dev redis-server          # Redis backend and its integration tests
     libsqlite3-dev                       # sl_db: the embedded SQLite driver
     libpq-dev postgresql                 # sl_db: the PostgreSQL driver; tests start a private cluster
-    golang-go golang-github-lib-pq-dev   # bench/db_pg.sh: Go database/sql + lib/pq side by side
     libcurl4-openssl-dev                 # sl_client: outbound HTTP (src/client)
     openssl                              # sl_client's TLS test: a self-signed s_server
     libhttp-parser-dev                   # differential oracle for our HTTP parser (tests only)

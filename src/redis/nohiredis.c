@@ -31,28 +31,28 @@ void sl_redis_limiter_free(sl_redis_limiter *rl)
     (void)rl;
 }
 
-int sl_redis_limiter_attach(sl_redis_limiter *rl, struct sl__reactor *r)
+int sl_redis_limiter_attach(sl_redis_limiter *rl, sl_loop *r)
 {
     (void)rl, (void)r;
     return unbuilt(__func__);
 }
 
-int sl_redis_limiter_detach(sl_redis_limiter *rl, struct sl__reactor *r)
+int sl_redis_limiter_detach(sl_redis_limiter *rl, sl_loop *r)
 {
     (void)rl, (void)r;
     return unbuilt(__func__);
 }
 
-int sl_redis_limiter_check(sl_redis_limiter *rl, struct sl__reactor *r, const void *key, size_t len,
-                           int64_t n, sl_redis_check_fn cb, void *arg, sl_rate_decision *now)
+int sl_redis_limiter_check(sl_redis_limiter *rl, sl_loop *r, const void *key, size_t len, int64_t n,
+                           sl_redis_check_fn cb, void *arg, sl_rate_decision *now)
 {
     (void)rl, (void)r, (void)key, (void)len, (void)n, (void)cb, (void)arg, (void)now;
     return unbuilt(__func__);
 }
 
-int sl_redis_limiter_check_at(sl_redis_limiter *rl, struct sl__reactor *r, const void *key,
-                              size_t len, int64_t n, int64_t now_ns, sl_redis_check_fn cb,
-                              void *arg, sl_rate_decision *now)
+int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl_loop *r, const void *key, size_t len,
+                              int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
+                              sl_rate_decision *now)
 {
     (void)rl, (void)r, (void)key, (void)len, (void)n, (void)now_ns, (void)cb, (void)arg;
     (void)now;
@@ -66,7 +66,7 @@ int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t le
     return unbuilt(__func__);
 }
 
-bool sl_redis_limiter_connected(sl_redis_limiter *rl, struct sl__reactor *r)
+bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl_loop *r)
 {
     (void)rl, (void)r;
     return false;

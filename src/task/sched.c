@@ -460,12 +460,6 @@ int sl_task_loop(void)
     return s ? s->idx + 1 : 0;
 }
 
-sl_runtime *sl__runtime_current(void)
-{
-    sl__sched *s = sl__sched_self();
-    return s ? s->rt : sl_runtime_default();
-}
-
 int sl_go_with(const sl_go_opts *o, sl_task_fn fn, void *arg)
 {
     if (!fn) return SL_EINVAL;

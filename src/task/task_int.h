@@ -190,9 +190,6 @@ void sl__stack_guard_budget(long n);
 int sl__offload_start(sl_runtime *rt, int threads);
 void sl__offload_stop(sl_runtime *rt);
 
-/* sched.c: the runtime the calling task belongs to, or the default one (may be NULL). */
-sl_runtime *sl__runtime_current(void);
-
 /* Pins/unpins the calling task to its current loop (no stealing) around an fd wait. */
 void sl__task_pin(struct sl_task *t, int delta);
 
