@@ -113,7 +113,7 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     if (rc < 0) {
         /* Closed, or (--redis) Redis down or too slow: the job was not taken, retry later. */
         bool later = rc == SL_ECLOSED || rc == SL_EUNAVAIL || rc == SL_EREDIS ||
-                     rc == SL_ETIMEDOUT || rc == SL_ECANCELED;
+                     rc == SL_ETIMEDOUT || rc == SL_ECANCELED || rc == SL_ESHUTDOWN;
         sl_resp_error(resp, later ? 503 : 500, sl_strerror(rc));
         return;
     }
@@ -143,8 +143,9 @@ void demo_search(sl_req *req, sl_resp *resp, void *arg)
             atomic_fetch_add(&app->searches_stopped, 1);
             sl_log_info(app->log, "search stopped", SL_A_ERR("reason", rc), SL_A_INT("step", i),
                         SL_A_INT("of", steps), SL_A_DUR("after", sl_mono_ns() - start));
-            /* Nobody reads it (the client left, or the server answers 503 for the deadline),
-             * but metrics and the access log do: 499 as nginx logs a client that closed. */
+            /* Nobody reads a 499 (the client left) but metrics and the access log do, as nginx
+             * logs a client that closed. The route's deadline and a shutdown (SL_ESHUTDOWN)
+             * are the server's doing: 503. */
             sl_resp_error(resp, rc == SL_ECANCELED ? 499 : 503, sl_strerror(rc));
             return;
         }

@@ -112,8 +112,10 @@ SL_API int sl_server_serve(sl_server *srv);
 /* Shuts the server down gracefully (Go's Server.Shutdown): stops accepting, closes idle
  * keep-alive connections at once, lets requests in flight finish (their responses carry
  * Connection: close), and waits until every connection is closed or ctx is done (NULL: no
- * limit); then cancels the ctx of every pooled request still running, waits for those handlers
- * to return (a handler that ignores its ctx delays this), shuts the handler pool down, closes
+ * limit); then cancels the ctx of every pooled request still running with SL_ESHUTDOWN, waits
+ * for those handlers to return (a handler that ignores its ctx delays this), shuts the handler
+ * pool down (pooled requests still queued are not started: they are answered 503 with
+ * Retry-After and Connection: close, never a success), closes
  * whatever is left, stops and joins every reactor and handler thread. Returns 0 when
  * every connection finished on its own, the ctx's error (SL_ETIMEDOUT, SL_ECANCELED) when
  * some had to be closed, or SL_EINVAL if the server was never served or is already shut down.
@@ -170,11 +172,13 @@ SL_API int sl_req_version(const sl_req *req);
 SL_API const char *sl_req_remote_addr(sl_req *req);
 
 /* The request's context. Pooled routes: cancelled (SL_ECANCELED) when the client closes or
- * resets the connection, done with SL_ETIMEDOUT at the route's timeout, cancelled at the end of
- * shutdown's grace period. Inline routes and plain handlers get it on first call (same
- * parents). Valid until the handler returns (take a reference with sl_ctx_ref to keep it
- * longer; it is cancelled when the request ends). Returns NULL only when out of memory (NULL
- * is the background ctx: never done). */
+ * resets the connection, done with SL_ETIMEDOUT at the route's timeout, cancelled with
+ * SL_ESHUTDOWN at the end of shutdown's grace period: sl_ctx_err tells the three apart. A
+ * client that half-closes after a complete request still gets the response its handler
+ * returns (when the socket takes it); if not, the after hooks see status 499. Inline routes and
+ * plain handlers get it on first call (same parents). Valid until the handler returns (take a
+ * reference with sl_ctx_ref to keep it longer; it is cancelled when the request ends). Returns NULL
+ * only when out of memory (NULL is the background ctx: never done). */
 SL_API sl_ctx *sl_req_ctx(sl_req *req);
 
 /* The value of the wildcard {name} of the matched route (decoded), or NULL when there is no

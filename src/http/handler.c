@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
@@ -173,7 +174,12 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
     (void)pool_ctx; /* the request has its own ctx (client gone, route deadline, shutdown) */
     /* A request whose client left (or whose server is shutting down) before a thread was free
      * is not worth starting. */
-    if (!sl_ctx_done(p->req.ctx)) p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+    /* The root too: a shutdown cancels the root first and the request ctxs one by one, so a
+     * handler woken by that cancel may pop this request before its own ctx is marked. */
+    if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(p->c->w->srv->root)) {
+        p->ran = true;
+        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+    }
     sl__reactor_post(&p->c->w->r, &p->done_task);
     return 0;
 }
@@ -191,6 +197,55 @@ static void answer_now(sl__conn *c, sl__preq *p)
 }
 
 static void on_done(sl__reactor *r, sl__task *t);
+
+/* What the after hooks (access log, metrics) see for a response the client did not get: 499,
+ * as nginx logs a client that closed its connection first. */
+#define STATUS_CLIENT_GONE 499
+
+/* The handler never ran: its ctx was done before a handler thread took it. Never a success
+ * status for work that did not happen: a client that left gets nothing (the hooks see 499);
+ * otherwise (shutdown) the client gets 503 with Retry-After and the connection closes. */
+static void answer_unstarted(sl__conn *c, sl__preq *p)
+{
+    sl__resp_reset(&p->resp);
+    if (c->peer_gone) {
+        sl_resp_set_status(&p->resp, STATUS_CLIENT_GONE);
+        sl__mux_finish(&p->req, &p->resp);
+        preq_free(p);
+        return;
+    }
+    sl_resp_set_header(&p->resp, "Retry-After", "1");
+    sl_resp_error(&p->resp, 503,
+                  sl_ctx_err(p->req.ctx) == SL_ESHUTDOWN ? "shutting down" : "not started");
+    p->resp.close = true;
+    answer_now(c, p);
+}
+
+/* The handler ran but the client half-closed (or left) meanwhile. A client that only shut its
+ * write side after a complete request still reads: send the response now, with one write, then
+ * close. Whatever could not be written is what the client did not get: the hooks then see 499
+ * instead of a success nobody received. */
+static void answer_gone(sl__conn *c, sl__preq *p)
+{
+    bool v10 = p->head.version_minor == 0;
+    bool sent = false;
+    if (sl__conn_queue_resp(c, &p->resp, p->head_method, false, v10) == 0) {
+        bool progress = false;
+        sent = sl__conn_flush(c, &progress) == 0 && !c->want_out;
+    }
+    if (sent) {
+        /* Read what the client sent after its request before the close: unread input would
+         * make the kernel answer with a reset that can destroy the response in flight. */
+        char sink[1024];
+        for (int i = 0; i < 8 && read(c->io.fd, sink, sizeof sink) > 0; i++) {
+        }
+    } else {
+        p->resp.status = STATUS_CLIENT_GONE; /* the bytes (if any) were queued already */
+        p->resp.touched = true;
+    }
+    sl__mux_finish(&p->req, &p->resp);
+    preq_free(p);
+}
 
 static void start_pooled(sl__conn *c, sl_req *req)
 {
@@ -292,6 +347,10 @@ static void on_done(sl__reactor *r, sl__task *t)
         if (!p->head.keep_alive || p->resp.close || c->w->draining) c->closing = true;
         sl__mux_finish(&p->req, &p->resp);
         preq_free(p);
+    } else if (!p->ran) {
+        answer_unstarted(c, p);
+    } else if (c->peer_gone) {
+        answer_gone(c, p);
     } else {
         answer_now(c, p);
     }

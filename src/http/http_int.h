@@ -120,6 +120,8 @@ struct sl__preq {
     sl_route_match m;      /* copy; param values rebased into the trailing storage */
     bool answered;         /* loop thread: a 503 went out at the route timeout */
     bool head_method;
+    bool ran; /* the handler ran (written by the handler thread before the done
+                 task is posted; read by the loop thread in that task) */
     /* streaming (see handler.c): guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;

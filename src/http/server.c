@@ -546,7 +546,9 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
     /* The grace period is over: cancel every request still running, let the pooled handlers
      * return (their done tasks reach the reactors, which are still running), then stop the
      * reactors. This order is what lets a connection never be freed under a handler. */
-    sl_ctx_cancel(srv->root);
+    /* With its own cause, so a handler can tell "server shutting down" (SL_ESHUTDOWN) from
+     * "client gone" (SL_ECANCELED) and its route's deadline (SL_ETIMEDOUT). */
+    sl_ctx_cancel_with(srv->root, SL_ESHUTDOWN);
     if (srv->hpool) sl_pool_shutdown(srv->hpool, NULL, NULL);
     stop_and_join(srv);
     srv->state = SRV_STOPPED;
