@@ -55,7 +55,10 @@ static const flag flags[] = {
      "free. Built in: demo-free, demo-pro, demo-enterprise"},
     {"no-demo-keys", F_SPECIAL, 0, "forget the built-in demo keys"},
     {"trusted-proxies", F_SPECIAL, 0,
-     "comma-separated CIDRs whose X-Forwarded-For/Forwarded is believed [none]"},
+     "comma-separated CIDRs whose --client-ip-header is believed [none]"},
+    {"client-ip-header", F_SPECIAL, 0,
+     "x-forwarded-for|forwarded: the one header trusted proxies set; the other is ignored "
+     "[x-forwarded-for]"},
     {"email-ms", F_MS, OFF(email_ns), "simulated welcome e-mail send time, ms [200]"},
     {"webhook-ms", F_MS, OFF(webhook_ns), "simulated webhook delivery time, ms [100]"},
     {"search-ms", F_MS, OFF(search_ns), "simulated search time, ms [1500]"},
@@ -204,6 +207,15 @@ static int set_special(demo_config *c, const char *name, const char *v)
 {
     if (!strcmp(name, "api-key")) return set_keys(c, v);
     if (!strcmp(name, "trusted-proxies")) return set_proxies(c, v);
+    if (!strcmp(name, "client-ip-header")) {
+        if (!strcasecmp(v, "x-forwarded-for"))
+            c->client_ip_header = SL_CLIENTIP_XFF;
+        else if (!strcasecmp(v, "forwarded"))
+            c->client_ip_header = SL_CLIENTIP_FORWARDED;
+        else
+            return bad(name, v, "want x-forwarded-for or forwarded");
+        return 0;
+    }
     if (!strcmp(name, "redis-fail")) {
         if (!strcmp(v, "open"))
             c->redis_fail = 0;

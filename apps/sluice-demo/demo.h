@@ -49,6 +49,7 @@ typedef struct demo_config {
     /* trusted proxies */
     sl_cidr proxies[DEMO_MAX_PROXIES];
     size_t nproxies;
+    unsigned client_ip_header; /* SL_CLIENTIP_XFF or SL_CLIENTIP_FORWARDED: the one believed */
     /* simulated work */
     int64_t email_ns;   /* one welcome e-mail */
     int64_t webhook_ns; /* one webhook delivery */

@@ -106,9 +106,8 @@ static int build_policies(demo_app *app, http_side *h)
     sl_keyed_tier tiers[DEMO_NTIERS];
     for (int t = 0; t < DEMO_NTIERS; t++)
         tiers[t] = (sl_keyed_tier){.limit = c->tier_rate[t], .burst = c->tier_burst[t]};
-    sl_clientip_config cip = {.trusted = c->proxies,
-                              .ntrusted = c->nproxies,
-                              .sources = SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED};
+    sl_clientip_config cip = {
+        .trusted = c->proxies, .ntrusted = c->nproxies, .sources = c->client_ip_header};
     /* The key check: a required API-key rule with no limit. It answers 401 (with
      * WWW-Authenticate) for /users and /batch before any budget is spent. */
     sl_ratelimit_rule auth = {.kind = SL_RATELIMIT_APIKEY,

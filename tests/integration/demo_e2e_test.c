@@ -438,6 +438,45 @@ static void test_limits_trusted_proxy(void **state)
     demo_stop(&d);
 }
 
+/* ---- Exactly one forwarding header is believed (issue 13) ------------------------------------ */
+
+/* A trusted proxy that appends X-Forwarded-For passes a client's own Forwarded header through:
+ * a client that rotates it must still be one client (5 of 20 allowed with burst 5, not 20). */
+static void test_client_forwarded_ignored(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--ip-rate",         "0.25",         "--ip-burst", "5",
+                           "--trusted-proxies", "127.0.0.1/32", NULL};
+    demo_start(&d, flags);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 20; i++) {
+        char h[160];
+        snprintf(h, sizeof h, "Forwarded: for=198.51.100.%d\r\nX-Forwarded-For: 203.0.113.50\r\n",
+                 i + 1);
+        int st = call_status(d.port, "127.0.0.1", "GET", "/nope", h, NULL);
+        ok += st == 404;
+        limited += st == 429;
+    }
+    assert_int_equal(ok, 5);
+    assert_int_equal(limited, 15);
+    demo_stop(&d);
+    /* --client-ip-header forwarded: then Forwarded is the one, and X-Forwarded-For is ignored. */
+    const char *fflags[] = {
+        "--ip-rate",          "0.25",      "--ip-burst", "5", "--trusted-proxies", "127.0.0.1/32",
+        "--client-ip-header", "forwarded", NULL};
+    demo_start(&d, fflags);
+    ok = 0;
+    for (int i = 0; i < 20; i++) {
+        char h[160];
+        snprintf(h, sizeof h, "X-Forwarded-For: 198.51.100.%d\r\nForwarded: for=203.0.113.50\r\n",
+                 i + 1);
+        ok += call_status(d.port, "127.0.0.1", "GET", "/nope", h, NULL) == 404;
+    }
+    assert_int_equal(ok, 5);
+    demo_stop(&d);
+}
+
 /* ---- SIGTERM under load: exit 0, every job completed or handed back -------------------------- */
 
 typedef struct loader {
@@ -503,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_webhooks_full),
         cmocka_unit_test(test_limits_untrusted),
         cmocka_unit_test(test_limits_trusted_proxy),
+        cmocka_unit_test(test_client_forwarded_ignored),
         cmocka_unit_test(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

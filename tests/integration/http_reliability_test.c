@@ -150,8 +150,7 @@ static void test_half_close_gets_response(void **state)
     sl_server *srv = tc_server_start(&o, &port);
     tc_conn a;
     tc_init(&a, tc_connect(port));
-    assert_true(
-        tc_sends(a.fd, "POST /users HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"));
+    assert_true(tc_sends(a.fd, "POST /users HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"));
     assert_true(SL_WAIT_UNTIL(atomic_load(&started) == 1, 5000));
     assert_int_equal(shutdown(a.fd, SHUT_WR), 0); /* done sending; still reading */
     /* The server notices the half-close (the request's ctx is cancelled, as Go's is), and
