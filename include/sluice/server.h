@@ -49,8 +49,9 @@ typedef struct sl_server_opts {
     void *handler_arg;
     int reactors;                   /* reactor threads; 0 = one per online CPU */
     int max_connections;            /* open connections, process-wide for this server; 0 = 16384.
-                                       At the bound the server stops accepting (new connections wait
-                                       in the kernel's backlog) and resumes below it */
+                                       At the bound the server closes idle keep-alive connections
+                                       (as nginx does) and stops accepting (new connections wait
+                                       in the kernel's backlog) until it is below it again */
     uint32_t max_header_bytes;      /* request line + headers; 0 = 16 KiB; more -> 431 */
     uint32_t max_headers;           /* header lines; 0 = 64; more -> 431 */
     uint32_t max_target;            /* request-target bytes; 0 = 8 KiB; more -> 414 */
@@ -62,12 +63,21 @@ typedef struct sl_server_opts {
     int64_t read_header_timeout_ns; /* from a request's first byte (a new connection: from
                                        accept) to the end of its head; 0 = 10 s. On expiry:
                                        408 if bytes of a request arrived, else a silent close */
-    int64_t read_body_timeout_ns;   /* longest wait between two reads of a body; 0 = 60 s;
-                                       on expiry 408 */
+    int64_t read_body_timeout_ns;   /* longest wait between two reads of a body that keep up
+                                       min_body_rate; 0 = 60 s; on expiry 408 and close */
     int64_t write_timeout_ns;       /* longest wait for the socket to accept more output; 0 = 60 s;
                                        on expiry the connection is closed */
     int64_t idle_timeout_ns;        /* keep-alive wait for the next request; 0 = 75 s */
     int64_t shutdown_timeout_ns;    /* grace period used by sl_server_run; 0 = 30 s */
+    int64_t min_body_rate;          /* bytes/s a request body must average over each
+                                       read_body_timeout window (reads slower than that do not
+                                       extend it: a trickle gets 408); 0 = 1024; < 0 = none */
+    int max_conns_per_ip;           /* open connections from one client address (IPv4 /32,
+                                       IPv6 /64); 0 = max_connections / 4, at least 16. Past it a
+                                       new connection gets 429 and is closed */
+    uint64_t max_body_memory;       /* request-body bytes buffered at once, all connections
+                                       together; 0 = 256 MiB. A body that would pass it gets 503
+                                       with Retry-After and the connection closes */
     sl_mux *mux; /* routes + middleware (mux.h), instead of handler. Borrowed: must outlive the
                     server; frozen by sl_server_new (no more routes or middleware). The server
                     owns the handler pool sized by the mux's options */

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sluice/ipkey.h"
 #include "sluice/mux.h"
 #include "sluice/pool.h"
 #include "sluice/router.h"
@@ -161,6 +162,10 @@ struct sl__conn {
     bool want_out;            /* output is blocked on EPOLLOUT */
     uint16_t pending;         /* responses in wbuf since it was last empty */
     struct sockaddr_in6 peer; /* or a sockaddr_in in the same storage */
+    sl_ipkey ipk;             /* the peer's group for the per-IP connection cap */
+    bool ip_counted;          /* ipk holds a slot in the server's per-IP table */
+    uint32_t rbuf_charged;    /* bytes of rbuf past SL__BUF_SIZE, charged to body_mem */
+    uint32_t body_mark;       /* body bytes received when the body timer last (re)started */
 };
 
 typedef struct sl__lis {
@@ -218,15 +223,26 @@ struct sl_server {
     _Atomic bool draining;
     pthread_mutex_t mu; /* guards fired; pairs with cv for shutdown's wait */
     pthread_cond_t cv;
-    bool fired;     /* guarded by mu */
-    int drained;    /* workers that ran their drain task; guarded by mu */
-    sl_mux *mux;    /* borrowed; NULL for a plain handler */
-    sl_pool *hpool; /* pooled handlers (mux only) */
-    sl_ctx *root;   /* parent of every request ctx; cancelled at shutdown's end */
+    bool fired;               /* guarded by mu */
+    int drained;              /* workers that ran their drain task; guarded by mu */
+    sl_mux *mux;              /* borrowed; NULL for a plain handler */
+    sl_pool *hpool;           /* pooled handlers (mux only) */
+    sl_ctx *root;             /* parent of every request ctx; cancelled at shutdown's end */
+    _Atomic int64_t body_mem; /* bytes charged by connections' grown read buffers */
+    /* Open connections per client group (open addressing, linear probing, backward-shift
+     * delete); guarded by ip_mu. */
+    pthread_mutex_t ip_mu;
+    struct sl__ipslot {
+        sl_ipkey k;
+        int n; /* 0 = empty */
+    } * ipt;
+    size_t ipt_mask;
 };
 
 /* conn.c */
-int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* ipk: the peer's group, counted in the server's per-IP table (released at close), or NULL. */
+int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                  const sl_ipkey *ipk);
 void sl__conn_close(sl__conn *c);
 /* Shutdown's first step on this worker: closes idle connections, marks the rest to close
  * after their current request. */
@@ -266,5 +282,16 @@ void sl__mux_detach(sl_mux *mux);
 
 /* server.c: a connection closed (the slot it held is free). */
 void sl__server_conn_closed(sl_server *srv);
+/* server.c: the per-IP count of a closing connection that held one. */
+void sl__server_ip_release(sl_server *srv, const sl_ipkey *k);
+/* server.c: charges delta bytes (may be negative) of read buffer to the body-memory budget.
+ * Returns false, charging nothing, when a positive delta would pass it. */
+bool sl__server_body_charge(sl_server *srv, int64_t delta);
+/* server.c, loop thread: a connection of w became idle; a worker paused at max_connections
+ * watches its listeners again (an idle connection can give its slot to a new client). */
+void sl__server_idle_avail(sl__worker *w);
+/* conn.c: closes up to max idle keep-alive connections of w, oldest first. Returns how many;
+ * max 0 only tells whether w has one (1) or not (0). */
+int sl__conn_close_idle(sl__worker *w, int max);
 
 #endif
