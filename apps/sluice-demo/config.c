@@ -65,6 +65,8 @@ static const flag flags[] = {
     {"item-ms", F_MS, OFF(item_ns), "simulated time per batch item, ms [20]"},
     {"batch-limit", F_INT, OFF(batch_limit), "batch items processed at once (sl_group limit) [4]"},
     {"batch-max", F_INT, OFF(batch_max), "items accepted in one batch [100]"},
+    {"users-max", F_INT, OFF(users_max),
+     "users kept in memory; past it POST /users answers 507 [100000]"},
     {"users-max-body", F_BYTES, OFF(users_max_body), "POST /users body limit, bytes [4096]"},
     {"max-body", F_BYTES, OFF(max_body), "any request body limit, bytes [1048576]"},
     {"grace-ms", F_MS, OFF(grace_ns), "shutdown: time for in-flight requests, ms [10000]"},
@@ -107,6 +109,7 @@ static void defaults(demo_config *c)
     c->batch_limit = 4;
     c->batch_max = 100;
     c->users_max_body = 4096;
+    c->users_max = 100000;
     c->max_body = 1 << 20;
     c->grace_ns = SL_SEC(10);
     c->jobs_drain_ns = SL_SEC(5);

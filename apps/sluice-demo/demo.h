@@ -58,6 +58,7 @@ typedef struct demo_config {
     int batch_limit;    /* batch items in flight */
     int batch_max;      /* items in one batch */
     size_t users_max_body;
+    int users_max; /* users kept in memory at most (the store is a bounded cache) */
     uint64_t max_body;
     /* shutdown */
     int64_t grace_ns;      /* server: in-flight requests */
@@ -80,6 +81,7 @@ typedef struct demo_app {
     sl_logger *log;
     sl_map *users;           /* id (decimal text) -> demo_user */
     _Atomic int64_t next_id; /* last id handed out */
+    _Atomic int64_t nusers;  /* users stored (<= cfg.users_max) */
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
     demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */

@@ -50,7 +50,12 @@ void demo_create_user(sl_req *req, sl_resp *resp, void *arg)
         sl_resp_error(resp, 400, err);
         return;
     }
-    if (demo_user_create(app, &u) < 0) {
+    int cr = demo_user_create(app, &u);
+    if (cr == SL_EFULL) { /* the in-memory store is a bounded cache: full is not an error of ours */
+        sl_resp_error(resp, 507, "user store full");
+        return;
+    }
+    if (cr < 0) {
         sl_resp_error(resp, 500, "could not store the user");
         return;
     }

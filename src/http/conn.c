@@ -130,6 +130,7 @@ const char *sl__http_reason(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
     default: return status < 200 ? "Informational" : status < 400 ? "OK" : "Error";
     }
 }

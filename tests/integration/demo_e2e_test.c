@@ -477,6 +477,27 @@ static void test_client_forwarded_ignored(void **state)
     demo_stop(&d);
 }
 
+/* ---- The user store is bounded (issue 13) -----------------------------------------------------
+ */
+
+static void test_users_bounded(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--users-max", "3", NULL};
+    demo_start(&d, flags);
+    const char *u = "{\"name\":\"Bo\",\"email\":\"bo@example.com\"}";
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_status(d.port, "127.0.0.1", "POST", "/users", PRO, u), 201);
+    tc_resp r;
+    assert_int_equal(call(d.port, "127.0.0.1", "POST", "/users", PRO, u, &r), 507);
+    assert_non_null(strstr(r.body, "user store full"));
+    tc_resp_free(&r);
+    assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/users/3", PRO, NULL), 200);
+    assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/users/4", PRO, NULL), 404);
+    demo_stop(&d);
+}
+
 /* ---- SIGTERM under load: exit 0, every job completed or handed back -------------------------- */
 
 typedef struct loader {
@@ -543,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_limits_untrusted),
         cmocka_unit_test(test_limits_trusted_proxy),
         cmocka_unit_test(test_client_forwarded_ignored),
+        cmocka_unit_test(test_users_bounded),
         cmocka_unit_test(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

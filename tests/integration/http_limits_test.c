@@ -121,10 +121,8 @@ static void test_per_ip_cap_429(void **state)
 static void test_body_memory_budget_503(void **state)
 {
     (void)state;
-    sl_server_opts o = {.handler = h_len,
-                        .reactors = 1,
-                        .max_body_memory = 80 * 1024,
-                        .max_conns_per_ip = 100};
+    sl_server_opts o = {
+        .handler = h_len, .reactors = 1, .max_body_memory = 80 * 1024, .max_conns_per_ip = 100};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
     enum { ABODY = 50000, BBODY = 30000 };
