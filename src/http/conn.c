@@ -206,11 +206,14 @@ static char *put_status(sl__worker *w, char *p, int status)
     return PUTS(p, "\r\n");
 }
 
+static void early_abort(sl__conn *c, int status);
+
 /* Queues an engine-generated error response and marks the connection closing. A failure to
  * allocate just closes without an answer. */
 static void queue_error(sl__conn *c, int status)
 {
     sl__worker *w = c->w;
+    if (c->early) early_abort(c, status); /* its hooks see what was sent */
     const char *rs = sl__http_reason(status);
     size_t rl = strlen(rs);
     sl__stat_inc(&w->st.requests);
@@ -332,10 +335,24 @@ int sl__conn_flush(sl__conn *c, bool *progress)
     return 0;
 }
 
+/* A request routed at head time whose body will not complete: its after hooks run with its
+ * head parsed again (the views must point into the buffer as it is now). */
+static void early_abort(sl__conn *c, int status)
+{
+    sl__worker *w = c->w;
+    const sl_http_req_head *h = NULL;
+    if (c->rbuf && c->head_len &&
+        sl_http_parse_head(c->rbuf + c->rpos, c->head_len, &w->head, w->hdrs, &w->srv->lim) > 0)
+        h = &w->head;
+    sl__mux_early_abort(c, status, h);
+}
+
 /* Gives the read buffer back (to the pool, or to malloc when it grew) and its charge to the
- * server's body-memory budget. */
+ * server's body-memory budget. A request still waiting for its body ends here (499: the body
+ * never came, nothing was sent for it). */
 static void rbuf_release(sl__conn *c)
 {
+    if (c->early) early_abort(c, 499);
     buf_put(c->w, c->rbuf, c->rcap);
     if (c->rbuf_charged) sl__server_body_charge(c->w->srv, -(int64_t)c->rbuf_charged);
     c->rbuf_charged = 0;
@@ -508,6 +525,10 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
         req.query_len = h->path_len - req.path_len - 1;
     }
     sl__resp_reset(&w->resp);
+    if (c->early) { /* routed and through its before hooks at head time */
+        sl__mux_dispatch_early(c, &req);
+        return;
+    }
     if (srv->mux) {
         if (!sl__mux_dispatch(c, &req)) return; /* pooled, or answered already */
     } else {
@@ -560,6 +581,9 @@ static bool body_begin(sl__conn *c)
             queue_error(c, 413);
             return false;
         }
+        /* Route, authenticate, rate-limit before the body is read (and before 100 Continue
+         * invites it). */
+        if (!sl__mux_early(c)) return false;
     }
     uint32_t have = c->rlen - c->rpos - c->head_len;
     if (w->head.expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have))

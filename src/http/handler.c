@@ -247,25 +247,13 @@ static void answer_gone(sl__conn *c, sl__preq *p)
     preq_free(p);
 }
 
-static void start_pooled(sl__conn *c, sl_req *req)
+/* Hands p (its before hooks passed) to the handler pool. */
+static void submit_pooled(sl__conn *c, sl__preq *p)
 {
     sl__worker *w = c->w;
     sl_server *srv = w->srv;
-    sl__preq *p = preq_new(c, req);
-    if (!p) {
-        sl_resp_error(&w->resp, 503, "out of memory");
-        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
-        c->closing = true;
-        sl__req_end(req);
-        return;
-    }
-    p->done_task.fn = on_done;
     if (!sl_req_ctx(&p->req)) {
         sl_resp_error(&p->resp, 503, "out of memory");
-        answer_now(c, p);
-        return;
-    }
-    if (run_before(srv->mux, &p->req, &p->resp)) {
         answer_now(c, p);
         return;
     }
@@ -285,6 +273,120 @@ static void start_pooled(sl__conn *c, sl_req *req)
     c->inflight = p;
     const sl__route *rt = p->req.rt;
     if (rt->tq >= 0) sl__timer_start(&w->r, &w->tq_route[rt->tq], &c->timer);
+}
+
+static void start_pooled(sl__conn *c, sl_req *req)
+{
+    sl__worker *w = c->w;
+    sl__preq *p = preq_new(c, req);
+    if (!p) {
+        sl_resp_error(&w->resp, 503, "out of memory");
+        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
+        c->closing = true;
+        sl__req_end(req);
+        return;
+    }
+    p->done_task.fn = on_done;
+    if (run_before(w->srv->mux, &p->req, &p->resp)) {
+        answer_now(c, p);
+        return;
+    }
+    submit_pooled(c, p);
+}
+
+/* ---- before the body ---------------------------------------------------------------------- */
+
+/* A request with a body is routed and goes through the before hooks (authentication, rate
+ * limits) as soon as its head is parsed, before a byte of the body is read or 100 Continue is
+ * sent: a request that will be refused costs no body memory. Its state (values the hooks set,
+ * its arena, how many hooks ran) waits in an sl__preq, whose address does not change, until
+ * the body is complete; then sl__mux_dispatch_early refreshes the head's views (the read
+ * buffer may have moved while the body arrived) and runs the handler, inline or pooled. */
+bool sl__mux_early(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    const sl_http_req_head *h = &w->head;
+    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r.now};
+    const char *q = memchr(h->path, '?', h->path_len);
+    req.path_len = q ? (size_t)(q - h->path) : h->path_len;
+    if (q) {
+        req.query = q + 1;
+        req.query_len = h->path_len - req.path_len - 1;
+    }
+    int st = route(w, h, req.path_len);
+    req.m = &w->m;
+    req.rt = st == 200 ? w->m.handler : NULL;
+    sl__preq *p = preq_new(c, &req);
+    if (!p) return true; /* the request goes the ordinary way, body first */
+    p->done_task.fn = on_done;
+    bool stop = run_before(w->srv->mux, &p->req, &p->resp);
+    if (!stop && !p->req.rt) { /* nothing will take the body: answer 404/405/301 now */
+        p->req.m = &w->m;      /* Location and Allow are views into the worker's scratch, */
+        unmatched(&p->req, &p->resp, st);
+        p->req.m = &p->m; /* valid until the next routing: the response copies them */
+        stop = true;
+    }
+    if (!stop) {
+        c->early = p;
+        return true;
+    }
+    /* Refused before the body: answer, and close rather than read a body nobody wants. */
+    sl__stat_inc(&w->st.requests);
+    p->resp.close = true;
+    answer_now(c, p);
+    return false;
+}
+
+/* The same head bytes parsed again (the read buffer may have moved): same header count, new
+ * addresses. */
+static void refresh_head(sl__preq *p, const sl_http_req_head *h)
+{
+    sl_http_header *hdrs = p->head.headers;
+    p->head = *h;
+    p->head.headers = hdrs;
+    if (p->head.num_headers) memcpy(hdrs, h->headers, p->head.num_headers * sizeof *hdrs);
+}
+
+void sl__mux_early_abort(sl__conn *c, int status, const sl_http_req_head *h)
+{
+    sl__preq *p = c->early;
+    c->early = NULL;
+    if (h) { /* else (cannot happen: the same bytes parsed before) no hook sees stale views */
+        refresh_head(p, h);
+        const char *q = memchr(h->path, '?', h->path_len);
+        p->req.path_len = q ? (size_t)(q - h->path) : h->path_len;
+        p->req.query = q ? q + 1 : NULL;
+        p->req.query_len = q ? h->path_len - p->req.path_len - 1 : 0;
+        sl__resp_reset(&p->resp);
+        sl_resp_set_status(&p->resp, status);
+        sl__mux_finish(&p->req, &p->resp);
+    }
+    preq_free(p);
+}
+
+void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh)
+{
+    sl__worker *w = c->w;
+    sl__preq *p = c->early;
+    c->early = NULL;
+    refresh_head(p, fresh->h);
+    p->req.body = fresh->body;
+    p->req.body_len = fresh->body_len;
+    p->req.query = fresh->query;
+    p->req.query_len = fresh->query_len;
+    p->req.path_len = fresh->path_len;
+    if (p->req.rt->mode == SL_ROUTE_POOLED) {
+        submit_pooled(c, p);
+        return;
+    }
+    /* Inline: the worker's response, as for any inline request. */
+    sl_resp *resp = &w->resp;
+    p->req.rt->fn(&p->req, resp, p->req.rt->arg);
+    bool keep = p->head.keep_alive && !resp->close && !w->draining;
+    if (sl__conn_queue_resp(c, resp, p->head_method, keep, p->head.version_minor == 0) < 0 || !keep)
+        c->closing = true;
+    sl__mux_finish(&p->req, resp);
+    preq_free(p);
 }
 
 bool sl__mux_dispatch(sl__conn *c, sl_req *req)

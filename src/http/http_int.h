@@ -159,6 +159,8 @@ struct sl__conn {
     sl__preq *inflight;       /* the pooled request running now: no parsing or reading until
                                  it completes (keeps pipelined responses in order and rbuf
                                  still while the handler reads its views) */
+    sl__preq *early;          /* the current request, routed and through its before hooks
+                                 while its body arrives (handler.c: sl__mux_early) */
     bool want_out;            /* output is blocked on EPOLLOUT */
     uint16_t pending;         /* responses in wbuf since it was last empty */
     struct sockaddr_in6 peer; /* or a sockaddr_in in the same storage */
@@ -268,6 +270,17 @@ const char *sl__http_reason(int status);
  * sl__mux_finish; false when the request went to the pool or was answered already. */
 bool sl__mux_dispatch(sl__conn *c, sl_req *req);
 void sl__mux_finish(sl_req *req, const sl_resp *resp);
+/* Loop thread, at head time of a request with a body (w->head): routes it and runs the before
+ * hooks. Returns true when the body is to be read (c->early holds the request, or NULL when out
+ * of memory: then the ordinary path runs after the body); false when it was answered (the
+ * connection is closing). */
+bool sl__mux_early(sl__conn *c);
+/* The body is complete: runs c->early's handler with fresh's head views, body, path and query
+ * (inline: queues the response; pooled: hands it to the pool). */
+void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh);
+/* c->early's body will never complete: the after hooks see status, with h (its head parsed
+ * again from the read buffer, or NULL: no hooks run); frees it. */
+void sl__mux_early_abort(sl__conn *c, int status, const sl_http_req_head *h);
 /* Route lookup at head time for the body limit: returns the route's max body or 0. */
 uint64_t sl__mux_body_limit(sl__worker *w, const sl_http_req_head *h);
 /* Loop thread: the client of c's pooled request went away (or c must close). */
