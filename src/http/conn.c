@@ -23,6 +23,9 @@
  *    (lingering close, as nginx does): closing with unread input would make the kernel send a
  *    reset that can destroy the response before the client reads it. */
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +69,20 @@ static void buf_put(sl__worker *w, char *b, uint32_t cap)
         return;
     }
     free(b);
+    if (cap > SL__BUF_SIZE) w->freed_big += cap;
+}
+
+/* After a flood of large bodies the freed buffers stay in the allocator's arenas (glibc keeps
+ * them for reuse, and its mmap threshold has risen by then): hand them back to the kernel
+ * once enough was freed. At most once per SL__TRIM_BYTES freed, on the loop thread; a trim of
+ * a large heap costs about a millisecond. */
+static void maybe_trim(sl__worker *w)
+{
+    if (w->freed_big < SL__TRIM_BYTES) return;
+    w->freed_big = 0;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 void sl__stat_inc(_Atomic uint64_t *v)
@@ -356,6 +373,7 @@ static void rbuf_release(sl__conn *c)
     buf_put(c->w, c->rbuf, c->rcap);
     if (c->rbuf_charged) sl__server_body_charge(c->w->srv, -(int64_t)c->rbuf_charged);
     c->rbuf_charged = 0;
+    maybe_trim(c->w);
     c->rbuf = NULL;
     c->rcap = c->rlen = c->rpos = 0;
 }
@@ -372,6 +390,7 @@ static void reap(sl__reactor *r, sl__task *t)
         w->grave = c->next;
         free(c);
     }
+    maybe_trim(w);
 }
 
 void sl__conn_close(sl__conn *c)

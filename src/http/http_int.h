@@ -55,6 +55,8 @@ struct sl_mux {
 #define SL__BUF_SIZE 4096u
 /* Free buffers a worker keeps for reuse; the rest go back to malloc. */
 #define SL__POOL_MAX 64
+/* Bytes of grown buffers a worker frees before it returns free memory to the kernel. */
+#define SL__TRIM_BYTES (16u << 20)
 /* Bodies larger than this are sent from their own memory (a second iovec) instead of being
  * copied into the output buffer. */
 #define SL__COPY_MAX 16384u
@@ -198,7 +200,8 @@ struct sl__worker {
     sl__conn *grave; /* closed, freed by reap_task */
     void *pool;      /* free SL__BUF_SIZE buffers, linked through their first bytes */
     int npool;
-    char date[80]; /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
+    uint64_t freed_big; /* bytes of grown buffers freed since the last malloc_trim */
+    char date[80];      /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
     int64_t date_sec;
     sl_http_header *hdrs; /* max_headers slots for the parser */
     sl_http_req_head head;

@@ -79,7 +79,8 @@ static void test_refused_before_body(void **state)
     sl_mux *mux;
     sl_server *srv = start(&port, &mux);
     const char *reqs[] = {
-        "POST /pooled HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 900000\r\n\r\n",
+        "POST /pooled HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: "
+        "900000\r\n\r\n",
         "POST /inline HTTP/1.1\r\nHost: a\r\nX-Key: wrong!\r\nContent-Length: 900000\r\n\r\n",
         "POST /nowhere HTTP/1.1\r\nHost: a\r\nX-Key: secret\r\nExpect: 100-continue\r\n"
         "Content-Length: 900000\r\n\r\n"};
