@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "demo.h"
 #include "routes.h"
@@ -182,7 +183,13 @@ static int build_http(demo_app *app, http_side *h)
     const demo_config *c = &app->cfg;
     int rc = sl_metrics_new(&h->reg);
     if (rc == 0) rc = build_policies(app, h);
-    sl_mux_opts mo = {.handler_workers = c->handler_workers, .logger = app->log};
+    /* One client address gets half the handler threads at most: a client hammering a slow
+     * route (/search) cannot starve everyone else's requests. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int workers = c->handler_workers ? c->handler_workers : 4 * (ncpu > 0 ? (int)ncpu : 1);
+    sl_mux_opts mo = {.handler_workers = c->handler_workers,
+                      .max_pooled_per_client = workers / 2 > 1 ? workers / 2 : 1,
+                      .logger = app->log};
     if (rc == 0) rc = sl_mux_new(&mo, &h->mux);
     if (rc == 0) rc = use_middleware(app, h);
     char err[256] = "";

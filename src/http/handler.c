@@ -120,6 +120,7 @@ void sl__mux_finish(sl_req *req, const sl_resp *resp)
 
 static void preq_free(sl__preq *p)
 {
+    if (p->client_counted) sl__iptab_release(&p->c->w->srv->pooled_ip, &p->c->ipk);
     if (p->hook) sl_ctx_hook_stop(p->hook);
     sl__req_end(&p->req);
     sl__resp_release(&p->resp);
@@ -176,9 +177,18 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
      * is not worth starting. */
     /* The root too: a shutdown cancels the root first and the request ctxs one by one, so a
      * handler woken by that cancel may pop this request before its own ctx is marked. */
-    if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(p->c->w->srv->root)) {
+    sl_server *srv = p->c->w->srv;
+    int64_t start = sl_mono_ns();
+    if (srv->queue_wait_ns > 0 && start - p->queued_ns > srv->queue_wait_ns) {
+        p->shed = true; /* its client has waited long enough: a quick 503 serves it better */
+    } else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
         p->ran = true;
         p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+        /* The mean run time for Retry-After: an EWMA (1/8); racy by design between handler
+         * threads (a lost update loses one sample). */
+        int64_t d = sl_mono_ns() - start;
+        int64_t m = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
+        atomic_store_explicit(&srv->run_ewma_ns, m ? m + (d - m) / 8 : d, memory_order_relaxed);
     }
     sl__reactor_post(&p->c->w->r, &p->done_task);
     return 0;
@@ -214,10 +224,17 @@ static void answer_unstarted(sl__conn *c, sl__preq *p)
         preq_free(p);
         return;
     }
-    sl_resp_set_header(&p->resp, "Retry-After", "1");
-    sl_resp_error(&p->resp, 503,
-                  sl_ctx_err(p->req.ctx) == SL_ESHUTDOWN ? "shutting down" : "not started");
-    p->resp.close = true;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld",
+             p->shed ? (long long)sl__server_retry_after_s(c->w->srv) : 1LL);
+    sl_resp_set_header(&p->resp, "Retry-After", secs);
+    if (p->shed) { /* the connection stays usable */
+        sl_resp_error(&p->resp, 503, "server busy: waited too long for a handler");
+    } else {
+        sl_resp_error(&p->resp, 503,
+                      sl_ctx_err(p->req.ctx) == SL_ESHUTDOWN ? "shutting down" : "not started");
+        p->resp.close = true;
+    }
     answer_now(c, p);
 }
 
@@ -257,13 +274,24 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
         answer_now(c, p);
         return;
     }
+    /* One client may not hold every handler thread (and the queue before them). */
+    if (srv->pooled_cap > 0 && c->ip_counted) {
+        if (!sl__iptab_acquire(&srv->pooled_ip, &c->ipk, srv->pooled_cap)) {
+            sl__resp_reset(&p->resp);
+            sl_resp_set_header(&p->resp, "Retry-After", "1");
+            sl_resp_error(&p->resp, 429, "too many requests in progress from your address");
+            answer_now(c, p);
+            return;
+        }
+        p->client_counted = true;
+    }
+    p->queued_ns = sl_mono_ns();
     sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
     int rc = sl_pool_try_submit(srv->hpool, &job);
     if (rc < 0) {
         /* Saturated (or shutting down): answer at once, never queue without bound. */
-        int64_t ra = sl_pool_retry_after_ns(srv->hpool);
         char secs[24];
-        snprintf(secs, sizeof secs, "%lld", (long long)((ra + SL_SEC(1) - 1) / SL_SEC(1)));
+        snprintf(secs, sizeof secs, "%lld", (long long)sl__server_retry_after_s(srv));
         sl__resp_reset(&p->resp);
         sl_resp_set_header(&p->resp, "Retry-After", secs);
         sl_resp_error(&p->resp, 503, rc == SL_EFULL ? "server busy" : "shutting down");

@@ -20,6 +20,17 @@
 #include "http/parser.h"
 #include "http/reactor.h"
 
+/* A count per client group (open addressing, linear probing, backward-shift delete), for
+ * caps per client address. Guarded by mu; sized at twice the most keys it can hold. */
+typedef struct sl__iptab {
+    pthread_mutex_t mu;
+    struct sl__ipslot {
+        sl_ipkey k;
+        int n; /* 0 = empty */
+    } * t;
+    size_t mask;
+} sl__iptab;
+
 typedef struct sl__worker sl__worker;
 typedef struct sl__conn sl__conn;
 typedef struct sl__preq sl__preq;
@@ -123,8 +134,11 @@ struct sl__preq {
     sl_route_match m;      /* copy; param values rebased into the trailing storage */
     bool answered;         /* loop thread: a 503 went out at the route timeout */
     bool head_method;
-    bool ran; /* the handler ran (written by the handler thread before the done
-                 task is posted; read by the loop thread in that task) */
+    bool shed;           /* not started: it waited longer than max_queue_wait_ns */
+    bool client_counted; /* holds a slot in the server's per-client pooled table */
+    int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
+    bool ran;            /* the handler ran (written by the handler thread before the done
+                            task is posted; read by the loop thread in that task) */
     /* streaming (see handler.c): guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -228,20 +242,17 @@ struct sl_server {
     _Atomic bool draining;
     pthread_mutex_t mu; /* guards fired; pairs with cv for shutdown's wait */
     pthread_cond_t cv;
-    bool fired;               /* guarded by mu */
-    int drained;              /* workers that ran their drain task; guarded by mu */
-    sl_mux *mux;              /* borrowed; NULL for a plain handler */
-    sl_pool *hpool;           /* pooled handlers (mux only) */
-    sl_ctx *root;             /* parent of every request ctx; cancelled at shutdown's end */
-    _Atomic int64_t body_mem; /* bytes charged by connections' grown read buffers */
-    /* Open connections per client group (open addressing, linear probing, backward-shift
-     * delete); guarded by ip_mu. */
-    pthread_mutex_t ip_mu;
-    struct sl__ipslot {
-        sl_ipkey k;
-        int n; /* 0 = empty */
-    } * ipt;
-    size_t ipt_mask;
+    bool fired;                  /* guarded by mu */
+    int drained;                 /* workers that ran their drain task; guarded by mu */
+    sl_mux *mux;                 /* borrowed; NULL for a plain handler */
+    sl_pool *hpool;              /* pooled handlers (mux only) */
+    sl_ctx *root;                /* parent of every request ctx; cancelled at shutdown's end */
+    _Atomic int64_t body_mem;    /* bytes charged by connections' grown read buffers */
+    sl__iptab conns_ip;          /* open connections per client group */
+    sl__iptab pooled_ip;         /* pooled requests (queued + running) per client group */
+    int pooled_cap;              /* resolved max_pooled_per_client; <= 0 none */
+    int64_t queue_wait_ns;       /* resolved max_queue_wait_ns; <= 0 none */
+    _Atomic int64_t run_ewma_ns; /* mean pooled handler run time (EWMA); 0 = no sample yet */
 };
 
 /* conn.c */
@@ -298,8 +309,14 @@ void sl__mux_detach(sl_mux *mux);
 
 /* server.c: a connection closed (the slot it held is free). */
 void sl__server_conn_closed(sl_server *srv);
+/* server.c: one more of k in tab, unless it has cap already (then false, nothing counted). */
+bool sl__iptab_acquire(sl__iptab *tab, const sl_ipkey *k, int cap);
+void sl__iptab_release(sl__iptab *tab, const sl_ipkey *k);
 /* server.c: the per-IP count of a closing connection that held one. */
 void sl__server_ip_release(sl_server *srv, const sl_ipkey *k);
+/* server.c: seconds for a Retry-After on a 503 from the handler pool: its real drain (queued
+ * and running requests over the workers, at the measured run time), never less than 1. */
+int64_t sl__server_retry_after_s(sl_server *srv);
 /* server.c: charges delta bytes (may be negative) of read buffer to the body-memory budget.
  * Returns false, charging nothing, when a positive delta would pass it. */
 bool sl__server_body_charge(sl_server *srv, int64_t delta);

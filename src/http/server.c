@@ -184,48 +184,89 @@ static size_t ip_hash(const sl_ipkey *k)
     return (size_t)(h ^ (h >> 31));
 }
 
-/* Counts one more connection of k. Returns false, counting nothing, at the cap. The table has
- * twice as many slots as max_connections, so it never fills. */
-static bool ip_acquire(sl_server *srv, const sl_ipkey *k)
+bool sl__iptab_acquire(sl__iptab *tab, const sl_ipkey *k, int cap)
 {
     bool ok = true;
-    pthread_mutex_lock(&srv->ip_mu);
-    size_t i = ip_hash(k) & srv->ipt_mask;
-    while (srv->ipt[i].n && !sl_ipkey_equal(&srv->ipt[i].k, k))
-        i = (i + 1) & srv->ipt_mask;
-    if (srv->ipt[i].n >= srv->o.max_conns_per_ip) {
+    pthread_mutex_lock(&tab->mu);
+    size_t i = ip_hash(k) & tab->mask;
+    while (tab->t[i].n && !sl_ipkey_equal(&tab->t[i].k, k))
+        i = (i + 1) & tab->mask;
+    if (tab->t[i].n >= cap) {
         ok = false;
     } else {
-        srv->ipt[i].k = *k;
-        srv->ipt[i].n++;
+        tab->t[i].k = *k;
+        tab->t[i].n++;
     }
-    pthread_mutex_unlock(&srv->ip_mu);
+    pthread_mutex_unlock(&tab->mu);
     return ok;
 }
 
-void sl__server_ip_release(sl_server *srv, const sl_ipkey *k)
+void sl__iptab_release(sl__iptab *tab, const sl_ipkey *k)
 {
-    pthread_mutex_lock(&srv->ip_mu);
-    size_t m = srv->ipt_mask, i = ip_hash(k) & m;
-    while (srv->ipt[i].n && !sl_ipkey_equal(&srv->ipt[i].k, k))
+    pthread_mutex_lock(&tab->mu);
+    size_t m = tab->mask, i = ip_hash(k) & m;
+    while (tab->t[i].n && !sl_ipkey_equal(&tab->t[i].k, k))
         i = (i + 1) & m;
-    if (srv->ipt[i].n && --srv->ipt[i].n == 0) {
+    if (tab->t[i].n && --tab->t[i].n == 0) {
         /* Backward-shift deletion: move later members of the probe run into the hole, so a
          * lookup never stops early at it (no tombstones to accumulate). */
         size_t hole = i, j = i;
         for (;;) {
             j = (j + 1) & m;
-            if (!srv->ipt[j].n) break;
-            size_t home = ip_hash(&srv->ipt[j].k) & m;
+            if (!tab->t[j].n) break;
+            size_t home = ip_hash(&tab->t[j].k) & m;
             bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
             if (movable) {
-                srv->ipt[hole] = srv->ipt[j];
-                srv->ipt[j].n = 0;
+                tab->t[hole] = tab->t[j];
+                tab->t[j].n = 0;
                 hole = j;
             }
         }
     }
-    pthread_mutex_unlock(&srv->ip_mu);
+    pthread_mutex_unlock(&tab->mu);
+}
+
+static int iptab_init(sl__iptab *tab, size_t keys)
+{
+    size_t slots = 16;
+    while (slots < 2 * keys)
+        slots *= 2;
+    tab->t = calloc(slots, sizeof *tab->t);
+    if (!tab->t) return SL_ENOMEM;
+    tab->mask = slots - 1;
+    pthread_mutex_init(&tab->mu, NULL);
+    return 0;
+}
+
+static void iptab_destroy(sl__iptab *tab)
+{
+    if (!tab->t) return;
+    free(tab->t);
+    tab->t = NULL;
+    pthread_mutex_destroy(&tab->mu);
+}
+
+void sl__server_ip_release(sl_server *srv, const sl_ipkey *k)
+{
+    sl__iptab_release(&srv->conns_ip, k);
+}
+
+int64_t sl__server_retry_after_s(sl_server *srv)
+{
+    sl_pool_stats st;
+    sl_pool_stats_get(srv->hpool, &st);
+    int64_t pool_ns = sl_pool_retry_after_ns(srv->hpool);
+    /* The pool's estimate needs completions to measure a drain rate: a cold pool (nothing
+     * finished yet) says 1 s whatever is queued. Ours: rounds of the workers over what is
+     * queued and running, at the measured mean run time (cold: 1 s a round). */
+    int64_t run = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
+    if (run <= 0) run = SL_SEC(1);
+    int workers = st.workers > 0 ? st.workers : 1;
+    uint64_t rounds = (st.queued + st.running + (uint64_t)workers - 1) / (uint64_t)workers;
+    int64_t ours = (int64_t)rounds * run;
+    int64_t ns = ours > pool_ns ? ours : pool_ns;
+    int64_t s = (ns + SL_SEC(1) - 1) / SL_SEC(1);
+    return s < 1 ? 1 : s > 3600 ? 3600 : s;
 }
 
 bool sl__server_body_charge(sl_server *srv, int64_t delta)
@@ -299,7 +340,7 @@ static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
         sl_ipkey ipk;
         bool has_ip = sl_ipkey_from_sockaddr(&ss, sl, &ipk) == 0 &&
                       sl_ipkey_group(&ipk, SL_IPGROUP_DEFAULT, &ipk) == 0;
-        if (has_ip && !ip_acquire(srv, &ipk)) {
+        if (has_ip && !sl__iptab_acquire(&srv->conns_ip, &ipk, srv->o.max_conns_per_ip)) {
             refuse_per_ip(fd);
             sl__server_conn_closed(srv);
             sl__stat_inc(&w->st.rejected);
@@ -460,16 +501,17 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         return SL_ENOMEM;
     }
     pthread_cond_init(&srv->cv, NULL);
-    pthread_mutex_init(&srv->ip_mu, NULL);
     atomic_init(&srv->body_mem, 0);
-    size_t slots = 16;
-    while (slots < 2 * (size_t)o.max_connections)
-        slots *= 2;
-    srv->ipt = calloc(slots, sizeof *srv->ipt);
-    srv->ipt_mask = slots - 1;
-    if (!srv->ipt) {
+    atomic_init(&srv->run_ewma_ns, 0);
+    if (iptab_init(&srv->conns_ip, (size_t)o.max_connections) < 0 ||
+        (srv->mux && iptab_init(&srv->pooled_ip, (size_t)o.max_connections) < 0)) {
         sl_server_free(srv);
         return SL_ENOMEM;
+    }
+    if (srv->mux) {
+        const sl_mux_opts *mo = &srv->mux->o;
+        srv->queue_wait_ns = mo->max_queue_wait_ns ? mo->max_queue_wait_ns : SL_SEC(10);
+        srv->pooled_cap = mo->max_pooled_per_client;
     }
     srv->nworkers = o.reactors;
     for (int i = 0; i < o.reactors; i++) {
@@ -736,8 +778,8 @@ void sl_server_free(sl_server *srv)
     if (srv->mux) sl__mux_detach(srv->mux);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->mu);
-    pthread_mutex_destroy(&srv->ip_mu);
-    free(srv->ipt);
+    iptab_destroy(&srv->conns_ip);
+    iptab_destroy(&srv->pooled_ip);
     free(srv->workers);
     free(srv);
 }
