@@ -85,6 +85,7 @@ typedef struct demo_app {
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
     demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */
+    sl_pool *handlers;       /* the server's handler pool (for /healthz), set before serving */
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
     _Atomic uint64_t searches_stopped; /* searches whose client went away */

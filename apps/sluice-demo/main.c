@@ -211,6 +211,7 @@ static int build_http(demo_app *app, http_side *h)
                          .max_body_bytes = c->max_body,
                          .shutdown_timeout_ns = c->grace_ns};
     if (rc == 0) rc = sl_server_new(&so, &h->srv);
+    if (rc == 0) app->handlers = sl_server_handler_pool(h->srv);
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
     if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);

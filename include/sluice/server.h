@@ -141,6 +141,13 @@ SL_API int sl_server_run(sl_server *srv, sl_ctx *ctx);
 /* Fills *st. Threads: any. */
 SL_API void sl_server_stats_get(const sl_server *srv, sl_server_stats *st);
 
+typedef struct sl_pool sl_pool;
+
+/* The server's pool of pooled handlers (a mux's), for its load (sl_pool_stats_get: running,
+ * queued, workers) in a health check; NULL for a server with a plain handler. Borrowed: valid
+ * until sl_server_free. Threads: any. */
+SL_API sl_pool *sl_server_handler_pool(sl_server *srv);
+
 /* Frees the server. If it is still serving, shuts it down first with no grace (every
  * connection is closed at once). NULL is ignored. Threads: the controlling thread. Blocks
  * until the reactor threads are joined. */

@@ -764,6 +764,11 @@ void sl_server_stats_get(const sl_server *srv, sl_server_stats *st)
     }
 }
 
+sl_pool *sl_server_handler_pool(sl_server *srv)
+{
+    return srv ? srv->hpool : NULL;
+}
+
 void sl_server_free(sl_server *srv)
 {
     if (!srv) return;
