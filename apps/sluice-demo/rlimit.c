@@ -88,6 +88,7 @@ bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp)
     int rc =
         sl_redis_limiter_check_ip_wait(r->rl, &ip, SL_IPGROUP_DEFAULT, 1, 0, sl_req_ctx(req), &d);
     if (rc < 0) { /* the request's ctx fired (client gone, deadline): nobody waits */
+        sl_resp_set_header(resp, "Retry-After", "1");
         sl_resp_error(resp, 503, sl_strerror(rc));
         return false;
     }

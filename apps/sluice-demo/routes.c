@@ -119,6 +119,7 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
         /* Closed, or (--redis) Redis down or too slow: the job was not taken, retry later. */
         bool later = rc == SL_ECLOSED || rc == SL_EUNAVAIL || rc == SL_EREDIS ||
                      rc == SL_ETIMEDOUT || rc == SL_ECANCELED || rc == SL_ESHUTDOWN;
+        if (later) sl_resp_set_header(resp, "Retry-After", "1"); /* every 503 says when */
         sl_resp_error(resp, later ? 503 : 500, sl_strerror(rc));
         return;
     }
@@ -247,7 +248,9 @@ void demo_batch(sl_req *req, sl_resp *resp, void *arg)
     size_t len;
     const void *body = sl_req_body(req, &len);
     json_error_t je;
-    json_t *root = body ? json_loadb(body, len, 0, &je) : NULL;
+    /* Duplicate keys are refused as POST /users refuses them: "last one wins" would let
+     * two readers of one document disagree. */
+    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : NULL;
     json_t *items;
     char err[200];
     if (!root) {

@@ -260,6 +260,12 @@ static void check_search_batch_health(demo *d)
         call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[\"fail-upstream\"]}"),
         502);
     assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[1]}"), 400);
+    /* Duplicate keys are refused, as POST /users refuses them (not "the last one wins"). */
+    assert_int_equal(call(port, "127.0.0.1", "POST", "/batch", PRO,
+                          "{\"items\":[\"fail\"],\"items\":[\"a\"]}", &r),
+                     400);
+    assert_non_null(strstr(r.body, "duplicate"));
+    tc_resp_free(&r);
     assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", NULL, "{\"items\":[\"a\"]}"),
                      401);
 
