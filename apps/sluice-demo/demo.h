@@ -89,6 +89,8 @@ typedef struct demo_app {
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
     _Atomic uint64_t searches_stopped; /* searches whose client went away */
+    _Atomic uint64_t jobs_not_queued;  /* accepted work (a stored user's welcome e-mail) that
+                                          could not be queued: counted, logged, in /metrics */
 } demo_app;
 
 /* A stored user. Fixed size: sl_map values are copied in and out. */
@@ -132,7 +134,9 @@ int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
 /* Without --redis: drains the pool within cfg.jobs_drain_ns and fills *r. With --redis: stops
  * and joins the Redis workers (their jobs in flight stay pending in Redis, for another
  * instance), and fills *r with this instance's counts (abandoned = jobs left running). */
-int demo_jobs_shutdown(demo_app *app, sl_pool_report *r);
+/* Drains the jobs until the drain deadline or until hurry is done (a second signal), then
+ * hands back (reports) every job still queued. hurry may be NULL. */
+int demo_jobs_shutdown(demo_app *app, sl_ctx *hurry, sl_pool_report *r);
 void demo_jobs_free(demo_app *app);
 
 /* rjobs.c: the same jobs on Redis Streams (sl_redis_jobs), one queue per kind. */

@@ -178,6 +178,11 @@ static int use_middleware(demo_app *app, http_side *h)
     return sl_mux_use(h->mux, &m);
 }
 
+static double jobs_not_queued(void *arg)
+{
+    return (double)atomic_load(&((demo_app *)arg)->jobs_not_queued);
+}
+
 static int build_http(demo_app *app, http_side *h)
 {
     const demo_config *c = &app->cfg;
@@ -212,6 +217,10 @@ static int build_http(demo_app *app, http_side *h)
                          .shutdown_timeout_ns = c->grace_ns};
     if (rc == 0) rc = sl_server_new(&so, &h->srv);
     if (rc == 0) app->handlers = sl_server_handler_pool(h->srv);
+    if (rc == 0)
+        rc = sl_metrics_gauge_func(h->reg, "sluice_demo_jobs_not_queued",
+                                   "Accepted work whose job could not be queued (welcome e-mails).",
+                                   jobs_not_queued, app);
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
     if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
@@ -309,13 +318,17 @@ static int serve(demo_app *app, http_side *h)
     sl_log_info(app->log, "serving", SL_A_STR("addr", app->cfg.addr), SL_A_INT("port", port));
     sl_ctx_wait(stop);
     sl_signal_ctx_stop(stop);
+    /* A second signal skips what is left of the grace period and of the job drain, but not
+     * the report: every job still queued is handed back (logged) and counted below. */
+    sl_ctx *hurry = NULL;
+    if (sl_signal_ctx(NULL, sigs, 2, &hurry) < 0) hurry = NULL;
 
-    printf("\nshutdown: stopping the server (grace %lld ms)\n",
+    printf("\nshutdown: stopping the server (grace %lld ms; signal again to skip it)\n",
            (long long)(app->cfg.grace_ns / 1000000));
     fflush(stdout);
     int64_t t0 = sl_mono_ns();
     sl_ctx *grace = NULL;
-    rc = sl_ctx_with_timeout(NULL, app->cfg.grace_ns, &grace);
+    rc = sl_ctx_with_timeout(hurry, app->cfg.grace_ns, &grace);
     int src = rc == 0 ? sl_server_shutdown(h->srv, grace) : rc;
     sl_ctx_release(grace);
     sl_server_stats st;
@@ -329,7 +342,11 @@ static int serve(demo_app *app, http_side *h)
            (long long)(app->cfg.jobs_drain_ns / 1000000));
     fflush(stdout);
     sl_pool_report r = {0};
-    int prc = demo_jobs_shutdown(app, &r);
+    int prc = demo_jobs_shutdown(app, hurry, &r);
+    bool hurried = sl_ctx_done(hurry);
+    sl_signal_ctx_stop(hurry);
+    printf("shutdown: second signal=%s, welcome e-mails not queued=%llu\n", hurried ? "yes" : "no",
+           (unsigned long long)atomic_load(&app->jobs_not_queued));
     if (app->rjobs)
         printf("shutdown: redis jobs submitted=%llu ran_ok=%llu runs_failed=%llu elapsed_ms=%lld "
                "(a job still running stays pending in Redis for any instance)\n",

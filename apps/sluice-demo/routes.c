@@ -65,9 +65,14 @@ void demo_create_user(sl_req *req, sl_resp *resp, void *arg)
     int rc = sl_ctx_with_timeout(sl_req_ctx(req), SL_SEC(1), &wait);
     if (rc == 0) rc = demo_jobs_welcome(app, &u, wait);
     sl_ctx_release(wait);
-    if (rc < 0)
-        sl_log_warn(app->log, "welcome e-mail not queued", SL_A_INT("user_id", u.id),
-                    SL_A_ERR("err", rc));
+    if (rc < 0) {
+        /* The user exists; its e-mail will not be sent. Never silently: counted (in /metrics
+         * as sluice_demo_jobs_not_queued and in the shutdown summary) and logged as an
+         * error with the user's id, so it can be sent again by hand. */
+        atomic_fetch_add(&app->jobs_not_queued, 1);
+        sl_log_error(app->log, "welcome e-mail not queued", SL_A_INT("user_id", u.id),
+                     SL_A_STR("email", u.email), SL_A_ERR("err", rc));
+    }
     char *s = demo_user_json(&u);
     json_t *o = s ? json_loads(s, 0, NULL) : NULL;
     free(s);

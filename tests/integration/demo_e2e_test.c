@@ -85,6 +85,7 @@ static bool file_has(const char *path, const char *needle)
 
 typedef struct summary {
     unsigned long long submitted, succeeded, failed, dead, abandoned;
+    bool hurried; /* the summary says a second signal came */
 } summary;
 
 /* SIGTERM, exit 0, and the job summary parsed and balanced. */
@@ -101,6 +102,7 @@ static summary demo_stop_sig(demo *d, int sig)
                      &s.submitted, &s.succeeded, &s.failed, &s.dead, &s.abandoned) != 5)
         fail_msg("no job summary in:\n%s", out);
     assert_true(strstr(out, "shutdown: complete") != NULL);
+    s.hurried = strstr(out, "second signal=yes") != NULL;
     assert_int_equal(s.submitted, s.succeeded + s.failed + s.dead + s.abandoned);
     /* Every abandoned job was reported by the on_abandoned hook, by id. */
     assert_int_equal(count_of(err, "job handed back at shutdown"), s.abandoned);
@@ -552,6 +554,29 @@ static void test_healthz_saturated(void **state)
     demo_stop(&d);
 }
 
+/* ---- A second SIGTERM skips the drain but still reports every job (issue 13) -------------------
+ */
+
+static void test_second_sigterm(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--email-ms",      "3000",  "--job-workers", "1", "--grace-ms", "30000",
+                           "--jobs-drain-ms", "30000", "--no-limits",   NULL};
+    demo_start(&d, flags);
+    const char *u = "{\"name\":\"Cy\",\"email\":\"cy@example.com\"}";
+    for (int i = 0; i < 4; i++) /* four e-mails of 3 s on one worker */
+        assert_int_equal(call_status(d.port, "127.0.0.1", "POST", "/users", PRO, u), 201);
+    int64_t t0 = sl_mono_ns();
+    assert_int_equal(kill(d.proc.pid, SIGTERM), 0);
+    assert_true(SL_WAIT_UNTIL(file_has(d.out, "shutdown: draining jobs"), 10000));
+    summary s = demo_stop_sig(&d, SIGTERM);      /* the second one: balanced summary, handed back */
+    assert_true(sl_mono_ns() - t0 < SL_SEC(10)); /* not the 30 s drain */
+    assert_true(s.hurried);
+    assert_int_equal(s.submitted, 4);
+    assert_true(s.abandoned >= 2);
+}
+
 /* ---- SIGTERM under load: exit 0, every job completed or handed back -------------------------- */
 
 typedef struct loader {
@@ -620,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_client_forwarded_ignored),
         cmocka_unit_test(test_users_bounded),
         cmocka_unit_test(test_healthz_saturated),
+        cmocka_unit_test(test_second_sigterm),
         cmocka_unit_test(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
