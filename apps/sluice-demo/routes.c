@@ -112,8 +112,17 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     char id[SL_POOL_ID_MAX + 1];
     int rc = demo_jobs_webhook(app, body, len, sl_req_ctx(req), id);
     if (rc == SL_EFULL && app->jobs) {
-        /* Retry-After: when the queue ahead should have drained, rounded up to a second. */
+        /* Retry-After: when the queue ahead should have drained, rounded up to a second. The
+         * pool's estimate needs completions; cold (none yet) it says 1 s whatever is queued,
+         * so take the larger of it and rounds of the workers at the job time. */
         int64_t ns = sl_pool_retry_after_ns(app->jobs);
+        sl_pool_stats st;
+        sl_pool_stats_get(app->jobs, &st);
+        int64_t job =
+            st.run_time_p50_ns > app->cfg.webhook_ns ? st.run_time_p50_ns : app->cfg.webhook_ns;
+        uint64_t w = st.workers > 0 ? (uint64_t)st.workers : 1;
+        int64_t drain = (int64_t)((st.queued + st.running + w - 1) / w) * job;
+        if (drain > ns) ns = drain;
         char ra[24];
         snprintf(ra, sizeof ra, "%lld", (long long)((ns + SL_SEC(1) - 1) / SL_SEC(1)));
         sl_resp_set_header(resp, "Retry-After", ra);
