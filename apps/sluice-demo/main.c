@@ -15,6 +15,7 @@
  * With --redis URL the background jobs live in Redis Streams instead (rjobs.c): shutdown step
  * 2 then stops and joins the job workers, and a job still running stays pending in Redis for
  * any instance to reclaim; the summary counts this instance's submits and runs. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,6 +370,13 @@ static int serve(demo_app *app, http_side *h)
 int main(int argc, char **argv)
 {
     static demo_app app; /* static: shared with every thread for the process's life */
+    /* SIGINT and SIGTERM are taken by the signal ctx's watcher thread alone (sl_signal_ctx):
+     * every thread started from here on inherits this mask. */
+    sigset_t stopsigs;
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGINT);
+    sigaddset(&stopsigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
     int rc = demo_config_parse(&app.cfg, argc, argv);
     if (rc == 1) {
         demo_config_usage(stdout);

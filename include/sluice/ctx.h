@@ -123,7 +123,11 @@ SL_API int sl_ctx_wait_for(sl_ctx *ctx, int64_t timeout_ns);
  * otherwise). Returns 0, SL_EINVAL (n <= 0 or a signal that cannot be caught), SL_EBUSY or
  * SL_ENOMEM. Implementation: a process-wide signal handler (sigaction) feeding a watcher thread,
  * so it works whichever thread takes the signal and may be called after other threads exist;
- * the previous dispositions are saved. The watcher thread runs until sl_signal_ctx_stop. */
+ * the previous dispositions are saved. The watcher thread runs until sl_signal_ctx_stop and
+ * accepts the signals itself: a program that blocks them in every other thread (block them in
+ * main before starting any thread; threads inherit the mask) has them handled by the watcher
+ * alone, which keeps delivery prompt under ThreadSanitizer (it defers a signal that lands on
+ * a thread asleep in a parked sluice wait) and while a signal ctx is being replaced. */
 SL_API int sl_signal_ctx(sl_ctx *parent, const int *signals, int n, sl_ctx **out);
 
 /* Restores the signals' previous handling, stops and joins the watcher, and releases the

@@ -36,6 +36,7 @@ static pthread_t g_thread;
 static int g_sigs[NSIG]; /* installed signals, without duplicates */
 static int g_nsigs;
 static struct sigaction g_old[NSIG]; /* previous disposition per installed signal */
+static sigset_t g_watch_set;         /* the installed signals; written before the watcher starts */
 
 static void on_signal(int sig)
 {
@@ -49,6 +50,12 @@ static void on_signal(int sig)
 static void *watch_main(void *arg)
 {
     sl_ctx *ctx = arg;
+    /* The watcher accepts its own signals (it is created with every signal blocked). An
+     * application that blocks them in all its other threads (pthread_sigmask before starting
+     * any) thus has them delivered here, inside poll(): that matters under ThreadSanitizer,
+     * which defers a signal that lands on a thread sleeping in a raw futex (a parked sluice
+     * wait) until that thread wakes. */
+    pthread_sigmask(SIG_UNBLOCK, &g_watch_set, NULL);
     for (;;) {
         struct pollfd p = {.fd = g_rfd, .events = POLLIN};
         if (poll(&p, 1, -1) < 0) continue; /* EINTR */
@@ -125,7 +132,10 @@ int sl_signal_ctx(sl_ctx *parent, const int *signals, int n, sl_ctx **out)
         g_sigs[g_nsigs++] = s;
     }
 
-    /* The watcher must not take signals itself: they belong to the application's threads. */
+    sigemptyset(&g_watch_set);
+    for (int i = 0; i < g_nsigs; i++)
+        sigaddset(&g_watch_set, g_sigs[i]);
+    /* The watcher starts with every signal blocked and unblocks only its own (watch_main). */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
