@@ -22,34 +22,35 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/rpool.h"
+#include "base/list_int.h"
 #include "sync/sync_int.h"
 
 struct sl_rpool_item {
-    struct sl_rpool_item *prev, *next; /* idle list links; guarded by mu */
-    sl_rpool *pool;                    /* immutable */
-    void *res;                         /* immutable */
-    int64_t created;                   /* sl_now_ns() at open; immutable */
-    int64_t idle_since;                /* sl_now_ns() at release (0 if no clock needed) */
+    sl__dnode node;     /* on the idle list or a private close list; mu */
+    sl_rpool *pool;     /* immutable */
+    void *res;          /* immutable */
+    int64_t created;    /* sl_now_ns() at open; immutable */
+    int64_t idle_since; /* sl_now_ns() at release (0 if no clock needed) */
 };
 
 enum { W_WAITING, W_ITEM, W_SLOT, W_CLOSED };
 
 struct waiter {
-    struct waiter *prev, *next; /* guarded by mu */
-    int state;                  /* W_*; guarded by mu */
-    sl_rpool_item *item;        /* W_ITEM: the handed-over item */
-    sl__cond cv;                /* this waiter's own condition (sync_int.h) */
+    sl__dnode node;      /* on the pool's waiters; guarded by mu */
+    int state;           /* W_*; guarded by mu */
+    sl_rpool_item *item; /* W_ITEM: the handed-over item */
+    sl__cond cv;         /* this waiter's own condition (sync_int.h) */
 };
 
 struct sl_rpool {
     pthread_mutex_t mu;
-    sl_rpool_opts o;                      /* immutable after new */
-    bool need_clock;                      /* some limit reads times; immutable */
-    sl_rpool_item *idle_head, *idle_tail; /* guarded by mu */
-    int nidle, open, in_use;              /* guarded by mu */
-    bool closed;                          /* guarded by mu */
-    struct waiter *wait_head, *wait_tail; /* guarded by mu */
-    int nwait;                            /* guarded by mu */
+    sl_rpool_opts o;         /* immutable after new */
+    bool need_clock;         /* some limit reads times; immutable */
+    sl__dlist idle;          /* most recently used first; guarded by mu */
+    int nidle, open, in_use; /* guarded by mu */
+    bool closed;             /* guarded by mu */
+    sl__dlist waiters;       /* FIFO; guarded by mu */
+    int nwait;               /* guarded by mu */
     uint64_t wait_count, idle_closed, idle_time_closed, lifetime_closed, check_failed, discarded;
     int64_t wait_ns; /* the counters above and this are guarded by mu */
 };
@@ -80,49 +81,36 @@ static void close_item(sl_rpool *p, sl_rpool_item *it)
     free(it);
 }
 
+#define ITEM(n)   SL__CONTAINER_OF(n, sl_rpool_item, node)
+#define WAITER(n) SL__CONTAINER_OF(n, struct waiter, node)
+
 static void idle_unlink_locked(sl_rpool *p, sl_rpool_item *it)
 {
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        p->idle_head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        p->idle_tail = it->prev;
-    it->prev = it->next = NULL;
+    sl__dlist_remove(&p->idle, &it->node);
     p->nidle--;
 }
 
 static void idle_push_locked(sl_rpool *p, sl_rpool_item *it)
 {
-    it->prev = NULL;
-    it->next = p->idle_head;
-    if (p->idle_head)
-        p->idle_head->prev = it;
-    else
-        p->idle_tail = it;
-    p->idle_head = it;
+    sl__dlist_push_front(&p->idle, &it->node);
     p->nidle++;
 }
 
 static void wait_unlink_locked(sl_rpool *p, struct waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        p->wait_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        p->wait_tail = w->prev;
+    sl__dlist_remove(&p->waiters, &w->node);
     p->nwait--;
+}
+
+static struct waiter *first_waiter_locked(sl_rpool *p)
+{
+    return p->waiters.head ? WAITER(p->waiters.head) : NULL;
 }
 
 /* A slot became free: the head waiter may open a resource in it. */
 static void grant_slot_locked(sl_rpool *p)
 {
-    struct waiter *w = p->wait_head;
+    struct waiter *w = first_waiter_locked(p);
     if (!w || p->closed || (p->o.max_open > 0 && p->open >= p->o.max_open)) return;
     p->open++;
     p->in_use++;
@@ -168,14 +156,10 @@ static int open_new(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 /* Waits (mu held) for a grant. Returns W_ITEM / W_SLOT / W_CLOSED, or the ctx's error. */
 static int wait_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **item)
 {
-    struct waiter w = {.prev = p->wait_tail, .state = W_WAITING};
+    struct waiter w = {.state = W_WAITING};
     int rc = 0;
     sl__cond_init(&w.cv);
-    if (p->wait_tail)
-        p->wait_tail->next = &w;
-    else
-        p->wait_head = &w;
-    p->wait_tail = &w;
+    sl__dlist_push_back(&p->waiters, &w.node);
     p->nwait++;
     p->wait_count++;
     int64_t t0 = sl_mono_ns();
@@ -196,8 +180,8 @@ static int wait_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **item)
  * with mu released: 1 and *out on success, 0 if the idle list ran out (mu re-taken!). */
 static int take_idle_locked(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
 {
-    while (p->idle_head) {
-        sl_rpool_item *it = p->idle_head;
+    while (!sl__dlist_empty(&p->idle)) {
+        sl_rpool_item *it = ITEM(p->idle.head);
         idle_unlink_locked(p, it);
         int64_t now = p->need_clock ? sl_now_ns() : 0;
         if (p->need_clock && expired_locked(p, it, now, true)) {
@@ -239,7 +223,7 @@ int sl_rpool_acquire(sl_rpool *p, sl_ctx *ctx, sl_rpool_item **out)
             return rc;
         }
         if (take_idle_locked(p, ctx, out)) return 0;
-        if (!p->wait_head && (p->o.max_open == 0 || p->open < p->o.max_open)) {
+        if (sl__dlist_empty(&p->waiters) && (p->o.max_open == 0 || p->open < p->o.max_open)) {
             p->open++;
             p->in_use++;
             pthread_mutex_unlock(&p->mu);
@@ -283,7 +267,7 @@ void sl_rpool_release(sl_rpool_item *it)
     sl_rpool_item *old = NULL;
     pthread_mutex_lock(&p->mu);
     int64_t now = p->need_clock ? sl_now_ns() : 0;
-    struct waiter *w = p->wait_head;
+    struct waiter *w = first_waiter_locked(p);
     if (p->closed || (p->need_clock && expired_locked(p, it, now, false))) {
         p->in_use--;
         p->open--;
@@ -309,8 +293,8 @@ void sl_rpool_release(sl_rpool_item *it)
     idle_push_locked(p, it);
     it = NULL;
     /* Lazy expiry: the oldest idle item, one per release, keeps a busy pool trimmed. */
-    if (p->need_clock && p->idle_tail && expired_locked(p, p->idle_tail, now, true)) {
-        old = p->idle_tail;
+    if (p->need_clock && p->idle.tail && expired_locked(p, ITEM(p->idle.tail), now, true)) {
+        old = ITEM(p->idle.tail);
         idle_unlink_locked(p, old);
         p->open--;
     }
@@ -333,29 +317,26 @@ void sl_rpool_discard(sl_rpool_item *it)
     close_item(p, it);
 }
 
-/* Unlinks the idle items pred selects into a private list; mu held. */
-static sl_rpool_item *collect_locked(sl_rpool *p, int64_t now, bool all, int *n)
+/* Moves the idle items that expired (or all of them) onto a private list; mu held. */
+static sl__dlist collect_locked(sl_rpool *p, int64_t now, bool all, int *n)
 {
-    sl_rpool_item *list = NULL;
-    for (sl_rpool_item *it = p->idle_head, *nx; it; it = nx) {
-        nx = it->next;
-        if (!all && !expired_locked(p, it, now, true)) continue;
-        idle_unlink_locked(p, it);
+    sl__dlist list = SL__DLIST_INIT;
+    for (sl__dnode *c = p->idle.head, *nx; c; c = nx) {
+        nx = c->next;
+        if (!all && !expired_locked(p, ITEM(c), now, true)) continue;
+        idle_unlink_locked(p, ITEM(c));
         p->open--;
-        it->next = list;
-        list = it;
+        sl__dlist_push_back(&list, c);
         (*n)++;
     }
     return list;
 }
 
-static int close_list(sl_rpool *p, sl_rpool_item *list)
+static int close_list(sl_rpool *p, sl__dlist *list)
 {
     int n = 0;
-    for (sl_rpool_item *nx; list; list = nx, n++) {
-        nx = list->next;
-        close_item(p, list);
-    }
+    for (sl__dnode *c; (c = sl__dlist_pop_front(list)) != NULL; n++)
+        close_item(p, ITEM(c));
     return n;
 }
 
@@ -364,11 +345,12 @@ int sl_rpool_reap_at(sl_rpool *p, int64_t now)
     if (!p) return SL_EINVAL;
     int n = 0;
     pthread_mutex_lock(&p->mu);
-    sl_rpool_item *list = p->need_clock ? collect_locked(p, now, false, &n) : NULL;
+    sl__dlist list = SL__DLIST_INIT;
+    if (p->need_clock) list = collect_locked(p, now, false, &n);
     for (int i = 0; i < n; i++)
         grant_slot_locked(p);
     pthread_mutex_unlock(&p->mu);
-    return close_list(p, list);
+    return close_list(p, &list);
 }
 
 int sl_rpool_reap(sl_rpool *p)
@@ -381,9 +363,9 @@ int sl_rpool_drain_idle(sl_rpool *p)
     if (!p) return SL_EINVAL;
     int n = 0;
     pthread_mutex_lock(&p->mu);
-    sl_rpool_item *list = collect_locked(p, 0, true, &n);
+    sl__dlist list = collect_locked(p, 0, true, &n);
     pthread_mutex_unlock(&p->mu);
-    return close_list(p, list);
+    return close_list(p, &list);
 }
 
 void sl_rpool_close(sl_rpool *p)
@@ -392,14 +374,14 @@ void sl_rpool_close(sl_rpool *p)
     int n = 0;
     pthread_mutex_lock(&p->mu);
     p->closed = true;
-    sl_rpool_item *list = collect_locked(p, 0, true, &n);
-    for (struct waiter *w; (w = p->wait_head) != NULL;) {
+    sl__dlist list = collect_locked(p, 0, true, &n);
+    for (struct waiter *w; (w = first_waiter_locked(p)) != NULL;) {
         wait_unlink_locked(p, w);
         w->state = W_CLOSED;
         sl__cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&p->mu);
-    close_list(p, list);
+    close_list(p, &list);
 }
 
 void sl_rpool_free(sl_rpool *p)

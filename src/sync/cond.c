@@ -22,27 +22,13 @@
 
 static void push(sl__cond *c, sl__cwaiter *w)
 {
-    w->next = NULL;
-    w->prev = c->tail;
-    if (c->tail)
-        c->tail->next = w;
-    else
-        c->head = w;
-    c->tail = w;
+    sl__dlist_push_back(&c->q, &w->node);
     w->linked = true;
 }
 
 static void unlink_waiter(sl__cond *c, sl__cwaiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        c->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        c->tail = w->prev;
-    w->prev = w->next = NULL;
+    sl__dlist_remove(&c->q, &w->node);
     w->linked = false;
 }
 
@@ -55,8 +41,8 @@ static void on_ctx_done(void *arg, int err)
 
 bool sl__cond_signal(sl__cond *c)
 {
-    sl__cwaiter *w;
-    while ((w = c->head) != NULL) {
+    for (sl__dnode *n; (n = c->q.head) != NULL;) {
+        sl__cwaiter *w = SL__CONTAINER_OF(n, sl__cwaiter, node);
         unlink_waiter(c, w);
         if (sl__park_claim(&w->pk, SL__CLAIMED)) {
             sl__park_finish(&w->pk, SL__DONE);

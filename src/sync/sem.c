@@ -22,7 +22,7 @@
 #include "sync/sync_int.h"
 
 struct waiter {
-    struct waiter *next, *prev; /* guarded by mu */
+    sl__dnode node; /* on the sem's waiters; guarded by mu */
     int64_t n;
     bool ready;  /* granted; guarded by mu */
     sl__cond cv; /* holds just this waiter */
@@ -30,10 +30,10 @@ struct waiter {
 
 struct sl_sem {
     pthread_mutex_t mu;
-    int64_t size;               /* immutable */
-    int64_t cur;                /* tokens held; guarded by mu */
-    struct waiter *head, *tail; /* FIFO; guarded by mu */
-    int nwaiters;               /* guarded by mu */
+    int64_t size;      /* immutable */
+    int64_t cur;       /* tokens held; guarded by mu */
+    sl__dlist waiters; /* of struct waiter, FIFO; guarded by mu */
+    int nwaiters;      /* guarded by mu */
 };
 
 int sl_sem_new(int64_t size, sl_sem **out)
@@ -57,23 +57,21 @@ void sl_sem_free(sl_sem *s)
     free(s);
 }
 
+static struct waiter *head_locked(sl_sem *s)
+{
+    return s->waiters.head ? SL__CONTAINER_OF(s->waiters.head, struct waiter, node) : NULL;
+}
+
 static void unlink_locked(sl_sem *s, struct waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        s->tail = w->prev;
+    sl__dlist_remove(&s->waiters, &w->node);
     s->nwaiters--;
 }
 
 static void grant_locked(sl_sem *s)
 {
     struct waiter *w;
-    while ((w = s->head) != NULL && s->size - s->cur >= w->n) {
+    while ((w = head_locked(s)) != NULL && s->size - s->cur >= w->n) {
         s->cur += w->n;
         unlink_locked(s, w);
         w->ready = true;
@@ -87,7 +85,7 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
     pthread_mutex_lock(&s->mu);
     int rc = sl_ctx_err(ctx);
     if (rc) goto out;
-    if (s->size - s->cur >= n && !s->head) {
+    if (s->size - s->cur >= n && sl__dlist_empty(&s->waiters)) {
         s->cur += n;
         goto out;
     }
@@ -96,12 +94,8 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
         pthread_mutex_unlock(&s->mu);
         return sl_ctx_wait(ctx);
     }
-    struct waiter w = {.n = n, .prev = s->tail, .cv = SL__COND_INIT};
-    if (s->tail)
-        s->tail->next = &w;
-    else
-        s->head = &w;
-    s->tail = &w;
+    struct waiter w = {.n = n, .cv = SL__COND_INIT};
+    sl__dlist_push_back(&s->waiters, &w.node);
     s->nwaiters++;
     while (!w.ready) {
         rc = sl__cond_wait(&w.cv, &s->mu, ctx);
@@ -110,7 +104,7 @@ int sl_sem_acquire(sl_sem *s, int64_t n, sl_ctx *ctx)
                 rc = 0;
                 break;
             }
-            bool was_head = s->head == &w;
+            bool was_head = head_locked(s) == &w;
             unlink_locked(s, &w);
             if (was_head && s->size > s->cur) grant_locked(s);
             break;
@@ -127,7 +121,7 @@ bool sl_sem_try_acquire(sl_sem *s, int64_t n)
 {
     if (n < 0) return false;
     pthread_mutex_lock(&s->mu);
-    bool ok = s->size - s->cur >= n && !s->head;
+    bool ok = s->size - s->cur >= n && sl__dlist_empty(&s->waiters);
     if (ok) s->cur += n;
     pthread_mutex_unlock(&s->mu);
     return ok;

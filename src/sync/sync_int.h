@@ -40,11 +40,12 @@
 
 #include "sluice/ctx.h"
 #include "sluice/error.h"
+#include "base/list_int.h"
 #include "sync/park_int.h"
 
 /* One waiter, on the waiting task's or thread's stack. Links guarded by the cond's mutex. */
 typedef struct sl__cwaiter {
-    struct sl__cwaiter *prev, *next;
+    sl__dnode node; /* on the cond's queue while linked */
     sl__parker pk;
     bool linked;
 } sl__cwaiter;
@@ -52,17 +53,17 @@ typedef struct sl__cwaiter {
 /* A task-aware condition variable. Threads: any; guarded by the mutex its users pass to wait.
  * No destroy needed: an sl__cond with no waiter holds no resource. */
 typedef struct sl__cond {
-    sl__cwaiter *head, *tail;
+    sl__dlist q; /* of sl__cwaiter, FIFO */
 } sl__cond;
 
-#define SL__COND_INIT \
-    {                 \
-        NULL, NULL    \
+#define SL__COND_INIT  \
+    {                  \
+        SL__DLIST_INIT \
     }
 
 static inline void sl__cond_init(sl__cond *c)
 {
-    c->head = c->tail = NULL;
+    c->q.head = c->q.tail = NULL;
 }
 
 /* Waits (mu held by the caller) until signalled or ctx is done: parks the calling task, or
