@@ -57,7 +57,9 @@ static const flag flags[] = {
     {"trusted-proxies", F_SPECIAL, 0,
      "comma-separated CIDRs whose X-Forwarded-For/Forwarded is believed [none]"},
     {"email-ms", F_MS, OFF(email_ns), "simulated welcome e-mail send time, ms [200]"},
-    {"webhook-ms", F_MS, OFF(webhook_ns), "--redis: simulated webhook delivery time, ms [100]"},
+    {"webhook-ms", F_MS, OFF(webhook_ns),
+     "ignored: webhooks are really delivered now (see --webhook-url); kept so that older "
+     "command lines still start"},
     {"webhook-url", F_STR, OFF(webhook_url),
      "http(s):// target every webhook is POSTed to (never taken from a request) "
      "[this demo's POST /webhooks/receiver]"},

@@ -53,7 +53,7 @@ typedef struct demo_config {
     size_t nproxies;
     /* simulated work */
     int64_t email_ns;   /* one welcome e-mail */
-    int64_t webhook_ns; /* one webhook delivery (--redis: simulated) */
+    int64_t webhook_ns; /* --webhook-ms: ignored (webhooks are delivered for real) */
     int64_t search_ns;  /* one search */
     int64_t item_ns;    /* one batch item */
     int batch_limit;    /* batch items in flight */
@@ -173,6 +173,14 @@ int demo_webhooks_init(demo_app *app);
  * Call after listening, before serving. Returns 0 or SL_ENOMEM. */
 int demo_webhooks_start(demo_app *app, int port);
 const char *demo_webhooks_url(const demo_app *app);
+/* One delivery attempt (number attempt, from 1) of body to the target under ctx (which holds
+ * the attempt's deadline). Returns 0 (a 2xx), SL_EPERMANENT (another 3xx/4xx but 408/429, or a
+ * URL curl refuses), SL_EUNAVAIL (5xx, 408, 429) or sl_client_do's error (retryable). Counts
+ * deliveries and retries. Blocks. */
+int demo_webhooks_deliver(demo_app *app, sl_ctx *ctx, const char *id, int attempt, const void *body,
+                          size_t len);
+/* Counts a webhook's final failure: rc SL_EPERMANENT (failed) or the last retryable rc (dead). */
+void demo_webhooks_count_end(demo_app *app, int rc);
 /* Try-submits the delivery of body (copied) on app->jobs as job job_id. Returns
  * sl_pool_try_submit's code, or SL_ENOMEM. */
 int demo_webhooks_submit(demo_app *app, const void *body, size_t len, const char *job_id);

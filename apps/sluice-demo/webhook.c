@@ -29,7 +29,8 @@
 
 struct demo_webhooks {
     sl_client *client;
-    char *url; /* the target; set before serving, read-only afterwards */
+    char *url;     /* the target; set before ready is cancelled, read-only afterwards */
+    sl_ctx *ready; /* cancelled once url is set (--redis workers may start before that) */
     _Atomic uint64_t delivered, retried, failed, dead, received;
 };
 
@@ -47,7 +48,12 @@ int demo_webhooks_init(demo_app *app)
     demo_webhooks *w = calloc(1, sizeof *w);
     if (!w) return SL_ENOMEM;
     app->webhooks = w;
-    if (app->cfg.webhook_url && !(w->url = strdup(app->cfg.webhook_url))) return SL_ENOMEM;
+    int rc = sl_ctx_with_cancel(NULL, &w->ready);
+    if (rc < 0) return rc;
+    if (app->cfg.webhook_url) {
+        if (!(w->url = strdup(app->cfg.webhook_url))) return SL_ENOMEM;
+        sl_ctx_cancel(w->ready);
+    }
     sl_client_opts o = {
         .max_conns_per_host = app->cfg.job_workers, /* one per worker: each waits for its own */
         .connect_timeout_ns = SL_SEC(5),
@@ -68,12 +74,36 @@ int demo_webhooks_start(demo_app *app, int port)
     snprintf(buf, sizeof buf, "http://%s%s%s:%d/webhooks/receiver", v6 ? "[" : "", host,
              v6 ? "]" : "", port);
     w->url = strdup(buf);
-    return w->url ? 0 : SL_ENOMEM;
+    if (!w->url) return SL_ENOMEM;
+    sl_ctx_cancel(w->ready);
+    return 0;
 }
 
 const char *demo_webhooks_url(const demo_app *app)
 {
     return app->webhooks && app->webhooks->url ? app->webhooks->url : "";
+}
+
+static void cancel_child(void *arg, int err)
+{
+    (void)err;
+    sl_ctx_cancel(arg);
+}
+
+/* Waits until the target is known (the listen port, without --webhook-url) or ctx fires.
+ * Only --redis workers, started before the server listens, ever wait here. */
+static int wait_ready(demo_webhooks *w, sl_ctx *ctx)
+{
+    if (sl_ctx_done(w->ready)) return 0;
+    sl_ctx *both = NULL;
+    sl_ctx_hook *hook = NULL;
+    int rc = sl_ctx_with_cancel(ctx, &both);
+    if (rc == 0) rc = sl_ctx_on_done(w->ready, cancel_child, both, &hook);
+    if (rc >= 0) sl_ctx_wait(both);
+    sl_ctx_hook_stop(hook);
+    sl_ctx_release(both);
+    if (rc < 0) return rc;
+    return sl_ctx_done(w->ready) ? 0 : sl_ctx_err(ctx);
 }
 
 static int discard(const void *data, size_t len, void *arg)
@@ -82,48 +112,58 @@ static int discard(const void *data, size_t len, void *arg)
     return 0;
 }
 
-/* One delivery attempt (an sl_pool_job_fn). */
-int demo_webhook_attempt(sl_ctx *ctx, void *arg)
+int demo_webhooks_deliver(demo_app *app, sl_ctx *ctx, const char *id, int attempt, const void *body,
+                          size_t len)
 {
-    wh_job *j = arg;
-    demo_app *app = j->app;
     demo_webhooks *w = app->webhooks;
-    if (j->attempts++ > 0) atomic_fetch_add(&w->retried, 1);
-    char attempt[16];
-    snprintf(attempt, sizeof attempt, "%d", j->attempts);
+    int rc = wait_ready(w, ctx);
+    if (rc < 0) return rc;
+    if (attempt > 1) atomic_fetch_add(&w->retried, 1);
+    char num[16];
+    snprintf(num, sizeof num, "%d", attempt);
     sl_client_header h[] = {
         {"Content-Type", "application/json"},
-        {"X-Sluice-Webhook-Id", j->id},
-        {"X-Sluice-Attempt", attempt},
+        {"X-Sluice-Webhook-Id", id},
+        {"X-Sluice-Attempt", num},
     };
     sl_client_req rq = {.method = "POST",
                         .url = w->url,
                         .headers = h,
                         .nheaders = sizeof h / sizeof h[0],
-                        .body = j->payload,
-                        .body_len = j->len,
+                        .body = body,
+                        .body_len = len,
                         .on_body = discard};
     sl_client_resp resp = {0};
-    int rc = sl_client_do(w->client, &rq, &resp, ctx);
+    rc = sl_client_do(w->client, &rq, &resp, ctx);
     int status = resp.status;
-    if (rc < 0) {
-        sl_log_warn(app->log, "webhook attempt failed", SL_A_STR("job_id", j->id),
-                    SL_A_INT("attempt", j->attempts), SL_A_ERR("err", rc),
+    if (rc < 0)
+        sl_log_warn(app->log, "webhook attempt failed", SL_A_STR("job_id", id),
+                    SL_A_INT("attempt", attempt), SL_A_ERR("err", rc),
                     SL_A_STR("detail", resp.errmsg));
-    }
     sl_client_resp_destroy(&resp);
     if (rc < 0) return rc == SL_EINVAL ? SL_EPERMANENT : rc; /* EINVAL: a URL curl refuses */
     if (status >= 200 && status < 300) {
         atomic_fetch_add(&w->delivered, 1);
-        sl_log_info(app->log, "webhook delivered", SL_A_STR("job_id", j->id),
-                    SL_A_INT("attempts", j->attempts), SL_A_INT("status", status));
+        sl_log_info(app->log, "webhook delivered", SL_A_STR("job_id", id),
+                    SL_A_INT("attempts", attempt), SL_A_INT("status", status));
         return 0;
     }
     bool retry = status >= 500 || status == 408 || status == 429;
     sl_log_warn(app->log, retry ? "webhook attempt failed" : "webhook refused",
-                SL_A_STR("job_id", j->id), SL_A_INT("attempt", j->attempts),
-                SL_A_INT("status", status));
+                SL_A_STR("job_id", id), SL_A_INT("attempt", attempt), SL_A_INT("status", status));
     return retry ? SL_EUNAVAIL : SL_EPERMANENT;
+}
+
+void demo_webhooks_count_end(demo_app *app, int rc)
+{
+    atomic_fetch_add(rc == SL_EPERMANENT ? &app->webhooks->failed : &app->webhooks->dead, 1);
+}
+
+/* One delivery attempt on the in-memory pool (an sl_pool_job_fn). */
+static int attempt_job(sl_ctx *ctx, void *arg)
+{
+    wh_job *j = arg;
+    return demo_webhooks_deliver(j->app, ctx, j->id, ++j->attempts, j->payload, j->len);
 }
 
 int demo_webhooks_submit(demo_app *app, const void *body, size_t len, const char *job_id)
@@ -142,7 +182,7 @@ int demo_webhooks_submit(demo_app *app, const void *body, size_t len, const char
     for (size_t i = 0; i < n; i++) /* keep the log line one line */
         if ((unsigned char)j->what[i] < ' ') j->what[i] = ' ';
     sl_pool_job pj = {.id = job_id,
-                      .fn = demo_webhook_attempt,
+                      .fn = attempt_job,
                       .arg = j,
                       .arg_free = free,
                       .timeout_ns = app->cfg.webhook_timeout_ns};
@@ -153,7 +193,7 @@ int demo_webhooks_submit(demo_app *app, const void *body, size_t len, const char
 
 bool demo_webhooks_owns(const sl_pool_job *job)
 {
-    return job->fn == demo_webhook_attempt;
+    return job->fn == attempt_job;
 }
 
 const char *demo_webhooks_what(const sl_pool_job *job)
@@ -167,13 +207,10 @@ void demo_webhooks_ended(demo_app *app, const sl_pool_job *job, int rc)
     demo_webhooks *w = app->webhooks;
     const wh_job *j = job->arg;
     if (rc == 0) return; /* counted as delivered by the attempt */
-    if (rc == SL_EPERMANENT) {
-        atomic_fetch_add(&w->failed, 1);
-        return;
-    }
+    demo_webhooks_count_end(app, rc);
+    if (rc == SL_EPERMANENT) return;
     /* Dead-lettered: every attempt failed with a retryable error. A real service would store
-     * the payload for replay; the demo reports it, whole enough to resend by hand. */
-    atomic_fetch_add(&w->dead, 1);
+     * the payload for replay; the demo reports it by id, with its first bytes. */
     sl_log_error(app->log, "webhook dead-lettered", SL_A_STR("job_id", job->id),
                  SL_A_STR("url", w->url), SL_A_INT("attempts", j ? j->attempts : 0),
                  SL_A_ERR("err", rc), SL_A_STR("payload", j ? j->what : ""));
@@ -237,6 +274,7 @@ void demo_webhooks_free(demo_app *app)
     demo_webhooks *w = app->webhooks;
     if (!w) return;
     sl_client_free(w->client);
+    sl_ctx_release(w->ready);
     free(w->url);
     free(w);
     app->webhooks = NULL;
