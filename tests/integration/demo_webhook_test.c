@@ -10,7 +10,9 @@
  *   line, sluice_demo_webhooks_dead_total 1, dead=1 in the shutdown summary).
  * - A receiver that answers 404: one attempt, failed for good (failed_total 1, no retry).
  * - Without --webhook-url the demo delivers to its own POST /webhooks/receiver.
- * - A --webhook-url that is not http(s) is refused at start (exit 2). */
+ * - A --webhook-url that is not http(s) is refused at start (exit 2).
+ * - With --redis (a real redis-server): the durable webhook job fails twice, then is
+ *   delivered once, with the whole payload, and /metrics shows two retries. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +302,42 @@ static void test_bad_url_refused(void **state)
     }
 }
 
+static void test_redis_fails_twice_then_delivered_once(void **state)
+{
+    (void)state;
+    sl_test_redis redis;
+    assert_int_equal(sl_test_redis_start(&redis), 0);
+    wr w;
+    assert_int_equal(wr_start(&w, WR_FAIL_FIRST, 2), 0);
+    char url[128], flag[160], rflag[64];
+    wr_url(&w, url, sizeof url);
+    snprintf(flag, sizeof flag, "--webhook-url=%s", url);
+    snprintf(rflag, sizeof rflag, "--redis=redis://127.0.0.1:%d", redis.port);
+    const char *flags[] = {flag, rflag, NULL};
+    demo d;
+    demo_start(&d, flags);
+    const char *payload = "{\"event\":\"order.shipped\",\"note\":\"line\\nbreak\"}";
+    char id[80];
+    post_webhook(d.port, payload, id, sizeof id);
+    assert_true(SL_WAIT_UNTIL(at_least(&w.ok, 1), 30000));
+    wait_metric(d.port, DELIVERED, 1);
+    wait_metric(d.port, RETRIED, 2);
+    assert_int_equal(metric(d.port, DEAD), 0);
+    int code = sl_test_proc_stop(&d.proc, SIGTERM, 60000);
+    assert_int_equal(code, 0);
+    assert_int_equal(atomic_load(&w.ok), 1);
+    assert_int_equal(atomic_load(&w.requests), 3);
+    pthread_mutex_lock(&w.mu);
+    assert_string_equal(w.body, payload);
+    assert_string_equal(w.ids[0], id);
+    assert_string_equal(w.ids[2], id);
+    assert_string_equal(w.attempts[2], "3");
+    pthread_mutex_unlock(&w.mu);
+    wr_stop(&w);
+    demo_clean(&d);
+    assert_true(sl_test_redis_stop(&redis) >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_4xx_is_permanent),
         cmocka_unit_test(test_default_target_is_own_receiver),
         cmocka_unit_test(test_bad_url_refused),
+        cmocka_unit_test(test_redis_fails_twice_then_delivered_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
