@@ -2,17 +2,19 @@
  * request ctx, and answers 504 when the upstream is too slow, 502 when it fails. The client is
  * shared by every request (keep-alive, at most 8 connections to the upstream).
  *
- *   ./example_fetch_with_timeout [upstream-url]     then: curl -i http://127.0.0.1:8081/fetch
+ *   ./example_fetch_with_timeout [port [upstream-url]]   then: curl -i http://127.0.0.1:8081/fetch
  *
- * Without an argument the upstream is this process's own /slow route, which takes 2 s: longer
- * than the 500 ms deadline, so /fetch answers 504 (and /slow sees its client go away). */
+ * Without an upstream the upstream is this process's own /slow route, which takes 2 s: longer
+ * than the 500 ms deadline, so /fetch answers 504 (and /slow sees its client go away). Port 0
+ * picks a free port. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include "sluice/sluice.h"
 #include "sluice/mux.h"
 
 static sl_client *g_client;
-static const char *g_upstream = "http://127.0.0.1:8081/slow";
+static char g_upstream[512];
 
 static void fetch(sl_req *req, sl_resp *resp, void *arg)
 {
@@ -46,7 +48,6 @@ static void slow(sl_req *req, sl_resp *resp, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) g_upstream = argv[1];
     sl_client_opts co = {.max_conns_per_host = 8, .timeout_ns = SL_SEC(10)};
     sl_mux *mux;
     sl_server *srv;
@@ -55,8 +56,17 @@ int main(int argc, char **argv)
     sl_mux_handle(mux, "GET /fetch", fetch, NULL, &pooled, NULL, 0);
     sl_mux_handle(mux, "GET /slow", slow, NULL, &pooled, NULL, 0);
     if (sl_server_new(&(sl_server_opts){.mux = mux}, &srv) < 0) return 1;
-    if (sl_server_listen(srv, "127.0.0.1", 8081) < 0) return 1;
-    printf("try: curl -i http://127.0.0.1:8081/fetch\n");
+    int port = sl_server_listen(srv, "127.0.0.1", argc > 1 ? atoi(argv[1]) : 8081);
+    if (port < 0) {
+        fprintf(stderr, "listen: %s (%s)\n", sl_strerror(port), sl_error_detail());
+        return 1;
+    }
+    if (argc > 2)
+        snprintf(g_upstream, sizeof g_upstream, "%s", argv[2]);
+    else
+        snprintf(g_upstream, sizeof g_upstream, "http://127.0.0.1:%d/slow", port);
+    printf("listening on http://127.0.0.1:%d\n", port);
+    fflush(stdout);
     sl_ctx *stop; /* Ctrl-C or SIGTERM: graceful shutdown */
     sl_signal_ctx(NULL, (const int[]){SIGINT, SIGTERM}, 2, &stop);
     int rc = sl_server_run(srv, stop);

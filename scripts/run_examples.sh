@@ -15,6 +15,8 @@ export LSAN_OPTIONS=exitcode=66
 if [ ! -f "$B/CMakeCache.txt" ]; then
     cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address -DSLUICE_WERROR=ON \
         >/dev/null
+else
+    cmake -S . -B "$B" >/dev/null # an example added since the last configure gets its target
 fi
 mapfile -t names < <(cd examples && ls ./*.c | sed 's|^\./||; s|\.c$||')
 cmake --build "$B" -j "$JOBS" --target "${names[@]/#/example_}" >/dev/null
@@ -75,6 +77,11 @@ json_checks() {
     want "$TMP/bad.json" 'line 1'
 }
 
+fetch_checks() {
+    local u=http://127.0.0.1:$1
+    [ "$($C -o /dev/null -w '%{http_code}' "$u/fetch")" = 504 ] || fail "GET /fetch is not 504"
+}
+
 run() { # run NAME ARGS... : a program that runs to completion
     local name=$1
     shift
@@ -101,6 +108,13 @@ for name in "${names[@]}"; do
         echo "example log_and_metrics: ok"
         ;;
     json_service) serve json_service json_checks ;;
+    fetch_with_timeout) serve fetch_with_timeout fetch_checks ;;
+    db_users)
+        run db_users
+        want "$TMP/db_users.out" 'ada@example.com: already taken'
+        want "$TMP/db_users.out" "1 ada@example.com Ada"
+        echo "example db_users: ok"
+        ;;
     *) fail "examples/$name.c has no run recipe in scripts/run_examples.sh" ;;
     esac
 done

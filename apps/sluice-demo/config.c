@@ -55,7 +55,10 @@ static const flag flags[] = {
      "free. Built in: demo-free, demo-pro, demo-enterprise"},
     {"no-demo-keys", F_SPECIAL, 0, "forget the built-in demo keys"},
     {"trusted-proxies", F_SPECIAL, 0,
-     "comma-separated CIDRs whose X-Forwarded-For/Forwarded is believed [none]"},
+     "comma-separated CIDRs whose --client-ip-header is believed [none]"},
+    {"client-ip-header", F_SPECIAL, 0,
+     "x-forwarded-for|forwarded: the one header trusted proxies set; the other is ignored "
+     "[x-forwarded-for]"},
     {"email-ms", F_MS, OFF(email_ns), "simulated welcome e-mail send time, ms [200]"},
     {"webhook-ms", F_MS, OFF(webhook_ns),
      "ignored: webhooks are really delivered now (see --webhook-url); kept so that older "
@@ -69,6 +72,8 @@ static const flag flags[] = {
     {"item-ms", F_MS, OFF(item_ns), "simulated time per batch item, ms [20]"},
     {"batch-limit", F_INT, OFF(batch_limit), "batch items processed at once (sl_group limit) [4]"},
     {"batch-max", F_INT, OFF(batch_max), "items accepted in one batch [100]"},
+    {"users-max", F_INT, OFF(users_max),
+     "users kept in memory; past it POST /users answers 507 [100000]"},
     {"users-max-body", F_BYTES, OFF(users_max_body), "POST /users body limit, bytes [4096]"},
     {"max-body", F_BYTES, OFF(max_body), "any request body limit, bytes [1048576]"},
     {"grace-ms", F_MS, OFF(grace_ns), "shutdown: time for in-flight requests, ms [10000]"},
@@ -114,6 +119,7 @@ static void defaults(demo_config *c)
     c->batch_limit = 4;
     c->batch_max = 100;
     c->users_max_body = 4096;
+    c->users_max = 100000;
     c->max_body = 1 << 20;
     c->grace_ns = SL_SEC(10);
     c->jobs_drain_ns = SL_SEC(5);
@@ -226,6 +232,15 @@ static int set_special(demo_config *c, const char *name, const char *v)
 {
     if (!strcmp(name, "api-key")) return set_keys(c, v);
     if (!strcmp(name, "trusted-proxies")) return set_proxies(c, v);
+    if (!strcmp(name, "client-ip-header")) {
+        if (!strcasecmp(v, "x-forwarded-for"))
+            c->client_ip_header = SL_CLIENTIP_XFF;
+        else if (!strcasecmp(v, "forwarded"))
+            c->client_ip_header = SL_CLIENTIP_FORWARDED;
+        else
+            return bad(name, v, "want x-forwarded-for or forwarded");
+        return 0;
+    }
     if (!strcmp(name, "redis-fail")) {
         if (!strcmp(v, "open"))
             c->redis_fail = 0;

@@ -51,6 +51,7 @@ typedef struct demo_config {
     /* trusted proxies */
     sl_cidr proxies[DEMO_MAX_PROXIES];
     size_t nproxies;
+    unsigned client_ip_header; /* SL_CLIENTIP_XFF or SL_CLIENTIP_FORWARDED: the one believed */
     /* simulated work */
     int64_t email_ns;   /* one welcome e-mail */
     int64_t webhook_ns; /* --webhook-ms: ignored (webhooks are delivered for real) */
@@ -59,6 +60,7 @@ typedef struct demo_config {
     int batch_limit;    /* batch items in flight */
     int batch_max;      /* items in one batch */
     size_t users_max_body;
+    int users_max; /* users kept in memory at most (the store is a bounded cache) */
     uint64_t max_body;
     /* shutdown */
     int64_t grace_ns;      /* server: in-flight requests */
@@ -86,13 +88,17 @@ typedef struct demo_app {
     sl_map *users;           /* id (decimal text) -> demo_user (without --db) */
     sl_db *db;               /* the users table (--db), else NULL */
     _Atomic int64_t next_id; /* last id handed out */
+    _Atomic int64_t nusers;  /* users stored (<= cfg.users_max) */
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
     demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */
     demo_webhooks *webhooks; /* webhook delivery (webhook.c) */
+    sl_pool *handlers;       /* the server's handler pool (for /healthz), set before serving */
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
     _Atomic uint64_t searches_stopped; /* searches whose client went away */
+    _Atomic uint64_t jobs_not_queued;  /* accepted work (a stored user's welcome e-mail) that
+                                          could not be queued: counted, logged, in /metrics */
 } demo_app;
 
 /* A stored user. Fixed size: sl_map values are copied in and out. */
@@ -144,7 +150,9 @@ int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
 /* Without --redis: drains the pool within cfg.jobs_drain_ns and fills *r. With --redis: stops
  * and joins the Redis workers (their jobs in flight stay pending in Redis, for another
  * instance), and fills *r with this instance's counts (abandoned = jobs left running). */
-int demo_jobs_shutdown(demo_app *app, sl_pool_report *r);
+/* Drains the jobs until the drain deadline or until hurry is done (a second signal), then
+ * hands back (reports) every job still queued. hurry may be NULL. */
+int demo_jobs_shutdown(demo_app *app, sl_ctx *hurry, sl_pool_report *r);
 void demo_jobs_free(demo_app *app);
 
 /* rjobs.c: the same jobs on Redis Streams (sl_redis_jobs), one queue per kind. */

@@ -113,11 +113,11 @@ int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
     return demo_webhooks_submit(app, body, len, job_id); /* a real delivery: webhook.c */
 }
 
-int demo_jobs_shutdown(demo_app *app, sl_pool_report *r)
+int demo_jobs_shutdown(demo_app *app, sl_ctx *hurry, sl_pool_report *r)
 {
     if (app->rjobs) return demo_rjobs_shutdown(app, r);
     sl_ctx *dl = NULL;
-    int rc = sl_ctx_with_timeout(NULL, app->cfg.jobs_drain_ns, &dl);
+    int rc = sl_ctx_with_timeout(hurry, app->cfg.jobs_drain_ns, &dl);
     if (rc < 0) return rc;
     rc = sl_pool_shutdown(app->jobs, dl, r);
     sl_ctx_release(dl);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "demo.h"
 #include "routes.h"
@@ -111,9 +112,8 @@ static int build_policies(demo_app *app, http_side *h)
     sl_keyed_tier tiers[DEMO_NTIERS];
     for (int t = 0; t < DEMO_NTIERS; t++)
         tiers[t] = (sl_keyed_tier){.limit = c->tier_rate[t], .burst = c->tier_burst[t]};
-    sl_clientip_config cip = {.trusted = c->proxies,
-                              .ntrusted = c->nproxies,
-                              .sources = SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED};
+    sl_clientip_config cip = {
+        .trusted = c->proxies, .ntrusted = c->nproxies, .sources = c->client_ip_header};
     /* The key check: a required API-key rule with no limit. It answers 401 (with
      * WWW-Authenticate) for /users and /batch before any budget is spent. */
     sl_ratelimit_rule auth = {.kind = SL_RATELIMIT_APIKEY,
@@ -183,12 +183,23 @@ static int use_middleware(demo_app *app, http_side *h)
     return sl_mux_use(h->mux, &m);
 }
 
+static double jobs_not_queued(void *arg)
+{
+    return (double)atomic_load(&((demo_app *)arg)->jobs_not_queued);
+}
+
 static int build_http(demo_app *app, http_side *h)
 {
     const demo_config *c = &app->cfg;
     int rc = sl_metrics_new(&h->reg);
     if (rc == 0) rc = build_policies(app, h);
-    sl_mux_opts mo = {.handler_workers = c->handler_workers, .logger = app->log};
+    /* One client address gets half the handler threads at most: a client hammering a slow
+     * route (/search) cannot starve everyone else's requests. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int workers = c->handler_workers ? c->handler_workers : 4 * (ncpu > 0 ? (int)ncpu : 1);
+    sl_mux_opts mo = {.handler_workers = c->handler_workers,
+                      .max_pooled_per_client = workers / 2 > 1 ? workers / 2 : 1,
+                      .logger = app->log};
     if (rc == 0) rc = sl_mux_new(&mo, &h->mux);
     if (rc == 0) rc = use_middleware(app, h);
     char err[256] = "";
@@ -210,6 +221,11 @@ static int build_http(demo_app *app, http_side *h)
                          .max_body_bytes = c->max_body,
                          .shutdown_timeout_ns = c->grace_ns};
     if (rc == 0) rc = sl_server_new(&so, &h->srv);
+    if (rc == 0) app->handlers = sl_server_handler_pool(h->srv);
+    if (rc == 0)
+        rc = sl_metrics_gauge_func(h->reg, "sluice_demo_jobs_not_queued",
+                                   "Accepted work whose job could not be queued (welcome e-mails).",
+                                   jobs_not_queued, app);
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
     if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
@@ -312,13 +328,17 @@ static int serve(demo_app *app, http_side *h)
     sl_log_info(app->log, "serving", SL_A_STR("addr", app->cfg.addr), SL_A_INT("port", port));
     sl_ctx_wait(stop);
     sl_signal_ctx_stop(stop);
+    /* A second signal skips what is left of the grace period and of the job drain, but not
+     * the report: every job still queued is handed back (logged) and counted below. */
+    sl_ctx *hurry = NULL;
+    if (sl_signal_ctx(NULL, sigs, 2, &hurry) < 0) hurry = NULL;
 
-    printf("\nshutdown: stopping the server (grace %lld ms)\n",
+    printf("\nshutdown: stopping the server (grace %lld ms; signal again to skip it)\n",
            (long long)(app->cfg.grace_ns / 1000000));
     fflush(stdout);
     int64_t t0 = sl_mono_ns();
     sl_ctx *grace = NULL;
-    rc = sl_ctx_with_timeout(NULL, app->cfg.grace_ns, &grace);
+    rc = sl_ctx_with_timeout(hurry, app->cfg.grace_ns, &grace);
     int src = rc == 0 ? sl_server_shutdown(h->srv, grace) : rc;
     sl_ctx_release(grace);
     sl_server_stats st;
@@ -332,7 +352,11 @@ static int serve(demo_app *app, http_side *h)
            (long long)(app->cfg.jobs_drain_ns / 1000000));
     fflush(stdout);
     sl_pool_report r = {0};
-    int prc = demo_jobs_shutdown(app, &r);
+    int prc = demo_jobs_shutdown(app, hurry, &r);
+    bool hurried = sl_ctx_done(hurry);
+    sl_signal_ctx_stop(hurry);
+    printf("shutdown: second signal=%s, welcome e-mails not queued=%llu\n", hurried ? "yes" : "no",
+           (unsigned long long)atomic_load(&app->jobs_not_queued));
     if (app->rjobs)
         printf("shutdown: redis jobs submitted=%llu ran_ok=%llu runs_failed=%llu elapsed_ms=%lld "
                "(a job still running stays pending in Redis for any instance)\n",

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demo.h"
@@ -223,11 +224,30 @@ int demo_rjobs_init(demo_app *app)
     return rc;
 }
 
+/* A submit waits at most this long, for the producer and for Redis together: a stalled Redis
+ * must turn into a quick 503, not a request that hangs for the I/O timeout behind the mutex
+ * (and every request queued behind that one). */
+#define RJ_SUBMIT_MAX SL_MS(500)
+
 static int rj_submit(demo_rjobs *rj, rj_queue *q, const char *id, const rj_payload *p, sl_ctx *ctx)
 {
-    pthread_mutex_lock(&q->mu);
-    int rc = sl_redis_jobs_submit(q->producer, id, p, ctx);
+    sl_ctx *dl = NULL;
+    int rc = sl_ctx_with_timeout(ctx, RJ_SUBMIT_MAX, &dl);
+    if (rc < 0) return rc;
+    /* The mutex with the same deadline (pthread's clock is the wall clock). */
+    int64_t left = sl_ctx_deadline(dl) - sl_now_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t at = (int64_t)ts.tv_sec * SL_SEC(1) + ts.tv_nsec + (left > 0 ? left : 0);
+    ts.tv_sec = (time_t)(at / SL_SEC(1));
+    ts.tv_nsec = (long)(at % SL_SEC(1));
+    if (pthread_mutex_timedlock(&q->mu, &ts) != 0) {
+        sl_ctx_release(dl);
+        return SL_ETIMEDOUT;
+    }
+    rc = sl_redis_jobs_submit(q->producer, id, p, dl);
     pthread_mutex_unlock(&q->mu);
+    sl_ctx_release(dl);
     if (rc == 0) atomic_fetch_add(&rj->submitted, 1);
     return rc;
 }

@@ -34,9 +34,8 @@ int demo_rlimit_init(demo_app *app)
     demo_rlimit *r = calloc(1, sizeof *r);
     if (!r) return SL_ENOMEM;
     app->rlimit = r;
-    r->cip = (sl_clientip_config){.trusted = c->proxies,
-                                  .ntrusted = c->nproxies,
-                                  .sources = SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED};
+    r->cip = (sl_clientip_config){
+        .trusted = c->proxies, .ntrusted = c->nproxies, .sources = c->client_ip_header};
     sl_keyed_tier tier = {.limit = c->ip_rate, .burst = c->ip_burst};
     int rc = 0;
     if (c->redis_fail == SL_REDIS_FAIL_LOCAL) {
@@ -85,8 +84,11 @@ bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp)
     if (sl_req_peer_ipkey(req, &peer) < 0) return true; /* not an IP peer: nothing to key */
     if (sl_clientip_resolve(&r->cip, &peer, headers_cb, req, &ip) < 0) ip = peer;
     sl_rate_decision d;
-    int rc = sl_redis_limiter_check_wait(r->rl, ip.b, sizeof ip.b, 1, 0, sl_req_ctx(req), &d);
+    /* Keyed by the client's group (IPv6 /64), as the in-process per-IP rule keys it. */
+    int rc =
+        sl_redis_limiter_check_ip_wait(r->rl, &ip, SL_IPGROUP_DEFAULT, 1, 0, sl_req_ctx(req), &d);
     if (rc < 0) { /* the request's ctx fired (client gone, deadline): nobody waits */
+        sl_resp_set_header(resp, "Retry-After", "1");
         sl_resp_error(resp, 503, sl_strerror(rc));
         return false;
     }

@@ -49,6 +49,10 @@ void demo_create_user(sl_req *req, sl_resp *resp, void *arg)
         sl_resp_error(resp, 409, "e-mail already registered");
         return;
     }
+    if (cr == SL_EFULL) { /* the in-memory store is a bounded cache: full is not an error of ours */
+        sl_resp_error(resp, 507, "user store full");
+        return;
+    }
     if (cr < 0) {
         sl_resp_error(resp, cr == SL_EUNAVAIL || cr == SL_ECONNLOST ? 503 : 500,
                       "could not store the user");
@@ -60,9 +64,14 @@ void demo_create_user(sl_req *req, sl_resp *resp, void *arg)
     int rc = sl_ctx_with_timeout(sl_req_ctx(req), SL_SEC(1), &wait);
     if (rc == 0) rc = demo_jobs_welcome(app, &u, wait);
     sl_ctx_release(wait);
-    if (rc < 0)
-        sl_log_warn(app->log, "welcome e-mail not queued", SL_A_INT("user_id", u.id),
-                    SL_A_ERR("err", rc));
+    if (rc < 0) {
+        /* The user exists; its e-mail will not be sent. Never silently: counted (in /metrics
+         * as sluice_demo_jobs_not_queued and in the shutdown summary) and logged as an
+         * error with the user's id, so it can be sent again by hand. */
+        atomic_fetch_add(&app->jobs_not_queued, 1);
+        sl_log_error(app->log, "welcome e-mail not queued", SL_A_INT("user_id", u.id),
+                     SL_A_STR("email", u.email), SL_A_ERR("err", rc));
+    }
     char *s = demo_user_json(&u);
     json_t *o = s ? json_loads(s, 0, NULL) : NULL;
     free(s);
@@ -108,8 +117,17 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     char id[SL_POOL_ID_MAX + 1];
     int rc = demo_jobs_webhook(app, body, len, sl_req_ctx(req), id);
     if (rc == SL_EFULL && app->jobs) {
-        /* Retry-After: when the queue ahead should have drained, rounded up to a second. */
+        /* Retry-After: when the queue ahead should have drained, rounded up to a second. The
+         * pool's estimate needs completions; cold (none yet) it says 1 s whatever is queued,
+         * so take the larger of it and rounds of the workers at the job time: the attempts'
+         * median once sampled, else the attempt deadline (the most one delivery may take). */
         int64_t ns = sl_pool_retry_after_ns(app->jobs);
+        sl_pool_stats st;
+        sl_pool_stats_get(app->jobs, &st);
+        int64_t job = st.run_time_p50_ns > 0 ? st.run_time_p50_ns : app->cfg.webhook_timeout_ns;
+        uint64_t w = st.workers > 0 ? (uint64_t)st.workers : 1;
+        int64_t drain = (int64_t)((st.queued + st.running + w - 1) / w) * job;
+        if (drain > ns) ns = drain;
         char ra[24];
         snprintf(ra, sizeof ra, "%lld", (long long)((ns + SL_SEC(1) - 1) / SL_SEC(1)));
         sl_resp_set_header(resp, "Retry-After", ra);
@@ -119,7 +137,8 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     if (rc < 0) {
         /* Closed, or (--redis) Redis down or too slow: the job was not taken, retry later. */
         bool later = rc == SL_ECLOSED || rc == SL_EUNAVAIL || rc == SL_EREDIS ||
-                     rc == SL_ETIMEDOUT || rc == SL_ECANCELED;
+                     rc == SL_ETIMEDOUT || rc == SL_ECANCELED || rc == SL_ESHUTDOWN;
+        if (later) sl_resp_set_header(resp, "Retry-After", "1"); /* every 503 says when */
         sl_resp_error(resp, later ? 503 : 500, sl_strerror(rc));
         return;
     }
@@ -149,8 +168,9 @@ void demo_search(sl_req *req, sl_resp *resp, void *arg)
             atomic_fetch_add(&app->searches_stopped, 1);
             sl_log_info(app->log, "search stopped", SL_A_ERR("reason", rc), SL_A_INT("step", i),
                         SL_A_INT("of", steps), SL_A_DUR("after", sl_mono_ns() - start));
-            /* Nobody reads it (the client left, or the server answers 503 for the deadline),
-             * but metrics and the access log do: 499 as nginx logs a client that closed. */
+            /* Nobody reads a 499 (the client left) but metrics and the access log do, as nginx
+             * logs a client that closed. The route's deadline and a shutdown (SL_ESHUTDOWN)
+             * are the server's doing: 503. */
             sl_resp_error(resp, rc == SL_ECANCELED ? 499 : 503, sl_strerror(rc));
             return;
         }
@@ -280,10 +300,19 @@ void demo_batch(sl_req *req, sl_resp *resp, void *arg)
 
 /* ---- health -------------------------------------------------------------------------------- */
 
+/* Saturated: every handler thread busy and requests waiting for one. A load balancer then
+ * sends new clients elsewhere (503) instead of queueing them behind a slow route; the numbers
+ * say why. */
 void demo_healthz(sl_req *req, sl_resp *resp, void *arg)
 {
-    (void)req, (void)arg;
-    static const char ok[] = "{\"status\":\"ok\"}";
-    sl_resp_set_content_type(resp, "application/json");
-    sl_resp_set_body_static(resp, ok, sizeof ok - 1);
+    demo_app *app = arg;
+    (void)req;
+    sl_pool_stats st = {0};
+    if (app->handlers) sl_pool_stats_get(app->handlers, &st);
+    bool saturated = st.workers > 0 && st.running >= (uint64_t)st.workers && st.queued > 0;
+    if (saturated) sl_resp_set_header(resp, "Retry-After", "1");
+    send_json(resp, saturated ? 503 : 200,
+              json_pack("{s:s, s:{s:i, s:I, s:I}}", "status", saturated ? "saturated" : "ok",
+                        "handlers", "workers", st.workers, "running", (json_int_t)st.running,
+                        "queued", (json_int_t)st.queued));
 }

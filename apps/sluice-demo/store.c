@@ -93,11 +93,18 @@ int demo_user_parse(const void *body, size_t len, demo_user *u, char *err, size_
 
 int demo_user_create(demo_app *app, demo_user *u)
 {
+    /* A bounded store: a slot is taken before the insert and given back if it fails, so the
+     * count never passes users_max, even for a moment. */
+    if (atomic_fetch_add(&app->nusers, 1) >= app->cfg.users_max) {
+        atomic_fetch_sub(&app->nusers, 1);
+        return SL_EFULL;
+    }
     u->id = atomic_fetch_add(&app->next_id, 1) + 1;
     u->created_ms = sl_wall_ns() / 1000000;
     char key[24];
     int n = snprintf(key, sizeof key, "%lld", (long long)u->id);
     int rc = sl_map_put(app->users, key, (size_t)n, u);
+    if (rc < 0) atomic_fetch_sub(&app->nusers, 1);
     return rc < 0 ? rc : 0;
 }
 

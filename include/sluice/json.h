@@ -37,7 +37,7 @@ typedef struct sl_json_opts {
  * json_decref. On failure *out is NULL and the response is already set, so the handler only
  * returns:
  *   400 {"error":"invalid JSON at line L, column C: <jansson's reason>"} for malformed JSON,
- *       an empty body, or trailing data (SL_EPARSE);
+ *       an empty body, trailing data, or an object with a duplicate key (SL_EPARSE);
  *   400 {"error":"JSON nested deeper than N levels at line L, column C"} (SL_ERANGE);
  *   413 {"error":"JSON body larger than N bytes"} (SL_EMSGSIZE);
  *   500 {"error":"out of memory"} (SL_ENOMEM).

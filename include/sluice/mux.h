@@ -69,6 +69,13 @@ typedef struct sl_mux_opts {
     size_t handler_queue;       /* pooled requests waiting for a thread; 0 = 256 (1 counts as 2);
                                    rounded up to a power of 2; beyond it -> 503 */
     int64_t default_timeout_ns; /* route timeout when the route says 0; 0 = none */
+    int64_t max_queue_wait_ns;  /* a pooled request that waited longer for a thread is not
+                                   started: 503 with Retry-After; 0 = 10 s; < 0 = no bound */
+    int max_pooled_per_client;  /* pooled requests (queued + running) of one client address
+                                   (the peer: IPv4 /32, IPv6 /64) at once; past it 429 with
+                                   Retry-After, so one client cannot take every handler thread
+                                   (half of handler_workers is a good value); 0 = no cap (behind
+                                   a proxy every client has the proxy's address) */
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
 } sl_mux_opts;
 

@@ -67,8 +67,10 @@ typedef size_t (*sl_ratelimit_headers_fn)(void *arg, const char *name, sl_rateli
 
 /* ---- client address ---------------------------------------------------------------------- */
 
-/* Which headers may name the client behind a trusted proxy. */
-#define SL_CLIENTIP_XFF       1u /* X-Forwarded-For */
+/* Which one header names the client behind a trusted proxy. Exactly one is trusted: a
+ * proxy that appends X-Forwarded-For passes a client's own Forwarded header through untouched
+ * (and the other way round), so believing both would let a client pick its own key. */
+#define SL_CLIENTIP_XFF       1u /* X-Forwarded-For (the default: sources 0 means this) */
 #define SL_CLIENTIP_FORWARDED 2u /* Forwarded (RFC 7239) */
 
 /* Where sl_clientip_resolve found the address. */
@@ -82,13 +84,13 @@ typedef size_t (*sl_ratelimit_headers_fn)(void *arg, const char *name, sl_rateli
 typedef struct sl_clientip_config {
     const sl_cidr *trusted; /* the proxies whose forwarding headers are believed */
     size_t ntrusted;
-    unsigned sources; /* SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED; 0: neither (peer only) */
+    unsigned sources; /* SL_CLIENTIP_XFF (also 0) or SL_CLIENTIP_FORWARDED, not both */
 } sl_clientip_config;
 
-/* Finds the client's address: the peer's, unless the peer is in cfg->trusted. Then the
- * forwarding header is read: Forwarded when enabled and present, else X-Forwarded-For when
- * enabled (several lines of one name are one list, in order; empty list elements are skipped
- * as RFC 9110 section 5.6.1 asks). Its entries are walked from the
+/* Finds the client's address: the peer's, unless the peer is in cfg->trusted. Then the one
+ * forwarding header cfg->sources names is read, and the other ignored (several lines of one
+ * name are one list, in order; empty list elements are skipped as RFC 9110 section 5.6.1
+ * asks). No trusted proxy: the peer, headers unread. Its entries are walked from the
  * right: each entry is the address of whoever connected to the hop that added it; while that
  * address is a trusted proxy the walk goes on to the left; the first address that is not a
  * trusted proxy is the client. The walk stops, and the client is the last address it accepted
@@ -100,7 +102,8 @@ typedef struct sl_clientip_config {
  * An X-Forwarded-For entry is an address, optionally "[v6]", "[v6]:port" or "v4:port"; a
  * Forwarded for= value is a token or quoted string holding "v4", "v4:port", "[v6]" or
  * "[v6]:port" (ports may be obfuscated), parameter names case-insensitive.
- * Returns SL_CLIENTIP_FROM_* and fills *out, or SL_EINVAL (cfg, peer or out NULL). headers may
+ * Returns SL_CLIENTIP_FROM_* and fills *out, or SL_EINVAL (cfg, peer or out NULL, or sources
+ * naming both headers or an unknown one; *out is then the peer when peer is set). headers may
  * be NULL (no headers). Pure: no allocation, no locks. Threads: any. Does not block. */
 SL_API int sl_clientip_resolve(const sl_clientip_config *cfg, const sl_ipkey *peer,
                                sl_ratelimit_headers_fn headers, void *headers_arg, sl_ipkey *out);
@@ -252,7 +255,8 @@ typedef struct sl_ratelimit_stats {
 } sl_ratelimit_stats;
 
 /* Creates a policy from cfg (everything is copied; cfg may be freed after). Returns 0 and sets
- * *out, or SL_EINVAL (no rules or too many, a bad name, limit NaN or burst < 0, an IP group
+ * *out, or SL_EINVAL (no rules or too many, clientip.sources naming both headers, a bad name,
+ * limit NaN or burst < 0, an IP group
  * out of range, a header name that is not a token, a custom rule without key_fn, bad tiers,
  * a problem_type with control characters), or SL_ENOMEM; *out is then untouched.
  * Threads: any. Does not block. */

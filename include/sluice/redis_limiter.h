@@ -31,6 +31,7 @@
 
 #include "sluice/common.h"
 #include "sluice/ctx.h"
+#include "sluice/ipkey.h"
 #include "sluice/keyed.h"
 #include "sluice/log.h"
 
@@ -168,6 +169,16 @@ SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl_loop *r, const voi
  * check_at (0 = configured clock). Threads: any but a reactor's loop. Blocks (parks). */
 SL_API int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
                                        int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out);
+
+/* sl_redis_limiter_check_wait for a client address: the key is client's group under group
+ * ({0, 0} = SL_IPGROUP_DEFAULT: IPv4 /32, IPv6 /64), exactly as an SL_RATELIMIT_IP rule keys
+ * its in-process table, so a client rotating addresses inside its IPv6 /64 stays one bucket
+ * whichever backend counts it. Resolve client with sl_clientip_resolve first. Returns as
+ * check_wait, or SL_EINVAL (client NULL, group out of range). Threads: any but a reactor's
+ * loop. Blocks (parks) for one round trip at most the limiter's timeout, or until ctx fires. */
+SL_API int sl_redis_limiter_check_ip_wait(sl_redis_limiter *rl, const sl_ipkey *client,
+                                          sl_ipgroup group, int64_t n, int64_t now_ns, sl_ctx *ctx,
+                                          sl_rate_decision *out);
 
 /* True while r's connection is established (ready for checks). Threads: r's loop thread. */
 SL_API bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl_loop *r);

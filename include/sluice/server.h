@@ -57,8 +57,9 @@ typedef struct sl_server_opts {
     void *handler_arg;
     int reactors;                   /* reactor threads; 0 = one per online CPU */
     int max_connections;            /* open connections, process-wide for this server; 0 = 16384.
-                                       At the bound the server stops accepting (new connections wait
-                                       in the kernel's backlog) and resumes below it */
+                                       At the bound the server closes idle keep-alive connections
+                                       (as nginx does) and stops accepting (new connections wait
+                                       in the kernel's backlog) until it is below it again */
     uint32_t max_header_bytes;      /* request line + headers; 0 = 16 KiB; more -> 431 */
     uint32_t max_headers;           /* header lines; 0 = 64; more -> 431 */
     uint32_t max_target;            /* request-target bytes; 0 = 8 KiB; more -> 414 */
@@ -70,12 +71,21 @@ typedef struct sl_server_opts {
     int64_t read_header_timeout_ns; /* from a request's first byte (a new connection: from
                                        accept) to the end of its head; 0 = 10 s. On expiry:
                                        408 if bytes of a request arrived, else a silent close */
-    int64_t read_body_timeout_ns;   /* longest wait between two reads of a body; 0 = 60 s;
-                                       on expiry 408 */
+    int64_t read_body_timeout_ns;   /* longest wait between two reads of a body that keep up
+                                       min_body_rate; 0 = 60 s; on expiry 408 and close */
     int64_t write_timeout_ns;       /* longest wait for the socket to accept more output; 0 = 60 s;
                                        on expiry the connection is closed */
     int64_t idle_timeout_ns;        /* keep-alive wait for the next request; 0 = 75 s */
     int64_t shutdown_timeout_ns;    /* grace period used by sl_server_run; 0 = 30 s */
+    int64_t min_body_rate;          /* bytes/s a request body must average over each
+                                       read_body_timeout window (reads slower than that do not
+                                       extend it: a trickle gets 408); 0 = 1024; < 0 = none */
+    int max_conns_per_ip;           /* open connections from one client address (IPv4 /32,
+                                       IPv6 /64); 0 = max_connections / 4, at least 16. Past it a
+                                       new connection gets 429 and is closed */
+    uint64_t max_body_memory;       /* request-body bytes buffered at once, all connections
+                                       together; 0 = 256 MiB. A body that would pass it gets 503
+                                       with Retry-After and the connection closes */
     sl_mux *mux; /* routes + middleware (mux.h), instead of handler. Borrowed: must outlive the
                     server; frozen by sl_server_new (no more routes or middleware). The server
                     owns the handler pool sized by the mux's options */
@@ -129,8 +139,10 @@ SL_API int sl_server_serve(sl_server *srv);
 /* Shuts the server down gracefully (Go's Server.Shutdown): stops accepting, closes idle
  * keep-alive connections at once, lets requests in flight finish (their responses carry
  * Connection: close), and waits until every connection is closed or ctx is done (NULL: no
- * limit); then cancels the ctx of every pooled request still running, waits for those handlers
- * to return (a handler that ignores its ctx delays this), shuts the handler pool down, closes
+ * limit); then cancels the ctx of every pooled request still running with SL_ESHUTDOWN, waits
+ * for those handlers to return (a handler that ignores its ctx delays this), shuts the handler
+ * pool down (pooled requests still queued are not started: they are answered 503 with
+ * Retry-After and Connection: close, never a success), closes
  * whatever is left, stops and joins every reactor and handler thread. Returns 0 when
  * every connection finished on its own, the ctx's error (SL_ETIMEDOUT, SL_ECANCELED) when
  * some had to be closed, or SL_EINVAL if the server was never served or is already shut down.
@@ -145,6 +157,13 @@ SL_API int sl_server_run(sl_server *srv, sl_ctx *ctx);
 
 /* Fills *st. Threads: any. */
 SL_API void sl_server_stats_get(const sl_server *srv, sl_server_stats *st);
+
+typedef struct sl_pool sl_pool;
+
+/* The server's pool of pooled handlers (a mux's), for its load (sl_pool_stats_get: running,
+ * queued, workers) in a health check; NULL for a server with a plain handler. Borrowed: valid
+ * until sl_server_free. Threads: any. */
+SL_API sl_pool *sl_server_handler_pool(sl_server *srv);
 
 /* Frees the server. If it is still serving, shuts it down first with no grace (every
  * connection is closed at once). NULL is ignored. Threads: the controlling thread. Blocks
@@ -193,11 +212,13 @@ SL_API int sl_req_version(const sl_req *req);
 SL_API const char *sl_req_remote_addr(sl_req *req);
 
 /* The request's context. Pooled routes: cancelled (SL_ECANCELED) when the client closes or
- * resets the connection, done with SL_ETIMEDOUT at the route's timeout, cancelled at the end of
- * shutdown's grace period. Inline routes and plain handlers get it on first call (same
- * parents). Valid until the handler returns (take a reference with sl_ctx_ref to keep it
- * longer; it is cancelled when the request ends). Returns NULL only when out of memory (NULL
- * is the background ctx: never done). */
+ * resets the connection, done with SL_ETIMEDOUT at the route's timeout, cancelled with
+ * SL_ESHUTDOWN at the end of shutdown's grace period: sl_ctx_err tells the three apart. A
+ * client that half-closes after a complete request still gets the response its handler
+ * returns (when the socket takes it); if not, the after hooks see status 499. Inline routes and
+ * plain handlers get it on first call (same parents). Valid until the handler returns (take a
+ * reference with sl_ctx_ref to keep it longer; it is cancelled when the request ends). Returns NULL
+ * only when out of memory (NULL is the background ctx: never done). */
 SL_API sl_ctx *sl_req_ctx(sl_req *req);
 
 /* The value of the wildcard {name} of the matched route (decoded, NUL-terminated), or NULL

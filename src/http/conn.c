@@ -23,6 +23,9 @@
  *    (lingering close, as nginx does): closing with unread input would make the kernel send a
  *    reset that can destroy the response before the client reads it. */
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +69,20 @@ static void buf_put(sl__worker *w, char *b, uint32_t cap)
         return;
     }
     free(b);
+    if (cap > SL__BUF_SIZE) w->freed_big += cap;
+}
+
+/* After a flood of large bodies the freed buffers stay in the allocator's arenas (glibc keeps
+ * them for reuse, and its mmap threshold has risen by then): hand them back to the kernel
+ * once enough was freed. At most once per SL__TRIM_BYTES freed, on the loop thread; a trim of
+ * a large heap costs about a millisecond. */
+static void maybe_trim(sl__worker *w)
+{
+    if (w->freed_big < SL__TRIM_BYTES) return;
+    w->freed_big = 0;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 void sl__stat_inc(_Atomic uint64_t *v)
@@ -130,6 +147,7 @@ const char *sl__http_reason(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
     default: return status < 200 ? "Informational" : status < 400 ? "OK" : "Error";
     }
 }
@@ -205,11 +223,14 @@ static char *put_status(sl__worker *w, char *p, int status)
     return PUTS(p, "\r\n");
 }
 
+static void early_abort(sl__conn *c, int status);
+
 /* Queues an engine-generated error response and marks the connection closing. A failure to
  * allocate just closes without an answer. */
 static void queue_error(sl__conn *c, int status)
 {
     sl__worker *w = c->w;
+    if (c->early) early_abort(c, status); /* its hooks see what was sent */
     const char *rs = sl__http_reason(status);
     size_t rl = strlen(rs);
     sl__stat_inc(&w->st.requests);
@@ -220,7 +241,9 @@ static void queue_error(sl__conn *c, int status)
     char *p = put_status(w, c->wbuf + c->wlen, status);
     p = PUTS(p, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     p = put_u64(p, rl + 1);
-    p = PUTS(p, "\r\nConnection: close\r\n\r\n");
+    p = PUTS(p, "\r\nConnection: close\r\n");
+    if (status == 503) p = PUTS(p, "Retry-After: 1\r\n");
+    p = PUTS(p, "\r\n");
     p = put(p, rs, rl);
     *p++ = '\n';
     c->wlen = (uint32_t)(p - c->wbuf);
@@ -329,6 +352,32 @@ int sl__conn_flush(sl__conn *c, bool *progress)
     return 0;
 }
 
+/* A request routed at head time whose body will not complete: its after hooks run with its
+ * head parsed again (the views must point into the buffer as it is now). */
+static void early_abort(sl__conn *c, int status)
+{
+    sl__worker *w = c->w;
+    const sl_http_req_head *h = NULL;
+    if (c->rbuf && c->head_len &&
+        sl_http_parse_head(c->rbuf + c->rpos, c->head_len, &w->head, w->hdrs, &w->srv->lim) > 0)
+        h = &w->head;
+    sl__mux_early_abort(c, status, h);
+}
+
+/* Gives the read buffer back (to the pool, or to malloc when it grew) and its charge to the
+ * server's body-memory budget. A request still waiting for its body ends here (499: the body
+ * never came, nothing was sent for it). */
+static void rbuf_release(sl__conn *c)
+{
+    if (c->early) early_abort(c, 499);
+    buf_put(c->w, c->rbuf, c->rcap);
+    if (c->rbuf_charged) sl__server_body_charge(c->w->srv, -(int64_t)c->rbuf_charged);
+    c->rbuf_charged = 0;
+    maybe_trim(c->w);
+    c->rbuf = NULL;
+    c->rcap = c->rlen = c->rpos = 0;
+}
+
 /* ---- close ------------------------------------------------------------------------------ */
 
 static void reap(sl__reactor *r, sl__task *t)
@@ -341,6 +390,7 @@ static void reap(sl__reactor *r, sl__task *t)
         w->grave = c->next;
         free(c);
     }
+    maybe_trim(w);
 }
 
 void sl__conn_close(sl__conn *c)
@@ -359,10 +409,12 @@ void sl__conn_close(sl__conn *c)
     sl__timer_stop(&c->timer);
     c->prev->next = c->next;
     c->next->prev = c->prev;
-    buf_put(w, c->rbuf, c->rcap);
+    rbuf_release(c);
     buf_put(w, c->wbuf, c->wcap);
-    c->rbuf = c->wbuf = NULL;
+    c->wbuf = NULL;
     ext_release(c);
+    if (c->ip_counted) sl__server_ip_release(w->srv, &c->ipk);
+    c->ip_counted = false;
     free(c->chunk);
     c->chunk = NULL;
     c->next = w->grave;
@@ -422,7 +474,13 @@ static void arm_timer(sl__conn *c, bool progress)
         q = &w->tq_linger;
     } else if (body_pending(c)) {
         q = &w->tq_body;
-        restart = progress;
+        /* Reads restart the body timer only while the body keeps up min_body_rate over the
+         * window: a trickle of a byte per interval cannot hold the connection forever. */
+        uint32_t got = c->rlen - c->rpos - c->head_len;
+        int64_t rate = w->srv->o.min_body_rate, win = w->srv->o.read_body_timeout_ns;
+        uint64_t need = rate > 0 && win > 0 ? (uint64_t)((double)rate * (double)win / 1e9) : 0;
+        restart = progress && got >= c->body_mark + need;
+        if (restart || c->timer.q != q) c->body_mark = got;
     } else if (c->rlen > c->rpos || c->fresh) {
         q = &w->tq_header;
     } else {
@@ -487,6 +545,10 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     }
     sl__req_terminate(h);
     sl__resp_reset(&w->resp);
+    if (c->early) { /* routed and through its before hooks at head time */
+        sl__mux_dispatch_early(c, &req);
+        return;
+    }
     if (srv->mux) {
         if (!sl__mux_dispatch(c, &req)) return; /* pooled, or answered already */
     } else {
@@ -539,6 +601,9 @@ static bool body_begin(sl__conn *c)
             queue_error(c, 413);
             return false;
         }
+        /* Route, authenticate, rate-limit before the body is read (and before 100 Continue
+         * invites it). */
+        if (!sl__mux_early(c)) return false;
     }
     uint32_t have = c->rlen - c->rpos - c->head_len;
     if (w->head.expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have))
@@ -636,12 +701,20 @@ static int read_some(sl__conn *c)
         if (c->rcap >= max) return SL_EMSGSIZE; /* the parser's limits make this unreachable */
         uint64_t cap = (uint64_t)c->rcap * 2;
         if (cap > max) cap = max;
+        /* Every byte past the first buffer is charged to the server's body-memory budget:
+         * many connections each holding a large body cannot take the process's memory. */
+        int64_t more = (int64_t)cap - SL__BUF_SIZE - (int64_t)c->rbuf_charged;
+        if (!sl__server_body_charge(w->srv, more)) return SL_ENOSPC;
         char *nb = malloc(cap);
-        if (!nb) return SL_ENOMEM;
+        if (!nb) {
+            sl__server_body_charge(w->srv, -more);
+            return SL_ENOMEM;
+        }
         memcpy(nb, c->rbuf, c->rlen);
         buf_put(w, c->rbuf, c->rcap);
         c->rbuf = nb;
         c->rcap = (uint32_t)cap;
+        c->rbuf_charged += (uint32_t)more;
     }
     for (;;) {
         ssize_t n = read(c->io.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
@@ -680,9 +753,7 @@ static void start_linger(sl__conn *c)
         return;
     }
     c->lingering = true;
-    buf_put(w, c->rbuf, c->rcap);
-    c->rbuf = NULL;
-    c->rlen = c->rpos = c->rcap = 0;
+    rbuf_release(c);
     if (sl__io_set(&w->r, &c->io, EPOLLIN) < 0) {
         sl__conn_close(c);
         return;
@@ -738,9 +809,9 @@ static void drive(sl__conn *c, bool progress)
         }
         if (c->rbuf && c->rpos == c->rlen) {
             /* Nothing buffered: give the buffer back so idle connections stay small. */
-            buf_put(w, c->rbuf, c->rcap);
-            c->rbuf = NULL;
-            c->rcap = c->rlen = c->rpos = 0;
+            rbuf_release(c);
+            if (atomic_load_explicit(&w->paused, memory_order_relaxed) && !c->fresh)
+                sl__server_idle_avail(w);
         } else if (c->rpos > 0 && c->head_len == 0) {
             memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
             c->rlen -= c->rpos;
@@ -782,6 +853,13 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
         if (c->rlen == c->rpos && !c->head_len && c->timer.q == &c->w->tq_idle)
             sl__timer_stop(&c->timer); /* a new request: its header timeout starts now */
         int rc = read_some(c);
+        if (rc == SL_ENOSPC) {
+            /* Over the body-memory budget: a server-side condition, so 503 (a per-client
+             * limit would be 429), and the connection closes without reading the rest. */
+            queue_error(c, 503);
+            drive(c, false);
+            return;
+        }
         if (rc < 0) {
             sl__conn_close(c);
             return;
@@ -793,18 +871,21 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
 
 /* ---- connections and workers ------------------------------------------------------------ */
 
-int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                  const sl_ipkey *ipk)
 {
     sl__conn *c = calloc(1, sizeof *c);
     if (!c) return SL_ENOMEM;
     c->w = w;
     c->fresh = true;
+    if (ipk) c->ipk = *ipk;
     memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
     int rc = sl__io_start(&w->r, &c->io, fd, EPOLLIN, on_io);
     if (rc < 0) {
         free(c);
         return rc;
     }
+    c->ip_counted = ipk != NULL; /* only now: a failed open is released by the caller */
     c->next = w->conns.next;
     c->prev = &w->conns;
     w->conns.next->prev = c;
@@ -813,15 +894,38 @@ int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t sa
     return 0;
 }
 
+static bool conn_idle(const sl__conn *c)
+{
+    return c->rlen == c->rpos && !c->head_len && !unsent(c) && !c->lingering && !c->inflight &&
+           !c->dead;
+}
+
+int sl__conn_close_idle(sl__worker *w, int max)
+{
+    int n = 0;
+    /* New connections go to the head of the list: walk from the tail, the oldest. Only
+     * connections that finished a request count as keep-alive idle; a fresh one is a client
+     * that has not spoken yet (the header timeout governs it). */
+    sl__conn *c = w->conns.prev;
+    while (c != &w->conns && (n < max || max == 0)) {
+        sl__conn *prev = c->prev;
+        if (conn_idle(c) && !c->fresh) {
+            if (max == 0) return 1;
+            sl__conn_close(c);
+            n++;
+        }
+        c = prev;
+    }
+    return n;
+}
+
 void sl__conn_drain_all(sl__worker *w)
 {
     w->draining = true;
     sl__conn *c = w->conns.next;
     while (c != &w->conns) {
         sl__conn *next = c->next;
-        bool idle =
-            c->rlen == c->rpos && !c->head_len && !unsent(c) && !c->lingering && !c->inflight;
-        if (idle) sl__conn_close(c);
+        if (conn_idle(c)) sl__conn_close(c);
         c = next;
     }
 }

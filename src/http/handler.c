@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
@@ -126,6 +127,7 @@ void sl__mux_finish(sl_req *req, const sl_resp *resp)
 
 static void preq_free(sl__preq *p)
 {
+    if (p->client_counted) sl__iptab_release(&p->c->w->srv->pooled_ip, &p->c->ipk);
     if (p->hook) sl_ctx_hook_stop(p->hook);
     sl__req_end(&p->req);
     sl__resp_release(&p->resp);
@@ -180,7 +182,21 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
     (void)pool_ctx; /* the request has its own ctx (client gone, route deadline, shutdown) */
     /* A request whose client left (or whose server is shutting down) before a thread was free
      * is not worth starting. */
-    if (!sl_ctx_done(p->req.ctx)) p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+    /* The root too: a shutdown cancels the root first and the request ctxs one by one, so a
+     * handler woken by that cancel may pop this request before its own ctx is marked. */
+    sl_server *srv = p->c->w->srv;
+    int64_t start = sl_mono_ns();
+    if (srv->queue_wait_ns > 0 && start - p->queued_ns > srv->queue_wait_ns) {
+        p->shed = true; /* its client has waited long enough: a quick 503 serves it better */
+    } else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
+        p->ran = true;
+        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+        /* The mean run time for Retry-After: an EWMA (1/8); racy by design between handler
+         * threads (a lost update loses one sample). */
+        int64_t d = sl_mono_ns() - start;
+        int64_t m = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
+        atomic_store_explicit(&srv->run_ewma_ns, m ? m + (d - m) / 8 : d, memory_order_relaxed);
+    }
     sl__reactor_post(&p->c->w->r, &p->done_task);
     return 0;
 }
@@ -199,35 +215,90 @@ static void answer_now(sl__conn *c, sl__preq *p)
 
 static void on_done(sl__reactor *r, sl__task *t);
 
-static void start_pooled(sl__conn *c, sl_req *req)
+/* What the after hooks (access log, metrics) see for a response the client did not get: 499,
+ * as nginx logs a client that closed its connection first. */
+#define STATUS_CLIENT_GONE 499
+
+/* The handler never ran: its ctx was done before a handler thread took it. Never a success
+ * status for work that did not happen: a client that left gets nothing (the hooks see 499);
+ * otherwise (shutdown) the client gets 503 with Retry-After and the connection closes. */
+static void answer_unstarted(sl__conn *c, sl__preq *p)
+{
+    sl__resp_reset(&p->resp);
+    if (c->peer_gone) {
+        sl_resp_set_status(&p->resp, STATUS_CLIENT_GONE);
+        sl__mux_finish(&p->req, &p->resp);
+        preq_free(p);
+        return;
+    }
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld",
+             p->shed ? (long long)sl__server_retry_after_s(c->w->srv) : 1LL);
+    sl_resp_set_header(&p->resp, "Retry-After", secs);
+    if (p->shed) { /* the connection stays usable */
+        sl_resp_error(&p->resp, 503, "server busy: waited too long for a handler");
+    } else {
+        sl_resp_error(&p->resp, 503,
+                      sl_ctx_err(p->req.ctx) == SL_ESHUTDOWN ? "shutting down" : "not started");
+        p->resp.close = true;
+    }
+    answer_now(c, p);
+}
+
+/* The handler ran but the client half-closed (or left) meanwhile. A client that only shut its
+ * write side after a complete request still reads: send the response now, with one write, then
+ * close. Whatever could not be written is what the client did not get: the hooks then see 499
+ * instead of a success nobody received. */
+static void answer_gone(sl__conn *c, sl__preq *p)
+{
+    bool v10 = p->head.version_minor == 0;
+    bool sent = false;
+    if (sl__conn_queue_resp(c, &p->resp, p->head_method, false, v10) == 0) {
+        bool progress = false;
+        sent = sl__conn_flush(c, &progress) == 0 && !c->want_out;
+    }
+    if (sent) {
+        /* Read what the client sent after its request before the close: unread input would
+         * make the kernel answer with a reset that can destroy the response in flight. */
+        char sink[1024];
+        for (int i = 0; i < 8 && read(c->io.fd, sink, sizeof sink) > 0; i++) {
+        }
+    } else {
+        p->resp.status = STATUS_CLIENT_GONE; /* the bytes (if any) were queued already */
+        p->resp.touched = true;
+    }
+    sl__mux_finish(&p->req, &p->resp);
+    preq_free(p);
+}
+
+/* Hands p (its before hooks passed) to the handler pool. */
+static void submit_pooled(sl__conn *c, sl__preq *p)
 {
     sl__worker *w = c->w;
     sl_server *srv = w->srv;
-    sl__preq *p = preq_new(c, req);
-    if (!p) {
-        sl_resp_error(&w->resp, 503, "out of memory");
-        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
-        c->closing = true;
-        sl__req_end(req);
-        return;
-    }
-    p->done_task.fn = on_done;
     if (!sl_req_ctx(&p->req)) {
         sl_resp_error(&p->resp, 503, "out of memory");
         answer_now(c, p);
         return;
     }
-    if (run_before(srv->mux, &p->req, &p->resp)) {
-        answer_now(c, p);
-        return;
+    /* One client may not hold every handler thread (and the queue before them). */
+    if (srv->pooled_cap > 0 && c->ip_counted) {
+        if (!sl__iptab_acquire(&srv->pooled_ip, &c->ipk, srv->pooled_cap)) {
+            sl__resp_reset(&p->resp);
+            sl_resp_set_header(&p->resp, "Retry-After", "1");
+            sl_resp_error(&p->resp, 429, "too many requests in progress from your address");
+            answer_now(c, p);
+            return;
+        }
+        p->client_counted = true;
     }
+    p->queued_ns = sl_mono_ns();
     sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
     int rc = sl_pool_try_submit(srv->hpool, &job);
     if (rc < 0) {
         /* Saturated (or shutting down): answer at once, never queue without bound. */
-        int64_t ra = sl_pool_retry_after_ns(srv->hpool);
         char secs[24];
-        snprintf(secs, sizeof secs, "%lld", (long long)((ra + SL_SEC(1) - 1) / SL_SEC(1)));
+        snprintf(secs, sizeof secs, "%lld", (long long)sl__server_retry_after_s(srv));
         sl__resp_reset(&p->resp);
         sl_resp_set_header(&p->resp, "Retry-After", secs);
         sl_resp_error(&p->resp, 503, rc == SL_EFULL ? "server busy" : "shutting down");
@@ -237,6 +308,120 @@ static void start_pooled(sl__conn *c, sl_req *req)
     c->inflight = p;
     const sl__route *rt = p->req.rt;
     if (rt->tq >= 0) sl__timer_start(&w->r, &w->tq_route[rt->tq], &c->timer);
+}
+
+static void start_pooled(sl__conn *c, sl_req *req)
+{
+    sl__worker *w = c->w;
+    sl__preq *p = preq_new(c, req);
+    if (!p) {
+        sl_resp_error(&w->resp, 503, "out of memory");
+        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
+        c->closing = true;
+        sl__req_end(req);
+        return;
+    }
+    p->done_task.fn = on_done;
+    if (run_before(w->srv->mux, &p->req, &p->resp)) {
+        answer_now(c, p);
+        return;
+    }
+    submit_pooled(c, p);
+}
+
+/* ---- before the body ---------------------------------------------------------------------- */
+
+/* A request with a body is routed and goes through the before hooks (authentication, rate
+ * limits) as soon as its head is parsed, before a byte of the body is read or 100 Continue is
+ * sent: a request that will be refused costs no body memory. Its state (values the hooks set,
+ * its arena, how many hooks ran) waits in an sl__preq, whose address does not change, until
+ * the body is complete; then sl__mux_dispatch_early refreshes the head's views (the read
+ * buffer may have moved while the body arrived) and runs the handler, inline or pooled. */
+bool sl__mux_early(sl__conn *c)
+{
+    sl__worker *w = c->w;
+    const sl_http_req_head *h = &w->head;
+    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r.now};
+    const char *q = memchr(h->path, '?', h->path_len);
+    req.path_len = q ? (size_t)(q - h->path) : h->path_len;
+    if (q) {
+        req.query = q + 1;
+        req.query_len = h->path_len - req.path_len - 1;
+    }
+    int st = route(w, h, req.path_len);
+    req.m = &w->m;
+    req.rt = st == 200 ? w->m.handler : NULL;
+    sl__preq *p = preq_new(c, &req);
+    if (!p) return true; /* the request goes the ordinary way, body first */
+    p->done_task.fn = on_done;
+    bool stop = run_before(w->srv->mux, &p->req, &p->resp);
+    if (!stop && !p->req.rt) { /* nothing will take the body: answer 404/405/301 now */
+        p->req.m = &w->m;      /* Location and Allow are views into the worker's scratch, */
+        unmatched(&p->req, &p->resp, st);
+        p->req.m = &p->m; /* valid until the next routing: the response copies them */
+        stop = true;
+    }
+    if (!stop) {
+        c->early = p;
+        return true;
+    }
+    /* Refused before the body: answer, and close rather than read a body nobody wants. */
+    sl__stat_inc(&w->st.requests);
+    p->resp.close = true;
+    answer_now(c, p);
+    return false;
+}
+
+/* The same head bytes parsed again (the read buffer may have moved): same header count, new
+ * addresses. */
+static void refresh_head(sl__preq *p, const sl_http_req_head *h)
+{
+    sl_http_header *hdrs = p->head.headers;
+    p->head = *h;
+    p->head.headers = hdrs;
+    if (p->head.num_headers) memcpy(hdrs, h->headers, p->head.num_headers * sizeof *hdrs);
+}
+
+void sl__mux_early_abort(sl__conn *c, int status, const sl_http_req_head *h)
+{
+    sl__preq *p = c->early;
+    c->early = NULL;
+    if (h) { /* else (cannot happen: the same bytes parsed before) no hook sees stale views */
+        refresh_head(p, h);
+        const char *q = memchr(h->path, '?', h->path_len);
+        p->req.path_len = q ? (size_t)(q - h->path) : h->path_len;
+        p->req.query = q ? q + 1 : NULL;
+        p->req.query_len = q ? h->path_len - p->req.path_len - 1 : 0;
+        sl__resp_reset(&p->resp);
+        sl_resp_set_status(&p->resp, status);
+        sl__mux_finish(&p->req, &p->resp);
+    }
+    preq_free(p);
+}
+
+void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh)
+{
+    sl__worker *w = c->w;
+    sl__preq *p = c->early;
+    c->early = NULL;
+    refresh_head(p, fresh->h);
+    p->req.body = fresh->body;
+    p->req.body_len = fresh->body_len;
+    p->req.query = fresh->query;
+    p->req.query_len = fresh->query_len;
+    p->req.path_len = fresh->path_len;
+    if (p->req.rt->mode == SL_ROUTE_POOLED) {
+        submit_pooled(c, p);
+        return;
+    }
+    /* Inline: the worker's response, as for any inline request. */
+    sl_resp *resp = &w->resp;
+    p->req.rt->fn(&p->req, resp, p->req.rt->arg);
+    bool keep = p->head.keep_alive && !resp->close && !w->draining;
+    if (sl__conn_queue_resp(c, resp, p->head_method, keep, p->head.version_minor == 0) < 0 || !keep)
+        c->closing = true;
+    sl__mux_finish(&p->req, resp);
+    preq_free(p);
 }
 
 bool sl__mux_dispatch(sl__conn *c, sl_req *req)
@@ -299,6 +484,10 @@ static void on_done(sl__reactor *r, sl__task *t)
         if (!p->head.keep_alive || p->resp.close || c->w->draining) c->closing = true;
         sl__mux_finish(&p->req, &p->resp);
         preq_free(p);
+    } else if (!p->ran) {
+        answer_unstarted(c, p);
+    } else if (c->peer_gone) {
+        answer_gone(c, p);
     } else {
         answer_now(c, p);
     }

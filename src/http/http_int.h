@@ -12,12 +12,24 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "sluice/ipkey.h"
 #include "sluice/mux.h"
 #include "sluice/pool.h"
 #include "sluice/router.h"
 #include "sluice/server.h"
 #include "http/parser.h"
 #include "loop/reactor.h"
+
+/* A count per client group (open addressing, linear probing, backward-shift delete), for
+ * caps per client address. Guarded by mu; sized at twice the most keys it can hold. */
+typedef struct sl__iptab {
+    pthread_mutex_t mu;
+    struct sl__ipslot {
+        sl_ipkey k;
+        int n; /* 0 = empty */
+    } * t;
+    size_t mask;
+} sl__iptab;
 
 typedef struct sl__worker sl__worker;
 typedef struct sl__conn sl__conn;
@@ -56,6 +68,8 @@ struct sl_mux {
 #define SL__BUF_SIZE 4096u
 /* Free buffers a worker keeps for reuse; the rest go back to malloc. */
 #define SL__POOL_MAX 64
+/* Bytes of grown buffers a worker frees before it returns free memory to the kernel. */
+#define SL__TRIM_BYTES (16u << 20)
 /* Bodies larger than this are sent from their own memory (a second iovec) instead of being
  * copied into the output buffer. */
 #define SL__COPY_MAX 16384u
@@ -122,6 +136,11 @@ struct sl__preq {
     sl_route_match m;      /* copy; param values rebased into the trailing storage */
     bool answered;         /* loop thread: a 503 went out at the route timeout */
     bool head_method;
+    bool shed;           /* not started: it waited longer than max_queue_wait_ns */
+    bool client_counted; /* holds a slot in the server's per-client pooled table */
+    int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
+    bool ran;            /* the handler ran (written by the handler thread before the done
+                            task is posted; read by the loop thread in that task) */
     /* streaming (see handler.c): guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -158,9 +177,15 @@ struct sl__conn {
     sl__preq *inflight;       /* the pooled request running now: no parsing or reading until
                                  it completes (keeps pipelined responses in order and rbuf
                                  still while the handler reads its views) */
+    sl__preq *early;          /* the current request, routed and through its before hooks
+                                 while its body arrives (handler.c: sl__mux_early) */
     bool want_out;            /* output is blocked on EPOLLOUT */
     uint16_t pending;         /* responses in wbuf since it was last empty */
     struct sockaddr_in6 peer; /* or a sockaddr_in in the same storage */
+    sl_ipkey ipk;             /* the peer's group for the per-IP connection cap */
+    bool ip_counted;          /* ipk holds a slot in the server's per-IP table */
+    uint32_t rbuf_charged;    /* bytes of rbuf past SL__BUF_SIZE, charged to body_mem */
+    uint32_t body_mark;       /* body bytes received when the body timer last (re)started */
 };
 
 typedef struct sl__lis {
@@ -191,7 +216,8 @@ struct sl__worker {
     sl__conn *grave; /* closed, freed by reap_task */
     void *pool;      /* free SL__BUF_SIZE buffers, linked through their first bytes */
     int npool;
-    char date[80]; /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
+    uint64_t freed_big; /* bytes of grown buffers freed since the last malloc_trim */
+    char date[80];      /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
     int64_t date_sec;
     sl_http_header *hdrs; /* max_headers slots for the parser */
     sl_http_req_head head;
@@ -218,15 +244,23 @@ struct sl_server {
     _Atomic bool draining;
     pthread_mutex_t mu; /* guards fired; pairs with cv for shutdown's wait */
     pthread_cond_t cv;
-    bool fired;     /* guarded by mu */
-    int drained;    /* workers that ran their drain task; guarded by mu */
-    sl_mux *mux;    /* borrowed; NULL for a plain handler */
-    sl_pool *hpool; /* pooled handlers (mux only) */
-    sl_ctx *root;   /* parent of every request ctx; cancelled at shutdown's end */
+    bool fired;                  /* guarded by mu */
+    int drained;                 /* workers that ran their drain task; guarded by mu */
+    sl_mux *mux;                 /* borrowed; NULL for a plain handler */
+    sl_pool *hpool;              /* pooled handlers (mux only) */
+    sl_ctx *root;                /* parent of every request ctx; cancelled at shutdown's end */
+    _Atomic int64_t body_mem;    /* bytes charged by connections' grown read buffers */
+    sl__iptab conns_ip;          /* open connections per client group */
+    sl__iptab pooled_ip;         /* pooled requests (queued + running) per client group */
+    int pooled_cap;              /* resolved max_pooled_per_client; <= 0 none */
+    int64_t queue_wait_ns;       /* resolved max_queue_wait_ns; <= 0 none */
+    _Atomic int64_t run_ewma_ns; /* mean pooled handler run time (EWMA); 0 = no sample yet */
 };
 
 /* conn.c */
-int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* ipk: the peer's group, counted in the server's per-IP table (released at close), or NULL. */
+int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+                  const sl_ipkey *ipk);
 void sl__conn_close(sl__conn *c);
 /* Shutdown's first step on this worker: closes idle connections, marks the rest to close
  * after their current request. */
@@ -252,6 +286,17 @@ const char *sl__http_reason(int status);
  * sl__mux_finish; false when the request went to the pool or was answered already. */
 bool sl__mux_dispatch(sl__conn *c, sl_req *req);
 void sl__mux_finish(sl_req *req, const sl_resp *resp);
+/* Loop thread, at head time of a request with a body (w->head): routes it and runs the before
+ * hooks. Returns true when the body is to be read (c->early holds the request, or NULL when out
+ * of memory: then the ordinary path runs after the body); false when it was answered (the
+ * connection is closing). */
+bool sl__mux_early(sl__conn *c);
+/* The body is complete: runs c->early's handler with fresh's head views, body, path and query
+ * (inline: queues the response; pooled: hands it to the pool). */
+void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh);
+/* c->early's body will never complete: the after hooks see status, with h (its head parsed
+ * again from the read buffer, or NULL: no hooks run); frees it. */
+void sl__mux_early_abort(sl__conn *c, int status, const sl_http_req_head *h);
 /* Route lookup at head time for the body limit: returns the route's max body or 0. */
 uint64_t sl__mux_body_limit(sl__worker *w, const sl_http_req_head *h);
 /* Loop thread: the client of c's pooled request went away (or c must close). */
@@ -270,5 +315,22 @@ void sl__mux_detach(sl_mux *mux);
 
 /* server.c: a connection closed (the slot it held is free). */
 void sl__server_conn_closed(sl_server *srv);
+/* server.c: one more of k in tab, unless it has cap already (then false, nothing counted). */
+bool sl__iptab_acquire(sl__iptab *tab, const sl_ipkey *k, int cap);
+void sl__iptab_release(sl__iptab *tab, const sl_ipkey *k);
+/* server.c: the per-IP count of a closing connection that held one. */
+void sl__server_ip_release(sl_server *srv, const sl_ipkey *k);
+/* server.c: seconds for a Retry-After on a 503 from the handler pool: its real drain (queued
+ * and running requests over the workers, at the measured run time), never less than 1. */
+int64_t sl__server_retry_after_s(sl_server *srv);
+/* server.c: charges delta bytes (may be negative) of read buffer to the body-memory budget.
+ * Returns false, charging nothing, when a positive delta would pass it. */
+bool sl__server_body_charge(sl_server *srv, int64_t delta);
+/* server.c, loop thread: a connection of w became idle; a worker paused at max_connections
+ * watches its listeners again (an idle connection can give its slot to a new client). */
+void sl__server_idle_avail(sl__worker *w);
+/* conn.c: closes up to max idle keep-alive connections of w, oldest first. Returns how many;
+ * max 0 only tells whether w has one (1) or not (0). */
+int sl__conn_close_idle(sl__worker *w, int max);
 
 #endif

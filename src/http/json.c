@@ -76,7 +76,9 @@ int sl_json_read_body(sl_req *req, sl_resp *resp, const sl_json_opts *opts, json
         return SL_ERANGE;
     }
     json_error_t je;
-    json_t *v = json_loadb(s ? s : "", n, JSON_DECODE_ANY, &je);
+    /* Duplicate keys are refused: with "last one wins" two readers of one document (a proxy's
+     * check and this handler) can disagree about what it says. */
+    json_t *v = json_loadb(s ? s : "", n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!v) {
         if (json_error_code(&je) == json_error_out_of_memory) {
             sl_resp_error(resp, 500, "out of memory");

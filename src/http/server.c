@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,11 @@ static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_lim
     o->write_timeout_ns = dflt_timeout(o->write_timeout_ns, SL_SEC(60));
     o->idle_timeout_ns = dflt_timeout(o->idle_timeout_ns, SL_SEC(75));
     o->shutdown_timeout_ns = dflt_timeout(o->shutdown_timeout_ns, SL_SEC(30));
+    if (!o->min_body_rate) o->min_body_rate = 1024;
+    if (o->max_conns_per_ip < 0) return SL_EINVAL;
+    if (!o->max_conns_per_ip)
+        o->max_conns_per_ip = o->max_connections / 4 > 16 ? o->max_connections / 4 : 16;
+    if (!o->max_body_memory) o->max_body_memory = 256u << 20;
     *lim = (sl_http_limits){.max_target = o->max_target,
                             .max_header_bytes = o->max_header_bytes,
                             .max_headers = o->max_headers,
@@ -130,6 +136,9 @@ static void maybe_resume(sl__worker *w)
 static void pause_at_limit(sl__worker *w)
 {
     sl_server *srv = w->srv;
+    /* A worker with an idle keep-alive connection keeps watching its listeners: the next
+     * client takes that connection's slot (on_accept). */
+    if (sl__conn_close_idle(w, 0) > 0) return;
     if (atomic_load(&w->paused)) return;
     listeners_set(w, false);
     atomic_store(&w->paused, true);
@@ -156,6 +165,14 @@ static void on_backoff(sl__reactor *r, sl__timer *t)
     maybe_resume(r->data);
 }
 
+void sl__server_idle_avail(sl__worker *w)
+{
+    if (!atomic_load(&w->paused) || w->draining) return;
+    atomic_store(&w->paused, false);
+    atomic_fetch_sub(&w->srv->npaused, 1);
+    if (!sl__timer_active(&w->backoff)) listeners_set(w, true);
+}
+
 void sl__server_conn_closed(sl_server *srv)
 {
     int64_t left = atomic_fetch_sub(&srv->nconns, 1) - 1;
@@ -173,6 +190,135 @@ void sl__server_conn_closed(sl_server *srv)
     }
 }
 
+/* ---- per-IP connections and body memory -------------------------------------------------- */
+
+static size_t ip_hash(const sl_ipkey *k)
+{
+    uint64_t a, b;
+    memcpy(&a, k->b, 8);
+    memcpy(&b, k->b + 8, 8);
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+    return (size_t)(h ^ (h >> 31));
+}
+
+bool sl__iptab_acquire(sl__iptab *tab, const sl_ipkey *k, int cap)
+{
+    bool ok = true;
+    pthread_mutex_lock(&tab->mu);
+    size_t i = ip_hash(k) & tab->mask;
+    while (tab->t[i].n && !sl_ipkey_equal(&tab->t[i].k, k))
+        i = (i + 1) & tab->mask;
+    if (tab->t[i].n >= cap) {
+        ok = false;
+    } else {
+        tab->t[i].k = *k;
+        tab->t[i].n++;
+    }
+    pthread_mutex_unlock(&tab->mu);
+    return ok;
+}
+
+void sl__iptab_release(sl__iptab *tab, const sl_ipkey *k)
+{
+    pthread_mutex_lock(&tab->mu);
+    size_t m = tab->mask, i = ip_hash(k) & m;
+    while (tab->t[i].n && !sl_ipkey_equal(&tab->t[i].k, k))
+        i = (i + 1) & m;
+    if (tab->t[i].n && --tab->t[i].n == 0) {
+        /* Backward-shift deletion: move later members of the probe run into the hole, so a
+         * lookup never stops early at it (no tombstones to accumulate). */
+        size_t hole = i, j = i;
+        for (;;) {
+            j = (j + 1) & m;
+            if (!tab->t[j].n) break;
+            size_t home = ip_hash(&tab->t[j].k) & m;
+            bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+            if (movable) {
+                tab->t[hole] = tab->t[j];
+                tab->t[j].n = 0;
+                hole = j;
+            }
+        }
+    }
+    pthread_mutex_unlock(&tab->mu);
+}
+
+static int iptab_init(sl__iptab *tab, size_t keys)
+{
+    size_t slots = 16;
+    while (slots < 2 * keys)
+        slots *= 2;
+    tab->t = calloc(slots, sizeof *tab->t);
+    if (!tab->t) return SL_ENOMEM;
+    tab->mask = slots - 1;
+    pthread_mutex_init(&tab->mu, NULL);
+    return 0;
+}
+
+static void iptab_destroy(sl__iptab *tab)
+{
+    if (!tab->t) return;
+    free(tab->t);
+    tab->t = NULL;
+    pthread_mutex_destroy(&tab->mu);
+}
+
+void sl__server_ip_release(sl_server *srv, const sl_ipkey *k)
+{
+    sl__iptab_release(&srv->conns_ip, k);
+}
+
+int64_t sl__server_retry_after_s(sl_server *srv)
+{
+    sl_pool_stats st;
+    sl_pool_stats_get(srv->hpool, &st);
+    int64_t pool_ns = sl_pool_retry_after_ns(srv->hpool);
+    /* The pool's estimate needs completions to measure a drain rate: a cold pool (nothing
+     * finished yet) says 1 s whatever is queued. Ours: rounds of the workers over what is
+     * queued and running, at the measured mean run time (cold: 1 s a round). */
+    int64_t run = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
+    if (run <= 0) run = SL_SEC(1);
+    int workers = st.workers > 0 ? st.workers : 1;
+    uint64_t rounds = (st.queued + st.running + (uint64_t)workers - 1) / (uint64_t)workers;
+    int64_t ours = (int64_t)rounds * run;
+    int64_t ns = ours > pool_ns ? ours : pool_ns;
+    int64_t s = (ns + SL_SEC(1) - 1) / SL_SEC(1);
+    return s < 1 ? 1 : s > 3600 ? 3600 : s;
+}
+
+bool sl__server_body_charge(sl_server *srv, int64_t delta)
+{
+    if (delta <= 0) {
+        atomic_fetch_add(&srv->body_mem, delta);
+        return true;
+    }
+    int64_t cur = atomic_load(&srv->body_mem);
+    do {
+        if ((uint64_t)(cur + delta) > srv->o.max_body_memory) return false;
+    } while (!atomic_compare_exchange_weak(&srv->body_mem, &cur, cur + delta));
+    return true;
+}
+
+/* Answers a connection over its address's cap and closes it. One small write to a fresh
+ * socket: the kernel buffer takes it, or the client simply sees the close. */
+static void refuse_per_ip(int fd)
+{
+    static const char msg[] = "HTTP/1.1 429 Too Many Requests\r\nServer: sluice\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"
+                              "Content-Length: 39\r\nConnection: close\r\n\r\n"
+                              "too many connections from your address\n";
+    ssize_t n = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+    (void)n;
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
+static bool backlog_waiting(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
 {
     sl__lis *l = (sl__lis *)(void *)((char *)io - offsetof(sl__lis, io));
@@ -181,7 +327,12 @@ static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
     (void)r;
     (void)events;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (!slot_reserve(srv)) {
+        /* At the bound, an idle keep-alive connection gives its slot to a client waiting in
+         * the backlog (nginx reuses connections the same way): the oldest of this worker's
+         * goes, and only when a client is really waiting (a zero-timeout poll of the
+         * listener). Workers with no idle connection pause. */
+        if (!slot_reserve(srv) &&
+            !(backlog_waiting(io->fd) && sl__conn_close_idle(w, 1) == 1 && slot_reserve(srv))) {
             pause_at_limit(w);
             return;
         }
@@ -203,10 +354,20 @@ static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
             }
             return;
         }
+        sl_ipkey ipk;
+        bool has_ip = sl_ipkey_from_sockaddr(&ss, sl, &ipk) == 0 &&
+                      sl_ipkey_group(&ipk, SL_IPGROUP_DEFAULT, &ipk) == 0;
+        if (has_ip && !sl__iptab_acquire(&srv->conns_ip, &ipk, srv->o.max_conns_per_ip)) {
+            refuse_per_ip(fd);
+            sl__server_conn_closed(srv);
+            sl__stat_inc(&w->st.rejected);
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (sl__conn_open(w, fd, (struct sockaddr *)&ss, sl) < 0) {
+        if (sl__conn_open(w, fd, (struct sockaddr *)&ss, sl, has_ip ? &ipk : NULL) < 0) {
             close(fd);
+            if (has_ip) sl__server_ip_release(srv, &ipk);
             sl__server_conn_closed(srv);
             continue;
         }
@@ -357,6 +518,18 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         return SL_ENOMEM;
     }
     pthread_cond_init(&srv->cv, NULL);
+    atomic_init(&srv->body_mem, 0);
+    atomic_init(&srv->run_ewma_ns, 0);
+    if (iptab_init(&srv->conns_ip, (size_t)o.max_connections) < 0 ||
+        (srv->mux && iptab_init(&srv->pooled_ip, (size_t)o.max_connections) < 0)) {
+        sl_server_free(srv);
+        return SL_ENOMEM;
+    }
+    if (srv->mux) {
+        const sl_mux_opts *mo = &srv->mux->o;
+        srv->queue_wait_ns = mo->max_queue_wait_ns ? mo->max_queue_wait_ns : SL_SEC(10);
+        srv->pooled_cap = mo->max_pooled_per_client;
+    }
     srv->nworkers = o.reactors;
     for (int i = 0; i < o.reactors; i++) {
         rc = worker_init(srv, &srv->workers[i]);
@@ -618,7 +791,9 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
     /* The grace period is over: cancel every request still running, let the pooled handlers
      * return (their done tasks reach the reactors, which are still running), then stop the
      * reactors. This order is what lets a connection never be freed under a handler. */
-    sl_ctx_cancel(srv->root);
+    /* With its own cause, so a handler can tell "server shutting down" (SL_ESHUTDOWN) from
+     * "client gone" (SL_ECANCELED) and its route's deadline (SL_ETIMEDOUT). */
+    sl_ctx_cancel_with(srv->root, SL_ESHUTDOWN);
     if (srv->hpool) sl_pool_shutdown(srv->hpool, NULL, NULL);
     stop_and_join(srv);
     srv->state = SRV_STOPPED;
@@ -661,6 +836,11 @@ void sl_server_stats_get(const sl_server *srv, sl_server_stats *st)
     }
 }
 
+sl_pool *sl_server_handler_pool(sl_server *srv)
+{
+    return srv ? srv->hpool : NULL;
+}
+
 void sl_server_free(sl_server *srv)
 {
     if (!srv) return;
@@ -675,6 +855,8 @@ void sl_server_free(sl_server *srv)
     if (srv->mux) sl__mux_detach(srv->mux);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->mu);
+    iptab_destroy(&srv->conns_ip);
+    iptab_destroy(&srv->pooled_ip);
     free(srv->workers);
     free(srv);
 }

@@ -42,7 +42,11 @@ double sl__tb_advance(const sl__tb *s, double limit, int64_t burst, int64_t t)
 {
     int64_t last = s->last;
     if (t < last) last = t;
-    int64_t elapsed = sl__sub_sat(t, last);
+    /* From the zero time every instant is centuries away: Go's Time.Sub saturates at the
+     * largest Duration, so a new limiter is full even when asked about a negative instant
+     * (whose plain difference from INT64_MIN would not overflow, and fall short). */
+    int64_t elapsed =
+        last == SL__TIME_ZERO && t != SL__TIME_ZERO ? INT64_MAX : sl__sub_sat(t, last);
     double tokens = s->tokens + sl__tokens_from_dur(limit, elapsed);
     double b = (double)burst;
     if (tokens > b) tokens = b;

@@ -21,6 +21,7 @@
 
 #include "sluice/error.h"
 #include "sluice/ratelimit.h"
+#include "rate/rate_int.h"
 
 typedef struct hop {
     bool ok; /* false: the entry names no usable address */
@@ -246,6 +247,11 @@ static void scan_forwarded_line(hops *h, const char *s, size_t len)
     }
 }
 
+bool sl__clientip_sources_ok(unsigned sources)
+{
+    return sources == 0 || sources == SL_CLIENTIP_XFF || sources == SL_CLIENTIP_FORWARDED;
+}
+
 static bool trusted(const sl_clientip_config *cfg, const sl_ipkey *ip)
 {
     for (size_t i = 0; i < cfg->ntrusted; i++)
@@ -276,23 +282,18 @@ int sl_clientip_resolve(const sl_clientip_config *cfg, const sl_ipkey *peer,
 {
     if (!cfg || !peer || !out) return SL_EINVAL;
     *out = *peer;
-    if (!headers || !cfg->ntrusted || !cfg->sources || !trusted(cfg, peer))
-        return SL_CLIENTIP_FROM_PEER;
+    if (!sl__clientip_sources_ok(cfg->sources)) return SL_EINVAL;
+    if (!headers || !cfg->ntrusted || !trusted(cfg, peer)) return SL_CLIENTIP_FROM_PEER;
 
+    /* One header only, never a fallback to the other: a client can always add the header our
+     * proxy does not write, and our proxy passes it through untouched. */
     hops h;
     h.n = 0;
     size_t nlines = 0;
-    int src = 0;
-    if (cfg->sources & SL_CLIENTIP_FORWARDED) {
-        src = SL_CLIENTIP_FROM_FORWARDED;
-        if (!collect(&h, "Forwarded", true, headers, headers_arg, &nlines))
-            return SL_CLIENTIP_FROM_PEER;
-    }
-    if (!nlines && (cfg->sources & SL_CLIENTIP_XFF)) {
-        src = SL_CLIENTIP_FROM_XFF;
-        if (!collect(&h, "X-Forwarded-For", false, headers, headers_arg, &nlines))
-            return SL_CLIENTIP_FROM_PEER;
-    }
+    bool fwd = cfg->sources == SL_CLIENTIP_FORWARDED;
+    int src = fwd ? SL_CLIENTIP_FROM_FORWARDED : SL_CLIENTIP_FROM_XFF;
+    if (!collect(&h, fwd ? "Forwarded" : "X-Forwarded-For", fwd, headers, headers_arg, &nlines))
+        return SL_CLIENTIP_FROM_PEER;
 
     int from = SL_CLIENTIP_FROM_PEER;
     size_t oldest = h.n > SL_CLIENTIP_MAX_HOPS ? h.n - SL_CLIENTIP_MAX_HOPS : 0;

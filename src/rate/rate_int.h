@@ -118,4 +118,7 @@ static inline void sl__spin_unlock(sl__spin *l)
     atomic_store_explicit(&l->v, 0, memory_order_release);
 }
 
+/* clientip.c: true when sources names exactly one forwarding header (0 = X-Forwarded-For). */
+bool sl__clientip_sources_ok(unsigned sources);
+
 #endif /* SLUICE_RATE_INT_H */

@@ -264,6 +264,7 @@ int sl_ratelimit_new(const sl_ratelimit_config *cfg, sl_ratelimit **out)
     if (!cfg || !out || !cfg->rules || !cfg->nrules || cfg->nrules > SL_RATELIMIT_MAX_RULES)
         return SL_EINVAL;
     if (cfg->clientip.ntrusted && !cfg->clientip.trusted) return SL_EINVAL;
+    if (!sl__clientip_sources_ok(cfg->clientip.sources)) return SL_EINVAL;
     const char *ptype = cfg->problem_type ? cfg->problem_type : "about:blank";
     if (!plain_ok(ptype, PROBLEM_MAX) || (unsigned)cfg->body > SL_RATELIMIT_BODY_PROBLEM)
         return SL_EINVAL;

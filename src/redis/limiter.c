@@ -704,6 +704,16 @@ int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t le
     return rc;
 }
 
+int sl_redis_limiter_check_ip_wait(sl_redis_limiter *rl, const sl_ipkey *client, sl_ipgroup group,
+                                   int64_t n, int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out)
+{
+    if (!client) return SL_EINVAL;
+    if (!group.v4_bits && !group.v6_bits) group = SL_IPGROUP_DEFAULT;
+    sl_ipkey k;
+    if (sl_ipkey_group(client, group, &k) < 0) return SL_EINVAL;
+    return sl_redis_limiter_check_wait(rl, k.b, sizeof k.b, n, now_ns, ctx, out);
+}
+
 /* ---- new / free / stats ------------------------------------------------------------------ */
 
 static void priv_stop(sl__reactor *r, sl__task *t)

@@ -87,6 +87,7 @@ static bool file_has(const char *path, const char *needle)
 
 typedef struct summary {
     unsigned long long submitted, succeeded, failed, dead, abandoned;
+    bool hurried; /* the summary says a second signal came */
 } summary;
 
 /* SIGTERM, exit 0, and the job summary parsed and balanced. */
@@ -103,6 +104,7 @@ static summary demo_stop_sig(demo *d, int sig)
                      &s.submitted, &s.succeeded, &s.failed, &s.dead, &s.abandoned) != 5)
         fail_msg("no job summary in:\n%s", out);
     assert_true(strstr(out, "shutdown: complete") != NULL);
+    s.hurried = strstr(out, "second signal=yes") != NULL;
     assert_int_equal(s.submitted, s.succeeded + s.failed + s.dead + s.abandoned);
     /* Every abandoned job was reported by the on_abandoned hook, by id. */
     assert_int_equal(count_of(err, "job handed back at shutdown"), s.abandoned);
@@ -237,7 +239,8 @@ static void check_search_batch_health(demo *d)
     int port = d->port;
     tc_resp r;
     assert_int_equal(call(port, "127.0.0.1", "GET", "/healthz", NULL, NULL, &r), 200);
-    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    assert_non_null(strstr(r.body, "\"status\":\"ok\""));
+    assert_non_null(strstr(r.body, "\"workers\":"));
     tc_resp_free(&r);
     assert_int_equal(call_status(port, "127.0.0.1", "GET", "/search", NULL, NULL), 400);
     assert_int_equal(call(port, "127.0.0.1", "GET", "/search?q=c+concurrency", NULL, NULL, &r),
@@ -261,6 +264,12 @@ static void check_search_batch_health(demo *d)
         call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[\"fail-upstream\"]}"),
         502);
     assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", PRO, "{\"items\":[1]}"), 400);
+    /* Duplicate keys are refused, as POST /users refuses them (not "the last one wins"). */
+    assert_int_equal(call(port, "127.0.0.1", "POST", "/batch", PRO,
+                          "{\"items\":[\"fail\"],\"items\":[\"a\"]}", &r),
+                     400);
+    assert_non_null(strstr(r.body, "duplicate"));
+    tc_resp_free(&r);
     assert_int_equal(call_status(port, "127.0.0.1", "POST", "/batch", NULL, "{\"items\":[\"a\"]}"),
                      401);
 
@@ -351,10 +360,11 @@ static void test_webhooks_full(void **state)
             full++;
             char v[64];
             assert_non_null(tc_find_hdr(r.head, "Retry-After", v, sizeof v));
-            /* sl_pool_retry_after_ns rounded up: whole seconds in [1, 60]. */
+            /* The queue's real drain, cold pool included: 1 running + 2 queued 30 s jobs on
+             * one worker is 90 s (the pool's own cold estimate said 1). */
             char *end;
             long ra = strtol(v, &end, 10);
-            assert_true(*end == '\0' && ra >= 1 && ra <= 60);
+            assert_true(*end == '\0' && ra >= 60 && ra <= 3600);
             assert_non_null(strstr(r.body, "\"error\":\"job queue full"));
         }
         tc_resp_free(&r);
@@ -450,6 +460,166 @@ static void test_limits_trusted_proxy(void **state)
     demo_stop(&d);
 }
 
+/* ---- Exactly one forwarding header is believed (issue 13) ------------------------------------ */
+
+/* A trusted proxy that appends X-Forwarded-For passes a client's own Forwarded header through:
+ * a client that rotates it must still be one client (5 of 20 allowed with burst 5, not 20). */
+static void test_client_forwarded_ignored(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--ip-rate",         "0.25",         "--ip-burst", "5",
+                           "--trusted-proxies", "127.0.0.1/32", NULL};
+    demo_start(&d, flags);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 20; i++) {
+        char h[160];
+        snprintf(h, sizeof h, "Forwarded: for=198.51.100.%d\r\nX-Forwarded-For: 203.0.113.50\r\n",
+                 i + 1);
+        int st = call_status(d.port, "127.0.0.1", "GET", "/nope", h, NULL);
+        ok += st == 404;
+        limited += st == 429;
+    }
+    assert_int_equal(ok, 5);
+    assert_int_equal(limited, 15);
+    demo_stop(&d);
+    /* --client-ip-header forwarded: then Forwarded is the one, and X-Forwarded-For is ignored. */
+    const char *fflags[] = {
+        "--ip-rate",          "0.25",      "--ip-burst", "5", "--trusted-proxies", "127.0.0.1/32",
+        "--client-ip-header", "forwarded", NULL};
+    demo_start(&d, fflags);
+    ok = 0;
+    for (int i = 0; i < 20; i++) {
+        char h[160];
+        snprintf(h, sizeof h, "X-Forwarded-For: 198.51.100.%d\r\nForwarded: for=203.0.113.50\r\n",
+                 i + 1);
+        ok += call_status(d.port, "127.0.0.1", "GET", "/nope", h, NULL) == 404;
+    }
+    assert_int_equal(ok, 5);
+    demo_stop(&d);
+}
+
+/* ---- A welcome e-mail that cannot be queued is counted and logged (issue 13) ------------------
+ */
+
+static void test_welcome_not_queued_counted(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--job-workers",   "1",   "--queue", "2", "--email-ms", "30000",
+                           "--jobs-drain-ms", "200", NULL};
+    demo_start(&d, flags);
+    int not_queued = 0;
+    for (int i = 0; i < 4; i++) { /* one runs, two wait, the fourth finds no room in 1 s */
+        char u[64];               /* e-mails are unique in the database */
+        snprintf(u, sizeof u, "{\"name\":\"Di\",\"email\":\"di%d@example.com\"}", i);
+        tc_resp r;
+        assert_int_equal(call(d.port, "127.0.0.1", "POST", "/users", PRO, u, &r), 201);
+        not_queued += strstr(r.body, "\"welcome_email\":\"not queued\"") != NULL;
+        tc_resp_free(&r);
+    }
+    assert_true(not_queued >= 1);
+    char want[64];
+    snprintf(want, sizeof want, "sluice_demo_jobs_not_queued %d", not_queued);
+    assert_true(metrics_has(d.port, want));
+    assert_true(
+        SL_WAIT_UNTIL(count_in(d.err, "welcome e-mail not queued") == (size_t)not_queued, 2000));
+    demo_stop(&d);
+}
+
+/* ---- The user store is bounded (issue 13) -----------------------------------------------------
+ */
+
+static void test_users_bounded(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--users-max", "3", "--db", "none", NULL}; /* the in-memory store */
+    demo_start(&d, flags);
+    const char *u = "{\"name\":\"Bo\",\"email\":\"bo@example.com\"}";
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_status(d.port, "127.0.0.1", "POST", "/users", PRO, u), 201);
+    tc_resp r;
+    assert_int_equal(call(d.port, "127.0.0.1", "POST", "/users", PRO, u, &r), 507);
+    assert_non_null(strstr(r.body, "user store full"));
+    tc_resp_free(&r);
+    assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/users/3", PRO, NULL), 200);
+    assert_int_equal(call_status(d.port, "127.0.0.1", "GET", "/users/4", PRO, NULL), 404);
+    demo_stop(&d);
+}
+
+/* ---- /healthz reports saturation (issue 13) -----------------------------------------------------
+ */
+
+typedef struct bg_search {
+    int port;
+    char src[16];
+    int status;
+} bg_search;
+
+static void *search_bg(void *arg)
+{
+    bg_search *b = arg;
+    tc_resp r;
+    b->status = call(b->port, b->src, "GET", "/search?q=x", NULL, NULL, &r);
+    tc_resp_free(&r);
+    return NULL;
+}
+
+static void test_healthz_saturated(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--handler-workers", "1", "--search-ms", "1500", "--no-limits", NULL};
+    demo_start(&d, flags);
+    bg_search b[2] = {{.port = d.port, .src = "127.0.0.31"}, {.port = d.port, .src = "127.0.0.32"}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, search_bg, &b[i]), 0);
+    /* One search runs, the other waits: saturated, and /healthz says so. */
+    tc_resp r;
+    bool seen = false;
+    int64_t dl = sl_mono_ns() + SL_SEC(5);
+    while (!seen && sl_mono_ns() < dl) {
+        int st = call(d.port, "127.0.0.33", "GET", "/healthz", NULL, NULL, &r);
+        seen = st == 503 && strstr(r.body, "\"status\":\"saturated\"") &&
+               strstr(r.body, "\"queued\":1");
+        tc_resp_free(&r);
+    }
+    assert_true(seen);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(b[0].status, 200);
+    assert_int_equal(b[1].status, 200);
+    assert_int_equal(call_status(d.port, "127.0.0.33", "GET", "/healthz", NULL, NULL), 200);
+    demo_stop(&d);
+}
+
+/* ---- A second SIGTERM skips the drain but still reports every job (issue 13) -------------------
+ */
+
+static void test_second_sigterm(void **state)
+{
+    (void)state;
+    demo d;
+    const char *flags[] = {"--email-ms",      "3000",  "--job-workers", "1", "--grace-ms", "30000",
+                           "--jobs-drain-ms", "30000", "--no-limits",   NULL};
+    demo_start(&d, flags);
+    for (int i = 0; i < 4; i++) { /* four e-mails of 3 s on one worker */
+        char u[64];
+        snprintf(u, sizeof u, "{\"name\":\"Cy\",\"email\":\"cy%d@example.com\"}", i);
+        assert_int_equal(call_status(d.port, "127.0.0.1", "POST", "/users", PRO, u), 201);
+    }
+    int64_t t0 = sl_mono_ns();
+    assert_int_equal(kill(d.proc.pid, SIGTERM), 0);
+    assert_true(SL_WAIT_UNTIL(file_has(d.out, "shutdown: draining jobs"), 10000));
+    summary s = demo_stop_sig(&d, SIGTERM);      /* the second one: balanced summary, handed back */
+    assert_true(sl_mono_ns() - t0 < SL_SEC(10)); /* not the 30 s drain */
+    assert_true(s.hurried);
+    assert_int_equal(s.submitted, 4);
+    assert_true(s.abandoned >= 2);
+}
+
 /* ---- SIGTERM under load: exit 0, every job completed or handed back -------------------------- */
 
 typedef struct loader {
@@ -515,6 +685,11 @@ int main(void)
         cmocka_unit_test(test_webhooks_full),
         cmocka_unit_test(test_limits_untrusted),
         cmocka_unit_test(test_limits_trusted_proxy),
+        cmocka_unit_test(test_client_forwarded_ignored),
+        cmocka_unit_test(test_users_bounded),
+        cmocka_unit_test(test_welcome_not_queued_counted),
+        cmocka_unit_test(test_healthz_saturated),
+        cmocka_unit_test(test_second_sigterm),
         cmocka_unit_test(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

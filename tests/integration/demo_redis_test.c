@@ -26,6 +26,8 @@ int main(void)
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "harness.h"
 #include "http_client.h"
 
@@ -238,6 +240,49 @@ static void test_instances_share_the_ip_limit(void **state)
     }
 }
 
+/* A stalled Redis (SIGSTOP'd: connections stay open, nothing answers) turns webhook submits
+ * into quick 503s with Retry-After, not requests hanging for the I/O timeout behind the
+ * producer's mutex (issue 13: 6-8 s). */
+typedef struct stalled_post {
+    int port, status;
+    int64_t took;
+} stalled_post;
+
+static void *post_bg(void *arg)
+{
+    stalled_post *sp = arg;
+    int64_t t0 = sl_mono_ns();
+    sp->status = post(sp->port, "/webhooks", "", "{\"event\":\"stalled\"}", NULL, 0);
+    sp->took = sl_mono_ns() - t0;
+    return NULL;
+}
+
+static void test_stalled_redis_quick_503(void **state)
+{
+    (void)state;
+    demo d = {0};
+    demo_start(&d, "--no-limits");
+    assert_int_equal(post(d.port, "/webhooks", "", "{\"event\":\"ok\"}", NULL, 0), 202);
+    assert_int_equal(kill(g_redis.proc.pid, SIGSTOP), 0);
+    enum { N = 4 };
+    stalled_post sp[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        sp[i] = (stalled_post){.port = d.port};
+        assert_int_equal(pthread_create(&th[i], NULL, post_bg, &sp[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(kill(g_redis.proc.pid, SIGCONT), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(sp[i].status, 503);
+        assert_true(sp[i].took < SL_MS(1500));
+    }
+    int code = sl_test_proc_stop(&d.proc, SIGTERM, 30000);
+    assert_int_equal(code, 0);
+    demo_cleanup(&d);
+}
+
 static void test_bad_url_exits_2(void **state)
 {
     (void)state;
@@ -270,6 +315,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_instance_jobs_finish_elsewhere, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_instances_share_the_ip_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_redis_quick_503, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

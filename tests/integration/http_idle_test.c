@@ -84,7 +84,10 @@ static void test_10k_idle(void **state)
     int go[2], ready[2];
     assert_int_equal(pipe(go), 0);
     assert_int_equal(pipe(ready), 0);
-    sl_server_opts o = {.handler = handler, .reactors = 2, .max_connections = NCONN + 100};
+    sl_server_opts o = {.handler = handler,
+                        .reactors = 2,
+                        .max_connections = NCONN + 100,
+                        .max_conns_per_ip = NCONN + 100}; /* all from 127.0.0.1 */
     sl_server *srv;
     assert_int_equal(sl_server_new(&o, &srv), 0);
     int port = sl_server_listen(srv, "127.0.0.1", 0);

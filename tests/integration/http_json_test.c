@@ -68,6 +68,7 @@ static void test_json(void **state)
     expect(port, "{\"a\":1,\n \"b\":}", 400, "invalid JSON at line 2, column");
     expect(port, "", 400, "invalid JSON at line 1");
     expect(port, "{} x", 400, "invalid JSON at line 1, column");
+    expect(port, "{\"a\":1,\"a\":2}", 400, "duplicate object key");
     /* Depth 3 is allowed, 4 is not; brackets inside strings do not count. */
     expect(port, "[[[\"[[[[\"]]]", 201, "\"got\":[[[\"[[[[\"]]]");
     expect(port, "[[\n [[1]]]]", 400, "nested deeper than 3 levels at line 2, column 3");

@@ -45,6 +45,8 @@ static void test_max_connections(void **state)
     for (int i = 0; i < 4; i++) {
         c[i] = tc_conn_new(port);
         roundtrip(c[i]);
+        /* Busy (a request under way), so not an idle keep-alive connection to reclaim. */
+        assert_true(tc_sends(c[i]->fd, "GET / HTTP/1.1\r\n"));
     }
     assert_int_equal(tc_stat_conns(srv), 4);
     /* The fifth connects (kernel backlog) but is not accepted: no answer. */
@@ -67,6 +69,33 @@ static void test_max_connections(void **state)
     assert_true(SL_WAIT_UNTIL(tc_stat_conns(srv) == 0, 5000));
     sl_server_stats_get(srv, &st);
     assert_int_equal(st.accepted, 5);
+    assert_int_equal(sl_server_shutdown(srv, NULL), 0);
+    sl_server_free(srv);
+}
+
+/* At max_connections, idle keep-alive connections make room for new clients (issue 13): the
+ * newcomer is answered at once, not after the idle timeout; the oldest idle one is closed. */
+static void test_max_connections_reclaims_idle(void **state)
+{
+    (void)state;
+    int port;
+    sl_server_opts o = {.handler = handler, .reactors = 1, .max_connections = 3};
+    sl_server *srv = tc_server_start(&o, &port);
+    tc_conn *c[4];
+    for (int i = 0; i < 3; i++) {
+        c[i] = tc_conn_new(port);
+        roundtrip(c[i]); /* then idle, keep-alive */
+    }
+    assert_int_equal(tc_stat_conns(srv), 3);
+    c[3] = tc_conn_new(port);
+    int64_t t0 = sl_mono_ns();
+    roundtrip(c[3]);
+    assert_true(sl_mono_ns() - t0 < SL_SEC(2));
+    assert_true(tc_wait_eof(c[0], 2000)); /* the oldest idle one made room */
+    assert_true(tc_stat_conns(srv) <= 3);
+    roundtrip(c[2]); /* the others are untouched */
+    for (int i = 0; i < 4; i++)
+        tc_conn_free(c[i]);
     assert_int_equal(sl_server_shutdown(srv, NULL), 0);
     sl_server_free(srv);
 }
@@ -316,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_max_connections_reclaims_idle),
         cmocka_unit_test(test_max_connections_concurrent),
         cmocka_unit_test(test_shutdown_idle_and_inflight),
         cmocka_unit_test(test_shutdown_deadline),

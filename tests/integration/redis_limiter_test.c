@@ -453,6 +453,44 @@ static void test_tiers_per_key(void **state)
     sl_redis_limiter_free(rl);
 }
 
+/* Issue 13: a client rotating IPv6 addresses inside its /64 is one bucket, as under an
+ * SL_RATELIMIT_IP rule; IPv4 addresses each have their own. */
+static void test_ip_keys_grouped(void **state)
+{
+    (void)state;
+    sl_redis_limiter *rl = new_limiter(1, 2, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(2));
+    int64_t at = SL_SEC(1760000000);
+    sl_rate_decision d;
+    int ok = 0;
+    for (int i = 0; i < 6; i++) {
+        char txt[64];
+        snprintf(txt, sizeof txt, "2001:db8:13:64::%x:%x", i * 7919, i + 1);
+        sl_ipkey ip;
+        assert_int_equal(sl_ipkey_parse(txt, strlen(txt), &ip), 0);
+        assert_int_equal(
+            sl_redis_limiter_check_ip_wait(rl, &ip, (sl_ipgroup){0, 0}, 1, at, NULL, &d), 0);
+        assert_int_equal(d.source, SL_RATE_FROM_REDIS);
+        ok += d.allowed;
+    }
+    assert_int_equal(ok, 2);
+    /* The next /64 and two IPv4 neighbours are other clients. */
+    const char *others[] = {"2001:db8:13:65::1", "192.0.2.1", "192.0.2.2"};
+    for (int i = 0; i < 3; i++) {
+        sl_ipkey ip;
+        assert_int_equal(sl_ipkey_parse(others[i], strlen(others[i]), &ip), 0);
+        assert_int_equal(
+            sl_redis_limiter_check_ip_wait(rl, &ip, SL_IPGROUP_DEFAULT, 1, at, NULL, &d), 0);
+        assert_true(d.allowed);
+    }
+    sl_ipkey ip;
+    assert_int_equal(sl_ipkey_parse("192.0.2.1", 9, &ip), 0);
+    assert_int_equal(sl_redis_limiter_check_ip_wait(rl, NULL, SL_IPGROUP_DEFAULT, 1, at, NULL, &d),
+                     SL_EINVAL);
+    assert_int_equal(sl_redis_limiter_check_ip_wait(rl, &ip, (sl_ipgroup){33, 64}, 1, at, NULL, &d),
+                     SL_EINVAL);
+    sl_redis_limiter_free(rl);
+}
+
 typedef struct drop_run {
     sl__reactor r;
     sl_redis_limiter *rl;
@@ -555,6 +593,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha1),
+        cmocka_unit_test(test_ip_keys_grouped),
         cmocka_unit_test(test_config_rejected),
         cmocka_unit_test(test_keyed_decision),
         cmocka_unit_test(test_same_decisions_as_sl_limiter),

@@ -59,8 +59,6 @@ static void expect(unsigned sources, const char *peer, hdrs *h, const char *want
     assert_int_equal(rc, from);
 }
 
-#define BOTH (SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED)
-
 static void xff_one(const char *value, const char *want, int from)
 {
     hdrs h = {.n = 0};
@@ -81,14 +79,15 @@ static void test_untrusted_peer_spoof_ignored(void **state)
     hdrs h = {.n = 0};
     add(&h, "X-Forwarded-For", "1.2.3.4");
     add(&h, "Forwarded", "for=5.6.7.8");
-    expect(BOTH, "198.51.100.7", &h, "198.51.100.7", SL_CLIENTIP_FROM_PEER);
+    expect(SL_CLIENTIP_XFF, "198.51.100.7", &h, "198.51.100.7", SL_CLIENTIP_FROM_PEER);
+    expect(SL_CLIENTIP_FORWARDED, "198.51.100.7", &h, "198.51.100.7", SL_CLIENTIP_FROM_PEER);
     /* No trusted list at all: never read. */
-    sl_clientip_config none = {NULL, 0, BOTH};
+    sl_clientip_config none = {NULL, 0, SL_CLIENTIP_XFF};
     sl_ipkey p = ip("10.0.0.1"), got;
     assert_int_equal(sl_clientip_resolve(&none, &p, lookup, &h, &got), SL_CLIENTIP_FROM_PEER);
     assert_true(sl_ipkey_equal(&got, &p));
-    /* Sources switched off: not read either. */
-    expect(0, "10.0.0.1", &h, "10.0.0.1", SL_CLIENTIP_FROM_PEER);
+    /* Sources 0 is the default, X-Forwarded-For. */
+    expect(0, "10.0.0.1", &h, "1.2.3.4", SL_CLIENTIP_FROM_XFF);
     assert_int_equal(sl_clientip_resolve(NULL, &p, lookup, &h, &got), SL_EINVAL);
 }
 
@@ -101,8 +100,8 @@ static void test_trusted_peer_xff(void **state)
     xff_one("9.9.9.9, 1.2.3.4", "1.2.3.4", SL_CLIENTIP_FROM_XFF);
     /* No header: the peer. */
     hdrs h = {.n = 0};
-    expect(BOTH, "10.0.0.1", &h, "10.0.0.1", SL_CLIENTIP_FROM_PEER);
-    sl_clientip_config cfg = config(BOTH);
+    expect(SL_CLIENTIP_XFF, "10.0.0.1", &h, "10.0.0.1", SL_CLIENTIP_FROM_PEER);
+    sl_clientip_config cfg = config(SL_CLIENTIP_XFF);
     sl_ipkey p = ip("10.0.0.1"), got;
     assert_int_equal(sl_clientip_resolve(&cfg, &p, NULL, NULL, &got), SL_CLIENTIP_FROM_PEER);
     assert_true(sl_ipkey_equal(&got, &p));
@@ -211,19 +210,31 @@ static void test_forwarded_edges(void **state)
             "10.0.0.1", SL_CLIENTIP_FROM_PEER);
 }
 
-static void test_forwarded_preferred(void **state)
+/* Exactly one header is believed: the other one passed through our proxy untouched, so it is
+ * whatever the client wrote (issue 13: a client-sent Forwarded chose its own key). */
+static void test_one_header_only(void **state)
 {
     (void)state;
     hdrs h = {.n = 0};
     add(&h, "X-Forwarded-For", "1.1.1.1");
     add(&h, "Forwarded", "for=2.2.2.2");
-    expect(BOTH, "10.0.0.1", &h, "2.2.2.2", SL_CLIENTIP_FROM_FORWARDED);
     expect(SL_CLIENTIP_XFF, "10.0.0.1", &h, "1.1.1.1", SL_CLIENTIP_FROM_XFF);
+    expect(0, "10.0.0.1", &h, "1.1.1.1", SL_CLIENTIP_FROM_XFF);
     expect(SL_CLIENTIP_FORWARDED, "10.0.0.1", &h, "2.2.2.2", SL_CLIENTIP_FROM_FORWARDED);
+    /* The configured header is missing: the peer, never the other header. */
+    hdrs f = {.n = 0};
+    add(&f, "Forwarded", "for=2.2.2.2");
+    expect(SL_CLIENTIP_XFF, "10.0.0.1", &f, "10.0.0.1", SL_CLIENTIP_FROM_PEER);
     hdrs x = {.n = 0};
     add(&x, "X-Forwarded-For", "1.1.1.1");
-    expect(BOTH, "10.0.0.1", &x, "1.1.1.1", SL_CLIENTIP_FROM_XFF);
     expect(SL_CLIENTIP_FORWARDED, "10.0.0.1", &x, "10.0.0.1", SL_CLIENTIP_FROM_PEER);
+    /* Both at once is a configuration error. */
+    sl_clientip_config both = config(SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED);
+    sl_ipkey p = ip("10.0.0.1"), got;
+    assert_int_equal(sl_clientip_resolve(&both, &p, lookup, &h, &got), SL_EINVAL);
+    assert_true(sl_ipkey_equal(&got, &p));
+    both.sources = 4;
+    assert_int_equal(sl_clientip_resolve(&both, &p, lookup, &h, &got), SL_EINVAL);
 }
 
 static void test_limits(void **state)
@@ -294,13 +305,16 @@ static void random_text(char *buf, size_t cap)
 static void test_client_cannot_choose(void **state)
 {
     (void)state;
-    sl_clientip_config cfg = config(BOTH);
+    sl_clientip_config cx = config(SL_CLIENTIP_XFF), cf = config(SL_CLIENTIP_FORWARDED);
     sl_ipkey peer = ip("10.0.0.1"), seen = ip("203.0.113.9"), got;
     for (int i = 0; i < 20000; i++) {
         char junk[128], line[192];
         random_text(junk, sizeof junk);
         hdrs h = {.n = 0};
         bool fwd = i % 2;
+        sl_clientip_config cfg = fwd ? cf : cx;
+        /* The client's own line of the header our proxy does not write changes nothing. */
+        add(&h, fwd ? "X-Forwarded-For" : "Forwarded", fwd ? "6.6.6.6" : "for=6.6.6.6");
         if (i % 4 < 2) { /* the proxy appends to the client's line */
             snprintf(line, sizeof line, fwd ? "%s, for=203.0.113.9" : "%s, 203.0.113.9", junk);
             add(&h, fwd ? "Forwarded" : "X-Forwarded-For", line);
@@ -329,7 +343,7 @@ int main(void)
         cmocka_unit_test(test_xff_ports_and_brackets),
         cmocka_unit_test(test_forwarded_basic),
         cmocka_unit_test(test_forwarded_edges),
-        cmocka_unit_test(test_forwarded_preferred),
+        cmocka_unit_test(test_one_header_only),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_client_cannot_choose),
     };

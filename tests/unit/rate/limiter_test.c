@@ -666,6 +666,23 @@ static void TestTimeBackwards(void **state)
     sl_limiter_free(lim);
 }
 
+/* A new limiter counts from the zero time, which every instant is centuries after: asked
+ * about a negative instant it is full, as x/time/rate's (Go: NewLimiter(1/8.7e9, 1).AllowN at
+ * epoch-5s and at epoch-1e18ns both allow, TokensAt says 1). Issue 13. */
+static void TestNegativeInstantFromZeroTime(void **state)
+{
+    (void)state;
+    const int64_t at[] = {-SL_SEC(5), -1000000000000000000LL, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        sl_limiter *lim;
+        assert_int_equal(sl_limiter_new(1 / 8.7e9, 1, &lim), 0);
+        assert_true(sl_limiter_tokens_at(lim, at[i]) == 1.0);
+        assert_true(sl_limiter_allow_n_at(lim, 1, at[i]));
+        assert_false(sl_limiter_allow_n_at(lim, 1, at[i]));
+        sl_limiter_free(lim);
+    }
+}
+
 static void TestNewErrors(void **state)
 {
     sl_limiter *lim = (sl_limiter *)0x1;
@@ -744,6 +761,7 @@ int main(void)
         cmocka_unit_test(TestInfThenCancel),
         cmocka_unit_test(TestTimeBackwards),
         cmocka_unit_test(TestNewErrors),
+        cmocka_unit_test(TestNegativeInstantFromZeroTime),
         cmocka_unit_test(TestWaitRealClock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

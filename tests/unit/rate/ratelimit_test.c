@@ -621,7 +621,7 @@ static void test_spoofed_xff(void **state)
     sl_cidr proxies;
     assert_int_equal(sl_cidr_parse("10.0.0.0/8", 10, &proxies), 0);
     sl_ratelimit_rule rules[] = {{.kind = SL_RATELIMIT_IP, .limit = 1, .burst = 2}};
-    sl_ratelimit_config cfg = {.clientip = {&proxies, 1, SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED}};
+    sl_ratelimit_config cfg = {.clientip = {&proxies, 1, SL_CLIENTIP_XFF}};
     sl_ratelimit *rl = make(rules, 1, &cfg);
     /* An untrusted peer inventing a new address each time is still one client. */
     const char *fake[] = {"1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"};
@@ -828,6 +828,11 @@ static void test_config_errors(void **state)
     assert_int_equal(sl_ratelimit_new(&cfg, &rl), SL_EINVAL);
     assert_null(rl);
     cfg.problem_type = NULL;
+    /* Exactly one forwarding header may be trusted. */
+    cfg.clientip.sources = SL_CLIENTIP_XFF | SL_CLIENTIP_FORWARDED;
+    assert_int_equal(sl_ratelimit_new(&cfg, &rl), SL_EINVAL);
+    assert_null(rl);
+    cfg.clientip.sources = 0;
     assert_int_equal(sl_ratelimit_new(&cfg, &rl), 0);
     assert_int_equal(sl_ratelimit_count(rl), 1);
     sl_ratelimit_stats st;
