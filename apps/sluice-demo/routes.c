@@ -5,7 +5,9 @@
  *                      own threads' behalf beyond that) -> 201 + Location
  *   GET  /users/{id}   (inline) a map read: no lock shared with other shards, never blocks;
  *                      (pooled) with --db, a read of the users table
- *   POST /webhooks     (inline) try-submit -> 202, or 503 + Retry-After from the pool's drain rate
+ *   POST /webhooks     (inline) try-submit a delivery (webhook.c) -> 202, or 503 + Retry-After
+ *                      from the pool's drain rate
+ *   POST /webhooks/receiver (inline, webhook.c) the default delivery target: logs and counts
  *   GET  /search?q=    (pooled) slow work that waits on the request ctx: a client that goes
  *                      away stops it at the next step
  *   POST /batch        (pooled) sl_group fan-out with a limit; the first error cancels the rest
