@@ -18,6 +18,8 @@
  * counted when it starts, so a job abandoned at shutdown while waiting for one is not.
  * Each request carries X-Sluice-Webhook-Id (the job id: receivers deduplicate on it, since a
  * delivery whose answer was lost is sent again) and X-Sluice-Attempt. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +61,14 @@ int demo_webhooks_init(demo_app *app)
         .connect_timeout_ns = SL_SEC(5),
         .user_agent = "sluice-demo-webhooks",
     };
-    return sl_client_new(&o, &w->client);
+    /* The client's loop thread takes no signals, as the server's reactors take none: SIGINT
+     * and SIGTERM are main's sl_signal_ctx's business. The thread inherits this mask. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = sl_client_new(&o, &w->client);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 int demo_webhooks_start(demo_app *app, int port)
