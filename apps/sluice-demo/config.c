@@ -60,7 +60,14 @@ static const flag flags[] = {
      "x-forwarded-for|forwarded: the one header trusted proxies set; the other is ignored "
      "[x-forwarded-for]"},
     {"email-ms", F_MS, OFF(email_ns), "simulated welcome e-mail send time, ms [200]"},
-    {"webhook-ms", F_MS, OFF(webhook_ns), "simulated webhook delivery time, ms [100]"},
+    {"webhook-ms", F_MS, OFF(webhook_ns),
+     "ignored: webhooks are really delivered now (see --webhook-url); kept so that older "
+     "command lines still start"},
+    {"webhook-url", F_STR, OFF(webhook_url),
+     "http(s):// target every webhook is POSTed to (never taken from a request) "
+     "[this demo's POST /webhooks/receiver]"},
+    {"webhook-timeout-ms", F_MS, OFF(webhook_timeout_ns),
+     "deadline of one webhook delivery attempt, ms [10000]"},
     {"search-ms", F_MS, OFF(search_ns), "simulated search time, ms [1500]"},
     {"item-ms", F_MS, OFF(item_ns), "simulated time per batch item, ms [20]"},
     {"batch-limit", F_INT, OFF(batch_limit), "batch items processed at once (sl_group limit) [4]"},
@@ -120,6 +127,17 @@ static void defaults(demo_config *c)
     c->log_level = SL_LOG_INFO;
     c->visibility_ns = SL_SEC(30);
     c->db = "sluice-demo.db";
+    c->webhook_timeout_ns = SL_SEC(10);
+}
+
+/* An absolute http(s) URL without spaces or control characters (curl checks the rest). */
+static bool webhook_url_ok(const char *u)
+{
+    size_t n = strlen(u);
+    if (n > 2048 || (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] <= ' ' || u[i] == 0x7f) return false;
+    return n > 8;
 }
 
 /* redis://host[:port][/db] (db is ignored: the demo's keys have their own prefix). */
@@ -351,5 +369,8 @@ int demo_config_parse(demo_config *cfg, int argc, char **argv)
     if (cfg->redis && parse_redis_url(cfg) < 0)
         return bad("redis", cfg->redis, "want redis://host[:port]");
     if (cfg->visibility_ns < SL_MS(100)) return bad("jobs-visibility-ms", NULL, "must be >= 100");
+    if (cfg->webhook_url && !webhook_url_ok(cfg->webhook_url))
+        return bad("webhook-url", cfg->webhook_url, "want http://host[:port]/path or https://...");
+    if (cfg->webhook_timeout_ns <= 0) return bad("webhook-timeout-ms", NULL, "must be >= 1");
     return 0;
 }

@@ -5,6 +5,7 @@
  * store.c    the user store (sl_map) and JSON encoding/validation of users (jansson)
  * store_db.c --db: the users table in SQLite (default) or PostgreSQL (shared by instances)
  * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
+ * webhook.c  webhook delivery with sl_client (--webhook-url), its counters and the receiver
  * rjobs.c    --redis: the same jobs as durable jobs on Redis Streams, shared by instances
  * rlimit.c   --redis: the per-client-IP limit checked in Redis, shared by instances
  * routes.c   the HTTP handlers and the route table
@@ -53,7 +54,7 @@ typedef struct demo_config {
     unsigned client_ip_header; /* SL_CLIENTIP_XFF or SL_CLIENTIP_FORWARDED: the one believed */
     /* simulated work */
     int64_t email_ns;   /* one welcome e-mail */
-    int64_t webhook_ns; /* one webhook delivery */
+    int64_t webhook_ns; /* --webhook-ms: ignored (webhooks are delivered for real) */
     int64_t search_ns;  /* one search */
     int64_t item_ns;    /* one batch item */
     int batch_limit;    /* batch items in flight */
@@ -67,16 +68,19 @@ typedef struct demo_config {
     /* logs */
     sl_log_format log_format;
     sl_log_level log_level;
-    const char *db;        /* --db: SQLite path or URL, postgres://..., "none": in memory */
-    const char *redis;     /* --redis URL, or NULL */
-    char redis_host[256];  /* parsed from redis */
-    int redis_port;        /* parsed from redis */
-    int64_t visibility_ns; /* Redis jobs: a job pending this long is reclaimed */
-    int redis_fail;        /* sl_redis_fail_policy of the shared per-IP limit */
+    const char *db;             /* --db: SQLite path or URL, postgres://..., "none": in memory */
+    const char *redis;          /* --redis URL, or NULL */
+    char redis_host[256];       /* parsed from redis */
+    int redis_port;             /* parsed from redis */
+    int64_t visibility_ns;      /* Redis jobs: a job pending this long is reclaimed */
+    int redis_fail;             /* sl_redis_fail_policy of the shared per-IP limit */
+    const char *webhook_url;    /* --webhook-url, or NULL: this demo's own receiver */
+    int64_t webhook_timeout_ns; /* one delivery attempt */
 } demo_config;
 
 typedef struct demo_rjobs demo_rjobs;
 typedef struct demo_rlimit demo_rlimit;
+typedef struct demo_webhooks demo_webhooks;
 
 typedef struct demo_app {
     demo_config cfg;
@@ -88,6 +92,7 @@ typedef struct demo_app {
     sl_pool *jobs;           /* the in-memory job pool (without --redis), else NULL */
     demo_rjobs *rjobs;       /* the Redis job queues (with --redis), else NULL */
     demo_rlimit *rlimit;     /* the shared per-IP limit (with --redis and limits), else NULL */
+    demo_webhooks *webhooks; /* webhook delivery (webhook.c) */
     sl_pool *handlers;       /* the server's handler pool (for /healthz), set before serving */
     /* job outcomes, reported by the pool's hooks */
     _Atomic uint64_t jobs_done, jobs_failed, jobs_dead, jobs_abandoned;
@@ -168,5 +173,33 @@ void demo_rlimit_free(demo_app *app);
  * Returns true to go on, or false after answering 429 (limited) or 503 (fail-closed, or the
  * request's ctx fired). */
 bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp);
+
+/* webhook.c: delivery of POST /webhooks payloads to the configured target with sl_client. */
+/* Creates the client (and copies --webhook-url). Returns 0 or an sl_client_new error. */
+int demo_webhooks_init(demo_app *app);
+/* Without --webhook-url, points deliveries at this demo's POST /webhooks/receiver on port.
+ * Call after listening, before serving. Returns 0 or SL_ENOMEM. */
+int demo_webhooks_start(demo_app *app, int port);
+const char *demo_webhooks_url(const demo_app *app);
+/* One delivery attempt (number attempt, from 1) of body to the target under ctx (which holds
+ * the attempt's deadline). Returns 0 (a 2xx), SL_EPERMANENT (another 3xx/4xx but 408/429, or a
+ * URL curl refuses), SL_EUNAVAIL (5xx, 408, 429) or sl_client_do's error (retryable). Counts
+ * deliveries and retries. Blocks. */
+int demo_webhooks_deliver(demo_app *app, sl_ctx *ctx, const char *id, int attempt, const void *body,
+                          size_t len);
+/* Counts a webhook's final failure: rc SL_EPERMANENT (failed) or the last retryable rc (dead). */
+void demo_webhooks_count_end(demo_app *app, int rc);
+/* Try-submits the delivery of body (copied) on app->jobs as job job_id. Returns
+ * sl_pool_try_submit's code, or SL_ENOMEM. */
+int demo_webhooks_submit(demo_app *app, const void *body, size_t len, const char *job_id);
+/* For the pool's hooks: is job a webhook delivery; count and report its end (on_done's rc, or
+ * on_dead's last rc: then it is dead-lettered). */
+bool demo_webhooks_owns(const sl_pool_job *job);
+void demo_webhooks_ended(demo_app *app, const sl_pool_job *job, int rc);
+const char *demo_webhooks_what(const sl_pool_job *job);
+/* Registers the webhook counters (sluice_demo_webhooks_*_total) in reg. */
+int demo_webhooks_metrics(demo_app *app, sl_metrics *reg);
+/* Frees the client; after the job pool has stopped. NULL-safe. */
+void demo_webhooks_free(demo_app *app);
 
 #endif /* SLUICE_DEMO_H */

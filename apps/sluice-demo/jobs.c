@@ -1,7 +1,9 @@
 /* Background jobs: welcome e-mails (POST /users) and webhook deliveries (POST /webhooks) on one
- * sl_pool, separate from the handler pool so that jobs can never starve requests.
+ * sl_pool, separate from the handler pool so that jobs can never starve requests. A webhook
+ * is really delivered (webhook.c: an sl_client POST per attempt, retried by this pool's policy:
+ * exponential backoff with full jitter, 3 attempts, then on_dead).
  *
- * A job's work is simulated by waiting on its own ctx for the configured time
+ * An e-mail's work is simulated by waiting on its own ctx for the configured time
  * (sl_ctx_wait_for): a real send would pass the same ctx to its network calls. So a job stops
  * as soon as its attempt times out or the pool's shutdown deadline passes, and the pool then
  * hands it back to on_abandoned instead of losing it. Every accepted job ends in exactly one
@@ -33,6 +35,7 @@ static int simulated_work(sl_ctx *ctx, void *arg)
 static void on_done(void *hook_arg, const sl_pool_job *job, int rc, int attempts)
 {
     demo_app *app = hook_arg;
+    if (demo_webhooks_owns(job)) demo_webhooks_ended(app, job, rc);
     if (rc == 0) {
         atomic_fetch_add(&app->jobs_done, 1);
         sl_log_debug(app->log, "job done", SL_A_STR("job_id", job->id),
@@ -47,6 +50,7 @@ static void on_dead(void *hook_arg, const sl_pool_job *job, int last_rc)
 {
     demo_app *app = hook_arg;
     atomic_fetch_add(&app->jobs_dead, 1);
+    if (demo_webhooks_owns(job)) demo_webhooks_ended(app, job, last_rc);
     sl_log_error(app->log, "job dead after retries", SL_A_STR("job_id", job->id),
                  SL_A_ERR("err", last_rc));
 }
@@ -58,9 +62,10 @@ static void on_abandoned(void *hook_arg, const sl_pool_job *job)
     demo_app *app = hook_arg;
     job_arg *a = job->arg;
     atomic_fetch_add(&app->jobs_abandoned, 1);
+    const char *what = demo_webhooks_owns(job) ? demo_webhooks_what(job) : a ? a->what : "";
     sl_log_warn(app->log, "job handed back at shutdown", SL_A_STR("job_id", job->id),
-                SL_A_STR("payload", a ? a->what : ""));
-    free(a);
+                SL_A_STR("payload", what));
+    free(a); /* a job_arg or a webhook's (webhook.c): one malloc'd block either way */
 }
 
 int demo_jobs_init(demo_app *app)
@@ -101,21 +106,11 @@ int demo_jobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
                       char job_id[SL_POOL_ID_MAX + 1])
 {
     if (app->rjobs) return demo_rjobs_webhook(app, body, len, ctx, job_id);
+    (void)ctx;
     static _Atomic uint64_t seq;
-    job_arg *a = calloc(1, sizeof *a);
-    if (!a) return SL_ENOMEM;
-    a->app = app;
-    a->work_ns = app->cfg.webhook_ns;
-    size_t n = len < sizeof a->what - 1 ? len : sizeof a->what - 1;
-    if (n) memcpy(a->what, body, n);
-    for (size_t i = 0; i < n; i++) /* keep the log line one line */
-        if ((unsigned char)a->what[i] < ' ') a->what[i] = ' ';
     snprintf(job_id, SL_POOL_ID_MAX + 1, "webhook-%llu",
              (unsigned long long)atomic_fetch_add(&seq, 1) + 1);
-    sl_pool_job j = {.id = job_id, .fn = simulated_work, .arg = a, .arg_free = free};
-    int rc = sl_pool_try_submit(app->jobs, &j);
-    if (rc < 0) free(a);
-    return rc;
+    return demo_webhooks_submit(app, body, len, job_id); /* a real delivery: webhook.c */
 }
 
 int demo_jobs_shutdown(demo_app *app, sl_ctx *hurry, sl_pool_report *r)

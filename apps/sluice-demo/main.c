@@ -60,6 +60,8 @@ static const route routes[] = {
     {"POST /batch", demo_batch, SL_ROUTE_POOLED, true,
      "curl -i -H 'X-API-Key: demo-pro' -d '{\"items\":[\"a\",\"b\",\"fail\",\"c\"]}' "
      "http://127.0.0.1:%d/batch"},
+    {"POST /webhooks/receiver", demo_webhook_receiver, SL_ROUTE_INLINE, false,
+     "curl -s http://127.0.0.1:%d/metrics | grep webhooks_   (delivered to the receiver)"},
     {"GET /healthz", demo_healthz, SL_ROUTE_INLINE, false, "curl -i http://127.0.0.1:%d/healthz"},
     {"GET /metrics", sl_metrics_handler, SL_ROUTE_INLINE, false,
      "curl -s http://127.0.0.1:%d/metrics | grep -v '^#'"},
@@ -68,7 +70,9 @@ static const route routes[] = {
 
 static bool limited_pattern(const char *p)
 {
-    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics"));
+    /* The receiver is exempt: the demo's own deliveries come from loopback in bursts. */
+    return !p || (strcmp(p, "GET /healthz") && strcmp(p, "GET /metrics") &&
+                  strcmp(p, "POST /webhooks/receiver"));
 }
 
 /* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
@@ -226,6 +230,7 @@ static int build_http(demo_app *app, http_side *h)
     if (rc == 0) rc = sl_obs_new(h->reg, &h->obs);
     if (rc == 0) rc = sl_obs_server(h->obs, "api", h->srv);
     if (rc == 0 && app->jobs) rc = sl_obs_pool(h->obs, "jobs", app->jobs);
+    if (rc == 0) rc = demo_webhooks_metrics(app, h->reg);
     if (rc == 0 && app->db) rc = sl_obs_rpool(h->obs, "users", sl_db_pool(app->db));
     if (rc == 0) rc = sl_obs_ratelimit(h->obs, h->auth);
     if (rc == 0 && h->limits) rc = sl_obs_ratelimit(h->obs, h->limits);
@@ -268,7 +273,7 @@ static void banner(const demo_app *app, int port)
         printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
                c->addr, port);
     for (size_t i = 0; i < NROUTES; i++)
-        printf("  %-18s %-7s%s\n", routes[i].pattern,
+        printf("  %-24s %-7s%s\n", routes[i].pattern,
                route_mode(app, &routes[i]) == SL_ROUTE_INLINE ? "inline" : "pooled",
                routes[i].key ? "  (X-API-Key required)" : "");
     if (c->no_limits) {
@@ -283,6 +288,8 @@ static void banner(const demo_app *app, int port)
                "pro %s, enterprise %s\n",
                g, (long long)c->global_burst, ip, (long long)c->ip_burst, t[0], t[1], t[2]);
     }
+    printf("webhooks: POSTed to %s (--webhook-url), %lld ms per attempt, 3 attempts\n",
+           demo_webhooks_url(app), (long long)(c->webhook_timeout_ns / 1000000));
     printf("api keys:");
     for (size_t i = 0; i < c->nkeys; i++)
         printf(" %s (%s)", c->key_name[i], demo_tier_name(c->key_tier[i]));
@@ -310,7 +317,8 @@ static int serve(demo_app *app, http_side *h)
     }
     const int sigs[] = {SIGINT, SIGTERM};
     sl_ctx *stop = NULL;
-    int rc = sl_signal_ctx(NULL, sigs, 2, &stop);
+    int rc = demo_webhooks_start(app, port);
+    if (rc == 0) rc = sl_signal_ctx(NULL, sigs, 2, &stop);
     if (rc == 0) rc = sl_server_serve(h->srv);
     if (rc < 0) {
         fprintf(stderr, "sluice-demo: start: %s\n", sl_strerror(rc));
@@ -390,6 +398,7 @@ int main(int argc, char **argv)
     http_side h = {0};
     rc = demo_store_init(&app);
     if (rc == 0) rc = demo_db_open(&app);
+    if (rc == 0) rc = demo_webhooks_init(&app);
     if (rc == 0) rc = demo_jobs_init(&app);
     if (rc == 0 && app.cfg.redis && !app.cfg.no_limits) rc = demo_rlimit_init(&app);
     if (rc == 0) rc = build_http(&app, &h);
@@ -398,7 +407,8 @@ int main(int argc, char **argv)
     free_http(&h); /* frees the server first if it is still up (no grace: start-up failed) */
     demo_rlimit_free(&app); /* after the server: no handler checks any more */
     demo_jobs_free(&app);
-    demo_db_close(&app); /* after the server and the jobs: nothing queries it any more */
+    demo_webhooks_free(&app); /* after the jobs: no delivery runs any more */
+    demo_db_close(&app);      /* after the server and the jobs: nothing queries it any more */
     demo_store_destroy(&app);
     sl_log_set_default(NULL);
     sl_logger_free(app.log);

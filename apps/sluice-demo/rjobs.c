@@ -11,10 +11,13 @@
  * then stays pending in Redis, and any instance reclaims it after --jobs-visibility-ms; the
  * same happens when the instance is killed (SIGKILL): nothing is lost, a job may run twice.
  *
- * The payload is text: "<slow 0|1> <work ns> <what>". A "slow" webhook blocks on its first
- * run until its worker's ctx fires (the demo's stand-in for a delivery that hangs), so only a
- * reclaimed or retried run completes it: the integration test kills the instance running it
- * and watches another instance finish it. */
+ * The payload is "<slow 0|1> <work ns> " then the data: an e-mail address (a simulated send of
+ * work ns), or a webhook's body, which the running instance delivers to its --webhook-url
+ * (webhook.c: same per-attempt deadline, same 2xx/permanent/retryable rules; the backoff and
+ * the dead-letter stream are sl_redis_jobs'). A "slow" webhook blocks on its first run until
+ * its worker's ctx fires (the demo's stand-in for a delivery that hangs), so only a reclaimed
+ * or retried run completes it: the integration test kills the instance running it and watches
+ * another instance finish it. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +29,15 @@
 #include "sluice/redis_jobs.h"
 
 #define RJ_MAX_WORKERS 8
+#define RJ_ATTEMPTS    5
 
+/* As submitted, data is borrowed; as decoded, one malloc'd block with data in buf. */
 typedef struct rj_payload {
     int slow;
     long long work_ns;
-    char what[300];
+    const char *data;
+    size_t len;
+    char buf[];
 } rj_payload;
 
 typedef struct rj_queue rj_queue;
@@ -61,30 +68,32 @@ static int rj_encode(void *codec_arg, const void *arg, void **bytes, size_t *len
 {
     (void)codec_arg;
     const rj_payload *p = arg;
-    size_t cap = sizeof p->what + 48;
+    size_t cap = p->len + 48;
     char *s = malloc(cap);
     if (!s) return SL_ENOMEM;
-    int n = snprintf(s, cap, "%d %lld %s", p->slow ? 1 : 0, p->work_ns, p->what);
+    int n = snprintf(s, cap, "%d %lld ", p->slow ? 1 : 0, p->work_ns);
+    if (p->len) memcpy(s + n, p->data, p->len);
     *bytes = s;
-    *len = (size_t)n;
+    *len = (size_t)n + p->len;
     return 0;
 }
 
 static int rj_decode(void *codec_arg, const void *bytes, size_t len, void **arg)
 {
     (void)codec_arg;
-    char buf[sizeof((rj_payload *)0)->what + 48];
-    if (len >= sizeof buf) return SL_EINVAL;
-    memcpy(buf, bytes, len);
-    buf[len] = 0;
-    rj_payload *p = calloc(1, sizeof *p);
+    char head[48]; /* "<slow> <work ns> " */
+    size_t hl = len < sizeof head - 1 ? len : sizeof head - 1;
+    memcpy(head, bytes, hl);
+    head[hl] = 0;
+    int slow = 0, used = 0;
+    long long work_ns = 0;
+    if (sscanf(head, "%d %lld %n", &slow, &work_ns, &used) != 2 || used <= 0) return SL_EINVAL;
+    size_t dl = len - (size_t)used;
+    rj_payload *p = malloc(sizeof *p + dl + 1);
     if (!p) return SL_ENOMEM;
-    int used = 0;
-    if (sscanf(buf, "%d %lld %n", &p->slow, &p->work_ns, &used) != 2 || used <= 0) {
-        free(p);
-        return SL_EINVAL;
-    }
-    snprintf(p->what, sizeof p->what, "%s", buf + used);
+    *p = (rj_payload){.slow = slow, .work_ns = work_ns, .data = p->buf, .len = dl};
+    memcpy(p->buf, (const char *)bytes + used, dl);
+    p->buf[dl] = 0;
     *arg = p;
     return 0;
 }
@@ -101,7 +110,22 @@ static int rj_run(sl_ctx *ctx, sl_redis_job *job, void *arg)
         atomic_fetch_add(&rj->failed_runs, 1);
         return rc < 0 ? rc : SL_ECANCELED;
     }
-    int rc = p->work_ns > 0 ? sl_ctx_wait_for(ctx, p->work_ns) : SL_EAGAIN;
+    int rc;
+    if (q == &rj->webhook) { /* a real delivery, under the attempt's own deadline */
+        sl_ctx *attempt = NULL;
+        rc = sl_ctx_with_timeout(ctx, rj->app->cfg.webhook_timeout_ns, &attempt);
+        if (rc == 0)
+            rc = demo_webhooks_deliver(rj->app, attempt, job->id, job->attempts + 1, p->data,
+                                       p->len);
+        sl_ctx_release(attempt);
+        /* sl_redis_jobs dead-letters a permanent failure or the last attempt; count them (a
+         * run cut off by this worker's stop is not one: it stays pending for another). */
+        if (rc < 0 && !sl_ctx_err(ctx) && (rc == SL_EPERMANENT || job->attempts + 1 >= RJ_ATTEMPTS))
+            demo_webhooks_count_end(rj->app, rc);
+        if (rc == 0) rc = SL_EAGAIN;
+    } else {
+        rc = p->work_ns > 0 ? sl_ctx_wait_for(ctx, p->work_ns) : SL_EAGAIN;
+    }
     if (rc != SL_EAGAIN) {
         atomic_fetch_add(&rj->failed_runs, 1);
         return rc;
@@ -141,7 +165,7 @@ static int rj_queue_new(demo_rjobs *rj, rj_queue *q, const char *name, int nwork
         .prefix = "sluice-demo:jobs:",
         .queue = name,
         .codec = {.encode = rj_encode, .decode = rj_decode},
-        .max_attempts = 5,
+        .max_attempts = RJ_ATTEMPTS,
         .visibility_ns = c->visibility_ns,
         /* Short blocks, so that a crashed instance's jobs are noticed soon after they are
          * due for reclaim. */
@@ -230,8 +254,7 @@ static int rj_submit(demo_rjobs *rj, rj_queue *q, const char *id, const rj_paylo
 
 int demo_rjobs_welcome(demo_app *app, const demo_user *u, sl_ctx *ctx)
 {
-    rj_payload p = {.work_ns = app->cfg.email_ns};
-    snprintf(p.what, sizeof p.what, "%s", u->email);
+    rj_payload p = {.work_ns = app->cfg.email_ns, .data = u->email, .len = strlen(u->email)};
     char id[SL_POOL_ID_MAX + 1];
     /* User ids are per instance: the pid keeps two instances' jobs apart. */
     snprintf(id, sizeof id, "welcome-email-%ld-%lld", (long)getpid(), (long long)u->id);
@@ -242,12 +265,10 @@ int demo_rjobs_webhook(demo_app *app, const void *body, size_t len, sl_ctx *ctx,
                        char job_id[SL_POOL_ID_MAX + 1])
 {
     static _Atomic uint64_t seq;
-    rj_payload p = {.work_ns = app->cfg.webhook_ns};
-    size_t n = len < sizeof p.what - 1 ? len : sizeof p.what - 1;
-    if (n) memcpy(p.what, body, n);
-    for (size_t i = 0; i < n; i++) /* one line in the log, and no NUL in the payload */
-        if ((unsigned char)p.what[i] < ' ') p.what[i] = ' ';
-    p.slow = strstr(p.what, "\"slow\":true") != NULL;
+    rj_payload p = {.data = body, .len = len};
+    static const char slow[] = "\"slow\":true";
+    for (size_t i = 0; len >= sizeof slow - 1 && i <= len - (sizeof slow - 1) && !p.slow; i++)
+        p.slow = !memcmp((const char *)body + i, slow, sizeof slow - 1);
     snprintf(job_id, SL_POOL_ID_MAX + 1, "webhook-%ld-%llu", (long)getpid(),
              (unsigned long long)atomic_fetch_add(&seq, 1) + 1);
     return rj_submit(app->rjobs, &app->rjobs->webhook, job_id, &p, ctx);

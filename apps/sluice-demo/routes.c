@@ -5,7 +5,9 @@
  *                      own threads' behalf beyond that) -> 201 + Location
  *   GET  /users/{id}   (inline) a map read: no lock shared with other shards, never blocks;
  *                      (pooled) with --db, a read of the users table
- *   POST /webhooks     (inline) try-submit -> 202, or 503 + Retry-After from the pool's drain rate
+ *   POST /webhooks     (inline) try-submit a delivery (webhook.c) -> 202, or 503 + Retry-After
+ *                      from the pool's drain rate
+ *   POST /webhooks/receiver (inline, webhook.c) the default delivery target: logs and counts
  *   GET  /search?q=    (pooled) slow work that waits on the request ctx: a client that goes
  *                      away stops it at the next step
  *   POST /batch        (pooled) sl_group fan-out with a limit; the first error cancels the rest
@@ -119,12 +121,12 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg)
     if (rc == SL_EFULL && app->jobs) {
         /* Retry-After: when the queue ahead should have drained, rounded up to a second. The
          * pool's estimate needs completions; cold (none yet) it says 1 s whatever is queued,
-         * so take the larger of it and rounds of the workers at the job time. */
+         * so take the larger of it and rounds of the workers at the job time: the attempts'
+         * median once sampled, else the attempt deadline (the most one delivery may take). */
         int64_t ns = sl_pool_retry_after_ns(app->jobs);
         sl_pool_stats st;
         sl_pool_stats_get(app->jobs, &st);
-        int64_t job =
-            st.run_time_p50_ns > app->cfg.webhook_ns ? st.run_time_p50_ns : app->cfg.webhook_ns;
+        int64_t job = st.run_time_p50_ns > 0 ? st.run_time_p50_ns : app->cfg.webhook_timeout_ns;
         uint64_t w = st.workers > 0 ? (uint64_t)st.workers : 1;
         int64_t drain = (int64_t)((st.queued + st.running + w - 1) / w) * job;
         if (drain > ns) ns = drain;

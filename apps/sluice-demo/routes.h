@@ -11,5 +11,6 @@ void demo_webhook(sl_req *req, sl_resp *resp, void *arg);
 void demo_search(sl_req *req, sl_resp *resp, void *arg);
 void demo_batch(sl_req *req, sl_resp *resp, void *arg);
 void demo_healthz(sl_req *req, sl_resp *resp, void *arg);
+void demo_webhook_receiver(sl_req *req, sl_resp *resp, void *arg); /* webhook.c */
 
 #endif

@@ -26,6 +26,7 @@
 #include "harness.h"
 #include "http_client.h"
 #include "../unit/obs/prom_check.h"
+#include "webhook_receiver.h"
 
 typedef struct demo {
     sl_test_proc proc;
@@ -332,14 +333,20 @@ static void test_routes(void **state)
 }
 
 /* ---- webhooks: 202, then 503 + Retry-After when the queue is full -----------------------------
- */
+ * The deliveries go to a receiver that never answers (webhook_receiver.h, WR_HANG), with a 30 s
+ * attempt deadline: the one worker stays busy and the queue fills. */
 
 static void test_webhooks_full(void **state)
 {
     (void)state;
+    wr hang;
+    assert_int_equal(wr_start(&hang, WR_HANG, 0), 0);
+    char url[128], flag[160];
+    wr_url(&hang, url, sizeof url);
+    snprintf(flag, sizeof flag, "--webhook-url=%s", url);
     demo d;
-    const char *flags[] = {"--job-workers",   "1",   "--queue", "2", "--webhook-ms", "30000",
-                           "--jobs-drain-ms", "200", NULL};
+    const char *flags[] = {"--job-workers", "1",  "--queue",         "2",   "--webhook-timeout-ms",
+                           "30000",         flag, "--jobs-drain-ms", "200", NULL};
     demo_start(&d, flags);
     int accepted = 0, full = 0;
     for (int i = 0; i < 8; i++) {
@@ -367,9 +374,13 @@ static void test_webhooks_full(void **state)
      * than that: the queue is bounded. */
     assert_true(accepted >= 2 && accepted <= 4);
     assert_true(full >= 4);
+    assert_true(SL_WAIT_UNTIL(atomic_load(&hang.accepted) >= 1, 30000)); /* one is in flight */
     summary s = demo_stop(&d);
     assert_int_equal(s.submitted, (unsigned long long)accepted);
-    assert_int_equal(s.abandoned, (unsigned long long)accepted); /* 30 s jobs, 200 ms drain */
+    /* A delivery hanging for 30 s, 200 ms to drain: the one in flight is cancelled by the
+     * shutdown deadline and handed back with the queued ones. */
+    assert_int_equal(s.abandoned, (unsigned long long)accepted);
+    wr_stop(&hang);
 }
 
 /* ---- 429s with exact headers; X-Forwarded-For from an untrusted peer ------------------------- */
