@@ -8,6 +8,8 @@
  * With --mux 1 the same routes go through sl_mux, plus:
  *   GET /inline    -> "Hello, World!" from an inline route (on the reactor)
  *   GET /pooled    -> the same from a pooled route (handler pool, back through the reactor)
+ *   GET /task-hello -> the same from a task route (its own task on the default runtime, back
+ *                     through the reactor)
  *   GET /mw        -> inline, behind the standard chain: request id + access log (the access
  *                     log writes to /dev/null, --mw-log 0 sends it to the discard logger)
  * With --mux 1 --limits 1, also the rate-limit and jobs routes (scripts/bench_http.sh):
@@ -97,11 +99,13 @@ static int build_mux(sl_mux **out, sl_logger *lg, int workers)
     if (rc < 0) return rc;
     sl_route_opts in = {.mode = SL_ROUTE_INLINE};
     sl_route_opts pooled = {.mode = SL_ROUTE_POOLED};
+    sl_route_opts task = {.mode = SL_ROUTE_TASK};
     if ((rc = sl_mux_handle(mux, "GET /plaintext", hello_route, NULL, &in, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /json", json_route, NULL, &in, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "/{$}", ok_route, NULL, &in, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /inline", hello_route, NULL, &in, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /pooled", hello_route, NULL, &pooled, NULL, 0)) < 0 ||
+        (rc = sl_mux_handle(mux, "GET /task-hello", hello_route, NULL, &task, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /mw", hello_route, NULL, &in, NULL, 0)) < 0) {
         sl_mux_free(mux);
         return rc;

@@ -21,6 +21,21 @@
  * handler has not started streaming, the server answers 503 at once and discards what the
  * handler builds later), and at the end of shutdown's grace period.
  *
+ * A TASK handler (SL_ROUTE_TASK) runs in its own task (sl_go_with) on the mux's task_runtime
+ * (default: sl_runtime_default()) instead of a handler thread; everything else is the pooled
+ * path: the request is copied the same way, the response goes back to the connection's reactor,
+ * the ctx is cancelled on client gone (SL_ECANCELED), the route deadline (SL_ETIMEDOUT, 503 if
+ * nothing was streamed) and at the end of shutdown's grace period (SL_ESHUTDOWN), and streaming,
+ * the arena and path values work. A handler that waits on a sluice primitive (sl_ctx_wait_for
+ * on its ctx, sl_chan, sl_sem, sl_db / sl_client calls) parks only its task, so thousands of
+ * waiting requests cost a task stack each, not a thread. At most max_task_requests are in
+ * flight; past it the server answers 503 with Retry-After at once. max_pooled_per_client
+ * counts task requests too. Shutdown cancels the ctx of every task request still running when
+ * the grace period ends and waits until each has returned before it stops the reactors. The
+ * server's reactors stay its own threads (the runtime's loops run only the handlers); the
+ * default mode is still POOLED. The handler runs on its task's stack (the runtime's
+ * stack_size, SL_TASK_STACK_DEFAULT = 256 KiB), not a thread's: no large stack arrays.
+ *
  * Middleware runs on the reactor, after routing and before the handler, outermost first:
  * `before` may stop the chain by returning SL_MW_STOP with the response it set (a 401, a 429):
  * a rejected request never costs a handler thread. `after` hooks run on the reactor when the
@@ -43,19 +58,23 @@
 #include "sluice/common.h"
 #include "sluice/log.h"
 #include "sluice/server.h"
+#include "sluice/task.h"
 
 SL_BEGIN_DECLS
 
 typedef enum sl_route_mode {
     SL_ROUTE_POOLED = 0, /* on the handler pool (default): may block, should honour its ctx */
     SL_ROUTE_INLINE = 1, /* on the reactor: must not block */
+    SL_ROUTE_TASK = 2,   /* in its own task (task.h): may wait with sluice waits, which park
+                            only the task; must not block its loop thread with foreign calls */
 } sl_route_mode;
 
 /* Per-route options. Zero-initialize; NULL route options mean all defaults. */
 typedef struct sl_route_opts {
     sl_route_mode mode;
     int64_t timeout_ns;      /* request ctx deadline; 0 = the mux's default_timeout_ns; < 0 none.
-                                Pooled routes: on expiry, 503 if nothing was streamed yet */
+                                Pooled and task routes: on expiry, 503 if nothing was
+                                streamed yet */
     uint64_t max_body_bytes; /* 0 = the server's max_body_bytes; a larger Content-Length gets
                                 413 before the body is read (chunked: once it exceeds it) */
     const char *name;        /* for logs and metrics; copied; NULL = the pattern */
@@ -77,6 +96,13 @@ typedef struct sl_mux_opts {
                                    (half of handler_workers is a good value); 0 = no cap (behind
                                    a proxy every client has the proxy's address) */
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
+    sl_runtime *task_runtime;   /* where SL_ROUTE_TASK handlers run; NULL = sl_runtime_default()
+                                   (created by sl_server_new only if the mux has a task route);
+                                   must outlive every server using the mux, and must not be
+                                   shut down while one serves; sl_server_new fails with
+                                   SL_ENOMEM if the default one cannot be created */
+    int max_task_requests;      /* task-route requests in flight at once (server-wide); past it
+                                   503 with Retry-After; 0 = 10000 */
 } sl_mux_opts;
 
 /* What a middleware's before hook tells the chain. */
@@ -109,8 +135,8 @@ typedef struct sl_middleware {
 } sl_middleware;
 
 /* Creates an empty mux. opts may be NULL (defaults). Returns 0 and *out; SL_EINVAL (negative
- * workers or timeout, out NULL: sl_error_detail() names the field) or SL_ENOMEM (*out
- * untouched). Threads: any. Does not block. */
+ * workers, timeout or max_task_requests, out NULL: sl_error_detail() names the field) or SL_ENOMEM
+ * (*out untouched). Threads: any. Does not block. */
 SL_API int sl_mux_new(const sl_mux_opts *opts, sl_mux **out);
 
 /* Frees the mux (not the handlers' or middleware's args). Every server using it must have been

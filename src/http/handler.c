@@ -17,7 +17,15 @@
  * The connection is never freed while a pooled request is in flight: a close (peer gone, write
  * error) only cancels the ctx and marks it; the done task completes the close. Shutdown keeps
  * that true: the server shuts the pool down (every done task posted) before stopping reactors,
- * and a reactor runs posted tasks in order, so every done task runs before the stop task. */
+ * and a reactor runs posted tasks in order, so every done task runs before the stop task.
+ *
+ * A task route (SL_ROUTE_TASK) travels the same way; only step 3 differs: instead of a pool
+ * job, the request gets its own task (sl_go_with on the server's task runtime), which runs the
+ * handler (its waits park the task, not a thread) and posts the same done task. The server
+ * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
+ * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
+ * pool down, so again every done task is posted before the reactors stop. A streaming task
+ * that is over the high-water mark parks its task (sl__task_park) instead of its thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +35,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "http/http_int.h"
+#include "task/task_int.h"
 
 #define PREQ_OF_TASK(t)  ((sl__preq *)((char *)(t)-offsetof(sl__preq, done_task)))
 #define CONN_OF_TIMER(p) ((sl__conn *)((char *)(p)-offsetof(sl__conn, timer)))
@@ -201,6 +210,57 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
     return 0;
 }
 
+/* ---- task routes ------------------------------------------------------------------------- */
+
+/* One task request fewer in flight. Shutdown waits under srv->mu for ntask to reach 0 and
+ * then frees srv, so a task may touch srv after its decrement only while it holds mu: a
+ * decrement that cannot reach 0 is a plain CAS; the one that may is made under mu, with the
+ * broadcast (the waiter cannot return before the unlock). */
+static void task_leave(sl_server *srv)
+{
+    int n = atomic_load(&srv->ntask);
+    while (n > 1)
+        if (atomic_compare_exchange_weak(&srv->ntask, &n, n - 1)) return;
+    pthread_mutex_lock(&srv->mu);
+    if (atomic_fetch_sub(&srv->ntask, 1) == 1) pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* The body of a task route's task: run_pooled on a task. The handler's waits park the task. */
+static void run_task(void *arg)
+{
+    sl__preq *p = arg;
+    sl_server *srv = p->c->w->srv;
+    if (srv->queue_wait_ns > 0 && sl_mono_ns() - p->queued_ns > srv->queue_wait_ns)
+        p->shed = true; /* its loop was too busy to start it in time */
+    else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
+        p->ran = true;
+        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+    }
+    /* From here p belongs to the reactor; srv lives until shutdown has seen ntask reach 0. */
+    sl__reactor_post(&p->c->w->r, &p->done_task);
+    task_leave(srv);
+}
+
+/* Starts p's task. Returns 0, SL_EFULL (max_task_requests in flight, or no memory for a
+ * stack) or SL_ECLOSED (shutting down). */
+static int spawn_task(sl_server *srv, sl__preq *p)
+{
+    int n = atomic_fetch_add(&srv->ntask, 1);
+    int rc;
+    if (atomic_load(&srv->tasks_closed)) {
+        rc = SL_ECLOSED;
+    } else if (n >= srv->task_cap) {
+        rc = SL_EFULL;
+    } else {
+        sl_go_opts go = {.name = "http-request", .rt = srv->trt};
+        rc = sl_go_with(&go, run_task, p);
+        if (rc == SL_ENOMEM || rc == SL_EINVAL) rc = SL_EFULL;
+    }
+    if (rc < 0) task_leave(srv);
+    return rc;
+}
+
 static void answer_now(sl__conn *c, sl__preq *p)
 {
     sl__worker *w = c->w;
@@ -271,7 +331,7 @@ static void answer_gone(sl__conn *c, sl__preq *p)
     preq_free(p);
 }
 
-/* Hands p (its before hooks passed) to the handler pool. */
+/* Hands p (its before hooks passed) to the handler pool, or to a new task (task routes). */
 static void submit_pooled(sl__conn *c, sl__preq *p)
 {
     sl__worker *w = c->w;
@@ -293,8 +353,13 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
         p->client_counted = true;
     }
     p->queued_ns = sl_mono_ns();
-    sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
-    int rc = sl_pool_try_submit(srv->hpool, &job);
+    int rc;
+    if (p->req.rt->mode == SL_ROUTE_TASK) {
+        rc = spawn_task(srv, p);
+    } else {
+        sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
+        rc = sl_pool_try_submit(srv->hpool, &job);
+    }
     if (rc < 0) {
         /* Saturated (or shutting down): answer at once, never queue without bound. */
         char secs[24];
@@ -410,7 +475,7 @@ void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh)
     p->req.query = fresh->query;
     p->req.query_len = fresh->query_len;
     p->req.path_len = fresh->path_len;
-    if (p->req.rt->mode == SL_ROUTE_POOLED) {
+    if (p->req.rt->mode != SL_ROUTE_INLINE) {
         submit_pooled(c, p);
         return;
     }
@@ -431,7 +496,7 @@ bool sl__mux_dispatch(sl__conn *c, sl_req *req)
     int st = route(w, req->h, req->path_len);
     req->m = &w->m;
     req->rt = st == 200 ? w->m.handler : NULL;
-    if (req->rt && req->rt->mode == SL_ROUTE_POOLED) {
+    if (req->rt && req->rt->mode != SL_ROUTE_INLINE) {
         start_pooled(c, req);
         return false;
     }
@@ -498,6 +563,13 @@ static void on_done(sl__reactor *r, sl__task *t)
     sl__conn_drive(c, false);
 }
 
+/* Wakes whoever waits in sl_resp_stream_write: a handler thread or a task. Under p->mu. */
+static void wake_locked(sl__preq *p)
+{
+    pthread_cond_broadcast(&p->cv);
+    if (p->waiter) sl__task_unpark(p->waiter);
+}
+
 void sl__preq_timeout(sl__reactor *r, sl__timer *t)
 {
     sl__conn *c = CONN_OF_TIMER(t);
@@ -529,7 +601,7 @@ void sl__preq_peer_gone(sl__conn *c)
      * The close that follows the done task does not unregister twice (io.fn is cleared). */
     sl__io_stop(&c->w->r, &c->io);
     pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->cv);
+    wake_locked(p);
     pthread_mutex_unlock(&p->mu);
     sl_ctx_cancel(p->req.ctx);
 }
@@ -552,7 +624,7 @@ void sl__preq_stream_progress(sl__conn *c)
     if (p->streaming) {
         size_t un = (size_t)(c->wlen - c->woff) + (c->ext ? c->ext_len - c->ext_off : 0);
         p->stream_unsent = un;
-        pthread_cond_broadcast(&p->cv);
+        wake_locked(p);
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -588,7 +660,7 @@ static void wake(void *arg, int err)
     sl__preq *p = arg;
     (void)err;
     pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->cv);
+    wake_locked(p);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -664,9 +736,19 @@ int sl_resp_stream_write(sl_resp *resp, const void *data, size_t len)
     m->len = (size_t)(d - m->data);
     int err = 0;
     pthread_mutex_lock(&p->mu);
+    struct sl_task *self = sl__task_self(); /* a task route: park the task, not its loop */
     while (p->stream_posted + p->stream_unsent > STREAM_HIGH_WATER &&
-           !(err = sl_ctx_err(p->req.ctx)))
-        pthread_cond_wait(&p->cv, &p->mu);
+           !(err = sl_ctx_err(p->req.ctx))) {
+        if (self) {
+            p->waiter = self;
+            pthread_mutex_unlock(&p->mu);
+            sl__task_park();
+            pthread_mutex_lock(&p->mu);
+            p->waiter = NULL;
+        } else {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+    }
     if (!err) err = sl_ctx_err(p->req.ctx);
     if (!err) p->stream_posted += m->len;
     pthread_mutex_unlock(&p->mu);

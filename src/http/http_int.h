@@ -58,7 +58,8 @@ struct sl_mux {
     size_t nmw, mwcap;
     int ntq; /* distinct pooled-route timeouts: each worker has one timer queue per value */
     int64_t *tq_dur;
-    _Atomic bool busy; /* used by a live server: frozen */
+    _Atomic bool busy;   /* used by a live server: frozen */
+    size_t ntask_routes; /* SL_ROUTE_TASK routes */
 };
 
 /* Number of middleware the request got through (for after hooks) lives in sl_req. */
@@ -144,10 +145,11 @@ struct sl__preq {
     /* streaming (see handler.c): guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool streaming;       /* stream_begin was called (also read by the loop under mu) */
-    size_t stream_unsent; /* bytes in the connection's output, not yet written */
-    size_t stream_posted; /* bytes posted to the reactor, not yet in its output */
-    sl_ctx_hook *hook;    /* wakes a blocked stream_write when the ctx is done */
+    bool streaming;         /* stream_begin was called (also read by the loop under mu) */
+    size_t stream_unsent;   /* bytes in the connection's output, not yet written */
+    size_t stream_posted;   /* bytes posted to the reactor, not yet in its output */
+    sl_ctx_hook *hook;      /* wakes a blocked stream_write when the ctx is done */
+    struct sl_task *waiter; /* a task route's task parked in stream_write, else NULL */
 };
 
 struct sl__conn {
@@ -255,6 +257,13 @@ struct sl_server {
     int pooled_cap;              /* resolved max_pooled_per_client; <= 0 none */
     int64_t queue_wait_ns;       /* resolved max_queue_wait_ns; <= 0 none */
     _Atomic int64_t run_ewma_ns; /* mean pooled handler run time (EWMA); 0 = no sample yet */
+    /* task routes (handler.c): the runtime they run on (borrowed), the in-flight bound, the
+     * number in flight (a task decrements it after posting its done task, then signals cv
+     * under mu when it reaches 0), and the flag shutdown sets before it waits for 0 */
+    sl_runtime *trt;
+    int task_cap;
+    _Atomic int ntask;
+    _Atomic bool tasks_closed;
 };
 
 /* conn.c */

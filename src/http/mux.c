@@ -31,6 +31,10 @@ int sl_mux_new(const sl_mux_opts *opts, sl_mux **out)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.handler_workers = 4 * (n > 0 ? (int)(n > 64 ? 64 : n) : 1);
     }
+    if (o.max_task_requests < 0)
+        return sl__fail(SL_EINVAL, "sl_mux_opts.max_task_requests is negative (%d)",
+                        o.max_task_requests);
+    if (!o.max_task_requests) o.max_task_requests = 10000;
     if (!o.handler_queue) o.handler_queue = 256;
     if (!o.logger) o.logger = sl_log_default();
     sl_mux *m = calloc(1, sizeof *m);
@@ -109,9 +113,9 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
         return reject(mux, pattern, rc, msg, err, errlen);
     }
     sl_route_opts o = ro ? *ro : (sl_route_opts){0};
-    if (o.mode != SL_ROUTE_POOLED && o.mode != SL_ROUTE_INLINE) {
-        snprintf(msg, sizeof msg, "%s: sl_route_opts.mode %d is neither POOLED nor INLINE", pattern,
-                 (int)o.mode);
+    if (o.mode != SL_ROUTE_POOLED && o.mode != SL_ROUTE_INLINE && o.mode != SL_ROUTE_TASK) {
+        snprintf(msg, sizeof msg, "%s: sl_route_opts.mode %d is not POOLED, INLINE or TASK",
+                 pattern, (int)o.mode);
         return reject(mux, pattern, SL_EINVAL, msg, err, errlen);
     }
     for (size_t i = 0; i < o.nmiddleware; i++) {
@@ -145,7 +149,7 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
     }
     if (o.nmiddleware) memcpy(rt->mw, o.middleware, o.nmiddleware * sizeof *rt->mw);
     rt->nmw = o.nmiddleware;
-    if (rt->mode == SL_ROUTE_POOLED && rt->timeout_ns > 0) {
+    if (rt->mode != SL_ROUTE_INLINE && rt->timeout_ns > 0) {
         rt->tq = tq_index(mux, rt->timeout_ns);
         if (rt->tq < 0) {
             free(rt->name);
@@ -163,6 +167,7 @@ int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
         return reject(mux, pattern, rc, msg, err, errlen);
     }
     mux->routes[mux->nroutes++] = rt;
+    if (rt->mode == SL_ROUTE_TASK) mux->ntask_routes++;
     return 0;
 }
 

@@ -520,6 +520,8 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->body_mem, 0);
     atomic_init(&srv->run_ewma_ns, 0);
+    atomic_init(&srv->ntask, 0);
+    atomic_init(&srv->tasks_closed, false);
     if (iptab_init(&srv->conns_ip, (size_t)o.max_connections) < 0 ||
         (srv->mux && iptab_init(&srv->pooled_ip, (size_t)o.max_connections) < 0)) {
         sl_server_free(srv);
@@ -529,6 +531,14 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         const sl_mux_opts *mo = &srv->mux->o;
         srv->queue_wait_ns = mo->max_queue_wait_ns ? mo->max_queue_wait_ns : SL_SEC(10);
         srv->pooled_cap = mo->max_pooled_per_client;
+        srv->task_cap = mo->max_task_requests;
+        if (srv->mux->ntask_routes) {
+            srv->trt = mo->task_runtime ? mo->task_runtime : sl_runtime_default();
+            if (!srv->trt) {
+                sl_server_free(srv);
+                return SL_ENOMEM;
+            }
+        }
     }
     srv->nworkers = o.reactors;
     for (int i = 0; i < o.reactors; i++) {
@@ -795,6 +805,13 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
      * "client gone" (SL_ECANCELED) and its route's deadline (SL_ETIMEDOUT). */
     sl_ctx_cancel_with(srv->root, SL_ESHUTDOWN);
     if (srv->hpool) sl_pool_shutdown(srv->hpool, NULL, NULL);
+    /* Task routes likewise: no new task starts, and every running one has posted its done
+     * task (it decrements ntask after the post) before the reactors stop. */
+    atomic_store(&srv->tasks_closed, true);
+    pthread_mutex_lock(&srv->mu);
+    while (atomic_load(&srv->ntask) > 0)
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    pthread_mutex_unlock(&srv->mu);
     stop_and_join(srv);
     srv->state = SRV_STOPPED;
     if (clean) return 0;
