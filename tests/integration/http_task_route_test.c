@@ -281,8 +281,7 @@ static void test_shutdown_lets_parked_finish(void **state)
     char buf[1024];
     int ok = 0;
     for (int i = 0; i < NSHUT; i++) {
-        if (read_small(fds[i], buf, sizeof buf, 5000) == 200 && strstr(buf, "\r\n\r\ndone"))
-            ok++;
+        if (read_small(fds[i], buf, sizeof buf, 5000) == 200 && strstr(buf, "\r\n\r\ndone")) ok++;
         close(fds[i]);
     }
     assert_int_equal(ok, NSHUT);
@@ -346,7 +345,7 @@ static void test_cap_503(void **state)
 
 /* ---- streaming ---- */
 
-#define CHUNK 65536
+#define CHUNK  65536
 #define NCHUNK 256 /* 16 MiB: more than the socket buffers take, so the task parks */
 
 static void h_stream(sl_req *req, sl_resp *resp, void *arg)
@@ -395,8 +394,10 @@ static void test_streaming(void **state)
     while (!eof && sl_mono_ns() < dl) {
         if (!tc_readable(fd, 100)) continue;
         ssize_t n = recv(fd, big, sizeof big, 0);
-        if (n <= 0) eof = true;
-        else total += (size_t)n;
+        if (n <= 0)
+            eof = true;
+        else
+            total += (size_t)n;
     }
     assert_true(eof);
     assert_int_equal(atomic_load(&result), 1);
