@@ -22,37 +22,13 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "demo_proc.h"
 #include "webhook_receiver.h"
 
-typedef struct demo {
-    sl_test_proc proc;
-    int port;
-    char dir[64], out[128], err[128];
-} demo;
-
+/* Starts the demo with the given flags (NULL-terminated) and waits until it accepts. */
 static void demo_start(demo *d, const char *const *flags)
 {
-    const char *bindir = getenv("SLUICE_BINARY_DIR");
-    assert_non_null(bindir);
-    snprintf(d->dir, sizeof d->dir, "/tmp/sluice-wh-XXXXXX");
-    assert_non_null(mkdtemp(d->dir));
-    snprintf(d->out, sizeof d->out, "%s/out", d->dir);
-    snprintf(d->err, sizeof d->err, "%s/err", d->dir);
-    d->port = sl_test_free_port();
-    assert_true(d->port > 0);
-    char cmd[2048];
-    int n = snprintf(cmd, sizeof cmd,
-                     "exec '%s/apps/sluice-demo' --port %d --reactors 2 --db none --job-workers 2",
-                     bindir, d->port);
-    for (size_t i = 0; flags && flags[i]; i++)
-        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", flags[i]);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " >'%s' 2>'%s'", d->out, d->err);
-    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    assert_int_equal(sl_test_proc_start(&d->proc, argv, false), 0);
-    if (!sl_test_wait_port(d->port, 30000)) {
-        sl_test_proc_stop(&d->proc, SIGKILL, 1000);
-        fail_msg("sluice-demo did not start: %s\n%s", cmd, sl_test_read_file(d->err));
-    }
+    demo_start_with(d, "--db none --job-workers 2", flags);
 }
 
 typedef struct summary {
