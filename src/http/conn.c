@@ -423,6 +423,7 @@ void sl__conn_close(sl__conn *c)
         w->reap_queued = true;
         sl__reactor_defer(&w->r, &w->reap_task);
     }
+    atomic_fetch_sub(&w->srv->nopen, 1);
     sl__server_conn_closed(w->srv);
 }
 

@@ -239,9 +239,10 @@ struct sl_server {
     sl__worker *workers;
     int *lfds; /* nlis * nworkers listening sockets, [addr * nworkers + worker] */
     int nlis;
-    int port;  /* first bound port, or 0 */
-    int state; /* SRV_*: controlling thread */
-    _Atomic int64_t nconns;
+    int port;               /* first bound port, or 0 */
+    int state;              /* SRV_*: controlling thread */
+    _Atomic int64_t nconns; /* slots: open connections plus accepts in progress (the bound) */
+    _Atomic int64_t nopen;  /* connections open and being served (what stats report) */
     _Atomic int npaused;
     _Atomic bool draining;
     pthread_mutex_t mu; /* guards fired; pairs with cv for shutdown's wait */

@@ -103,7 +103,8 @@ static int resolve_opts(const sl_server_opts *in, sl_server_opts *o, sl_http_lim
 /* ---- accepting -------------------------------------------------------------------------- */
 
 /* A CAS loop rather than add-then-undo: the count never exceeds the bound, not even for a
- * moment, so sl_server_stats_get never reports more connections than allowed. */
+ * moment. A slot is taken before accept4 (which may then find nothing), so nconns runs ahead
+ * of the connections really open; sl_server_stats_get reports nopen instead. */
 static bool slot_reserve(sl_server *srv)
 {
     int64_t n = atomic_load(&srv->nconns);
@@ -365,7 +366,10 @@ static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Counted before it opens: a connection's close path always finds itself counted. */
+        atomic_fetch_add(&srv->nopen, 1);
         if (sl__conn_open(w, fd, (struct sockaddr *)&ss, sl, has_ip ? &ipk : NULL) < 0) {
+            atomic_fetch_sub(&srv->nopen, 1);
             close(fd);
             if (has_ip) sl__server_ip_release(srv, &ipk);
             sl__server_conn_closed(srv);
@@ -499,6 +503,7 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         srv->mux = o.mux;
     }
     atomic_init(&srv->nconns, 0);
+    atomic_init(&srv->nopen, 0);
     atomic_init(&srv->npaused, 0);
     atomic_init(&srv->draining, false);
     srv->workers = calloc((size_t)o.reactors, sizeof *srv->workers);
@@ -843,7 +848,7 @@ int sl_server_run(sl_server *srv, sl_ctx *ctx)
 
 void sl_server_stats_get(const sl_server *srv, sl_server_stats *st)
 {
-    *st = (sl_server_stats){.connections = atomic_load(&((sl_server *)srv)->nconns)};
+    *st = (sl_server_stats){.connections = atomic_load(&((sl_server *)srv)->nopen)};
     for (int i = 0; i < srv->nworkers; i++) {
         sl__worker_stats *ws = &srv->workers[i].st;
         st->accepted += atomic_load_explicit(&ws->accepted, memory_order_relaxed);
