@@ -7,7 +7,7 @@
  * jobs.c     the background job pool: welcome e-mails and webhooks, with their hooks
  * webhook.c  webhook delivery with sl_client (--webhook-url), its counters and the receiver
  * rjobs.c    --redis: the same jobs as durable jobs on Redis Streams, shared by instances
- * rlimit.c   --redis: the per-client-IP limit checked in Redis, shared by instances
+ * rlimit.c   --redis: the Redis limiter behind the policy's per-client-IP rule (shared)
  * routes.c   the HTTP handlers and the route table
  *
  * Threads: a demo_app is built by main before serving and only read afterwards, except the
@@ -169,10 +169,8 @@ void demo_rjobs_free(demo_app *app);
 /* rlimit.c: the per-client-IP limit shared through Redis. */
 int demo_rlimit_init(demo_app *app);
 void demo_rlimit_free(demo_app *app);
-/* Checks the request's client IP in Redis; blocks one round trip (pooled handlers only).
- * Returns true to go on, or false after answering 429 (limited) or 503 (fail-closed, or the
- * request's ctx fired). */
-bool demo_rlimit_check(demo_app *app, sl_req *req, sl_resp *resp);
+/* The limiter backing the policy's "ip" rule (NULL without --redis). */
+sl_redis_limiter *demo_rlimit_limiter(demo_app *app);
 
 /* webhook.c: delivery of POST /webhooks payloads to the configured target with sl_client. */
 /* Creates the client (and copies --webhook-url). Returns 0 or an sl_client_new error. */

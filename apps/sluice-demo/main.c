@@ -75,8 +75,9 @@ static bool limited_pattern(const char *p)
                   strcmp(p, "POST /webhooks/receiver"));
 }
 
-/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
- * of every limited route (rlimit.c): neither may run on a reactor. */
+/* With --redis a webhook is a Redis round trip, and so is the shared per-IP rule of the limits
+ * policy, applied at the start of every limited route's handler (sl_mw_ratelimit_apply: a
+ * pooled route's before hooks run on the reactor, where the rule could not wait). */
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
@@ -85,16 +86,17 @@ static sl_route_mode route_mode(const demo_app *app, const route *r)
     return r->mode;
 }
 
-/* A limited route's handler behind the shared per-IP check (--redis). */
+/* A limited route's handler behind the limits policy (--redis). */
 typedef struct redis_limited {
-    demo_app *app;
+    sl_mw_ratelimit **mw;
     sl_handler_fn fn;
+    void *arg;
 } redis_limited;
 
 static void redis_limited_handler(sl_req *req, sl_resp *resp, void *arg)
 {
     const redis_limited *w = arg;
-    if (demo_rlimit_check(w->app, req, resp)) w->fn(req, resp, w->app);
+    if (!*w->mw || sl_mw_ratelimit_apply(*w->mw, req, resp)) w->fn(req, resp, w->arg);
 }
 
 /* The main limiter applies to everything but health checks and scrapes (and does apply to
@@ -149,11 +151,9 @@ static int build_policies(demo_app *app, http_side *h)
          .ntier_table = c->nkeys,
          .max_keys = 100000},
     };
-    if (app->rlimit) { /* --redis: the per-IP rule is checked in Redis (rlimit.c) */
-        rules[1] = rules[2];
-        sl_ratelimit_config cfg = {.rules = rules, .nrules = 2, .clientip = cip};
-        return sl_ratelimit_new(&cfg, &h->limits);
-    }
+    /* --redis: the per-IP rule counts in Redis, shared by every instance (its own in-process
+     * table is the --redis-fail local fallback). */
+    rules[1].redis = demo_rlimit_limiter(app);
     sl_ratelimit_config cfg = {.rules = rules, .nrules = 3, .clientip = cip};
     return sl_ratelimit_new(&cfg, &h->limits);
 }
@@ -180,6 +180,9 @@ static int use_middleware(demo_app *app, http_side *h)
     if (!h->limits) return 0;
     sl_mw_ratelimit_opts lo = {.policy = h->limits, .applies = limited};
     if ((rc = sl_mw_ratelimit_new(&lo, &h->limits_mw)) < 0) return rc;
+    /* --redis: the limited routes' handlers apply it (redis_limited_handler); unmatched
+     * requests (answered on the reactor, which must not wait for Redis) are not limited. */
+    if (app->rlimit) return 0;
     sl_mw_ratelimit_middleware(h->limits_mw, &m);
     return sl_mux_use(h->mux, &m);
 }
@@ -211,7 +214,7 @@ static int build_http(demo_app *app, http_side *h)
         sl_handler_fn fn = routes[i].fn;
         void *arg = fn == sl_metrics_handler ? (void *)h->reg : (void *)app;
         if (app->rlimit && limited_pattern(routes[i].pattern)) {
-            wrapped[i] = (redis_limited){.app = app, .fn = fn};
+            wrapped[i] = (redis_limited){.mw = &h->limits_mw, .fn = fn, .arg = arg};
             fn = redis_limited_handler;
             arg = &wrapped[i];
         }

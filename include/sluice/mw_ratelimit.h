@@ -1,14 +1,19 @@
 /* sl_mw_ratelimit: the rate-limit middleware — an sl_ratelimit policy (ratelimit.h) applied to
- * a mux's requests (mux.h), on the reactor, before a handler thread is spent.
+ * a mux's requests (mux.h), before a handler thread is spent.
  *
  * For each request it applies to, the before hook resolves the client address (the peer, or
  * the forwarding header when the peer is a trusted proxy: the policy's clientip config),
  * decides at sl_now_ns(), and either stops the chain with the policy's answer (429 with
  * Retry-After and the rate headers, 401 with WWW-Authenticate, 503 on an internal error: the
  * policy's status, headers and body exactly) or adds the remaining-quota headers of the
- * tightest rule to the response and lets the request go on. A flood of rejected requests thus
+ * rules to the response and lets the request go on. A flood of rejected requests thus
  * costs no handler thread and takes no budget from rules it did not reach (the policy rolls
  * back its reservations).
+ *
+ * Redis rules (ratelimit.h) wait for a round trip: where the hook runs in the request's task
+ * (task routes) the task parks, bounded by sl_req_ctx(req); where it runs on the reactor it
+ * must not block and the Redis rules answer by their fail policy (counted in redis_nowait), so
+ * a pooled route that needs them calls sl_mw_ratelimit_apply from its handler instead.
  *
  * Which requests: every request, or only those whose route pattern (sl_req_pattern) is in
  * `patterns`, or those for which `applies` says yes. Several instances with different policies
@@ -69,6 +74,16 @@ SL_API int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit
  * is not a route registered on the mux (a typo like "{id}" for "{item}" would otherwise leave
  * that route unlimited). */
 SL_API void sl_mw_ratelimit_middleware(sl_mw_ratelimit *mw, sl_middleware *out);
+
+/* Applies mw's policy to req from its handler: the decision, answer and counters of the
+ * before hook (patterns and applies are not consulted). For a policy with Redis rules on a
+ * route whose before hooks run on the reactor (pooled routes): there the hook cannot wait
+ * and the Redis rules answer by their fail policy, while the handler, in a task or on a
+ * handler thread, waits for the round trip (parks the task; blocks the thread). Returns true
+ * when the request may go on (the quota headers are added to resp), false when resp holds the
+ * policy's answer (429, 401, 503) and the handler should return. Threads: the handler's.
+ * Blocks (parks) for the Redis rules' round trips, bounded by sl_req_ctx(req). */
+SL_API bool sl_mw_ratelimit_apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp);
 
 /* sl_mw_ratelimit_middleware + sl_mux_use in one call. Returns as sl_mux_use. */
 SL_API int sl_mw_ratelimit_use(sl_mw_ratelimit *mw, sl_mux *mux);

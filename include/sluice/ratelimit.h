@@ -45,9 +45,11 @@
 #define SLUICE_RATELIMIT_H
 
 #include "sluice/common.h"
+#include "sluice/ctx.h"
 #include "sluice/ipkey.h"
 #include "sluice/keyed.h"
 #include "sluice/log.h"
+#include "sluice/redis_limiter.h"
 
 SL_BEGIN_DECLS
 
@@ -178,6 +180,17 @@ typedef struct sl_ratelimit_rule {
     int64_t idle_ttl_ns;
     sl_keyed_full on_full;
     sl_keyed_tier overflow;
+
+    /* Counted in Redis instead of in memory (borrowed: must outlive the policy; several rules
+     * and policies may share one limiter). The rule keeps its kind, key, tiers, dry-run and
+     * answers; its bucket is the Redis key "<limiter prefix>{<rule name>:<key>}" (IP rules:
+     * the group as text, "203.0.113.7/32", "2001:db8:1:2::/64"; GLOBAL: "{<rule name>}"). A
+     * decision reaching it waits for one round trip (see sl_ratelimit_decide). When Redis
+     * cannot answer (down, slow past the limiter's timeout, the ctx fired, or a caller that
+     * must not wait) the limiter's fail policy answers: OPEN allows (the rule is then not
+     * described), CLOSED answers 503, LOCAL decides with the rule's own in-memory bucket (this
+     * instance alone). The limiter's own tiers and fallback table are not used. */
+    sl_redis_limiter *redis;
 } sl_ratelimit_rule;
 
 /* Response headers and body, switchable. */
@@ -214,10 +227,12 @@ struct sl_ratelimit_input {
     int64_t now_ns; /* monotonic instant of the decision (sl_now_ns() in production) */
     int64_t cost;   /* tokens this request takes from every rule; 0 means 1 */
     void *user;     /* passed through to custom key functions (the request, say) */
+    bool no_wait;   /* the caller must not wait (a loop thread outside a task): Redis rules
+                       are answered by their fail policy, counted in redis_nowait */
 };
 
 #define SL_RATELIMIT_MAX_HEADERS 8
-#define SL_RATELIMIT_BUF         1024
+#define SL_RATELIMIT_BUF         2048
 
 typedef struct sl_ratelimit_header {
     const char *name;  /* static string */
@@ -243,15 +258,19 @@ typedef struct sl_ratelimit_decision {
 
 /* Per-rule counters (each exact; a snapshot across counters is not one instant's). */
 typedef struct sl_ratelimit_stats {
-    const char *name;          /* the rule's name, owned by the policy */
-    uint64_t allowed;          /* requests allowed with this rule's tokens taken */
-    uint64_t rejected;         /* requests this rule rejected (429) */
-    uint64_t dry_run_rejected; /* requests this dry-run rule would have rejected */
-    uint64_t missing_key;      /* APIKEY: requests without a key (401, or skipped if optional) */
-    uint64_t skipped;          /* no key for this rule (optional key, custom 0, no IP peer) */
-    uint64_t errors;           /* internal errors: table full (SL_EFULL), ENOMEM, key_fn < 0 */
-    uint64_t keys;             /* keys its table holds now (0 for GLOBAL) */
-    uint64_t evicted;          /* keys its table evicted (idle + full) */
+    const char *name;           /* the rule's name, owned by the policy */
+    uint64_t allowed;           /* requests allowed with this rule's tokens taken */
+    uint64_t rejected;          /* requests this rule rejected (429) */
+    uint64_t dry_run_rejected;  /* requests this dry-run rule would have rejected */
+    uint64_t missing_key;       /* APIKEY: requests without a key (401, or skipped if optional) */
+    uint64_t skipped;           /* no key for this rule (optional key, custom 0, no IP peer) */
+    uint64_t errors;            /* internal errors: table full (SL_EFULL), ENOMEM, key_fn < 0 */
+    uint64_t redis_fail_open;   /* Redis rules: requests Redis did not answer for, decided by */
+    uint64_t redis_fail_closed; /* the limiter's fail policy (open: allowed, closed: 503, */
+    uint64_t redis_fallback;    /* local: the rule's in-memory bucket) */
+    uint64_t redis_nowait;      /* of those: the caller could not wait (no_wait, loop thread) */
+    uint64_t keys;              /* keys its in-memory table holds now (0 for GLOBAL) */
+    uint64_t evicted;           /* keys its table evicted (idle + full) */
 } sl_ratelimit_stats;
 
 /* Creates a policy from cfg (everything is copied; cfg may be freed after). Returns 0 and sets
@@ -268,9 +287,27 @@ SL_API void sl_ratelimit_free(sl_ratelimit *rl);
 /* Decides one request at in->now_ns and fills *d (always, even on error). Returns 0 (see
  * d->status), SL_EINVAL (rl, in or d NULL: d untouched), or, with d->status 503 and every
  * reservation given back, the error of a rule's table (SL_EFULL with on_full =
- * SL_KEYED_FULL_ERROR, SL_ENOMEM). Threads: any. Does not block. */
+ * SL_KEYED_FULL_ERROR, SL_ENOMEM). Threads: any. Without Redis rules it never blocks; with
+ * them it is sl_ratelimit_decide(rl, in, NULL, d), which waits for their round trips. */
 SL_API int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in,
                                   sl_ratelimit_decision *d);
+
+/* sl_ratelimit_decide_at for a policy that may have Redis rules: each Redis rule the decision
+ * reaches costs one round trip, which this call waits for. On a task (sl_go, a task route, a
+ * middleware hook running in the request's task) the check goes out on the task's loop (the
+ * limiter attaches itself to that loop on first use) and the task parks until the reply: the
+ * loop runs other tasks meanwhile. On a plain thread it blocks the thread (the check runs on
+ * the limiter's private loop thread). On a loop thread outside a task, or with in->no_wait,
+ * it does not wait: the Redis rules are answered by their fail policy (counted in
+ * redis_nowait). The wait ends at the reply, at the limiter's timeout, or when ctx fires
+ * (NULL: no ctx): a timeout or the ctx's SL_ECANCELED/SL_ETIMEDOUT is answered by the fail
+ * policy, as when Redis is down. A policy without Redis rules never waits (this is then
+ * sl_ratelimit_decide_at). Returns as sl_ratelimit_decide_at. Threads: any. */
+SL_API int sl_ratelimit_decide(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ctx *ctx,
+                               sl_ratelimit_decision *d);
+
+/* True when some rule of the policy is Redis-backed (its decisions may wait). */
+SL_API bool sl_ratelimit_waits(const sl_ratelimit *rl);
 
 /* The number of rules (stats indexes are 0..count-1). */
 SL_API size_t sl_ratelimit_count(const sl_ratelimit *rl);

@@ -16,16 +16,20 @@
  * instance's wall clock instead (or an explicit instant with the _at calls: tests); that costs
  * nothing in Redis but lets clock skew between instances move tokens. See docs/redis.md.
  *
- * I/O. hiredis's async API is attached to sluice reactors (src/loop/reactor.h): one
- * connection per attached reactor, every callback on that reactor's loop thread, many checks
- * in flight on one connection (pipelining). Nothing ever blocks a reactor. Each check has a
- * timeout; a dropped connection is re-established with exponential backoff. While Redis is
+ * I/O. hiredis's async API is attached to sluice loops (sl_loop; from a task,
+ * sl_loop_current()): one connection per attached loop, every callback on that loop's thread,
+ * many checks in flight on one connection (pipelining). Nothing ever blocks a loop. Each check
+ * has a timeout; a dropped connection is re-established with exponential backoff. While Redis is
  * slow or down, the limiter's failure policy answers: fail-open (allow), fail-closed
  * ("unavailable": the middleware answers 503) or a local sl_keyed fallback (each instance then
  * enforces the limit alone). Every such answer is counted in the stats.
  *
- * Threads: see each function. A check on a reactor runs on that reactor's loop thread; the
- * blocking variant may be called from any thread (it uses a private reactor thread). */
+ * Most services use the limiter as the backend of an sl_ratelimit rule (ratelimit.h: the rule's
+ * `redis` field), which gives it the policy's key derivation, rollback and answers, and waits
+ * for the round trip by parking the request's task.
+ *
+ * Threads: see each function. A check on a loop runs on that loop's thread; the blocking
+ * variant may be called from any thread (it uses a private loop thread). */
 #ifndef SLUICE_REDIS_LIMITER_H
 #define SLUICE_REDIS_LIMITER_H
 
@@ -49,9 +53,10 @@ typedef enum sl_rate_source {
     SL_RATE_FALLBACK,       /* Redis unavailable: decided by the local fallback sl_keyed */
 } sl_rate_source;
 
-/* One rate-limit decision, with what the Retry-After and RateLimit-* headers need. The same
- * struct is produced for an in-memory sl_keyed (sl_rate_decide_keyed_at), so the rate-limit
- * middleware handles both backends alike. */
+/* One Redis bucket's answer: the payload of the low-level async check (sl_redis_check_fn) and
+ * of the blocking check. HTTP services do not see it: a Redis-backed rule of an sl_ratelimit
+ * policy (ratelimit.h) turns it into the policy's one answer (429 with Retry-After and the
+ * RateLimit headers, 503 fail-closed). */
 typedef struct sl_rate_decision {
     bool allowed;
     sl_rate_source source;
@@ -94,7 +99,10 @@ typedef struct sl_redis_limiter_config {
     int64_t backoff_min_ns;     /* first reconnect delay; 0 -> 10 ms */
     int64_t backoff_max_ns;     /* 0 -> 1 s; the delay doubles up to this */
     sl_redis_fail_policy policy;
-    sl_keyed *fallback; /* for SL_REDIS_FAIL_LOCAL: borrowed, must outlive the limiter */
+    sl_keyed *fallback; /* for SL_REDIS_FAIL_LOCAL: borrowed, must outlive the limiter. May be
+                           NULL when the limiter only backs sl_ratelimit rules (each falls back
+                           to its own in-memory bucket); a direct check then answers as
+                           fail-closed */
     sl_redis_clock clock;
     sl_logger *logger; /* NULL = sl_log_default(); must outlive the limiter */
 } sl_redis_limiter_config;
@@ -115,6 +123,8 @@ typedef struct sl_redis_limiter_stats {
     uint64_t noscript;     /* NOSCRIPT replies recovered by reloading */
     uint64_t connects;     /* connections established */
     uint64_t disconnects;  /* connections lost or dropped */
+    uint64_t refunds;      /* refunds sent (an sl_ratelimit rollback after a later rule refused) */
+    uint64_t parked;       /* checks a task parked for (sl_ratelimit rules on task loops) */
 } sl_redis_limiter_stats;
 
 /* Called once per pending check, on the loop thread of the reactor it was made on. d is valid
@@ -123,17 +133,22 @@ typedef void (*sl_redis_check_fn)(void *arg, const sl_rate_decision *d);
 
 /* Creates a limiter (no connection yet: each attached reactor opens its own). Returns 0 and
  * *out, or SL_EINVAL (cfg NULL, no tiers, bad default_tier, a limit <= 0 or NaN, a burst < 1,
- * FAIL_LOCAL without fallback) or SL_ENOMEM; *out untouched on failure. Threads: any. */
+ * a bad policy) or SL_ENOMEM; *out untouched on failure. The tiers are used by the direct
+ * checks below; a Redis-backed sl_ratelimit rule sends its own. Threads: any. */
 SL_API int sl_redis_limiter_new(const sl_redis_limiter_config *cfg, sl_redis_limiter **out);
 
 /* Frees the limiter: stops and joins the private reactor thread (if a blocking check started
- * it), whose pending checks end with SL_ECANCELED first. Every other reactor must have been
- * detached. NULL is ignored. Threads: any thread but a reactor's. Blocks until the join. */
+ * it), whose pending checks end with SL_ECANCELED first, and detaches the task loops that
+ * sl_ratelimit's Redis rules attached it to (on each loop's thread: the runtime must be
+ * running, or shut down but not freed). Every reactor the application attached must have been
+ * detached. No policy may be deciding with it. NULL is ignored. Threads: any thread but a
+ * loop's. Blocks until the detaches and the join. */
 SL_API void sl_redis_limiter_free(sl_redis_limiter *rl);
 
-/* Attaches the limiter to reactor r: creates r's connection (connecting starts at once, in
- * the background). Returns 0, SL_EEXIST (already attached), SL_EFULL (64 reactors at most),
- * SL_ENOMEM. Threads: r's loop thread, or any thread before r runs. Does not block. */
+/* Attaches the limiter to loop r: creates r's connection (connecting starts at once, in the
+ * background). From a task, r = sl_loop_current() (task.h), attached on the task's loop
+ * thread. Returns 0, SL_EEXIST (already attached), SL_EFULL (64 loops at most), SL_ENOMEM,
+ * SL_EINVAL (NULL). Threads: r's loop thread, or any thread before r runs. Does not block. */
 SL_API int sl_redis_limiter_attach(sl_redis_limiter *rl, sl_loop *r);
 
 /* Detaches from r: drops its connection; pending checks end with SL_ECANCELED (their callbacks
@@ -170,28 +185,11 @@ SL_API int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl_loop *r, const voi
 SL_API int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
                                        int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out);
 
-/* sl_redis_limiter_check_wait for a client address: the key is client's group under group
- * ({0, 0} = SL_IPGROUP_DEFAULT: IPv4 /32, IPv6 /64), exactly as an SL_RATELIMIT_IP rule keys
- * its in-process table, so a client rotating addresses inside its IPv6 /64 stays one bucket
- * whichever backend counts it. Resolve client with sl_clientip_resolve first. Returns as
- * check_wait, or SL_EINVAL (client NULL, group out of range). Threads: any but a reactor's
- * loop. Blocks (parks) for one round trip at most the limiter's timeout, or until ctx fires. */
-SL_API int sl_redis_limiter_check_ip_wait(sl_redis_limiter *rl, const sl_ipkey *client,
-                                          sl_ipgroup group, int64_t n, int64_t now_ns, sl_ctx *ctx,
-                                          sl_rate_decision *out);
-
 /* True while r's connection is established (ready for checks). Threads: r's loop thread. */
 SL_API bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl_loop *r);
 
 /* Fills *st. Threads: any. */
 SL_API void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_stats *st);
-
-/* Decides n tokens of key with an in-memory sl_keyed at now_ns and describes it as a
- * decision (source SL_RATE_FROM_LOCAL), so that the middleware treats both backends alike.
- * tier is the key's (limit, burst): the caller knows it (it configured the table). Returns 0,
- * or the errors of sl_keyed_allow_n_at (then *d is a refusal with d->err set). Threads: any. */
-SL_API int sl_rate_decide_keyed_at(sl_keyed *k, const void *key, size_t len, int64_t n,
-                                   const sl_keyed_tier *tier, int64_t now_ns, sl_rate_decision *d);
 
 SL_END_DECLS
 

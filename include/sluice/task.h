@@ -115,6 +115,12 @@ SL_API const char *sl_task_name(void);
  * plain thread. A task may move to another loop whenever it waits or yields. */
 SL_API int sl_task_loop(void);
 
+/* The loop the calling thread runs: a task's current loop (or a loop thread's, in a loop
+ * callback), for APIs that take an sl_loop (sl_redis_limiter_attach/check: their callbacks run
+ * on this loop's thread). NULL on a plain thread. A task may move to another loop whenever it
+ * waits or yields, so ask again after each wait. Threads: any. Does not block. */
+SL_API sl_loop *sl_loop_current(void);
+
 enum { SL_WAIT_READ = 1, SL_WAIT_WRITE = 2 };
 
 /* Waits until fd is readable and/or writable (events: SL_WAIT_READ|SL_WAIT_WRITE), or the ctx

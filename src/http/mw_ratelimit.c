@@ -2,8 +2,12 @@
  *
  * All policy lives in sl_ratelimit (rules, rollback, answers); this file only adapts the
  * request to the policy's input (peer address as an sl_ipkey, a header-lookup callback over
- * sl_req_header_values, the clock) and the policy's answer to the response. It runs on the
- * reactor and never blocks: the decision is a few spinlocked bucket updates.
+ * sl_req_header_values, the clock) and the policy's answer to the response. An in-memory
+ * decision is a few spinlocked bucket updates. A policy with Redis rules waits for their round
+ * trips, which is allowed only in a task: where the hook runs in the request's task (task
+ * routes) the task parks on sl_ratelimit_decide, bounded by the request's ctx; where it runs on
+ * the reactor (other routes, unmatched requests) it must not block, so the Redis rules answer
+ * by their fail policy at once (counted in the rule's redis_nowait).
  *
  * The peer address comes from sl_req_remote_addr's text ("1.2.3.4:5", "[::1]:5"): the request
  * API exposes no sockaddr, and parsing a short literal is cheaper than one bucket update. The
@@ -17,6 +21,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/mw_ratelimit.h"
+#include "sluice/task.h"
 #include "base/base_int.h"
 
 struct sl_mw_ratelimit {
@@ -74,10 +79,9 @@ static void count(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
+/* hook: called as the before hook, which runs on the reactor unless it runs in a task. */
+static sl_mw_action apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp, bool hook)
 {
-    sl_mw_ratelimit *mw = arg;
-    if (!applies(mw, req)) return SL_MW_NEXT;
     sl_ipkey peer;
     bool has_peer = sl_req_peer_ipkey(req, &peer) == 0;
     sl_ratelimit_input in = {
@@ -87,9 +91,11 @@ static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
         .now_ns = sl_now_ns(),
         .cost = mw->cost,
         .user = req,
+        .no_wait = hook && !sl_task_in(), /* the hook runs on the reactor */
     };
     sl_ratelimit_decision d;
-    int rc = sl_ratelimit_decide_at(mw->policy, &in, &d);
+    sl_ctx *ctx = in.no_wait || !sl_ratelimit_waits(mw->policy) ? NULL : sl_req_ctx(req);
+    int rc = sl_ratelimit_decide(mw->policy, &in, ctx, &d);
     count(&mw->decided);
     if (rc == SL_EINVAL) { /* cannot happen with a valid policy; fail open, counted */
         count(&mw->errors);
@@ -106,6 +112,18 @@ static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
     if (d.content_type) sl_resp_set_content_type(resp, d.content_type);
     if (d.body) sl_resp_set_body(resp, d.body, d.body_len);
     return SL_MW_STOP;
+}
+
+static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
+{
+    sl_mw_ratelimit *mw = arg;
+    if (!applies(mw, req)) return SL_MW_NEXT;
+    return apply(mw, req, resp, true);
+}
+
+bool sl_mw_ratelimit_apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp)
+{
+    return apply(mw, req, resp, false) == SL_MW_NEXT;
 }
 
 int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit **out)

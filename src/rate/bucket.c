@@ -116,6 +116,16 @@ void sl__tb_cancel(sl__tb *s, double limit, int64_t burst, const sl_reservation 
     }
 }
 
+void sl__tb_refund(sl__tb *s, double limit, int64_t burst, int64_t n, int64_t t)
+{
+    if (limit == SL_RATE_INF || limit == 0 || n <= 0) return;
+    if (t < s->last) t = s->last;
+    double tokens = sl__tb_advance(s, limit, burst, t) + (double)n;
+    if (tokens > (double)burst) tokens = (double)burst;
+    s->tokens = tokens;
+    s->last = t;
+}
+
 void sl__spin_lock_slow(sl__spin *l)
 {
     for (unsigned spins = 0;; spins++) {

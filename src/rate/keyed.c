@@ -486,6 +486,31 @@ void sl_keyed_cancel_at(sl_keyed *k, const void *key, size_t len, const sl_keyed
     sl__spin_unlock(&sh->lock);
 }
 
+void sl__keyed_refund(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
+                      int64_t t)
+{
+    if (!res->r.ok) return;
+    if (res->where == WHERE_OVERFLOW) {
+        sl__spin_lock(&k->ovf_lock);
+        sl__tb_refund(&k->ovf, k->ovf_limit, k->ovf_burst, res->r.tokens, t);
+        sl__spin_unlock(&k->ovf_lock);
+        return;
+    }
+    if (res->where != WHERE_KEY || len > SL_KEYED_MAX_KEY || (!key && len)) return;
+    if (!len) key = "";
+    uint64_t h = res->hash;
+    shard *sh = shard_of(k, h);
+    sl__spin_lock(&sh->lock);
+    entry *e = find(sh, (uint32_t)(h >> 32), key, len); /* evicted meanwhile: nothing to give */
+    if (e) {
+        double limit;
+        int64_t burst;
+        params(k, e, &limit, &burst);
+        sl__tb_refund(&e->tb, limit, burst, res->r.tokens, t);
+    }
+    sl__spin_unlock(&sh->lock);
+}
+
 double sl_keyed_tokens_at(sl_keyed *k, const void *key, size_t len, int64_t now_ns)
 {
     if (len > SL_KEYED_MAX_KEY || (!key && len)) return 0;

@@ -177,6 +177,15 @@ void sl_reservation_cancel_at(const sl_reservation *r, int64_t now_ns)
     sl__spin_unlock(&lim->lock);
 }
 
+void sl__limiter_refund(const sl_reservation *r, int64_t t)
+{
+    if (!r->ok || !r->lim) return;
+    sl_limiter *lim = r->lim;
+    sl__spin_lock(&lim->lock);
+    sl__tb_refund(&lim->tb, lim->limit, lim->burst, r->tokens, t);
+    sl__spin_unlock(&lim->lock);
+}
+
 void sl_reservation_cancel(const sl_reservation *r)
 {
     sl_reservation_cancel_at(r, sl_now_ns());

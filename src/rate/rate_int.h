@@ -66,6 +66,21 @@ void sl__tb_reserve(sl__tb *s, double limit, int64_t *burst, int64_t t, int64_t 
 /* Reservation.CancelAt, given the owner's current limit and burst. */
 void sl__tb_cancel(sl__tb *s, double limit, int64_t burst, const sl_reservation *r, int64_t t);
 
+/* Gives n tokens back to a bucket that granted them earlier without a wait, at t: the tokens
+ * are brought up to date at max(t, last) (never moving last backwards) and n added, capped at
+ * the burst. For a grant made before some wait (a Redis round trip), when a cancel at the
+ * grant's instant would restore less by the tokens later reservations took meanwhile: the
+ * bucket then holds what it would hold had the n tokens never been taken (the cap covers a
+ * bucket that would have filled up meanwhile). Not for limit Inf or 0 (nothing to give). */
+void sl__tb_refund(sl__tb *s, double limit, int64_t burst, int64_t n, int64_t t);
+
+/* sl__tb_refund on a limiter, and on the bucket a keyed reservation came from. */
+void sl__limiter_refund(const sl_reservation *r, int64_t t);
+typedef struct sl_keyed sl_keyed;
+typedef struct sl_keyed_reservation sl_keyed_reservation;
+void sl__keyed_refund(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
+                      int64_t t);
+
 /* The state change of SetLimitAt/SetBurstAt before the new value is stored: tokens brought
  * up to date at t. */
 static inline void sl__tb_settle(sl__tb *s, double limit, int64_t burst, int64_t t)

@@ -33,6 +33,8 @@
 #include <strings.h>
 
 #include "rate/rate_int.h"
+#include "redis/redis_int.h"
+#include "task/task_int.h"
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/limiter.h"
@@ -70,16 +72,20 @@ typedef struct rule {
     size_t ntable;
     char *table_strings;
 
-    sl_limiter *lim; /* GLOBAL */
-    sl_keyed *keyed; /* the others */
+    sl_limiter *lim;         /* GLOBAL */
+    sl_keyed *keyed;         /* the others */
+    sl_redis_limiter *redis; /* counted in Redis; lim/keyed are then the fail-local buckets */
+    sl_keyed_tier gtier;     /* GLOBAL: {limit, burst} */
 
-    _Alignas(CACHELINE) _Atomic uint64_t allowed, rejected, dry, missing, skipped, errors;
+    _Alignas(CACHELINE) _Atomic uint64_t allowed, rejected, dry, missing, skipped, errors, fopen,
+        fclosed, fback, nowait;
 } rule;
 
 struct sl_ratelimit {
     rule *rules;
     size_t nrules;
     bool need_ip; /* some rule keys by the client address */
+    bool waits;   /* some rule is Redis-backed */
     sl_clientip_config cip;
     sl_cidr *trusted;
     unsigned headers;
@@ -216,6 +222,8 @@ static int setup_rule(rule *ru, const sl_ratelimit_rule *c)
     if (!name_ok(name) || isnan(c->limit) || c->burst < 0) return SL_EINVAL;
     memcpy(ru->name, name, strlen(name) + 1);
     ru->dry_run = c->dry_run;
+    ru->redis = c->redis;
+    ru->gtier = (sl_keyed_tier){c->limit, c->burst};
 
     if (c->kind == SL_RATELIMIT_GLOBAL) return sl_limiter_new(c->limit, c->burst, &ru->lim);
 
@@ -236,6 +244,8 @@ static int setup_rule(rule *ru, const sl_ratelimit_rule *c)
     }
     int rc = setup_tiers(ru, c);
     if (rc) return rc;
+    for (int i = 0; ru->redis && i < ru->ntiers; i++) /* the GCRA script needs limit > 0 */
+        if (!(ru->tiers[i].limit > 0)) return SL_EINVAL;
     sl_keyed_config kc = {
         .tiers = ru->tiers,
         .ntiers = ru->ntiers,
@@ -287,6 +297,12 @@ int sl_ratelimit_new(const sl_ratelimit_config *cfg, sl_ratelimit **out)
     for (size_t i = 0; i < cfg->nrules; i++) {
         rc = setup_rule(&rl->rules[i], &cfg->rules[i]);
         if (rc) goto fail;
+        if (rl->rules[i].redis) rl->waits = true;
+        if (rl->rules[i].redis && cfg->rules[i].kind == SL_RATELIMIT_GLOBAL &&
+            !(cfg->rules[i].limit > 0)) {
+            rc = SL_EINVAL;
+            goto fail;
+        }
         if (cfg->rules[i].kind == SL_RATELIMIT_IP || cfg->rules[i].kind == SL_RATELIMIT_CUSTOM)
             rl->need_ip = true;
     }
@@ -319,7 +335,7 @@ void sl_ratelimit_free(sl_ratelimit *rl)
 /* What one rule took for this request, to describe it or give it back. */
 typedef struct step {
     int rule;
-    const void *key; /* keyed rules: the key, valid for the decision */
+    const void *key; /* keyed rules: the key, valid for the decision (Redis: the Redis key) */
     size_t len;
     bool global;
     sl_reservation r; /* GLOBAL */
@@ -329,7 +345,21 @@ typedef struct step {
     double after; /* tokens left after this request (or held, when rejected) */
     bool undo;    /* something to cancel */
     bool hidden;  /* a dry-run rule: never described to the client */
+    bool redis;   /* the tokens were taken in Redis: undo is a refund there */
+    int epoch;    /* Redis waits before this step was taken (undo after one: a refund) */
 } step;
+
+typedef struct ctx {
+    sl_ratelimit *rl;
+    const sl_ratelimit_input *in;
+    sl_ratelimit_decision *d;
+    sl_ctx *wctx;  /* bounds the Redis waits */
+    bool can_wait; /* false: Redis rules answer by their fail policy at once */
+    int waits;     /* Redis round trips so far */
+    int64_t n;
+    bool ip_done;
+    char rkeys[SL_RATELIMIT_MAX_RULES][SL_RATELIMIT_MAX_NAME + 2 + SL_RATELIMIT_MAX_KEY];
+} ctx;
 
 /* The wait before n tokens are there when tok are: Go's reserveN, without reserving. */
 static int64_t deficit_wait(double limit, int64_t burst, double tok, int64_t n)
@@ -373,13 +403,102 @@ static int take_global(rule *ru, step *st, int64_t n, int64_t now, int64_t *wait
     return 1;
 }
 
-static void undo(sl_ratelimit *rl, step *st, int64_t now)
+/* The tier of a keyed rule's key (what sl_keyed would pick for a new entry). */
+static sl_keyed_tier rule_tier(const rule *ru, const void *key, size_t len)
+{
+    if (ru->kind == SL_RATELIMIT_GLOBAL) return ru->gtier;
+    int t = ru->tier_fn ? ru->tier_fn(ru->tier_arg, key, len) : ru->default_tier;
+    if (t < 0 || t >= ru->ntiers) t = ru->default_tier;
+    return ru->tiers[t];
+}
+
+/* The Redis key of a rule's key: "<rule>:<key>" (IP: the group as text with its prefix
+ * length), or "<rule>" for GLOBAL. Returns its length. */
+static size_t redis_key(const rule *ru, const step *st, const sl_ipkey *group, char *buf)
+{
+    size_t nl = strlen(ru->name);
+    memcpy(buf, ru->name, nl);
+    if (ru->kind == SL_RATELIMIT_GLOBAL) return nl;
+    buf[nl++] = ':';
+    if (ru->kind == SL_RATELIMIT_IP) {
+        char ip[SL_IPKEY_STRLEN];
+        sl_ipkey_format(group, ip, sizeof ip);
+        bool v4 = sl_ipkey_is_v4(group);
+        size_t room = SL_RATELIMIT_MAX_NAME + 2 + SL_RATELIMIT_MAX_KEY - nl;
+        return nl + (size_t)snprintf(buf + nl, room, "%s/%u", ip,
+                                     v4 ? ru->group.v4_bits : ru->group.v6_bits);
+    }
+    memcpy(buf + nl, st->key, st->len);
+    return nl + st->len;
+}
+
+/* A Redis rule's step: one round trip (or the fail policy). Returns as take_keyed, or
+ * SL_EUNAVAIL when the fail-closed policy refuses. */
+static int take_redis(ctx *c, rule *ru, step *st, const sl_ipkey *group, int64_t now, int64_t *wait)
+{
+    sl_keyed_tier tier = rule_tier(ru, st->key, st->len);
+    if (tier.limit == SL_RATE_INF) { /* nothing to count: not described, nothing to give */
+        st->burst = tier.burst;
+        st->after = (double)tier.burst;
+        return 1;
+    }
+    char *kb = c->rkeys[st->rule];
+    size_t kl = redis_key(ru, st, group, kb);
+    sl_rate_decision rd;
+    int rc = SL_EAGAIN;
+    if (c->can_wait && !c->in->no_wait) {
+        rc = sl__redis_take(ru->redis, kb, kl, c->n, &tier, c->wctx, &rd);
+        c->waits++;
+    }
+    if (rc == 0 && rd.err == 0) {
+        st->limit = tier.limit;
+        st->burst = tier.burst;
+        st->after = (double)rd.remaining;
+        if (rd.allowed) {
+            st->redis = st->undo = true;
+            st->key = kb;
+            st->len = kl;
+            return 1;
+        }
+        *wait = rd.retry_after_ns > 0 ? rd.retry_after_ns : 1;
+        return 0;
+    }
+    /* Redis did not answer (down, timeout, the ctx, or we may not wait): the fail policy. */
+    if (rc == SL_EAGAIN) atomic_fetch_add_explicit(&ru->nowait, 1, memory_order_relaxed);
+    switch (sl__redis_policy(ru->redis)) {
+    case SL_REDIS_FAIL_OPEN:
+        atomic_fetch_add_explicit(&ru->fopen, 1, memory_order_relaxed);
+        return 1; /* limit stays Inf: not described */
+    case SL_REDIS_FAIL_LOCAL:
+        atomic_fetch_add_explicit(&ru->fback, 1, memory_order_relaxed);
+        return ru->kind == SL_RATELIMIT_GLOBAL ? take_global(ru, st, c->n, now, wait)
+                                               : take_keyed(ru, st, c->n, now, wait);
+    default: atomic_fetch_add_explicit(&ru->fclosed, 1, memory_order_relaxed); return SL_EUNAVAIL;
+    }
+}
+
+/* Gives back what st took. At the decision's instant with no Redis wait since: a cancel,
+ * exact (see the top). After a wait, other requests may have reserved meanwhile and a cancel
+ * would restore less: a refund (tokens added back, capped at the burst) instead; in Redis, the
+ * refund script, sent without waiting. */
+static void undo(ctx *c, step *st, int64_t now)
 {
     if (!st->undo) return;
-    if (st->global)
-        sl_reservation_cancel_at(&st->r, now);
-    else
-        sl_keyed_cancel_at(rl->rules[st->rule].keyed, st->key, st->len, &st->kr, now);
+    sl_ratelimit *rl = c->rl;
+    rule *ru = &rl->rules[st->rule];
+    if (st->redis) {
+        sl_keyed_tier tier = {st->limit, st->burst};
+        sl__redis_refund(ru->redis, st->key, st->len, c->n, &tier);
+    } else if (st->epoch == c->waits) {
+        if (st->global)
+            sl_reservation_cancel_at(&st->r, now);
+        else
+            sl_keyed_cancel_at(ru->keyed, st->key, st->len, &st->kr, now);
+    } else if (st->global) {
+        sl__limiter_refund(&st->r, now);
+    } else {
+        sl__keyed_refund(ru->keyed, st->key, st->len, &st->kr, now);
+    }
     st->undo = false;
 }
 
@@ -484,33 +603,114 @@ static int64_t refill_s(double limit, double tok)
     return ceil_s(sl__dur_from_tokens(limit, tok));
 }
 
-static void describe(sl_ratelimit *rl, out *o, const step *st)
+/* A rule's quota as the headers show it: q, w (policy) and r, t (now). */
+typedef struct quota {
+    long long q, w, r, t;
+    bool timed; /* limit > 0: w and t mean something */
+} quota;
+
+static quota quota_of(double limit, int64_t burst, double after)
 {
-    if (st->limit == SL_RATE_INF ||
-        !(rl->headers & (SL_RATELIMIT_HDR_DRAFT | SL_RATELIMIT_HDR_LEGACY)))
-        return;
-    const char *name = rl->rules[st->rule].name;
-    long long q = (long long)st->burst;
-    double after = st->after < 0 ? 0 : st->after;
-    long long r = (long long)floor(after);
-    long long w = 0, t = 0;
-    if (st->limit > 0) {
-        w = refill_s(st->limit, (double)st->burst);
-        t = refill_s(st->limit, (double)st->burst - after);
+    quota k = {.q = (long long)burst, .timed = limit > 0};
+    if (after < 0) after = 0;
+    k.r = (long long)floor(after);
+    if (k.timed) {
+        k.w = refill_s(limit, (double)burst);
+        k.t = refill_s(limit, (double)burst - after);
     }
+    return k;
+}
+
+/* A list header value built item by item in the decision's buffer. */
+typedef struct list {
+    char *start, *p, *end;
+} list;
+
+static void list_begin(out *o, list *l)
+{
+    l->start = l->p = o->d->buf + o->off;
+    l->end = o->d->buf + sizeof o->d->buf - 1;
+}
+
+/* Appends `"name";a=x;b=y` (b only when two), comma-separated. */
+static void list_item(list *l, const char *name, const char *a, long long x, const char *b,
+                      long long y, bool two)
+{
+    char *p = l->p;
+    if (p && p != l->start) p = bytes(p, l->end, ", ", 2);
+    if (p) p = bytes(p, l->end, "\"", 1);
+    if (p) p = bytes(p, l->end, name, strlen(name));
+    if (p) p = bytes(p, l->end, a, strlen(a));
+    if (p) p = digits(p, l->end, x);
+    if (p && two) p = bytes(p, l->end, b, strlen(b));
+    if (p && two) p = digits(p, l->end, y);
+    l->p = p;
+}
+
+static const char *list_end(out *o, list *l)
+{
+    if (!l->p || l->p == l->start) return NULL;
+    *l->p = 0;
+    o->off += (size_t)(l->p - l->start) + 1;
+    return l->start;
+}
+
+static bool shown(const step *st)
+{
+    return !st->hidden && st->limit != SL_RATE_INF;
+}
+
+/* The rate headers. RateLimit-Policy lists the policy of every rule the client is subject to:
+ * each shown step (a rule the decision reached that applies to this request: not dry-run, not
+ * infinite, not skipped), and on a rejection also the rules after the rejecting one that the
+ * decision never reached, when their quota does not depend on a key (GLOBAL, IP, untiered).
+ * RateLimit: on a rejection the rejecting rule's item alone (what to wait for, as
+ * Retry-After); on success one item per shown step. The legacy trio describes one rule: the
+ * rejecting one, or on success the tightest (main). */
+static void describe(ctx *c, out *o, const step *steps, size_t nsteps, const step *rej,
+                     const step *main)
+{
+    sl_ratelimit *rl = c->rl;
+    if (!(rl->headers & (SL_RATELIMIT_HDR_DRAFT | SL_RATELIMIT_HDR_LEGACY))) return;
     if (rl->headers & SL_RATELIMIT_HDR_DRAFT) {
-        if (st->limit > 0) {
-            add(o, "RateLimit-Policy", put(o, "\"%s\";q=%lld;w=%lld", name, q, w));
-            add(o, "RateLimit", put(o, "\"%s\";r=%lld;t=%lld", name, r, t));
-        } else {
-            add(o, "RateLimit-Policy", put(o, "\"%s\";q=%lld", name, q));
-            add(o, "RateLimit", put(o, "\"%s\";r=%lld", name, r));
+        list pol;
+        list_begin(o, &pol);
+        size_t total = nsteps + (rej ? 1 : 0);
+        for (size_t i = 0; i < total; i++) {
+            const step *st = i < nsteps ? &steps[i] : rej;
+            if (!shown(st)) continue;
+            quota k = quota_of(st->limit, st->burst, st->after);
+            list_item(&pol, rl->rules[st->rule].name, "\";q=", k.q, ";w=", k.w, k.timed);
+        }
+        for (size_t i = rej ? (size_t)rej->rule + 1 : rl->nrules; i < rl->nrules; i++) {
+            const rule *ru = &rl->rules[i];
+            if (ru->dry_run || ru->ntiers > 1) continue;
+            double limit = ru->kind == SL_RATELIMIT_GLOBAL ? ru->gtier.limit : ru->tiers[0].limit;
+            int64_t burst = ru->kind == SL_RATELIMIT_GLOBAL ? ru->gtier.burst : ru->tiers[0].burst;
+            if (limit == SL_RATE_INF) continue;
+            quota k = quota_of(limit, burst, (double)burst);
+            list_item(&pol, ru->name, "\";q=", k.q, ";w=", k.w, k.timed);
+        }
+        const char *pv = list_end(o, &pol);
+        list now;
+        list_begin(o, &now);
+        for (size_t i = 0; i < (rej ? 1 : nsteps); i++) {
+            const step *st = rej ? rej : &steps[i];
+            if (!shown(st)) continue;
+            quota k = quota_of(st->limit, st->burst, st->after);
+            list_item(&now, rl->rules[st->rule].name, "\";r=", k.r, ";t=", k.t, k.timed);
+        }
+        const char *nv = list_end(o, &now);
+        if (pv && nv) {
+            add(o, "RateLimit-Policy", pv);
+            add(o, "RateLimit", nv);
         }
     }
-    if (rl->headers & SL_RATELIMIT_HDR_LEGACY) {
-        add(o, "X-RateLimit-Limit", put(o, "%lld", q));
-        add(o, "X-RateLimit-Remaining", put(o, "%lld", r));
-        if (st->limit > 0) add(o, "X-RateLimit-Reset", put(o, "%lld", t));
+    if ((rl->headers & SL_RATELIMIT_HDR_LEGACY) && main && shown(main)) {
+        quota k = quota_of(main->limit, main->burst, main->after);
+        add(o, "X-RateLimit-Limit", put(o, "%lld", k.q));
+        add(o, "X-RateLimit-Remaining", put(o, "%lld", k.r));
+        if (k.timed) add(o, "X-RateLimit-Reset", put(o, "%lld", k.t));
     }
 }
 
@@ -551,8 +751,10 @@ static void set_body(sl_ratelimit *rl, out *o, int status, const char *title, co
     d->body_len = b ? strlen(b) : 0;
 }
 
-static void reject_429(sl_ratelimit *rl, out *o, const step *st, int64_t wait)
+static void reject_429(ctx *c, out *o, const step *steps, size_t nsteps, const step *st,
+                       int64_t wait)
 {
+    sl_ratelimit *rl = c->rl;
     sl_ratelimit_decision *d = o->d;
     int64_t s = wait >= SL_SEC(MAX_RETRY_S) ? MAX_RETRY_S : ceil_s(wait);
     if (s < 1) s = 1;
@@ -562,7 +764,7 @@ static void reject_429(sl_ratelimit *rl, out *o, const step *st, int64_t wait)
     d->retry_after = s;
     if (rl->headers & SL_RATELIMIT_HDR_RETRY_AFTER)
         add(o, "Retry-After", put(o, "%lld", (long long)s));
-    describe(rl, o, st);
+    describe(c, o, steps, nsteps, st, st);
     set_body(rl, o, 429, "Too Many Requests", "rate limit exceeded", s);
 }
 
@@ -585,14 +787,6 @@ static void reject_503(sl_ratelimit *rl, out *o, int ri)
 }
 
 /* ---- deciding ------------------------------------------------------------------------------ */
-
-typedef struct ctx {
-    sl_ratelimit *rl;
-    const sl_ratelimit_input *in;
-    sl_ratelimit_decision *d;
-    int64_t n;
-    bool ip_done;
-} ctx;
 
 static const sl_ipkey *client(ctx *c)
 {
@@ -676,17 +870,18 @@ static void finish_allow(ctx *c, out *o, step *steps, size_t nsteps)
     for (size_t i = 0; i < nsteps; i++) {
         rule *ru = &c->rl->rules[steps[i].rule];
         atomic_fetch_add_explicit(&ru->allowed, 1, memory_order_relaxed);
-        if (steps[i].hidden || steps[i].limit == SL_RATE_INF) continue;
+        if (!shown(&steps[i])) continue;
         if (!tight || floor(steps[i].after) < floor(tight->after)) tight = &steps[i];
     }
     c->d->status = 0;
     if (tight) {
         c->d->rule = tight->rule;
-        describe(c->rl, o, tight);
+        describe(c, o, steps, nsteps, NULL, tight);
     }
 }
 
-int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ratelimit_decision *d)
+static int decide(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ctx *wctx, bool can_wait,
+                  sl_ratelimit_decision *d)
 {
     if (!rl || !in || !d) return SL_EINVAL;
     d->status = 0;
@@ -697,7 +892,16 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
     d->content_type = NULL;
     d->body = NULL;
     d->body_len = 0;
-    ctx c = {.rl = rl, .in = in, .d = d, .n = in->cost > 0 ? in->cost : 1};
+    /* Field by field: rkeys is large and written only for the Redis rules reached. */
+    ctx c;
+    c.rl = rl;
+    c.in = in;
+    c.d = d;
+    c.wctx = wctx;
+    c.can_wait = can_wait;
+    c.waits = 0;
+    c.n = in->cost > 0 ? in->cost : 1;
+    c.ip_done = false;
     out o = {d, 0};
     if (rl->need_ip) client(&c);
 
@@ -715,14 +919,16 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
         st->rule = (int)i;
         st->key = NULL;
         st->len = 0;
-        st->global = st->undo = st->hidden = false;
+        st->global = st->undo = st->hidden = st->redis = false;
+        st->epoch = c.waits;
         st->limit = SL_RATE_INF;
         st->burst = 0;
         st->after = 0;
         int64_t wait = 0;
         int rc;
         if (ru->kind == SL_RATELIMIT_GLOBAL) {
-            rc = take_global(ru, st, c.n, now, &wait);
+            rc = ru->redis ? take_redis(&c, ru, st, NULL, now, &wait)
+                           : take_global(ru, st, c.n, now, &wait);
         } else {
             rc = key_of(&c, ru, st, keys[nsteps], &ipkeys[nsteps]);
             if (rc == 2) {
@@ -737,7 +943,7 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
                     continue;
                 }
                 while (nsteps)
-                    undo(rl, &steps[--nsteps], now);
+                    undo(&c, &steps[--nsteps], now);
                 reject_401(rl, &o, (int)i);
                 return 0;
             }
@@ -746,12 +952,13 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
                 atomic_fetch_add_explicit(&ru->skipped, 1, memory_order_relaxed);
                 continue;
             }
-            rc = take_keyed(ru, st, c.n, now, &wait);
+            rc = ru->redis ? take_redis(&c, ru, st, &ipkeys[nsteps], now, &wait)
+                           : take_keyed(ru, st, c.n, now, &wait);
         }
         if (rc < 0) {
             atomic_fetch_add_explicit(&ru->errors, 1, memory_order_relaxed);
             while (nsteps)
-                undo(rl, &steps[--nsteps], now);
+                undo(&c, &steps[--nsteps], now);
             reject_503(rl, &o, (int)i);
             return rc;
         }
@@ -762,9 +969,11 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
                 continue;
             }
             atomic_fetch_add_explicit(&ru->rejected, 1, memory_order_relaxed);
+            /* Described before the rollback: the headers show the buckets as the decision saw
+             * them (the earlier rules' quotas, then given back). */
+            reject_429(&c, &o, steps, nsteps, st, wait);
             while (nsteps) /* st is not among them */
-                undo(rl, &steps[--nsteps], now);
-            reject_429(rl, &o, st, wait);
+                undo(&c, &steps[--nsteps], now);
             return 0;
         }
         if (ru->dry_run) {
@@ -776,6 +985,24 @@ int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ra
     }
     finish_allow(&c, &o, steps, nsteps);
     return 0;
+}
+
+int sl_ratelimit_decide_at(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ratelimit_decision *d)
+{
+    return decide(rl, in, NULL, true, d);
+}
+
+int sl_ratelimit_decide(sl_ratelimit *rl, const sl_ratelimit_input *in, sl_ctx *wctx,
+                        sl_ratelimit_decision *d)
+{
+    /* A loop thread outside a task must not block (its loop would stop). */
+    bool can_wait = !(rl && rl->waits) || sl__task_self() || !sl__sched_self();
+    return decide(rl, in, wctx, can_wait, d);
+}
+
+bool sl_ratelimit_waits(const sl_ratelimit *rl)
+{
+    return rl && rl->waits;
 }
 
 /* ---- inspection ---------------------------------------------------------------------------- */
@@ -797,6 +1024,10 @@ int sl_ratelimit_stats_get(sl_ratelimit *rl, size_t i, sl_ratelimit_stats *st)
     st->missing_key = atomic_load_explicit(&ru->missing, memory_order_relaxed);
     st->skipped = atomic_load_explicit(&ru->skipped, memory_order_relaxed);
     st->errors = atomic_load_explicit(&ru->errors, memory_order_relaxed);
+    st->redis_fail_open = atomic_load_explicit(&ru->fopen, memory_order_relaxed);
+    st->redis_fail_closed = atomic_load_explicit(&ru->fclosed, memory_order_relaxed);
+    st->redis_fallback = atomic_load_explicit(&ru->fback, memory_order_relaxed);
+    st->redis_nowait = atomic_load_explicit(&ru->nowait, memory_order_relaxed);
     if (ru->keyed) {
         sl_keyed_stats ks;
         sl_keyed_stats_get(ru->keyed, &ks);

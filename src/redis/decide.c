@@ -1,4 +1,4 @@
-/* The in-memory decision behind the Redis limiter's fallback (and the middleware's local path):
+/* The in-memory decision behind a standalone Redis limiter's fail-local fallback:
  * an sl_keyed answer described as an sl_rate_decision. It needs no Redis, so it is built with or
  * without hiredis. */
 #include <math.h>
@@ -6,9 +6,10 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/redis_limiter.h"
+#include "redis/redis_int.h"
 
-int sl_rate_decide_keyed_at(sl_keyed *k, const void *key, size_t len, int64_t n,
-                            const sl_keyed_tier *tier, int64_t now_ns, sl_rate_decision *d)
+int sl__rate_decide_keyed_at(sl_keyed *k, const void *key, size_t len, int64_t n,
+                             const sl_keyed_tier *tier, int64_t now_ns, sl_rate_decision *d)
 {
     *d = (sl_rate_decision){.source = SL_RATE_FROM_LOCAL, .limit = tier->burst};
     int rc = sl_keyed_allow_n_at(k, key, len, n, now_ns);

@@ -42,6 +42,8 @@
 #include "sluice/error.h"
 #include "sluice/redis_limiter.h"
 #include "redis/redis_int.h"
+#include "sync/park_int.h"
+#include "task/task_int.h"
 
 #define MAX_REACTORS       64
 #define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
@@ -76,7 +78,31 @@ static const char SCRIPT[] =
     "end\n"
     "return {1, math.floor((now - allow_at) / T), 0, math.ceil(new_tat - now)}\n";
 
+/* The refund of sl_ratelimit's rollback: gives n tokens back to a bucket that granted them,
+ * capped at the burst (the TAT goes back n*T, never before now). KEYS, ARGV as above. A refund
+ * is exact while nothing else refilled the bucket to full in between: it then holds what it
+ * would hold had the n tokens never been taken. Sent with EVAL (refunds are rare: only a
+ * request a later rule refused pays one). */
+static const char REFUND[] = "local T = tonumber(ARGV[1])\n"
+                             "local n = tonumber(ARGV[3])\n"
+                             "local now = tonumber(ARGV[4])\n"
+                             "if now <= 0 then\n"
+                             "  local t = redis.call('TIME')\n"
+                             "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+                             "end\n"
+                             "local v = redis.call('GET', KEYS[1])\n"
+                             "if not v then return 0 end\n"
+                             "local tat = tonumber(v) - n * T\n"
+                             "if tat <= now then\n"
+                             "  redis.call('DEL', KEYS[1])\n"
+                             "else\n"
+                             "  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', "
+                             "math.ceil((tat - now) / 1000))\n"
+                             "end\n"
+                             "return 1\n";
+
 enum { DOWN, CONNECTING, UP };
+enum { NORMAL, RAW, REFUNDING }; /* check modes */
 
 typedef struct conn conn;
 
@@ -100,13 +126,14 @@ struct sl_redis_limiter {
     struct {
         _Atomic(sl__reactor *) r;
         _Atomic(conn *) c;
+        bool lazy; /* attached by a waiting check on a task's loop: detached by free */
     } slots[MAX_REACTORS];
 
     _Atomic int64_t last_fail_log; /* ns, sl_mono_ns(): fail-open/closed logs once a second */
     struct {
         _Atomic uint64_t checks, allowed, redis_replies, timeouts, unavailable, redis_errors,
             fail_open, fail_closed, fallback, late_replies, script_loads, noscript, connects,
-            disconnects;
+            disconnects, refunds, parked;
     } st;
 
     /* The private reactor of the blocking checks, started once under start_mu. */
@@ -139,6 +166,8 @@ typedef struct call {
     void *arg;
     bool answered; /* the user has heard (timeout, disconnect): the reply only frees it */
     bool reloaded; /* NOSCRIPT handled once */
+    bool raw;      /* no failure policy: Redis's answer, or d->err (sl_ratelimit applies it) */
+    bool refund;   /* a refund: no callback, no timer; the reply only frees it */
     sl_keyed_tier tier;
     int64_t n, now_us;
     size_t name_len;
@@ -186,9 +215,15 @@ static void policy_decide(sl_redis_limiter *rl, const void *key, size_t len, int
         d->retry_after_ns = SL_FOREVER;
         break;
     case SL_REDIS_FAIL_LOCAL:
+        if (!rl->fallback) { /* only sl_ratelimit rules, which fall back to their own table */
+            INC(fail_closed);
+            d->source = SL_RATE_FAIL_CLOSED;
+            d->retry_after_ns = SL_FOREVER;
+            break;
+        }
         INC(fallback);
         log_failure(rl, err, "local fallback");
-        sl_rate_decide_keyed_at(rl->fallback, key, len, n, tier, sl_now_ns(), d);
+        sl__rate_decide_keyed_at(rl->fallback, key, len, n, tier, sl_now_ns(), d);
         d->source = SL_RATE_FALLBACK;
         d->err = err;
         break;
@@ -357,13 +392,25 @@ static const void *call_key(const call *k, size_t *len)
     return k->name + pl + 1;
 }
 
+/* The answer of a raw check Redis could not give: a refusal with err set. */
+static void raw_fail(const sl_keyed_tier *tier, int err, sl_rate_decision *d)
+{
+    *d = (sl_rate_decision){.err = err,
+                            .source = SL_RATE_FAIL_CLOSED,
+                            .limit = tier->burst,
+                            .retry_after_ns = SL_FOREVER};
+}
+
 static void call_fail(call *k, int err)
 {
     sl_redis_limiter *rl = k->c->rl;
     size_t len;
     const void *key = call_key(k, &len);
     sl_rate_decision d;
-    policy_decide(rl, key, len, k->n, &k->tier, err, &d);
+    if (k->raw)
+        raw_fail(&k->tier, err, &d);
+    else
+        policy_decide(rl, key, len, k->n, &k->tier, err, &d);
     k->answered = true;
     sl__timer_stop(&k->t);
     answer(rl, &d, k->cb, k->arg);
@@ -380,6 +427,15 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     c->inflight--;
     if (rep) c->last_progress = c->r->now;
+    if (k->refund) {
+        if (rep && rep->type == REDIS_REPLY_ERROR) {
+            INC(redis_errors);
+            sl_log_error(rl->logger, "redis limiter: refund error reply",
+                         SL_A_STR("reply", rep->str));
+        }
+        free(k);
+        return;
+    }
     if (k->answered) {
         if (rep) INC(late_replies);
         free(k);
@@ -427,7 +483,14 @@ static int send_eval(call *k)
     snprintf(burst, sizeof burst, "%lld", (long long)k->tier.burst);
     snprintf(n, sizeof n, "%lld", (long long)k->n);
     snprintf(now, sizeof now, "%lld", (long long)k->now_us);
-    const char *argv[] = {"EVALSHA", c->rl->sha, "1", k->name, T, burst, n, now};
+    const char *argv[] = {k->refund ? "EVAL" : "EVALSHA",
+                          k->refund ? REFUND : c->rl->sha,
+                          "1",
+                          k->name,
+                          T,
+                          burst,
+                          n,
+                          now};
     size_t lens[8];
     for (int i = 0; i < 8; i++)
         lens[i] = strlen(argv[i]);
@@ -467,15 +530,22 @@ static const sl_keyed_tier *tier_of(sl_redis_limiter *rl, const void *key, size_
     return &rl->tiers[t];
 }
 
-int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
-                              int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
-                              sl_rate_decision *now)
+/* The one check behind every form: tier NULL = the limiter's own (tier_of); raw = no failure
+ * policy (sl_ratelimit applies its own); refund = give n tokens back (no answer, no timer). */
+static int check(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len, int64_t n,
+                 int64_t now_ns, const sl_keyed_tier *tier, int mode, sl_redis_check_fn cb,
+                 void *arg, sl_rate_decision *now)
 {
-    if (!rl || !cb || !now || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
+    if (!rl || (mode != REFUNDING && (!cb || !now)) || !key || len == 0 || len > SL_KEYED_MAX_KEY ||
+        n < 0)
+        return SL_EINVAL;
     conn *c = find_conn(rl, r);
     if (!c) return SL_EINVAL;
-    const sl_keyed_tier *tier = tier_of(rl, key, len);
-    if (tier->limit == SL_RATE_INF || n > tier->burst) {
+    if (!tier) tier = tier_of(rl, key, len);
+    if (mode == REFUNDING) {
+        if (tier->limit == SL_RATE_INF || !(tier->limit > 0) || n == 0) return 1;
+        if (c->state == DOWN || !c->ac) return SL_EUNAVAIL;
+    } else if (tier->limit == SL_RATE_INF || n > tier->burst) {
         bool inf = tier->limit == SL_RATE_INF;
         *now = (sl_rate_decision){.allowed = inf,
                                   .source = SL_RATE_FROM_LOCAL,
@@ -484,17 +554,26 @@ int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *
                                   .retry_after_ns = inf ? 0 : SL_FOREVER};
         answer(rl, now, NULL, NULL);
         return 1;
-    }
-    if (c->state == DOWN || !c->ac) {
+    } else if (c->state == DOWN || !c->ac) {
         INC(unavailable);
-        policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
+        if (mode == RAW)
+            raw_fail(tier, SL_EUNAVAIL, now);
+        else
+            policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
         answer(rl, now, NULL, NULL);
         return 1;
     }
     size_t name_len = rl->prefix_len + len + 2;
     call *k = malloc(sizeof *k + name_len + 1);
     if (!k) return SL_ENOMEM;
-    *k = (call){.c = c, .cb = cb, .arg = arg, .tier = *tier, .n = n, .name_len = name_len};
+    *k = (call){.c = c,
+                .cb = cb,
+                .arg = arg,
+                .tier = *tier,
+                .n = n,
+                .name_len = name_len,
+                .raw = mode == RAW,
+                .refund = mode == REFUNDING};
     if (now_ns == 0 && rl->clock == SL_REDIS_CLOCK_CLIENT) now_ns = sl_wall_ns();
     k->now_us = now_ns / 1000;
     memcpy(k->name, rl->prefix, rl->prefix_len);
@@ -504,13 +583,28 @@ int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *
     k->name[name_len] = '\0';
     if (send_eval(k) < 0) {
         free(k);
+        if (mode == REFUNDING) return SL_EUNAVAIL;
         INC(unavailable);
-        policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
+        if (mode == RAW)
+            raw_fail(tier, SL_EUNAVAIL, now);
+        else
+            policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
         answer(rl, now, NULL, NULL);
         return 1;
     }
+    if (mode == REFUNDING) {
+        INC(refunds);
+        return 0;
+    }
     sl__timer_start(r, &c->call_q, &k->t);
     return 0;
+}
+
+int sl_redis_limiter_check_at(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
+                              int64_t n, int64_t now_ns, sl_redis_check_fn cb, void *arg,
+                              sl_rate_decision *now)
+{
+    return check(rl, r, key, len, n, now_ns, NULL, NORMAL, cb, arg, now);
 }
 
 int sl_redis_limiter_check(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len,
@@ -591,6 +685,9 @@ typedef struct waitcall {
     pthread_cond_t cv;
     bool done, canceled; /* guarded by mu */
     sl_rate_decision d;  /* guarded by mu */
+    int mode;            /* NORMAL, RAW or REFUNDING (then nobody waits: refs 1) */
+    bool has_tier;
+    sl_keyed_tier tier;
     int64_t n, now_ns;
     size_t len;
     char key[];
@@ -619,8 +716,12 @@ static void wc_run(sl__reactor *r, sl__task *t)
 {
     waitcall *w = (waitcall *)t;
     sl_rate_decision d;
-    int rc =
-        sl_redis_limiter_check_at(w->rl, r, w->key, w->len, w->n, w->now_ns, wc_complete, w, &d);
+    int rc = check(w->rl, r, w->key, w->len, w->n, w->now_ns, w->has_tier ? &w->tier : NULL,
+                   w->mode, wc_complete, w, &d);
+    if (w->mode == REFUNDING) {
+        wc_unref(w);
+        return;
+    }
     if (rc == 0) return;
     if (rc < 0) d = (sl_rate_decision){.err = rc, .retry_after_ns = SL_FOREVER};
     wc_complete(w, &d);
@@ -668,27 +769,42 @@ static int priv_start(sl_redis_limiter *rl)
     return rc;
 }
 
-int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
-                                int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out)
+static waitcall *wc_new(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                        int64_t now_ns, const sl_keyed_tier *tier, int mode)
 {
-    if (!rl || !out || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
-    int rc = sl_ctx_err(ctx);
-    if (rc) return rc;
-    if ((rc = priv_start(rl)) < 0) return rc;
     waitcall *w = calloc(1, sizeof *w + len);
-    if (!w) return SL_ENOMEM;
+    if (!w) return NULL;
     w->task.fn = wc_run;
     w->rl = rl;
-    atomic_init(&w->refs, 2);
+    atomic_init(&w->refs, mode == REFUNDING ? 1 : 2);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    w->mode = mode;
+    if (tier) {
+        w->has_tier = true;
+        w->tier = *tier;
+    }
     w->n = n;
     w->now_ns = now_ns;
     w->len = len;
     memcpy(w->key, key, len);
+    return w;
+}
+
+/* A check on the private reactor thread, this thread blocked until it is answered or ctx
+ * fires. */
+static int wait_thread(sl_redis_limiter *rl, const void *key, size_t len, int64_t n, int64_t now_ns,
+                       const sl_keyed_tier *tier, int mode, sl_ctx *ctx, sl_rate_decision *out)
+{
+    int rc = priv_start(rl);
+    if (rc < 0) return rc;
+    waitcall *w = wc_new(rl, key, len, n, now_ns, tier, mode);
+    if (!w) return SL_ENOMEM;
     sl_ctx_hook *hook = NULL;
     rc = sl_ctx_on_done(ctx, wc_cancel, w, &hook);
     if (rc < 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
         free(w);
         return rc;
     }
@@ -704,14 +820,127 @@ int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t le
     return rc;
 }
 
-int sl_redis_limiter_check_ip_wait(sl_redis_limiter *rl, const sl_ipkey *client, sl_ipgroup group,
-                                   int64_t n, int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out)
+int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                                int64_t now_ns, sl_ctx *ctx, sl_rate_decision *out)
 {
-    if (!client) return SL_EINVAL;
-    if (!group.v4_bits && !group.v6_bits) group = SL_IPGROUP_DEFAULT;
-    sl_ipkey k;
-    if (sl_ipkey_group(client, group, &k) < 0) return SL_EINVAL;
-    return sl_redis_limiter_check_wait(rl, k.b, sizeof k.b, n, now_ns, ctx, out);
+    if (!rl || !out || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
+    int rc = sl_ctx_err(ctx);
+    if (rc) return rc;
+    return wait_thread(rl, key, len, n, now_ns, NULL, NORMAL, ctx, out);
+}
+
+/* ---- checks that park a task (sl_ratelimit's Redis rules) --------------------------------- */
+
+/* The calling thread's task loop with this limiter attached (on first use, on that loop's
+ * thread, as attach requires). NULL on a plain thread or when attaching fails. */
+static sl__reactor *task_loop(sl_redis_limiter *rl)
+{
+    sl__sched *s = sl__sched_self();
+    if (!s) return NULL;
+    sl__reactor *r = &s->r;
+    if (find_conn(rl, r)) return r;
+    if (sl_redis_limiter_attach(rl, r) < 0) return NULL;
+    pthread_mutex_lock(&rl->mu);
+    for (int i = 0; i < MAX_REACTORS; i++)
+        if (atomic_load_explicit(&rl->slots[i].r, memory_order_relaxed) == r)
+            rl->slots[i].lazy = true;
+    pthread_mutex_unlock(&rl->mu);
+    return r;
+}
+
+/* One parked task's check: on the heap, because a ctx that fires first lets the task return
+ * while the check is still in flight (its callback then only drops its reference). */
+typedef struct taskwait {
+    sl__parker p;
+    _Atomic int refs;
+    sl_rate_decision d; /* written by the completer before it publishes SL__DONE */
+} taskwait;
+
+static void tw_unref(taskwait *w)
+{
+    if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1) free(w);
+}
+
+static void tw_done(void *arg, const sl_rate_decision *d)
+{
+    taskwait *w = arg;
+    if (sl__park_claim(&w->p, SL__CLAIMED)) {
+        w->d = *d;
+        sl__park_finish(&w->p, SL__DONE);
+    }
+    tw_unref(w);
+}
+
+static void tw_cancel(void *arg, int err)
+{
+    (void)err;
+    taskwait *w = arg;
+    if (sl__park_claim(&w->p, SL__CANCELED)) sl__park_finish(&w->p, SL__CANCELED);
+}
+
+static int wait_task(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t len, int64_t n,
+                     const sl_keyed_tier *tier, sl_ctx *ctx, sl_rate_decision *out)
+{
+    taskwait *w = malloc(sizeof *w);
+    if (!w) return SL_ENOMEM;
+    sl__parker_init(&w->p);
+    atomic_init(&w->refs, 2);
+    int rc = check(rl, r, key, len, n, 0, tier, RAW, tw_done, w, out);
+    if (rc != 0) { /* answered at once, or an error: no callback will come */
+        free(w);
+        return rc < 0 ? rc : 0;
+    }
+    INC(parked);
+    sl_ctx_hook *hook = NULL;
+    if (sl_ctx_on_done(ctx, tw_cancel, w, &hook) < 0) tw_cancel(w, 0);
+    uint32_t st = sl__park_wait(&w->p);
+    sl_ctx_hook_stop(hook); /* waits for a running hook: it touches w */
+    if (st == SL__DONE) {
+        *out = w->d;
+        rc = 0;
+    } else {
+        rc = sl_ctx_err(ctx);
+        if (!rc) rc = SL_ECANCELED;
+    }
+    tw_unref(w);
+    return rc;
+}
+
+int sl__redis_take(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                   const sl_keyed_tier *tier, sl_ctx *ctx, sl_rate_decision *out)
+{
+    if (!rl || !out || !key || len == 0 || len > SL_KEYED_MAX_KEY || n < 0) return SL_EINVAL;
+    int rc = sl_ctx_err(ctx);
+    if (rc) return rc;
+    if (sl__task_self()) {
+        sl__reactor *r = task_loop(rl);
+        if (!r) return SL_EUNAVAIL;
+        return wait_task(rl, r, key, len, n, tier, ctx, out);
+    }
+    if (sl__sched_self()) return SL_EAGAIN; /* a loop callback: never block a loop */
+    return wait_thread(rl, key, len, n, 0, tier, RAW, ctx, out);
+}
+
+int sl__redis_refund(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                     const sl_keyed_tier *tier)
+{
+    if (sl__sched_self()) { /* a task, or a loop callback: this loop's connection */
+        sl__reactor *r = task_loop(rl);
+        if (!r) return SL_EUNAVAIL;
+        int rc = check(rl, r, key, len, n, 0, tier, REFUNDING, NULL, NULL, NULL);
+        return rc < 0 ? rc : 0;
+    }
+    int rc = priv_start(rl);
+    if (rc < 0) return rc;
+    waitcall *w = wc_new(rl, key, len, n, 0, tier, REFUNDING);
+    if (!w) return SL_ENOMEM;
+    sl__reactor_post(&rl->priv, &w->task);
+    return 0;
+}
+
+sl_redis_fail_policy sl__redis_policy(const sl_redis_limiter *rl)
+{
+    return rl->policy;
 }
 
 /* ---- new / free / stats ------------------------------------------------------------------ */
@@ -724,9 +953,54 @@ static void priv_stop(sl__reactor *r, sl__task *t)
     sl__reactor_stop(r);
 }
 
+/* Detaching a task loop's connection: posted to that loop, the freeing thread waits. */
+typedef struct detach_job {
+    sl__task task;
+    sl_redis_limiter *rl;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} detach_job;
+
+static void detach_run(sl__reactor *r, sl__task *t)
+{
+    detach_job *j = (detach_job *)t;
+    sl_redis_limiter_detach(j->rl, r);
+    pthread_mutex_lock(&j->mu);
+    j->done = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* The loops a waiting check attached lazily: each detached on its own thread while its runtime
+ * runs, or here once the runtime has stopped (its threads are joined). */
+static void detach_lazy(sl_redis_limiter *rl)
+{
+    for (int i = 0; i < MAX_REACTORS; i++) {
+        sl__reactor *r = atomic_load_explicit(&rl->slots[i].r, memory_order_acquire);
+        if (!r || !rl->slots[i].lazy) continue;
+        sl__sched *s = r->data;
+        if (atomic_load_explicit(&s->rt->stop, memory_order_acquire)) {
+            sl_redis_limiter_detach(rl, r);
+            continue;
+        }
+        detach_job j = {.task.fn = detach_run, .rl = rl};
+        pthread_mutex_init(&j.mu, NULL);
+        pthread_cond_init(&j.cv, NULL);
+        sl__reactor_post(r, &j.task);
+        pthread_mutex_lock(&j.mu);
+        while (!j.done)
+            pthread_cond_wait(&j.cv, &j.mu);
+        pthread_mutex_unlock(&j.mu);
+        pthread_mutex_destroy(&j.mu);
+        pthread_cond_destroy(&j.cv);
+    }
+}
+
 void sl_redis_limiter_free(sl_redis_limiter *rl)
 {
     if (!rl) return;
+    detach_lazy(rl);
     if (atomic_load_explicit(&rl->priv_started, memory_order_acquire)) {
         sl__task stop = {.fn = priv_stop};
         rl->priv.data = rl;
@@ -749,7 +1023,6 @@ int sl_redis_limiter_new(const sl_redis_limiter_config *cfg, sl_redis_limiter **
         return SL_EINVAL;
     for (int i = 0; i < cfg->ntiers; i++)
         if (!(cfg->tiers[i].limit > 0) || cfg->tiers[i].burst < 1) return SL_EINVAL;
-    if (cfg->policy == SL_REDIS_FAIL_LOCAL && !cfg->fallback) return SL_EINVAL;
     if (cfg->policy > SL_REDIS_FAIL_LOCAL || cfg->timeout_ns < 0) return SL_EINVAL;
     sl_redis_limiter *rl = calloc(1, sizeof *rl);
     if (!rl) return SL_ENOMEM;
@@ -803,6 +1076,8 @@ void sl_redis_limiter_stats_get(sl_redis_limiter *rl, sl_redis_limiter_stats *st
     LD(noscript);
     LD(connects);
     LD(disconnects);
+    LD(refunds);
+    LD(parked);
 #undef LD
 }
 

@@ -11,6 +11,7 @@
 #include "sluice/redis_jobs.h"
 #include "sluice/redis_limiter.h"
 #include "base/base_int.h"
+#include "redis/redis_int.h"
 
 static int unbuilt(const char *fn)
 {
@@ -64,6 +65,27 @@ int sl_redis_limiter_check_wait(sl_redis_limiter *rl, const void *key, size_t le
 {
     (void)rl, (void)key, (void)len, (void)n, (void)now_ns, (void)ctx, (void)out;
     return unbuilt(__func__);
+}
+
+/* Never reached: a policy cannot hold a limiter sl_redis_limiter_new refused to create. */
+int sl__redis_take(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                   const sl_keyed_tier *tier, sl_ctx *ctx, sl_rate_decision *d)
+{
+    (void)rl, (void)key, (void)len, (void)n, (void)tier, (void)ctx, (void)d;
+    return SL_ENOTSUP;
+}
+
+int sl__redis_refund(sl_redis_limiter *rl, const void *key, size_t len, int64_t n,
+                     const sl_keyed_tier *tier)
+{
+    (void)rl, (void)key, (void)len, (void)n, (void)tier;
+    return SL_ENOTSUP;
+}
+
+sl_redis_fail_policy sl__redis_policy(const sl_redis_limiter *rl)
+{
+    (void)rl;
+    return SL_REDIS_FAIL_CLOSED;
 }
 
 bool sl_redis_limiter_connected(sl_redis_limiter *rl, sl_loop *r)

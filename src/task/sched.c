@@ -454,6 +454,12 @@ const char *sl_task_name(void)
     return t ? t->name : NULL;
 }
 
+sl_loop *sl_loop_current(void)
+{
+    sl__sched *s = sl__sched_self();
+    return s ? &s->r : NULL;
+}
+
 int sl_task_loop(void)
 {
     sl__sched *s = sl__sched_self();

@@ -378,7 +378,9 @@ static void test_limits_untrusted(void **state)
     }
     assert_int_equal(call(d.port, "127.0.0.2", "GET", "/nope", NULL, NULL, &r), 429);
     expect_hdr(&r, "Retry-After", "4"); /* 1 token at 0.25/s, rounded up */
-    expect_hdr(&r, "RateLimit-Policy", "\"ip\";q=3;w=12");
+    /* Every policy the client is subject to; RateLimit: the one that refused. */
+    expect_hdr(&r, "RateLimit-Policy", "\"global\";q=2000;w=2, \"ip\";q=3;w=12");
+    expect_hdr(&r, "RateLimit", "\"ip\";r=0;t=12");
     expect_hdr(&r, "X-RateLimit-Limit", "3");
     expect_hdr(&r, "X-RateLimit-Remaining", "0");
     expect_hdr(&r, "Content-Type", "application/json");
@@ -398,7 +400,8 @@ static void test_limits_untrusted(void **state)
         assert_int_equal(call_status(d.port, "127.0.0.3", "GET", "/users/1", free_key, NULL), 404);
     assert_int_equal(call(d.port, "127.0.0.3", "GET", "/users/1", free_key, NULL, &r), 429);
     expect_hdr(&r, "Retry-After", "4");
-    expect_hdr(&r, "RateLimit-Policy", "\"apikey\";q=2;w=8");
+    expect_hdr(&r, "RateLimit-Policy",
+               "\"global\";q=2000;w=2, \"ip\";q=3;w=12, \"apikey\";q=2;w=8");
     tc_resp_free(&r);
     /* The IP rule still has the one token the key rule's rejection did not spend. */
     assert_int_equal(call(d.port, "127.0.0.3", "GET", "/nope", NULL, NULL, &r), 404);

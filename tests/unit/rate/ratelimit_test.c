@@ -536,8 +536,12 @@ static void test_tightest_described(void **state)
     sl_ratelimit_decision d;
     assert_int_equal(decide(rl, &r, T0, &d), 0);
     assert_int_equal(d.rule, 1);
-    assert_string_equal(get(&d, "RateLimit"), "\"ip\";r=2;t=1");
-    assert_string_equal(get(&d, "RateLimit-Policy"), "\"ip\";q=3;w=3");
+    /* Every policy, each with its own state (the draft's lists); the legacy trio: the
+     * tightest. */
+    assert_string_equal(get(&d, "RateLimit"), "\"global\";r=99;t=1, \"ip\";r=2;t=1");
+    assert_string_equal(get(&d, "RateLimit-Policy"), "\"global\";q=100;w=1, \"ip\";q=3;w=3");
+    assert_string_equal(get(&d, "X-RateLimit-Remaining"), "2");
+    assert_string_equal(get(&d, "X-RateLimit-Limit"), "3");
     sl_ratelimit_free(rl);
 }
 
