@@ -83,7 +83,7 @@ for s in bench_task_go bench_http bench_client bench_redis_http bench_db_pg; do
     [ $s = bench_task_go ] && [ ! -x "$dir/bench/bench_task" ] && continue
     [ $s = bench_http ] && [ ! -x "$dir/bench/http/sluice-bench-server" ] && continue
     [ $s = bench_client ] && [ ! -x "$dir/bench/bench_client" ] && continue
-    [ $s = bench_redis_http ] && [ ! -x "$dir/apps/sluice-demo" ] && continue
+    [ $s = bench_redis_http ] && [ ! -x "$dir/bench/http/sluice-bench-server" ] && continue
     [ $s = bench_db_pg ] && [ ! -x "$dir/bench/bench_db_pg" ] && continue
     l0=$(load1)
     "scripts/$s.sh" "$dir" >"$tmp/run.http"

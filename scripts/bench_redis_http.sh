@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Redis-limited vs in-memory-limited HTTP throughput, side by side in one run, and latency while
-# Redis is down (fail-open). Starts its own redis-server and two sluice-demo instances on free
-# loopback ports; every step is bounded by `timeout`; everything it starts is stopped on exit.
-# Prints Markdown rows "| name | value | unit | note |". Called by scripts/bench.sh.
+# Redis is down (fail-open). Starts its own redis-server and one sluice-bench-server (--limits 1
+# --redis-port) on free loopback ports; every step is bounded by `timeout`; everything it starts
+# is stopped on exit. Both routes are task routes applying one sl_ratelimit policy (global +
+# per-IP + per-API-key, limits that never bind) with sl_mw_ratelimit_apply; on /limited-redis
+# the per-IP rule counts in Redis (the task parks for the round trip). Runs alternate between
+# the two routes REPS times; the medians are reported. Prints Markdown rows
+# "| name | value | unit | note |". Called by scripts/bench.sh.
 set -uo pipefail
 dir=${1:-build/release}
 DURATION=${DURATION:-5}
-demo="$dir/apps/sluice-demo"
-if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null || [ ! -x "$demo" ]; then
-    echo "| redis http bench | skipped | | redis-server, wrk or $demo missing |"
+REPS=${REPS:-3}
+CONNS=${CONNS:-32}
+srv="$dir/bench/http/sluice-bench-server"
+if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null || [ ! -x "$srv" ]; then
+    echo "| redis http bench | skipped | | redis-server, wrk or $srv missing |"
     exit 0
 fi
 tmp=$(mktemp -d)
@@ -27,38 +33,35 @@ redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/nu
 rpid=$!
 pids+=("$rpid")
 wait_port "$rport" || { echo "| redis http bench | failed | | redis-server did not start |"; exit 0; }
+port=$(free_port)
+"$srv" --port "$port" --reactors 1 --mux 1 --limits 1 --redis-port "$rport" >"$tmp/srv.log" 2>&1 &
+pids+=("$!")
+wait_port "$port" || { echo "| redis http bench | failed | | sluice-bench-server did not start |"; exit 0; }
+# Redis answers (the "ip" policy is described only when Redis counted the request).
+curl -s -D - -o /dev/null "http://127.0.0.1:$port/limited-redis" | grep -q '"ip";r=' ||
+    { echo "| redis http bench | failed | | /limited-redis not answered by Redis |"; exit 0; }
 
-# Limits high enough that every request is allowed: the cost measured is the check itself.
-LIMITS=(--global-rate inf --ip-rate 1000000 --ip-burst 1000000 --enterprise-rate 1000000
-        --enterprise-burst 1000000 --reactors 1 --log-level error)
-start_demo() { # port [extra flags...]
-    local port=$1; shift
-    "$demo" --port "$port" "${LIMITS[@]}" "$@" >"$tmp/demo-$port.log" 2>&1 &
-    pids+=("$!")
-    wait_port "$port" || return 1
-    curl -s -o /dev/null -H 'X-API-Key: demo-enterprise' \
-        -d '{"name":"Ada","email":"ada@example.com"}' "http://127.0.0.1:$port/users"
-}
-pmem=$(free_port); pred=$(free_port)
-start_demo "$pmem" || { echo "| redis http bench | failed | | demo did not start |"; exit 0; }
-start_demo "$pred" --redis "redis://127.0.0.1:$rport" --redis-fail open ||
-    { echo "| redis http bench | failed | | demo --redis did not start |"; exit 0; }
-
-run_wrk() { # port -> "req/s p99_ms non2xx"
-    timeout $((DURATION + 20)) wrk -t1 -c32 -d"${DURATION}s" --latency --timeout 5s \
-        -H 'X-API-Key: demo-enterprise' "http://127.0.0.1:$1/users/1" >"$tmp/wrk.out" 2>&1
+run_wrk() { # path -> "req/s p99_ms non2xx"
+    timeout $((DURATION + 20)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency --timeout 5s \
+        -H 'X-API-Key: bench' "http://127.0.0.1:$port$1" >"$tmp/wrk.out" 2>&1
     awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} /Non-2xx/ {n=$NF}
          END {u=p; v=p+0; if (u ~ /us$/) v/=1000; else if (u ~ /ms$/) v+=0; else if (u ~ /s$/) v*=1000;
               printf "%.0f %.2f %s\n", r, v, (n==""?0:n)}' "$tmp/wrk.out"
 }
-read -r mem_rps mem_p99 mem_bad < <(run_wrk "$pmem")
-read -r red_rps red_p99 red_bad < <(run_wrk "$pred")
-note="wrk -t1 -c32 -d${DURATION}s, GET /users/1 (X-API-Key), every request allowed, 1 reactor; same run"
-echo "| http limited, in-memory limits: sluice-demo | $mem_rps | req/s | $note; p99 ${mem_p99} ms; non-2xx ${mem_bad} |"
-echo "| http limited, per-IP limit in Redis: sluice-demo --redis | $red_rps | req/s | $note; p99 ${red_p99} ms; non-2xx ${red_bad} |"
-awk -v a="$red_rps" -v b="$mem_rps" 'BEGIN {printf "| http Redis-limited / in-memory-limited | %.2f | x | target >= 0.5 |\n", (b > 0 ? a / b : 0)}'
+median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
+mem=() red=() memp=() redp=() bad=0
+for _ in $(seq "$REPS"); do
+    read -r r p n < <(run_wrk /limited-task); mem+=("$r"); memp+=("$p"); bad=$((bad + n))
+    read -r r p n < <(run_wrk /limited-redis); red+=("$r"); redp+=("$p"); bad=$((bad + n))
+done
+mem_rps=$(printf '%s\n' "${mem[@]}" | median); red_rps=$(printf '%s\n' "${red[@]}" | median)
+mem_p99=$(printf '%s\n' "${memp[@]}" | median); red_p99=$(printf '%s\n' "${redp[@]}" | median)
+note="wrk -t1 -c$CONNS -d${DURATION}s x$REPS alternating, medians; task routes, 1 reactor; same run"
+echo "| http limited, in-memory policy (task route): sluice-bench-server /limited-task | $mem_rps | req/s | $note; runs ${mem[*]}; p99 ${mem_p99} ms |"
+echo "| http limited, per-IP rule in Redis (task parks): sluice-bench-server /limited-redis | $red_rps | req/s | $note; runs ${red[*]}; p99 ${red_p99} ms; non-2xx total ${bad} |"
+awk -v a="$red_rps" -v b="$mem_rps" 'BEGIN {printf "| http Redis-limited / in-memory-limited | %.2f | x | target >= 0.8 |\n", (b > 0 ? a / b : 0)}'
 
 kill -TERM "$rpid" 2>/dev/null
 timeout 10 tail --pid="$rpid" -f /dev/null
-read -r down_rps down_p99 down_bad < <(run_wrk "$pred")
-echo "| http limited while Redis is down (fail-open): sluice-demo --redis | $down_rps | req/s | p99 ${down_p99} ms (target < per-call timeout 50 ms + 1 ms); non-2xx ${down_bad} |"
+read -r down_rps down_p99 down_bad < <(run_wrk /limited-redis)
+echo "| http limited while Redis is down (fail-open): /limited-redis | $down_rps | req/s | p99 ${down_p99} ms (target < per-call timeout 50 ms + 1 ms); non-2xx ${down_bad} |"

@@ -17,6 +17,12 @@
  *                       (the reservations run on every request)
  *   GET /limited-strict per-IP 10 req/s, burst 20: under load nearly every request is a 429
  *   POST /jobs          try-submit of a tiny job to an sl_pool -> 202, or 503 + Retry-After
+ *   GET /limited-task   the /limited policy applied in a task route's handler
+ *                       (sl_mw_ratelimit_apply): the in-memory baseline of the Redis route
+ * With --limits 1 --redis-port P, also (scripts/bench_redis_http.sh):
+ *   GET /limited-redis  the same policy with its per-IP rule counted in the redis-server on
+ *                       127.0.0.1:P (fail-open), applied in a task route's handler: the task
+ *                       parks for the round trip while its loop serves the others
  *
  * Prints "listening on <addr>:<port>" once serving (port 0 picks a free one) and exits cleanly
  * on SIGINT/SIGTERM through a graceful shutdown. */
@@ -126,10 +132,19 @@ static int build_mux(sl_mux **out, sl_logger *lg, int workers)
 /* ---- --limits 1: rate limits and jobs ------------------------------------------------------ */
 
 static struct {
-    sl_ratelimit *all, *strict;
-    sl_mw_ratelimit *all_mw, *strict_mw;
+    sl_ratelimit *all, *strict, *redis;
+    sl_mw_ratelimit *all_mw, *strict_mw, *task_mw, *redis_mw;
+    sl_redis_limiter *rl;
     sl_pool *jobs;
 } lim;
+
+/* A task route's handler behind a policy (arg: its sl_mw_ratelimit). */
+static void limited_task_route(sl_req *req, sl_resp *resp, void *arg)
+{
+    if (!sl_mw_ratelimit_apply(arg, req, resp)) return;
+    sl_resp_set_content_type(resp, "text/plain");
+    sl_resp_set_body(resp, hello, sizeof hello - 1);
+}
 
 static int tiny_job(sl_ctx *ctx, void *arg)
 {
@@ -164,7 +179,7 @@ static int limiter(sl_mux *mux, const sl_ratelimit_rule *rules, size_t n, const 
     return rc == 0 ? sl_mux_use(mux, &m) : rc;
 }
 
-static int add_limits(sl_mux *mux)
+static int add_limits(sl_mux *mux, int redis_port)
 {
     /* Finite limits so large they never bind: the reservation path runs, nothing is refused. */
     const double huge = 1e12;
@@ -187,6 +202,29 @@ static int add_limits(sl_mux *mux)
     if (rc == 0) rc = sl_mux_handle(mux, "GET /limited", hello_route, NULL, &in, NULL, 0);
     if (rc == 0) rc = sl_mux_handle(mux, "GET /limited-strict", hello_route, NULL, &in, NULL, 0);
     if (rc == 0) rc = sl_mux_handle(mux, "POST /jobs", jobs_route, NULL, &in, NULL, 0);
+    sl_route_opts task = {.mode = SL_ROUTE_TASK};
+    if (rc == 0) rc = sl_mw_ratelimit_new(&(sl_mw_ratelimit_opts){.policy = lim.all}, &lim.task_mw);
+    if (rc == 0)
+        rc = sl_mux_handle(mux, "GET /limited-task", limited_task_route, lim.task_mw, &task, NULL,
+                           0);
+    if (rc < 0 || !redis_port) return rc;
+    sl_keyed_tier tier = {huge, 1000000000};
+    sl_redis_limiter_config rc_cfg = {.port = redis_port,
+                                      .prefix = "bench:",
+                                      .tiers = &tier,
+                                      .ntiers = 1,
+                                      .policy = SL_REDIS_FAIL_OPEN,
+                                      .logger = sl_log_discard()};
+    rc = sl_redis_limiter_new(&rc_cfg, &lim.rl);
+    sl_ratelimit_rule redis[3] = {all[0], all[1], all[2]};
+    redis[1].redis = lim.rl;
+    if (rc == 0)
+        rc = sl_ratelimit_new(&(sl_ratelimit_config){.rules = redis, .nrules = 3}, &lim.redis);
+    if (rc == 0)
+        rc = sl_mw_ratelimit_new(&(sl_mw_ratelimit_opts){.policy = lim.redis}, &lim.redis_mw);
+    if (rc == 0)
+        rc = sl_mux_handle(mux, "GET /limited-redis", limited_task_route, lim.redis_mw, &task, NULL,
+                           0);
     return rc;
 }
 
@@ -194,8 +232,12 @@ static void free_limits(void)
 {
     sl_mw_ratelimit_free(lim.all_mw);
     sl_mw_ratelimit_free(lim.strict_mw);
+    sl_mw_ratelimit_free(lim.task_mw);
+    sl_mw_ratelimit_free(lim.redis_mw);
     sl_ratelimit_free(lim.all);
     sl_ratelimit_free(lim.strict);
+    sl_ratelimit_free(lim.redis);
+    sl_redis_limiter_free(lim.rl); /* after the policy; detaches from the runtime's loops */
     sl_pool_free(lim.jobs);
 }
 
@@ -207,7 +249,7 @@ static void usage(const char *argv0)
             "          [--read-body-timeout-ms MS] [--write-timeout-ms MS]\n"
             "          [--idle-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
             "          [--mux 0|1] [--mw 0|1] [--mw-log 0|1] [--handler-workers N]\n"
-            "          [--limits 0|1]\n",
+            "          [--limits 0|1] [--redis-port P]\n",
             argv0);
 }
 
@@ -216,7 +258,7 @@ int main(int argc, char **argv)
     sl_server_opts o = {.handler = handle};
     const char *addr = "127.0.0.1";
     int port = 8080;
-    int use_mux = 0, use_mw = 0, mw_log = 1, workers = 0, use_limits = 0;
+    int use_mux = 0, use_mw = 0, mw_log = 1, workers = 0, use_limits = 0, redis_port = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) {
@@ -255,6 +297,8 @@ int main(int argc, char **argv)
             workers = (int)n;
         else if (!strcmp(a, "--limits"))
             use_limits = (int)n;
+        else if (!strcmp(a, "--redis-port"))
+            redis_port = (int)n;
         else {
             usage(argv[0]);
             return 2;
@@ -273,7 +317,7 @@ int main(int argc, char **argv)
             }
         }
         rc = build_mux(&mux, use_mw ? (lg ? lg : sl_log_discard()) : NULL, workers);
-        if (rc == 0 && use_limits) rc = add_limits(mux);
+        if (rc == 0 && use_limits) rc = add_limits(mux, redis_port);
         if (rc < 0) {
             fprintf(stderr, "sluice-bench-server: mux: %s\n", sl_strerror(rc));
             return 1;

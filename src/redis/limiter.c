@@ -74,7 +74,7 @@ static const char SCRIPT[] =
     "end\n"
     "if n > 0 then\n"
     "  redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX',\n"
-    "             math.ceil((new_tat - now) / 1000))\n"
+    "             math.max(1, math.ceil((new_tat - now) / 1000)))\n"
     "end\n"
     "return {1, math.floor((now - allow_at) / T), 0, math.ceil(new_tat - now)}\n";
 
@@ -83,23 +83,24 @@ static const char SCRIPT[] =
  * is exact while nothing else refilled the bucket to full in between: it then holds what it
  * would hold had the n tokens never been taken. Sent with EVAL (refunds are rare: only a
  * request a later rule refused pays one). */
-static const char REFUND[] = "local T = tonumber(ARGV[1])\n"
-                             "local n = tonumber(ARGV[3])\n"
-                             "local now = tonumber(ARGV[4])\n"
-                             "if now <= 0 then\n"
-                             "  local t = redis.call('TIME')\n"
-                             "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-                             "end\n"
-                             "local v = redis.call('GET', KEYS[1])\n"
-                             "if not v then return 0 end\n"
-                             "local tat = tonumber(v) - n * T\n"
-                             "if tat <= now then\n"
-                             "  redis.call('DEL', KEYS[1])\n"
-                             "else\n"
-                             "  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', "
-                             "math.ceil((tat - now) / 1000))\n"
-                             "end\n"
-                             "return 1\n";
+static const char REFUND[] = /* PX at least 1: a huge limit rounds tat - now to 0 */
+    "local T = tonumber(ARGV[1])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local now = tonumber(ARGV[4])\n"
+    "if now <= 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "end\n"
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return 0 end\n"
+    "local tat = tonumber(v) - n * T\n"
+    "if tat <= now then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "else\n"
+    "  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', "
+    "math.max(1, math.ceil((tat - now) / 1000)))\n"
+    "end\n"
+    "return 1\n";
 
 enum { DOWN, CONNECTING, UP };
 enum { NORMAL, RAW, REFUNDING }; /* check modes */

@@ -277,8 +277,8 @@ static void test_ipv6_grouping_through_redis(void **state)
     assert_true(key_exists("t4:{ip48:2001:db8:13::/48}"));
     /* The /48 rule was reached by the 3 allowed requests only (the 4 refused ones gave their
      * /48 token back or never took one). */
-    assert_true(SL_WAIT_UNTIL(fabs(used_tokens("t4:{ip48:2001:db8:13::/48}", 0.01) - 3) < 0.01,
-                              5000));
+    assert_true(
+        SL_WAIT_UNTIL(fabs(used_tokens("t4:{ip48:2001:db8:13::/48}", 0.01) - 3) < 0.01, 5000));
     sl_ratelimit_free(rl);
     sl_redis_limiter_free(lim);
 }
