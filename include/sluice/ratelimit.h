@@ -31,16 +31,26 @@
  *   w = ceil(B / L) seconds (the time an empty bucket takes to fill again),
  *   r = floor(T) (never negative),
  *   t = ceil((B - T) / L) seconds (until the bucket is full again; 0 when full).
- * On a rejection they describe the rule that rejected; on success the tightest rule (fewest
- * remaining, the first such in order). Rules with SL_RATE_INF and dry-run rules are never
- * described. Bodies: {"error":"rate limit exceeded","retry_after":N} or an RFC 9457 problem
- * (application/problem+json: type, title, status, detail, retry_after).
+ * RateLimit-Policy lists (a Structured Field List) the policy of every rule that applies to
+ * the request, in rule order (on a rejection also the untiered rules after the rejecting one);
+ * RateLimit lists each reached rule's state on success, only the rejecting rule's on a
+ * rejection. The legacy trio describes one rule: the rejecting one, or on success the tightest
+ * (fewest remaining, the first such in order). Rules with SL_RATE_INF, dry-run rules and a
+ * Redis rule answered fail-open are never described. Bodies: {"error":"rate limit
+ * exceeded","retry_after":N} or an RFC 9457 problem (application/problem+json: type, title, status,
+ * detail, retry_after).
  *
  * The client address is the peer's, or, when the peer is a trusted proxy, the one that
  * X-Forwarded-For or Forwarded (RFC 7239) names: see sl_clientip_resolve below.
  *
+ * A rule may count in Redis instead of in memory (sl_ratelimit_rule.redis): same keys, tiers,
+ * rollback and answers; a decision reaching it waits for one round trip (sl_ratelimit_decide:
+ * a task parks, a plain thread blocks, a loop thread outside a task does not wait and the
+ * limiter's fail policy answers). docs/ratelimit.md has the details and how exact the
+ * rollback is.
+ *
  * Threads: any. A policy is shared by every reactor thread; decide and stats may run
- * concurrently from any number of threads. Nothing here blocks. */
+ * concurrently from any number of threads. Without Redis rules nothing here blocks. */
 #ifndef SLUICE_RATELIMIT_H
 #define SLUICE_RATELIMIT_H
 

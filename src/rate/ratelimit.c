@@ -23,6 +23,15 @@
  * What the reservations report (tokens left, limit, burst, wait) is what the headers and
  * Retry-After show: a decision costs one lookup per rule it reached, allowed or rejected.
  *
+ * Redis-backed rules (rule.redis) break the "same instant" premise: their round trip lets
+ * other requests reserve meanwhile, and a cancel at the decision's instant would then give
+ * back less. So a step taken before a wait (step.epoch < ctx.waits) is undone by a refund
+ * instead (sl__tb_refund: the tokens added back, capped at the burst, at the bucket's latest
+ * instant), and a Redis step by the refund script (sent, not awaited). The in-memory steps
+ * keep the decision's instant in->now_ns throughout. A Redis rule Redis did not answer for is
+ * decided by the limiter's fail policy: allowed undescribed, 503, or the rule's own in-memory
+ * table (built for every rule, so the local fallback has the rule's tiers and rollback).
+ *
  * Counters are relaxed atomics, each rule's on its own cache line. */
 #include <math.h>
 #include <stdarg.h>

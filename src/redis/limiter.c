@@ -22,6 +22,13 @@
  * silent (no reply for max(4 x timeout, 1 s) while calls wait: a paused or wedged server) is
  * dropped and re-established, so timed-out calls do not pile up in hiredis forever.
  *
+ * For sl_ratelimit's Redis rules (redis_int.h): a "raw" check applies no failure policy (the
+ * rule applies its own); a refund is a call with no callback and no timer (its reply only
+ * frees it); a check from a task goes out on the task's loop, attached on first use and
+ * marked lazy so that free detaches it on that loop, and the task parks on an sl__parker that
+ * the reply callback (or the ctx's on-done hook) completes: the waiter is on the heap with
+ * two references, so a ctx that wins lets the task return while the call is in flight.
+ *
  * Teardown ordering: redisAsyncFree runs the pending reply callbacks (NULL replies), then
  * our cleanup hook (unregisters the fd), then onDisconnect; `closing` tells the callbacks
  * that this is a detach (SL_ECANCELED, no reconnect). */
