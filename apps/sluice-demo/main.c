@@ -75,9 +75,8 @@ static bool limited_pattern(const char *p)
                   strcmp(p, "POST /webhooks/receiver"));
 }
 
-/* With --redis a webhook is a Redis round trip, and so is the shared per-IP rule of the limits
- * policy, applied at the start of every limited route's handler (sl_mw_ratelimit_apply: a
- * pooled route's before hooks run on the reactor, where the rule could not wait). */
+/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
+ * of every limited route (rlimit.c): neither may run on a reactor. */
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
@@ -86,8 +85,8 @@ static sl_route_mode route_mode(const demo_app *app, const route *r)
     return r->mode;
 }
 
-/* A limited route's handler behind the limits policy (--redis). */
-typedef struct redis_limited {
+/* A limited route's handler behind the shared per-IP check (--redis). */
+typedef struct redis_limited { /* the limits policy, applied here: sl_mw_ratelimit_apply */
     sl_mw_ratelimit **mw;
     sl_handler_fn fn;
     void *arg;
