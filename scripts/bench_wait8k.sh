@@ -9,7 +9,7 @@
 #        connections open and start their first requests), TIMEOUT_S=5 (a request older than
 #        this counts as a timeout; its connection is closed and reopened), ROUNDS=2,
 #        GO_DEPS=0 (sluice only: no Go toolchain), WIDE=0 (only the bench.sh rows, without
-#        the side-by-side table)
+#        the side-by-side table), SLUICE_LOOP_FLAGS (how sluice gets one loop; see below)
 #
 # Both servers are pinned to CPU 0, the load (build/.../sluice-wait-load: epoll, one thread; see
 # its header for why not wrk) to CPU 1. The load samples the server's VmRSS every 100 ms over
@@ -32,8 +32,10 @@ WIDE=${WIDE:-1}
 PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || true)}
 # One loop for sluice. Today the connections run on the server's reactor and task routes on a
 # separate runtime (sl_mux_opts.task_runtime): one reactor plus a private runtime of one loop.
-# Once the server runs on its runtime's loops this becomes "--reactors 1" alone.
-SLUICE_ONE_LOOP=(--reactors 1 --task-loops 1)
+# Once the server runs on its runtime's loops this becomes "--reactors 1" alone (the default
+# here then; SLUICE_LOOP_FLAGS overrides it meanwhile).
+SLUICE_LOOP_FLAGS=${SLUICE_LOOP_FLAGS:---reactors 1 --task-loops 1}
+read -ra SLUICE_ONE_LOOP <<<"$SLUICE_LOOP_FLAGS"
 
 note_skip() {
     echo "| wait8k | skipped | | $1 |"
@@ -121,6 +123,7 @@ run_one() {
     stop_srv
 }
 
+load0=$(cut -d' ' -f1 /proc/loadavg)
 declare -A runs
 sides=(sluice)
 [ $have_go -eq 1 ] && sides+=(go)
@@ -160,7 +163,7 @@ for side in "${sides[@]}"; do
 done
 
 cfg="$CONNS keep-alive clients, GET back to back, handler waits 1 s; ${SECS} s window after ${WARMUP} s warm-up; server on CPU 0, load on CPU 1; median of $ROUNDS"
-declare -A label=([sluice]="sluice (1 reactor + 1 task loop)" [go]="Go net/http (GOMAXPROCS=1)")
+declare -A label=([sluice]="sluice ($SLUICE_LOOP_FLAGS)" [go]="Go net/http (GOMAXPROCS=1)")
 for side in "${sides[@]}"; do
     echo "| wait8k served/s: ${label[$side]} | $(printf '%.0f' "${rps[$side]}") | req/s | $cfg; ${detail[$side]} |"
     echo "| wait8k timeouts + errors: ${label[$side]} | ${bad[$side]} | count | sum over $ROUNDS runs; client timeout ${TIMEOUT_S} s |"
@@ -180,6 +183,7 @@ fi
 
 if [ "$WIDE" != 0 ]; then
     echo
+    echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $load0 -> $(cut -d' ' -f1 /proc/loadavg); $cfg"
     echo "| server | served/s (runs) | timeouts / errors / connect errors / non-200 | p99 latency | peak RSS (VmHWM) | server CPU per 1000 served |"
     echo "|---|---:|---:|---:|---:|---:|"
     for side in "${sides[@]}"; do
