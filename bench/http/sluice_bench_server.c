@@ -8,7 +8,7 @@
  * With --mux 1 the same routes go through sl_mux, plus:
  *   GET /inline    -> "Hello, World!" from an inline route (on the reactor)
  *   GET /pooled    -> the same from a pooled route (handler pool, back through the reactor)
- *   GET /task-hello -> the same from a task route (its own task on the default runtime, back
+ *   GET /task-hello -> the same from a task route (its own task on the task runtime, back
  *                     through the reactor)
  *   GET /mw        -> inline, behind the standard chain: request id + access log (the access
  *                     log writes to /dev/null, --mw-log 0 sends it to the discard logger)
