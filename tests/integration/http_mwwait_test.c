@@ -91,7 +91,7 @@ static void h_slow(sl_req *req, sl_resp *resp, void *arg)
 {
     (void)arg;
     atomic_fetch_add(&handled, 1);
-    sl_ctx_wait(sl_req_ctx(req));
+    atomic_store(&stream_rc, sl_ctx_wait(sl_req_ctx(req)));
     sl_resp_set_body_static(resp, "too late", 8);
 }
 
@@ -109,6 +109,29 @@ static void h_stream(sl_req *req, sl_resp *resp, void *arg)
     for (int i = 0; i < NCHUNK && rc == 0; i++)
         rc = sl_resp_stream_write(resp, blk, sizeof blk);
     atomic_store(&stream_rc, rc == 0 ? 1 : rc);
+}
+
+static char g_16k[16384];
+
+static void h_16k(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)req;
+    (void)arg;
+    sl_resp_set_body_static(resp, g_16k, sizeof g_16k);
+}
+
+/* Parks 20 ms, then refuses with 429. */
+static sl_mw_action mw_park_refuse(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)arg;
+    int n = atomic_fetch_add(&hooked, 1) + 1;
+    int m = atomic_load(&may_wait_hook); /* here: the peak of hooks parked at once */
+    while (n > m && !atomic_compare_exchange_weak(&may_wait_hook, &m, n)) {
+    }
+    sl_ctx_wait_for(sl_req_ctx(req), SL_MS(20));
+    atomic_fetch_sub(&hooked, 1);
+    sl_resp_error(resp, 429, "slow down");
+    return SL_MW_STOP;
 }
 
 static void reset(void)
@@ -129,14 +152,15 @@ typedef struct fixture {
 } fixture;
 
 /* One reactor, one runtime loop; route pat with mode, timeout and a route middleware hook
- * (NULL = none); the mux-wide tag middleware outermost, then the request id. */
-static void start(fixture *f, const char *pat, sl_route_mode mode, sl_handler_fn fn,
-                  sl_mw_before_fn hook, int64_t timeout_ns, int64_t write_timeout_ns)
+ * (NULL = none); the mux-wide tag middleware outermost, then the request id. With so, the
+ * server options (mux and reactors are set here); cap: max_task_requests. */
+static void start_ex(fixture *f, const char *pat, sl_route_mode mode, sl_handler_fn fn,
+                     sl_mw_before_fn hook, int64_t timeout_ns, sl_server_opts *so, int cap)
 {
     reset();
     sl_runtime_opts rto = {.loops = 1};
     assert_int_equal(sl_runtime_new(&rto, &f->rt), 0);
-    sl_mux_opts mo = {.handler_workers = 2, .task_runtime = f->rt};
+    sl_mux_opts mo = {.handler_workers = 2, .task_runtime = f->rt, .max_task_requests = cap};
     assert_int_equal(sl_mux_new(&mo, &f->mux), 0);
     sl_middleware tag = {.name = "tag", .before = mw_tag};
     assert_int_equal(sl_mux_use(f->mux, &tag), 0);
@@ -147,8 +171,18 @@ static void start(fixture *f, const char *pat, sl_route_mode mode, sl_handler_fn
                         .middleware = hook ? &park : NULL,
                         .nmiddleware = hook ? 1 : 0};
     assert_int_equal(sl_mux_handle(f->mux, pat, fn, NULL, &ro, NULL, 0), 0);
-    sl_server_opts o = {.mux = f->mux, .reactors = 1, .write_timeout_ns = write_timeout_ns};
+    assert_int_equal(sl_mux_handle_inline(f->mux, "GET /16k", h_16k, NULL), 0);
+    sl_server_opts o = so ? *so : (sl_server_opts){0};
+    o.mux = f->mux;
+    o.reactors = 1;
     f->srv = tc_server_start(&o, &f->port);
+}
+
+static void start(fixture *f, const char *pat, sl_route_mode mode, sl_handler_fn fn,
+                  sl_mw_before_fn hook, int64_t timeout_ns, int64_t write_timeout_ns)
+{
+    sl_server_opts so = {.write_timeout_ns = write_timeout_ns};
+    start_ex(f, pat, mode, fn, hook, timeout_ns, &so, 0);
 }
 
 static void stop(fixture *f)
@@ -253,7 +287,7 @@ static void test_park_then_stop(void **state)
         int fd = tc_connect(f.port);
         assert_true(tc_sends(fd, "GET /d HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert_true(SL_WAIT_UNTIL(atomic_load(&hooked) == i + 1, 5000)); /* parked */
-        assert_false(tc_readable(fd, 20));                                 /* nothing yet */
+        assert_false(tc_readable(fd, 20));                               /* nothing yet */
         assert_int_equal(sl_chan_send(decisions, &want[i], NULL), 0);
         int st = read_resp(fd, buf, sizeof buf, 5000);
         assert_int_equal(st, want[i] ? want[i] : 200);
@@ -299,6 +333,42 @@ static void test_500_parked_hooks(void **state)
     fprintf(stderr, "# %d requests whose middleware parks 30 ms: all answered in %.2f s\n", NPARK,
             (double)took / 1e9);
     free(fds);
+    stop(&f);
+}
+
+/* ---- a refusing hook under a flood: bounded by max_task_requests ---- */
+
+#define NFLOOD 200
+#define CAP    16
+
+static void test_refusing_hook_flood_bounded(void **state)
+{
+    (void)state;
+    fixture f;
+    start_ex(&f, "GET /r", SL_ROUTE_TASK, h_ok, mw_park_refuse, 0, NULL, CAP);
+    int *fds = malloc(NFLOOD * sizeof *fds);
+    assert_non_null(fds);
+    for (int i = 0; i < NFLOOD; i++) {
+        fds[i] = tc_connect(f.port);
+        assert_true(fds[i] >= 0);
+        assert_true(tc_sends(fds[i], "GET /r HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+    int n429 = 0, n503 = 0;
+    char buf[2048], v[32];
+    for (int i = 0; i < NFLOOD; i++) {
+        int st = read_resp(fds[i], buf, sizeof buf, 10000);
+        if (st == 429) n429++;
+        if (st == 503 && tc_find_hdr(buf, "Retry-After", v, sizeof v)) n503++;
+        close(fds[i]);
+    }
+    free(fds);
+    /* Every request answered: refused by the hook, or by the cap before costing a task. */
+    assert_int_equal(n429 + n503, NFLOOD);
+    assert_true(n429 >= CAP);
+    assert_true(atomic_load(&may_wait_hook) <= CAP); /* never more hooks parked than the cap */
+    assert_int_equal(atomic_load(&handled), 0);
+    fprintf(stderr, "# %d requests on a hook that parks then refuses, cap %d: %d x 429, %d x 503\n",
+            NFLOOD, CAP, n429, n503);
     stop(&f);
 }
 
@@ -405,6 +475,41 @@ static void stalled_stream(sl_route_mode mode)
     stop(&f);
 }
 
+/* Earlier pipelined responses sit unsent while a task request is in flight: the write timeout
+ * still closes the connection and cancels the request. */
+#define NPIPE 600
+
+static void test_write_timeout_pipelined(void **state)
+{
+    (void)state;
+    fixture f;
+    sl_server_opts so = {
+        .write_timeout_ns = SL_MS(200), .max_pipeline = NPIPE + 8, .max_output_bytes = 64u << 20};
+    start_ex(&f, "GET /slow", SL_ROUTE_TASK, h_slow, NULL, 0, &so, 0);
+    int fd = tc_connect(f.port);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    static const char one[] = "GET /16k HTTP/1.1\r\nHost: a\r\n\r\n";
+    size_t len = (NPIPE) * (sizeof one - 1);
+    char *all = malloc(len + 64);
+    assert_non_null(all);
+    for (int i = 0; i < NPIPE; i++)
+        memcpy(all + (size_t)i * (sizeof one - 1), one, sizeof one - 1);
+    static const char last[] = "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n";
+    memcpy(all + len, last, sizeof last - 1);
+    int64_t t0 = sl_mono_ns();
+    assert_true(tc_send(fd, all, len + sizeof last - 1));
+    free(all);
+    /* ~9.6 MiB of responses queue behind a client that reads nothing; /slow runs meanwhile. */
+    assert_true(SL_WAIT_UNTIL(atomic_load(&handled) == 1, 10000));
+    assert_true(SL_WAIT_UNTIL(atomic_load(&stream_rc) != 0, 10000));
+    assert_int_equal(atomic_load(&stream_rc), SL_ECANCELED);
+    assert_true(SL_WAIT_UNTIL(tc_stat_conns(f.srv) == 0, 5000));
+    assert_true(sl_mono_ns() - t0 < SL_SEC(15));
+    close(fd);
+    stop(&f);
+}
+
 static void test_write_timeout_task_stream(void **state)
 {
     (void)state;
@@ -424,12 +529,14 @@ int main(void)
         cmocka_unit_test(test_pooled_may_wait),
         cmocka_unit_test(test_park_then_stop),
         cmocka_unit_test(test_500_parked_hooks),
+        cmocka_unit_test(test_refusing_hook_flood_bounded),
         cmocka_unit_test(test_client_gone_wakes_hook),
         cmocka_unit_test(test_hook_past_deadline),
         cmocka_unit_test(test_timeout_keeps_headers_task),
         cmocka_unit_test(test_timeout_keeps_headers_pooled),
         cmocka_unit_test(test_write_timeout_task_stream),
         cmocka_unit_test(test_write_timeout_pooled_stream),
+        cmocka_unit_test(test_write_timeout_pipelined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
