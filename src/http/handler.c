@@ -176,6 +176,38 @@ static void timeout_503(sl_resp *rp, const char *hdrs, size_t n)
     sl_resp_error(rp, 503, "handler timeout");
 }
 
+/* A task route's before hooks, in its task: they may park (sl_req_ctx(req) is set, with the
+ * route deadline). Returns true when one stopped the chain. */
+static bool task_before(sl__preq *p)
+{
+    const sl_mux *mux = p->c->w->srv->mux;
+    sl_req *req = &p->req;
+    size_t n = mux->nmw + req->rt->nmw;
+    req->hooks_deferred = false;
+    for (size_t i = 0; i < n; i++) {
+        const sl_middleware *mw = mw_at(mux, req, i);
+        req->nmw = (uint32_t)i + 1;
+        if (!mw->before) continue;
+        bool stop = mw->before(req, &p->resp, mw->arg) == SL_MW_STOP;
+        keep_mw_headers(p);
+        if (stop) return true;
+    }
+    return false;
+}
+
+/* A started task request: its before hooks, then (unless one stopped: its response is sent as a
+ * handler's is) the handler. */
+static void task_handle(sl__preq *p)
+{
+    if (task_before(p)) return;
+    /* A hook that parked until the client left, the deadline or shutdown: the handler is not
+     * started (the client gets 499 / 503, never an empty 200). */
+    if (sl_ctx_done(p->req.ctx))
+        p->ran = false;
+    else
+        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+}
+
 /* ---- pooled requests --------------------------------------------------------------------- */
 
 static void preq_free(sl__preq *p)
@@ -271,43 +303,16 @@ static void task_leave(sl_server *srv)
     pthread_mutex_unlock(&srv->mu);
 }
 
-/* A task route's before hooks, in its task: they may park (sl_req_ctx(req) is set, with the
- * route deadline). Returns true when one stopped the chain. */
-static bool task_before(sl__preq *p)
-{
-    const sl_mux *mux = p->c->w->srv->mux;
-    sl_req *req = &p->req;
-    size_t n = mux->nmw + req->rt->nmw;
-    req->hooks_deferred = false;
-    for (size_t i = 0; i < n; i++) {
-        const sl_middleware *mw = mw_at(mux, req, i);
-        req->nmw = (uint32_t)i + 1;
-        if (!mw->before) continue;
-        bool stop = mw->before(req, &p->resp, mw->arg) == SL_MW_STOP;
-        keep_mw_headers(p);
-        if (stop) return true;
-    }
-    return false;
-}
-
-/* The body of a task route's task: the before hooks, then the handler, as run_pooled does on a
- * thread. Their waits park the task. */
+/* The body of a task route's task: run_pooled on a task. The handler's waits park the task. */
 static void run_task(void *arg)
 {
     sl__preq *p = arg;
     sl_server *srv = p->c->w->srv;
-    if (srv->queue_wait_ns > 0 && sl_mono_ns() - p->queued_ns > srv->queue_wait_ns) {
+    if (srv->queue_wait_ns > 0 && sl_mono_ns() - p->queued_ns > srv->queue_wait_ns)
         p->shed = true; /* its loop was too busy to start it in time */
-    } else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
-        p->ran = true; /* a stop's response is sent as a handler's is */
-        if (!task_before(p)) {
-            /* A hook that parked until the client left, the deadline or shutdown: the handler
-             * is not started (the client gets 499 / 503, never an empty 200). */
-            if (sl_ctx_done(p->req.ctx))
-                p->ran = false;
-            else
-                p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
-        }
+    else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
+        p->ran = true;
+        task_handle(p);
     }
     /* From here p belongs to the reactor; srv lives until shutdown has seen ntask reach 0. */
     sl__reactor_post(&p->c->w->r, &p->done_task);
