@@ -36,11 +36,22 @@
  * default mode is still POOLED. The handler runs on its task's stack (the runtime's
  * stack_size, SL_TASK_STACK_DEFAULT = 256 KiB), not a thread's: no large stack arrays.
  *
- * Middleware runs on the reactor, after routing and before the handler, outermost first:
- * `before` may stop the chain by returning SL_MW_STOP with the response it set (a 401, a 429):
- * a rejected request never costs a handler thread. `after` hooks run on the reactor when the
- * response is queued for sending, innermost first (access logs, metrics). Why not Go's wrapping
- * closures (func(http.Handler) http.Handler)? A wrapped chain runs on one stack around the
+ * Middleware runs after routing and before the handler, outermost first. The rule for a
+ * middleware author: a `before` hook may wait (sl_ctx_wait on sl_req_ctx(req), sl_chan, sl_sem,
+ * sl_client, sl_db, a Redis call) only on a task route, where it runs in the request's task;
+ * everywhere else (inline and pooled routes, unmatched requests) it runs on the reactor and must
+ * not block — sl_req_may_wait(req) tells which. `before` may stop the chain by returning
+ * SL_MW_STOP with the response it set (a 401, a 429): the handler is never called (on a pooled
+ * route the request never costs a handler thread; on a task route it costs its task, within
+ * max_task_requests). On a task route the hooks run once the body is read (on other routes, as
+ * soon as the head is: a refused request's body is never read), count in the route's timeout
+ * (a hook parked past it: the client gets 503 at the deadline and the hook's ctx is done), and
+ * a client that leaves cancels the ctx a parked hook waits on. `after` hooks run on the reactor
+ * when the response is queued for sending, innermost first (access logs, metrics); a task
+ * request answered before its task ran the before hooks (503 at max_task_requests or shed,
+ * shutdown) runs the after hooks of the middleware that have no before hook only. Headers a
+ * before hook set stay on the route-timeout 503 (RateLimit, X-Request-Id, CORS). Why not Go's
+ * wrapping closures (func(http.Handler) http.Handler)? A wrapped chain runs on one stack around the
  * handler, but a pooled handler runs later on another thread: the part of the chain before the
  * handler and the part after it are two separate calls, so a middleware is exactly that pair.
  * Middleware also runs for unmatched requests (404, 405, 301), so they are logged and limited.
@@ -111,13 +122,21 @@ typedef enum sl_mw_action {
     SL_MW_STOP = 1, /* stop: send the response as set now (the handler does not run) */
 } sl_mw_action;
 
-/* Runs on the reactor, before the handler; must not block. The request is routed
+/* Runs before the handler: in the request's task on a task route (may wait with sluice waits,
+ * passing sl_req_ctx(req)), else on the reactor (must not block). The request is routed
  * (sl_req_pattern, sl_req_path_value work; the pattern is NULL for unmatched requests). */
 typedef sl_mw_action (*sl_mw_before_fn)(sl_req *req, sl_resp *resp, void *arg);
 /* Runs on the reactor once the response is final and queued (status, sl_resp_bytes known),
  * for every request whose before hook ran (also when a later middleware stopped the chain).
  * The request (and its values) is still valid. Must not block. */
 typedef void (*sl_mw_after_fn)(sl_req *req, const sl_resp *resp, void *arg);
+
+/* True when the caller (a before hook, a handler) runs off the reactor — in a task route's task
+ * or on a pooled route's handler thread — so it may wait; false on the reactor (inline routes,
+ * before hooks of pooled routes and of unmatched requests, every after hook): there it must not
+ * block (a limiter would take its local decision instead of a network round trip). Threads:
+ * the request's current thread. Does not block. */
+SL_API bool sl_req_may_wait(const sl_req *req);
 
 /* Checks a middleware's configuration against the finished mux, once, when a server takes the
  * mux (sl_server_new): e.g. that every route pattern the middleware names is registered. Returns

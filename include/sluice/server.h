@@ -74,7 +74,10 @@ typedef struct sl_server_opts {
     int64_t read_body_timeout_ns;   /* longest wait between two reads of a body that keep up
                                        min_body_rate; 0 = 60 s; on expiry 408 and close */
     int64_t write_timeout_ns;       /* longest wait for the socket to accept more output; 0 = 60 s;
-                                       on expiry the connection is closed */
+                                       on expiry the connection is closed. Also while a pooled or
+                                       task request is in flight (a streaming handler, earlier
+                                       pipelined responses unsent): its ctx is then cancelled
+                                       (SL_ECANCELED) and sl_resp_stream_write fails */
     int64_t idle_timeout_ns;        /* keep-alive wait for the next request; 0 = 75 s */
     int64_t shutdown_timeout_ns;    /* grace period used by sl_server_run; 0 = 30 s */
     int64_t min_body_rate;          /* bytes/s a request body must average over each

@@ -242,7 +242,7 @@ static void queue_error(sl__conn *c, int status)
     p = PUTS(p, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     p = put_u64(p, rl + 1);
     p = PUTS(p, "\r\nConnection: close\r\n");
-    if (status == 503) p = PUTS(p, "Retry-After: 1\r\n");
+    if (status == 503) p += sl__retry_after_line(p, 1);
     p = PUTS(p, "\r\n");
     p = put(p, rs, rl);
     *p++ = '\n';
@@ -764,11 +764,13 @@ static void start_linger(sl__conn *c)
 
 /* A pooled request is running: no reading, no parsing, and rbuf stays put (the handler reads
  * views into it); watch only for the client going away and for room to write. The connection's
- * timer runs the route's timeout meanwhile. */
-static void drive_inflight(sl__conn *c)
+ * timer runs the route's timeout meanwhile; the request's own timer runs the write timeout
+ * while output is stalled (a streaming handler, or earlier pipelined responses unsent). */
+static void drive_inflight(sl__conn *c, bool progress)
 {
     sl__preq_stream_progress(c);
     if (c->peer_gone) return;
+    sl__preq_write_watch(c, progress);
     uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
     if (sl__io_set(&c->w->r, &c->io, ev) < 0) sl__conn_close(c);
 }
@@ -791,7 +793,7 @@ static void drive(sl__conn *c, bool progress)
             return;
         }
         if (c->inflight) {
-            drive_inflight(c);
+            drive_inflight(c, out);
             return;
         }
         /* Stopped on the output bounds and the output drained at once: go on with the
@@ -952,6 +954,7 @@ void sl__conn_worker_init(sl__worker *w)
     sl__tq_init(&w->r, &w->tq_header, srv->o.read_header_timeout_ns, on_header_timeout);
     sl__tq_init(&w->r, &w->tq_body, srv->o.read_body_timeout_ns, on_body_timeout);
     sl__tq_init(&w->r, &w->tq_write, srv->o.write_timeout_ns, on_close_timeout);
+    sl__tq_init(&w->r, &w->tq_write_inflight, srv->o.write_timeout_ns, sl__preq_write_timeout);
     sl__tq_init(&w->r, &w->tq_idle, srv->o.idle_timeout_ns, on_close_timeout);
     sl__tq_init(&w->r, &w->tq_linger, SL__LINGER_NS, on_close_timeout);
     for (int i = 0; srv->mux && i < srv->mux->ntq; i++)

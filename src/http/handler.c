@@ -8,7 +8,10 @@
  *     gets 503 with Retry-After at once. The connection then stops parsing and reading (so a
  *     later pipelined response cannot overtake this one and rbuf, which the request's views
  *     point into, cannot move) and watches only EPOLLRDHUP: a client that goes away cancels
- *     the request's ctx. The connection's one timer runs the route's timeout;
+ *     the request's ctx. The connection's one timer runs the route's timeout; the request's
+ *     own timer (wtimer) runs the write timeout while the connection's output is stalled (a
+ *     client that stops reading a stream or earlier pipelined responses): on expiry the
+ *     connection closes as for a client gone;
  *  3. a handler thread runs the handler, then posts the done task to the reactor (stream chunks
  *     are posted before it, from the same thread, so they arrive first);
  *  4. the done task queues the response (unless a 503 already went out at the timeout), runs
@@ -19,9 +22,11 @@
  * that true: the server shuts the pool down (every done task posted) before stopping reactors,
  * and a reactor runs posted tasks in order, so every done task runs before the stop task.
  *
- * A task route (SL_ROUTE_TASK) travels the same way; only step 3 differs: instead of a pool
- * job, the request gets its own task (sl_go_with on the server's task runtime), which runs the
- * handler (its waits park the task, not a thread) and posts the same done task. The server
+ * A task route (SL_ROUTE_TASK) travels the same way; only steps 1 and 3 differ: instead of a
+ * pool job, the request gets its own task (sl_go_with on the server's task runtime), which runs
+ * the before hooks and then the handler (their waits park the task, not a thread) and posts the
+ * same done task. The headers the hooks set are copied (keep_mw_headers) for the 503 the
+ * reactor may send at the route timeout while the task still runs. The server
  * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
  * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
  * pool down, so again every done task is posted before the reactors stop. A streaming task
@@ -122,20 +127,92 @@ static bool run_before(const sl_mux *mux, sl_req *req, sl_resp *resp)
     return false;
 }
 
+/* Runs the after hooks of the middleware whose before hook ran, innermost first. A task request
+ * answered before its task ran its hooks (max_task_requests, shed, shutdown, a body that never
+ * came) ran none: the middleware with no before hook (an access log) still see it. */
 void sl__mux_finish(sl_req *req, const sl_resp *resp)
 {
     const sl_mux *mux = req->c->w->srv->mux;
-    for (size_t i = req->nmw; i-- > 0;) {
+    req->may_wait = false; /* after hooks run on the reactor */
+    bool observers = req->hooks_deferred;
+    size_t n = observers ? mux->nmw + (req->rt ? req->rt->nmw : 0) : req->nmw;
+    for (size_t i = n; i-- > 0;) {
         const sl_middleware *mw = mw_at(mux, req, i);
-        if (mw->after) mw->after(req, resp, mw->arg);
+        if (mw->after && (!observers || !mw->before)) mw->after(req, resp, mw->arg);
     }
     sl__req_end(req);
+}
+
+/* Keeps a copy of the headers the before hooks set (in the request's arena, under p->mu) for
+ * the route-timeout 503, which replaces whatever the handler builds but keeps these (RateLimit,
+ * X-Request-Id, CORS). The loop thread reads the copy while the handler writes p->resp. */
+static void keep_mw_headers(sl__preq *p)
+{
+    size_t n = p->resp.hlen;
+    if (n == p->mw_hlen && (!n || memcmp(p->mw_hdrs, p->resp.hdrs, n) == 0)) return;
+    char *d = n ? sl_req_alloc(&p->req, n) : NULL;
+    if (n && !d) return; /* no memory: the 503 goes with the headers kept before */
+    if (n) memcpy(d, p->resp.hdrs, n);
+    pthread_mutex_lock(&p->mu);
+    p->mw_hdrs = d;
+    p->mw_hlen = n;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The route-timeout 503 on rp, with the middleware headers hdrs[0..n). Loop thread. */
+static void timeout_503(sl_resp *rp, const char *hdrs, size_t n)
+{
+    sl__resp_reset(rp);
+    if (n && rp->hcap < n) {
+        char *nb = realloc(rp->hdrs, n);
+        if (!nb) n = 0; /* no memory: the 503 without them */
+        if (nb) {
+            rp->hdrs = nb;
+            rp->hcap = n;
+        }
+    }
+    if (n) memcpy(rp->hdrs, hdrs, n);
+    rp->hlen = n;
+    sl_resp_error(rp, 503, "handler timeout");
+}
+
+/* A task route's before hooks, in its task: they may park (sl_req_ctx(req) is set, with the
+ * route deadline). Returns true when one stopped the chain. */
+static bool task_before(sl__preq *p)
+{
+    const sl_mux *mux = p->c->w->srv->mux;
+    sl_req *req = &p->req;
+    size_t n = mux->nmw + req->rt->nmw;
+    req->hooks_deferred = false;
+    for (size_t i = 0; i < n; i++) {
+        const sl_middleware *mw = mw_at(mux, req, i);
+        req->nmw = (uint32_t)i + 1;
+        if (!mw->before) continue;
+        bool stop = mw->before(req, &p->resp, mw->arg) == SL_MW_STOP;
+        keep_mw_headers(p);
+        if (stop) return true;
+    }
+    return false;
+}
+
+/* A started task request: its before hooks, then (unless one stopped: its response is sent as a
+ * handler's is) the handler. */
+static void task_handle(sl__preq *p)
+{
+    if (task_before(p)) return;
+    /* A hook that parked until the client left, the deadline or shutdown: the handler is not
+     * started (the client gets 499 / 503, never an empty 200). */
+    if (sl_ctx_done(p->req.ctx))
+        p->ran = false;
+    else
+        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
 }
 
 /* ---- pooled requests --------------------------------------------------------------------- */
 
 static void preq_free(sl__preq *p)
 {
+    sl__timer_stop(&p->wtimer);
     if (p->client_counted) sl__iptab_release(&p->c->w->srv->pooled_ip, &p->c->ipk);
     if (p->hook) sl_ctx_hook_stop(p->hook);
     sl__req_end(&p->req);
@@ -235,7 +312,7 @@ static void run_task(void *arg)
         p->shed = true; /* its loop was too busy to start it in time */
     else if (!sl_ctx_done(p->req.ctx) && !sl_ctx_done(srv->root)) {
         p->ran = true;
-        p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
+        task_handle(p);
     }
     /* From here p belongs to the reactor; srv lives until shutdown has seen ntask reach 0. */
     sl__reactor_post(&p->c->w->r, &p->done_task);
@@ -291,10 +368,7 @@ static void answer_unstarted(sl__conn *c, sl__preq *p)
         preq_free(p);
         return;
     }
-    char secs[24];
-    snprintf(secs, sizeof secs, "%lld",
-             p->shed ? (long long)sl__server_retry_after_s(c->w->srv) : 1LL);
-    sl_resp_set_header(&p->resp, "Retry-After", secs);
+    sl__resp_retry_after(&p->resp, p->shed ? sl__server_retry_after_s(c->w->srv) : 1);
     if (p->shed) { /* the connection stays usable */
         sl_resp_error(&p->resp, 503, "server busy: waited too long for a handler");
     } else {
@@ -345,7 +419,7 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
     if (srv->pooled_cap > 0 && c->ip_counted) {
         if (!sl__iptab_acquire(&srv->pooled_ip, &c->ipk, srv->pooled_cap)) {
             sl__resp_reset(&p->resp);
-            sl_resp_set_header(&p->resp, "Retry-After", "1");
+            sl__resp_retry_after(&p->resp, 1);
             sl_resp_error(&p->resp, 429, "too many requests in progress from your address");
             answer_now(c, p);
             return;
@@ -354,18 +428,19 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
     }
     p->queued_ns = sl_mono_ns();
     int rc;
+    p->req.may_wait = true; /* from here the request runs off the reactor */
     if (p->req.rt->mode == SL_ROUTE_TASK) {
         rc = spawn_task(srv, p);
     } else {
+        keep_mw_headers(p); /* the hooks ran on this thread */
         sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
         rc = sl_pool_try_submit(srv->hpool, &job);
     }
     if (rc < 0) {
+        p->req.may_wait = false;
         /* Saturated (or shutting down): answer at once, never queue without bound. */
-        char secs[24];
-        snprintf(secs, sizeof secs, "%lld", (long long)sl__server_retry_after_s(srv));
         sl__resp_reset(&p->resp);
-        sl_resp_set_header(&p->resp, "Retry-After", secs);
+        sl__resp_retry_after(&p->resp, sl__server_retry_after_s(srv));
         sl_resp_error(&p->resp, 503, rc == SL_EFULL ? "server busy" : "shutting down");
         answer_now(c, p);
         return;
@@ -387,7 +462,9 @@ static void start_pooled(sl__conn *c, sl_req *req)
         return;
     }
     p->done_task.fn = on_done;
-    if (run_before(w->srv->mux, &p->req, &p->resp)) {
+    /* A task route's hooks run in its task (they may wait); the others' here, on the reactor. */
+    p->req.hooks_deferred = p->req.rt->mode == SL_ROUTE_TASK;
+    if (!p->req.hooks_deferred && run_before(w->srv->mux, &p->req, &p->resp)) {
         answer_now(c, p);
         return;
     }
@@ -419,7 +496,9 @@ bool sl__mux_early(sl__conn *c)
     sl__preq *p = preq_new(c, &req);
     if (!p) return true; /* the request goes the ordinary way, body first */
     p->done_task.fn = on_done;
-    bool stop = run_before(w->srv->mux, &p->req, &p->resp);
+    /* A task route's hooks run in its task once the body is here: they may wait. */
+    p->req.hooks_deferred = p->req.rt && p->req.rt->mode == SL_ROUTE_TASK;
+    bool stop = !p->req.hooks_deferred && run_before(w->srv->mux, &p->req, &p->resp);
     if (!stop && !p->req.rt) { /* nothing will take the body: answer 404/405/301 now */
         p->req.m = &w->m;      /* Location and Allow are views into the worker's scratch, */
         unmatched(&p->req, &p->resp, st);
@@ -527,13 +606,14 @@ static void on_done(sl__reactor *r, sl__task *t)
     (void)r;
     c->inflight = NULL;
     sl__timer_stop(&c->timer);
+    sl__timer_stop(&p->wtimer);
     /* A handler that returns after its route deadline (it may well, woken by that very
      * deadline, before the reactor's timer fires) gets the same 503 as one still running. */
     bool late = !p->answered && !p->streaming && sl_ctx_err(p->req.ctx) == SL_ETIMEDOUT;
     if (p->answered || late) {
-        /* After hooks see what the client got. */
-        sl__resp_reset(&p->resp);
-        sl_resp_error(&p->resp, 503, "handler timeout");
+        /* After hooks see what the client got. The copy is read without mu: the task or
+         * handler thread that wrote it is done (its done task is running). */
+        timeout_503(&p->resp, p->mw_hdrs, p->mw_hlen);
         if (late) {
             answer_now(c, p);
         } else {
@@ -579,11 +659,12 @@ void sl__preq_timeout(sl__reactor *r, sl__timer *t)
     pthread_mutex_lock(&p->mu);
     bool streaming = p->streaming;
     if (!streaming) p->answered = true; /* under mu: stream_begin sees it */
+    const char *mh = p->mw_hdrs;        /* in the arena, which lives until p is freed here */
+    size_t ml = p->mw_hlen;
     pthread_mutex_unlock(&p->mu);
     if (streaming) return; /* committed: the ctx deadline stops the handler */
     sl__worker *w = c->w;
-    sl__resp_reset(&w->resp);
-    sl_resp_error(&w->resp, 503, "handler timeout");
+    timeout_503(&w->resp, mh, ml);
     bool keep = p->head.keep_alive && !w->draining;
     if (sl__conn_queue_resp(c, &w->resp, p->head_method, keep, p->head.version_minor == 0) < 0 ||
         !keep)
@@ -600,10 +681,29 @@ void sl__preq_peer_gone(sl__conn *c)
      * whatever the interest, so a reset socket would spin the loop until the handler returns.
      * The close that follows the done task does not unregister twice (io.fn is cleared). */
     sl__io_stop(&c->w->r, &c->io);
+    sl__timer_stop(&p->wtimer);
     pthread_mutex_lock(&p->mu);
     wake_locked(p);
     pthread_mutex_unlock(&p->mu);
     sl_ctx_cancel(p->req.ctx);
+}
+
+void sl__preq_write_watch(sl__conn *c, bool progress)
+{
+    sl__preq *p = c->inflight;
+    if (!c->want_out)
+        sl__timer_stop(&p->wtimer);
+    else if (progress || !sl__timer_active(&p->wtimer))
+        sl__timer_start(&c->w->r, &c->w->tq_write_inflight, &p->wtimer);
+}
+
+void sl__preq_write_timeout(sl__reactor *r, sl__timer *t)
+{
+    sl__preq *p = (sl__preq *)(void *)((char *)t - offsetof(sl__preq, wtimer));
+    (void)r;
+    /* The client stopped reading: close (the request is in flight, so this cancels its ctx, a
+     * streaming writer gets the error, and the done task completes the close). */
+    sl__conn_close(p->c);
 }
 
 /* ---- streaming ---------------------------------------------------------------------------- */

@@ -116,6 +116,8 @@ struct sl_req {
     sl__qpair *qp;                                   /* decoded query, lazily */
     int nqp;                                         /* -1 until decoded */
     uint32_t nmw;                                    /* middleware whose before hook ran */
+    bool hooks_deferred; /* a task route: its before hooks run in its task, not yet run */
+    bool may_wait;       /* runs off the reactor now (sl_req_may_wait) */
     uint32_t nvals;
     struct {
         const void *key;
@@ -150,6 +152,10 @@ struct sl__preq {
     size_t stream_posted;   /* bytes posted to the reactor, not yet in its output */
     sl_ctx_hook *hook;      /* wakes a blocked stream_write when the ctx is done */
     struct sl_task *waiter; /* a task route's task parked in stream_write, else NULL */
+    const char *mw_hdrs;    /* the headers the before hooks set (a copy in the request's
+                               arena), for the route-timeout 503; guarded by mu */
+    size_t mw_hlen;
+    sl__timer wtimer; /* loop thread: the write timeout while the request is in flight */
 };
 
 struct sl__conn {
@@ -213,6 +219,7 @@ struct sl__worker {
     sl__task resume_task, drain_task, stop_task, reap_task;
     bool reap_queued;
     sl__tq tq_header, tq_body, tq_write, tq_idle, tq_linger, tq_backoff;
+    sl__tq tq_write_inflight; /* write_timeout_ns for a connection with a request in flight */
     sl__timer backoff;
     sl__conn conns;  /* sentinel of the open connections */
     sl__conn *grave; /* closed, freed by reap_task */
@@ -314,6 +321,11 @@ void sl__preq_peer_gone(sl__conn *c);
 /* Loop thread: output made progress on a connection with a streaming pooled request. */
 void sl__preq_stream_progress(sl__conn *c);
 void sl__preq_timeout(sl__reactor *r, sl__timer *t);
+/* Loop thread, after a write attempt on c with a request in flight: runs write_timeout_ns while
+ * c's output is stalled (restarted when progress: bytes went out), stops it once drained. */
+void sl__preq_write_watch(sl__conn *c, bool progress);
+/* tq_write_inflight's expiry: the connection closes, the in-flight request's ctx is cancelled. */
+void sl__preq_write_timeout(sl__reactor *r, sl__timer *t);
 /* request.c: writes a NUL after the method, the target and every header value of a parsed
  * head (over the SP, CR or whitespace that follows each in the connection's buffer), so the
  * views the handler API returns are C strings. Called once per request, before routing. */
@@ -330,6 +342,12 @@ bool sl__iptab_acquire(sl__iptab *tab, const sl_ipkey *k, int cap);
 void sl__iptab_release(sl__iptab *tab, const sl_ipkey *k);
 /* server.c: the per-IP count of a closing connection that held one. */
 void sl__server_ip_release(sl_server *srv, const sl_ipkey *k);
+/* request.c: the one Retry-After of src/http. Writes "Retry-After: <secs>\r\n" (secs, at
+ * least 1) to line (SL__RETRY_AFTER_MAX bytes) and returns its length. */
+#define SL__RETRY_AFTER_MAX 40
+size_t sl__retry_after_line(char *line, int64_t secs);
+/* request.c: sets Retry-After: <secs> (at least 1) on rp. Returns as sl_resp_set_header. */
+int sl__resp_retry_after(sl_resp *rp, int64_t secs);
 /* server.c: seconds for a Retry-After on a 503 from the handler pool: its real drain (queued
  * and running requests over the workers, at the measured run time), never less than 1. */
 int64_t sl__server_retry_after_s(sl_server *srv);

@@ -422,3 +422,22 @@ uint64_t sl_resp_bytes(const sl_resp *resp)
 {
     return resp->streamed ? resp->streamed : resp->body_len;
 }
+
+size_t sl__retry_after_line(char *line, int64_t secs)
+{
+    return (size_t)snprintf(line, SL__RETRY_AFTER_MAX, "Retry-After: %lld\r\n",
+                            (long long)(secs < 1 ? 1 : secs));
+}
+
+int sl__resp_retry_after(sl_resp *rp, int64_t secs)
+{
+    char line[SL__RETRY_AFTER_MAX];
+    size_t n = sl__retry_after_line(line, secs);
+    line[n - 2] = '\0'; /* the value alone, without CRLF */
+    return sl_resp_set_header(rp, "Retry-After", line + sizeof "Retry-After: " - 1);
+}
+
+bool sl_req_may_wait(const sl_req *req)
+{
+    return req->may_wait;
+}
