@@ -214,6 +214,26 @@ static void test_instances_share_the_ip_limit(void **state)
     assert_in_range(sum, 10, 11);
     for (int i = 0; i < 3; i++)
         assert_in_range(allowed[i], 1, 9);
+    /* The shared rule answers like every rule of the policy (one answer format): Retry-After,
+     * RateLimit-Policy and RateLimit naming "ip", the JSON body. */
+    int fd = tc_connect(a.port);
+    assert_true(fd >= 0);
+    tc_conn conn;
+    tc_init(&conn, fd);
+    tc_resp r;
+    assert_true(tc_sends(fd, "GET /users/1 HTTP/1.1\r\nHost: x\r\n"
+                             "X-API-Key: demo-enterprise\r\nConnection: close\r\n\r\n"));
+    assert_int_equal(tc_read_response(&conn, &r), 0);
+    assert_int_equal(r.status, 429);
+    char v[256];
+    assert_non_null(tc_find_hdr(r.head, "Retry-After", v, sizeof v));
+    assert_non_null(tc_find_hdr(r.head, "RateLimit-Policy", v, sizeof v));
+    assert_non_null(strstr(v, "\"ip\";q=10;w=1000"));
+    assert_non_null(tc_find_hdr(r.head, "RateLimit", v, sizeof v));
+    assert_non_null(strstr(v, "\"ip\";r=0;"));
+    assert_non_null(strstr(r.body, "rate limit exceeded"));
+    tc_resp_free(&r);
+    close(fd);
 
     /* Redis down: open allows everything, closed answers 503, local enforces the limit on
      * its own (a fresh in-process bucket: exactly the burst, then 429). */
