@@ -62,11 +62,16 @@
 
 SL_BEGIN_DECLS
 
+/* Which to pick: docs/handlers.md. 0 is TASK so that a zeroed sl_route_opts (and
+ * sl_mux_handle_fn) gives the mode that suits most handlers; the other two are opt-ins. */
 typedef enum sl_route_mode {
-    SL_ROUTE_POOLED = 0, /* on the handler pool (default): may block, should honour its ctx */
-    SL_ROUTE_INLINE = 1, /* on the reactor: must not block */
-    SL_ROUTE_TASK = 2,   /* in its own task (task.h): may wait with sluice waits, which park
-                            only the task; must not block its loop thread with foreign calls */
+    SL_ROUTE_TASK = 0,   /* (default) in its own task on the loop that read the request
+                            (task.h): may wait with sluice waits (ctx, chan, sem, db, client,
+                            redis), which park only the task; must not block its loop thread
+                            with foreign blocking calls or long computations */
+    SL_ROUTE_POOLED = 1, /* on the server's handler pool threads: may block (foreign blocking
+                            calls, CPU-heavy work), should honour its ctx */
+    SL_ROUTE_INLINE = 2, /* on the loop, in its callback: tiny, must not wait at all */
 } sl_route_mode;
 
 /* Per-route options. Zero-initialize; NULL route options mean all defaults. */
@@ -96,11 +101,6 @@ typedef struct sl_mux_opts {
                                    (half of handler_workers is a good value); 0 = no cap (behind
                                    a proxy every client has the proxy's address) */
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
-    sl_runtime *task_runtime;   /* where SL_ROUTE_TASK handlers run; NULL = sl_runtime_default()
-                                   (created by sl_server_new only if the mux has a task route);
-                                   must outlive every server using the mux, and must not be
-                                   shut down while one serves; sl_server_new fails with
-                                   SL_ENOMEM if the default one cannot be created */
     int max_task_requests;      /* task-route requests in flight at once (server-wide); past it
                                    503 with Retry-After; 0 = 10000 */
 } sl_mux_opts;

@@ -26,7 +26,8 @@
 SL_BEGIN_DECLS
 
 typedef struct sl_server sl_server;
-typedef struct sl_mux sl_mux; /* mux.h */
+typedef struct sl_mux sl_mux;         /* mux.h */
+typedef struct sl_runtime sl_runtime; /* task.h */
 
 /* A request as the handler sees it. Every view it returns points into the connection's
  * buffers (or the request's arena) and is valid until the handler returns; copy what must
@@ -55,7 +56,14 @@ typedef void (*sl_handler_fn)(sl_req *req, sl_resp *resp, void *arg);
 typedef struct sl_server_opts {
     sl_handler_fn handler; /* this, or mux: exactly one of them */
     void *handler_arg;
-    int reactors;                   /* reactor threads; 0 = one per online CPU */
+    int reactors;                   /* loops serving, when runtime is NULL: 0 = the loops of
+                                       sl_runtime_default() (one per online CPU); N > 0 = a
+                                       private runtime of N loops, created and freed with the
+                                       server. With runtime set: 0 or its loop count */
+    sl_runtime *runtime;            /* the task runtime whose loops serve (task.h): borrowed,
+                                       must outlive the server and must not be shut down before
+                                       sl_server_free (sl_runtime_shutdown returns SL_EBUSY
+                                       while a server uses it); NULL = see reactors */
     int max_connections;            /* open connections, process-wide for this server; 0 = 16384.
                                        At the bound the server closes idle keep-alive connections
                                        (as nginx does) and stops accepting (new connections wait

@@ -206,7 +206,7 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
         int64_t m = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
         atomic_store_explicit(&srv->run_ewma_ns, m ? m + (d - m) / 8 : d, memory_order_relaxed);
     }
-    sl__reactor_post(&p->c->w->r, &p->done_task);
+    sl__reactor_post(p->c->w->r, &p->done_task);
     return 0;
 }
 
@@ -237,8 +237,18 @@ static void run_task(void *arg)
         p->ran = true;
         p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
     }
-    /* From here p belongs to the reactor; srv lives until shutdown has seen ntask reach 0. */
-    sl__reactor_post(&p->c->w->r, &p->done_task);
+    /* From here p belongs to the loop; srv lives until shutdown has seen ntask reach 0. A
+     * task still on its connection's loop (the usual case: it was spawned there and not
+     * stolen) queues its done step for the scheduler to run right after this task switches
+     * out, on the loop's stack: no eventfd, no wake. Queued before task_leave, so shutdown,
+     * which posts its stop step once ntask is 0, finds it run first. */
+    sl__reactor *r = p->c->w->r;
+    /* A streaming response posted its chunks (sl__reactor_post): the done step follows them
+     * on the same queue, never overtakes them. */
+    if (!p->streaming && sl__loop_self() == r)
+        sl__reactor_post_local(r, &p->done_task);
+    else
+        sl__reactor_post(r, &p->done_task);
     task_leave(srv);
 }
 
@@ -253,7 +263,8 @@ static int spawn_task(sl_server *srv, sl__preq *p)
     } else if (n >= srv->task_cap) {
         rc = SL_EFULL;
     } else {
-        sl_go_opts go = {.name = "http-request", .rt = srv->trt};
+        /* On the connection's own loop: from its loop thread, a push on the local run queue. */
+        sl_go_opts go = {.name = "http-request", .rt = srv->rt, .loop = p->c->w->loop};
         rc = sl_go_with(&go, run_task, p);
         if (rc == SL_ENOMEM || rc == SL_EINVAL) rc = SL_EFULL;
     }
@@ -372,7 +383,7 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
     }
     c->inflight = p;
     const sl__route *rt = p->req.rt;
-    if (rt->tq >= 0) sl__timer_start(&w->r, &w->tq_route[rt->tq], &c->timer);
+    if (rt->tq >= 0) sl__timer_start(w->r, &w->tq_route[rt->tq], &c->timer);
 }
 
 static void start_pooled(sl__conn *c, sl_req *req)
@@ -406,7 +417,7 @@ bool sl__mux_early(sl__conn *c)
 {
     sl__worker *w = c->w;
     const sl_http_req_head *h = &w->head;
-    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r.now};
+    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r->now};
     const char *q = memchr(h->path, '?', h->path_len);
     req.path_len = q ? (size_t)(q - h->path) : h->path_len;
     if (q) {
@@ -599,7 +610,7 @@ void sl__preq_peer_gone(sl__conn *c)
     /* Unregister rather than set the interest to 0: epoll reports EPOLLHUP and EPOLLERR
      * whatever the interest, so a reset socket would spin the loop until the handler returns.
      * The close that follows the done task does not unregister twice (io.fn is cleared). */
-    sl__io_stop(&c->w->r, &c->io);
+    sl__io_stop(c->w->r, &c->io);
     pthread_mutex_lock(&p->mu);
     wake_locked(p);
     pthread_mutex_unlock(&p->mu);
@@ -710,7 +721,7 @@ int sl_resp_stream_begin(sl_resp *resp)
         return SL_ETIMEDOUT;
     }
     resp->touched = true;
-    sl__reactor_post(&p->c->w->r, &m->t);
+    sl__reactor_post(p->c->w->r, &m->t);
     return 0;
 }
 
@@ -757,6 +768,6 @@ int sl_resp_stream_write(sl_resp *resp, const void *data, size_t len)
         return err;
     }
     resp->streamed += len;
-    sl__reactor_post(&p->c->w->r, &m->t);
+    sl__reactor_post(p->c->w->r, &m->t);
     return 0;
 }

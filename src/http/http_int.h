@@ -200,17 +200,18 @@ typedef struct sl__worker_stats {
 } sl__worker_stats;
 
 struct sl__worker {
-    sl__reactor r;
+    sl__reactor *r; /* the runtime loop this worker lives on (borrowed: shared with the loop's
+                       tasks and with other servers on the same runtime) */
+    int loop;       /* 1-based index of that loop in the runtime (sl_go_opts.loop) */
     sl_server *srv;
-    pthread_t thread;
-    bool thread_started;
-    sl__lis *lis; /* one per server address; lis[i].io.fd is this worker's socket */
+    bool attached; /* its listeners and timer queues are registered on r (loop thread) */
+    sl__lis *lis;  /* one per server address; lis[i].io.fd is this worker's socket */
     int nlis;
     bool accepting;             /* listeners registered for EPOLLIN (loop thread) */
     bool draining;              /* shutdown began (loop thread) */
     _Atomic bool paused;        /* stopped accepting at max_connections */
     _Atomic bool resume_posted; /* resume_task is queued */
-    sl__task resume_task, drain_task, stop_task, reap_task;
+    sl__task resume_task, drain_task, stop_task, reap_task, attach_task, fence_task;
     bool reap_queued;
     sl__tq tq_header, tq_body, tq_write, tq_idle, tq_linger, tq_backoff;
     sl__timer backoff;
@@ -241,6 +242,11 @@ struct sl_server {
     int nlis;
     int port;               /* first bound port, or 0 */
     int state;              /* SRV_*: controlling thread */
+    sl_runtime *rt;         /* whose loops serve: borrowed, or owned when own_rt */
+    bool own_rt;            /* created by sl_server_new for opts.reactors > 0 */
+    bool rt_attached;       /* counted in rt's users (sl__runtime_attach) */
+    int acked;              /* workers that ran the attach / stop / fence step; guarded by mu */
+    int attach_rc;          /* first attach failure; guarded by mu */
     _Atomic int64_t nconns; /* slots: open connections plus accepts in progress (the bound) */
     _Atomic int64_t nopen;  /* connections open and being served (what stats report) */
     _Atomic int npaused;
@@ -258,10 +264,9 @@ struct sl_server {
     int pooled_cap;              /* resolved max_pooled_per_client; <= 0 none */
     int64_t queue_wait_ns;       /* resolved max_queue_wait_ns; <= 0 none */
     _Atomic int64_t run_ewma_ns; /* mean pooled handler run time (EWMA); 0 = no sample yet */
-    /* task routes (handler.c): the runtime they run on (borrowed), the in-flight bound, the
-     * number in flight (a task decrements it after posting its done task, then signals cv
-     * under mu when it reaches 0), and the flag shutdown sets before it waits for 0 */
-    sl_runtime *trt;
+    /* task routes (handler.c): they run on rt, on the loop of their connection; the in-flight
+     * bound, the number in flight (a task decrements it after posting its done task, then
+     * signals cv under mu when it reaches 0), and the flag shutdown sets before it waits for 0 */
     int task_cap;
     _Atomic int ntask;
     _Atomic bool tasks_closed;
@@ -277,6 +282,9 @@ void sl__conn_close(sl__conn *c);
 void sl__conn_drain_all(sl__worker *w);
 void sl__conn_close_all(sl__worker *w);
 void sl__conn_worker_init(sl__worker *w);
+/* Loop thread: registers / unregisters w's connection timer queues on w->r. */
+void sl__conn_worker_attach(sl__worker *w);
+void sl__conn_worker_detach(sl__worker *w);
 void sl__conn_worker_destroy(sl__worker *w);
 
 /* conn.c, used by handler.c */

@@ -342,6 +342,9 @@ static void sched_loop(sl__sched *s)
         struct sl_task *t = pop_local(s);
         if (t) {
             run_task(s, t);
+            /* What the task queued for its loop (an HTTP task route's done step) runs now, on
+             * the loop's stack, without an eventfd round. */
+            if (s->r.local) sl__reactor_run_local(&s->r);
             if ((++s->ticks % POLL_EVERY) == 0) {
                 /* Under a steady stream of tasks, still look at the fds every POLL_NS (a clock
                  * read per 64 tasks; an epoll_wait per 64 would cost more than the switches). */
@@ -773,6 +776,13 @@ int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx)
     sl__sched *self = sl__sched_self();
     if (self && self->rt == rt) return SL_EDEADLK; /* it would join its own thread */
     pthread_mutex_lock(&rt->mu);
+    if (rt->users > 0 && !rt->shut) { /* a server still serves on these loops */
+        pthread_mutex_unlock(&rt->mu);
+        return sl__fail(SL_EBUSY,
+                        "sl_runtime_shutdown: %d server(s) still use this runtime's "
+                        "loops (free them first)",
+                        rt->users);
+    }
     bool again = rt->shut;
     rt->shut = true;
     pthread_mutex_unlock(&rt->mu);
@@ -798,8 +808,34 @@ void sl_runtime_free(sl_runtime *rt)
     pthread_mutex_lock(&g_def_mu);
     if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
     pthread_mutex_unlock(&g_def_mu);
-    sl_runtime_shutdown(rt, NULL);
+    if (sl_runtime_shutdown(rt, NULL) == SL_EBUSY) {
+        /* Freeing loops a server still runs on would crash it later: keep them (a leak). */
+        sl_log_error(NULL, "sl_runtime_free: a server still uses this runtime; not freed");
+        return;
+    }
     rt_release(rt, rt->nloops);
+}
+
+int sl__runtime_attach(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    bool shut = rt->shut;
+    if (!shut) rt->users++;
+    pthread_mutex_unlock(&rt->mu);
+    return shut ? SL_ECLOSED : 0;
+}
+
+void sl__runtime_detach(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    rt->users--;
+    pthread_mutex_unlock(&rt->mu);
+}
+
+sl__reactor *sl__loop_self(void)
+{
+    sl__sched *s = sl__sched_self();
+    return s ? &s->r : NULL;
 }
 
 sl_runtime *sl_runtime_default(void)

@@ -30,12 +30,12 @@ static sl_runtime *rt_new(void)
 static sl_server *start(sl_runtime *rt, sl_mux **mux, const char *pat, sl_handler_fn fn,
                         const sl_route_opts *ro0, int cap, int *port)
 {
-    sl_mux_opts mo = {.handler_workers = 2, .task_runtime = rt, .max_task_requests = cap};
+    sl_mux_opts mo = {.handler_workers = 2, .max_task_requests = cap};
     assert_int_equal(sl_mux_new(&mo, mux), 0);
     sl_route_opts ro = ro0 ? *ro0 : (sl_route_opts){0};
     ro.mode = SL_ROUTE_TASK;
     assert_int_equal(sl_mux_handle(*mux, pat, fn, NULL, &ro, NULL, 0), 0);
-    sl_server_opts o = {.mux = *mux, .reactors = 1};
+    sl_server_opts o = {.mux = *mux, .runtime = rt};
     return tc_server_start(&o, port);
 }
 
