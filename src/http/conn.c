@@ -766,14 +766,17 @@ static void start_linger(sl__conn *c)
     arm_timer(c, false);
 }
 
-/* A pooled request is running: no reading, no parsing, and rbuf stays put (the handler reads
- * views into it); watch only for the client going away and for room to write. The connection's
- * timer runs the route's timeout meanwhile. */
+/* A pooled or task request is running: no reading, no parsing, and rbuf stays put (the
+ * handler reads views into it); watch only for the client going away and for room to write.
+ * The connection's timer runs the route's timeout meanwhile. The EPOLLIN interest the
+ * connection had is kept (no epoll_ctl on the request path): a client that goes away makes
+ * the socket readable (EOF), and only a client that sends more meanwhile (pipelining) costs
+ * the switch to EPOLLRDHUP (on_io), so a readable socket does not spin the loop. */
 static void drive_inflight(sl__conn *c)
 {
     sl__preq_stream_progress(c);
     if (c->peer_gone) return;
-    uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
+    uint32_t ev = (c->io.events & EPOLLIN ? EPOLLIN : EPOLLRDHUP) | (c->want_out ? EPOLLOUT : 0);
     if (sl__io_set(c->w->r, &c->io, ev) < 0) sl__conn_close(c);
 }
 
@@ -846,10 +849,26 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
         return;
     }
     if (c->inflight) {
-        if (events & (EPOLLRDHUP | EPOLLHUP))
+        if (events & (EPOLLRDHUP | EPOLLHUP)) {
             sl__preq_peer_gone(c);
-        else if (events & EPOLLOUT)
-            drive(c, false);
+            return;
+        }
+        if (events & EPOLLIN) {
+            /* Readable under a running request (drive_inflight): EOF is the client gone;
+             * bytes are its next request, read once this one is answered. */
+            char b;
+            ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                sl__preq_peer_gone(c);
+                return;
+            }
+            uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
+            if (sl__io_set(c->w->r, &c->io, ev) < 0) {
+                sl__conn_close(c);
+                return;
+            }
+        }
+        if (events & EPOLLOUT) drive(c, false);
         return;
     }
     bool progress = false;
