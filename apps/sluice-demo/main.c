@@ -38,7 +38,11 @@ typedef struct http_side {
     sl_ratelimit_tier_entry keys[DEMO_MAX_KEYS];
 } http_side;
 
-/* The routes, with their mode and whether they need an API key. */
+/* The routes, with their mode and whether they need an API key. Handlers that wait (the job
+ * queue's room, an sl_group) are task routes: their waits park the task, not a thread. The
+ * tiny ones that never wait stay inline. /search stays pooled on purpose: it is the demo's
+ * slow route on the handler pool, whose saturation /healthz reports and --handler-workers
+ * sizes (tests/integration/demo_e2e_test.c, test_healthz_saturated). */
 typedef struct route {
     const char *pattern;
     sl_handler_fn fn;
@@ -48,7 +52,7 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
-    {"POST /users", demo_create_user, SL_ROUTE_POOLED, true,
+    {"POST /users", demo_create_user, SL_ROUTE_TASK, true,
      "curl -i -H 'X-API-Key: demo-pro' -d '{\"name\":\"Ada\",\"email\":\"ada@example.com\"}' "
      "http://127.0.0.1:%d/users"},
     {"GET /users/{id}", demo_get_user, SL_ROUTE_INLINE, true,
@@ -57,7 +61,7 @@ static const route routes[] = {
      "curl -i -d '{\"event\":\"order.paid\"}' http://127.0.0.1:%d/webhooks"},
     {"GET /search", demo_search, SL_ROUTE_POOLED, false,
      "curl -i 'http://127.0.0.1:%d/search?q=sluice'   (Ctrl-C it: the search stops)"},
-    {"POST /batch", demo_batch, SL_ROUTE_POOLED, true,
+    {"POST /batch", demo_batch, SL_ROUTE_TASK, true,
      "curl -i -H 'X-API-Key: demo-pro' -d '{\"items\":[\"a\",\"b\",\"fail\",\"c\"]}' "
      "http://127.0.0.1:%d/batch"},
     {"POST /webhooks/receiver", demo_webhook_receiver, SL_ROUTE_INLINE, false,
@@ -75,14 +79,21 @@ static bool limited_pattern(const char *p)
                   strcmp(p, "POST /webhooks/receiver"));
 }
 
-/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
- * of every limited route (rlimit.c): neither may run on a reactor. */
+/* With --redis a webhook is a blocking Redis round trip (sl_redis_jobs on the calling thread),
+ * and so is the shared per-IP check at the start of every limited route (rlimit.c): neither
+ * may hold a loop, so those stay pooled. With --db a user read is an sl_db query, which parks
+ * a task: a task route. */
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
-    if (app->db && r->fn == demo_get_user) return SL_ROUTE_POOLED; /* --db: a database read */
     if (app->rlimit && limited_pattern(r->pattern)) return SL_ROUTE_POOLED;
+    if (app->db && r->fn == demo_get_user) return SL_ROUTE_TASK;
     return r->mode;
+}
+
+static const char *mode_name(sl_route_mode m)
+{
+    return m == SL_ROUTE_INLINE ? "inline" : m == SL_ROUTE_POOLED ? "pooled" : "task";
 }
 
 /* A limited route's handler behind the shared per-IP check (--redis). */
@@ -273,8 +284,7 @@ static void banner(const demo_app *app, int port)
         printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
                c->addr, port);
     for (size_t i = 0; i < NROUTES; i++)
-        printf("  %-24s %-7s%s\n", routes[i].pattern,
-               route_mode(app, &routes[i]) == SL_ROUTE_INLINE ? "inline" : "pooled",
+        printf("  %-24s %-7s%s\n", routes[i].pattern, mode_name(route_mode(app, &routes[i])),
                routes[i].key ? "  (X-API-Key required)" : "");
     if (c->no_limits) {
         printf("\nlimits: none (--no-limits)\n");
