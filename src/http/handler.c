@@ -19,12 +19,15 @@
  * that true: the server shuts the pool down (every done task posted) before stopping reactors,
  * and a reactor runs posted tasks in order, so every done task runs before the stop task.
  *
- * A task route (SL_ROUTE_TASK) travels the same way; only step 3 differs: instead of a pool
- * job, the request gets its own task (sl_go_with on the server's task runtime), which runs the
- * handler (its waits park the task, not a thread) and posts the same done task. The server
+ * A task route (SL_ROUTE_TASK, the default) travels the same way; only step 3 differs: instead
+ * of a pool job, the request gets its own task, spawned on the connection's own loop (the
+ * server's loops are its runtime's: a push on the local run queue), which runs the handler
+ * (its waits park the task, not a thread) and hands back the same done task: queued locally
+ * (sl__reactor_post_local: run by the scheduler right after the task's last switch, no
+ * eventfd) when it finished on that loop, posted when an idle loop had stolen it. The server
  * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
  * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
- * pool down, so again every done task is posted before the reactors stop. A streaming task
+ * pool down, so again every done task is posted (or run) before the server leaves its loops. A streaming task
  * that is over the high-water mark parks its task (sl__task_park) instead of its thread. */
 #include <stdio.h>
 #include <stdlib.h>

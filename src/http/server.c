@@ -1,5 +1,12 @@
-/* The server: options, listening sockets, reactor threads, accepting under a connection
- * bound, and graceful shutdown.
+/* The server: options, listening sockets, its workers on a task runtime's loops, accepting
+ * under a connection bound, and graceful shutdown.
+ *
+ * Loops: the server owns no I/O thread. Each loop of its runtime (opts.runtime, the default
+ * runtime, or a private one for opts.reactors > 0) gets one worker. The loops are running
+ * already, and may serve other servers and tasks, so everything a worker puts on its loop
+ * (listeners, timer queues) is put there by a step posted to that loop (attach), and taken
+ * off by another (stop); callbacks find their worker from the io/timer/task struct they get
+ * (container_of), never from the reactor's data (the scheduler's).
  *
  * Accepting under max_connections: a worker reserves a slot (CAS on the process-wide count)
  * before accept(); at the bound it stops watching its listeners (pause). Whoever frees a slot
@@ -13,8 +20,11 @@
  * the listeners, close idle connections, mark the rest to close after their current response)
  * and parks on a condition variable until every worker acknowledged the drain and the
  * connection count reached zero, or the caller's ctx fires (an on-done hook signals the same
- * condition). Then it posts a stop task (close everything, leave the loop) and joins every
- * thread. Posted tasks are the only cross-thread entry into a worker. */
+ * condition). Then it posts a stop task to every worker (close everything of this server,
+ * remove its timer queues) and waits for each, then one more round trip to every loop (a
+ * fence: a resume task another worker posted before the stop has run by then), after which
+ * no loop holds a pointer into the server. A private runtime is then shut down (its threads
+ * joined). Posted tasks are the only cross-thread entry into a worker. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -521,8 +531,8 @@ static void runtime_drop(sl_runtime *rt, bool own)
 }
 
 /* The runtime whose loops serve (attached: counted as a user of it). opts.runtime; else the
- * default one (reactors 0), else a private one with `reactors` loops. Loop threads created
- * here take no signals: the application's signal handling happens elsewhere. */
+ * default one (reactors 0), else a private one with `reactors` loops. (Loop threads take no
+ * signals: sl_runtime_new blocks them.) */
 static int server_runtime(const sl_server_opts *in, sl_runtime **out, bool *own)
 {
     sl_runtime *rt = in->runtime;
@@ -533,9 +543,6 @@ static int server_runtime(const sl_server_opts *in, sl_runtime **out, bool *own)
                         "leave it 0 with .runtime",
                         in->reactors, rt->nloops);
     if (!rt) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
         int rc = 0;
         if (in->reactors == 0) {
             rt = sl_runtime_default();
@@ -545,7 +552,6 @@ static int server_runtime(const sl_server_opts *in, sl_runtime **out, bool *own)
             rc = sl_runtime_new(&ro, &rt);
             *own = rc == 0;
         }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc < 0) return sl__fail(rc, "sl_server_new: cannot start the runtime's loops");
     }
     int rc = sl__runtime_attach(rt);

@@ -32,6 +32,7 @@
  * on another thread, and a compiler may keep the thread pointer in a register across a call. */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -680,6 +681,11 @@ int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out)
         rt_release(rt, n);
         return rc;
     }
+    /* Loop threads take no signals (they serve HTTP, among others): the application's signal
+     * handling (a signal ctx, or the default action) happens elsewhere. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     int started = 0;
     for (; started < n; started++) {
         int e = pthread_create(&rt->loops[started].thr, NULL, loop_thread, &rt->loops[started]);
@@ -688,6 +694,7 @@ int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out)
             break;
         }
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0 && rt->watchdog_ns > 0) {
         int e = pthread_create(&rt->wd_thr, NULL, watchdog, rt);
         if (e)
