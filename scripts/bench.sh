@@ -77,16 +77,18 @@ for b in "$dir"/bench/bench_*; do
     merge "$l0" "$(load1)" $(seq -f "$tmp/run.%g" 1 "$REPS")
 done
 [ $found -eq 1 ] || echo "| (no benchmarks yet) | | | |"
-for s in bench_task_go bench_http bench_client bench_redis_http bench_db_pg; do
+for s in bench_task_go bench_http bench_wait8k bench_client bench_redis_http bench_db_pg; do
     [ -x "scripts/$s.sh" ] || continue
     # Goroutine figures beside bench_task's rows, measured in the same run.
     [ $s = bench_task_go ] && [ ! -x "$dir/bench/bench_task" ] && continue
     [ $s = bench_http ] && [ ! -x "$dir/bench/http/sluice-bench-server" ] && continue
+    [ $s = bench_wait8k ] && [ ! -x "$dir/bench/http/sluice-wait-load" ] && continue
     [ $s = bench_client ] && [ ! -x "$dir/bench/bench_client" ] && continue
     [ $s = bench_redis_http ] && [ ! -x "$dir/apps/sluice-demo" ] && continue
     [ $s = bench_db_pg ] && [ ! -x "$dir/bench/bench_db_pg" ] && continue
     l0=$(load1)
-    "scripts/$s.sh" "$dir" >"$tmp/run.http"
+    # WIDE=0: bench_wait8k prints only the table's rows (its side-by-side table is for a run alone).
+    WIDE=0 "scripts/$s.sh" "$dir" >"$tmp/run.http"
     REPS=1 merge "$l0" "$(load1)" "$tmp/run.http"
 done
 echo

@@ -8,10 +8,15 @@
  * With --mux 1 the same routes go through sl_mux, plus:
  *   GET /inline    -> "Hello, World!" from an inline route (on the reactor)
  *   GET /pooled    -> the same from a pooled route (handler pool, back through the reactor)
- *   GET /task-hello -> the same from a task route (its own task on the default runtime, back
- *                     through the reactor)
+ *   GET /task-hello -> the same from a task route (its own task on the loop that read the
+ *                     request)
  *   GET /mw        -> inline, behind the standard chain: request id + access log (the access
  *                     log writes to /dev/null, --mw-log 0 sends it to the discard logger)
+ *   GET /wait1s    -> a task route that waits 1 s on its request's ctx (ending early when the
+ *                     client goes), then answers "waited 1s\n" (scripts/bench_wait8k.sh)
+ * --task-loops N runs the server on a runtime the program creates with N loops
+ * (sl_server_opts.runtime; the server's loops are its runtime's, so this is --reactors N
+ * with the runtime owned here; with --reactors too, both must agree).
  * With --mux 1 --limits 1, also the rate-limit and jobs routes (scripts/bench_http.sh):
  *   GET /limited        global + per-IP + per-API-key rules whose limits allow everything
  *                       (the reservations run on every request)
@@ -72,6 +77,17 @@ static void hello_route(sl_req *req, sl_resp *resp, void *arg)
     sl_resp_set_body_static(resp, hello, sizeof hello - 1);
 }
 
+/* The handler of GET /wait1s: Go's `select { case <-time.After(1s): case <-r.Context().Done(): }`.
+ * sl_ctx_wait_for parks the task on a child of the request's ctx with a 1 s deadline. */
+static void wait_route(sl_req *req, sl_resp *resp, void *arg)
+{
+    (void)arg;
+    static const char body[] = "waited 1s\n";
+    if (sl_ctx_wait_for(sl_req_ctx(req), SL_SEC(1)) != SL_EAGAIN) return; /* client gone, etc. */
+    sl_resp_set_content_type(resp, "text/plain");
+    sl_resp_set_body_static(resp, body, sizeof body - 1);
+}
+
 static void json_route(sl_req *req, sl_resp *resp, void *arg)
 {
     (void)req;
@@ -106,6 +122,7 @@ static int build_mux(sl_mux **out, sl_logger *lg, int workers)
         (rc = sl_mux_handle(mux, "GET /inline", hello_route, NULL, &in, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /pooled", hello_route, NULL, &pooled, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /task-hello", hello_route, NULL, &task, NULL, 0)) < 0 ||
+        (rc = sl_mux_handle(mux, "GET /wait1s", wait_route, NULL, &task, NULL, 0)) < 0 ||
         (rc = sl_mux_handle(mux, "GET /mw", hello_route, NULL, &in, NULL, 0)) < 0) {
         sl_mux_free(mux);
         return rc;
@@ -207,7 +224,7 @@ static void usage(const char *argv0)
             "          [--read-body-timeout-ms MS] [--write-timeout-ms MS]\n"
             "          [--idle-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
             "          [--mux 0|1] [--mw 0|1] [--mw-log 0|1] [--handler-workers N]\n"
-            "          [--limits 0|1]\n",
+            "          [--limits 0|1] [--task-loops N] [--max-conns-per-ip N]\n",
             argv0);
 }
 
@@ -216,7 +233,7 @@ int main(int argc, char **argv)
     sl_server_opts o = {.handler = handle};
     const char *addr = "127.0.0.1";
     int port = 8080;
-    int use_mux = 0, use_mw = 0, mw_log = 1, workers = 0, use_limits = 0;
+    int use_mux = 0, use_mw = 0, mw_log = 1, workers = 0, use_limits = 0, task_loops = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) {
@@ -255,6 +272,10 @@ int main(int argc, char **argv)
             workers = (int)n;
         else if (!strcmp(a, "--limits"))
             use_limits = (int)n;
+        else if (!strcmp(a, "--max-conns-per-ip"))
+            o.max_conns_per_ip = (int)n;
+        else if (!strcmp(a, "--task-loops"))
+            task_loops = (int)n;
         else {
             usage(argv[0]);
             return 2;
@@ -262,7 +283,13 @@ int main(int argc, char **argv)
     }
     sl_mux *mux = NULL;
     sl_logger *lg = NULL;
+    sl_runtime *task_rt = NULL;
     int rc;
+    if (use_mux && task_loops > 0 &&
+        (rc = sl_runtime_new(&(sl_runtime_opts){.loops = task_loops}, &task_rt)) < 0) {
+        fprintf(stderr, "sluice-bench-server: runtime: %s\n", sl_strerror(rc));
+        return 1;
+    }
     if (use_mux) {
         if (use_mw && mw_log) {
             int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -281,6 +308,7 @@ int main(int argc, char **argv)
         o.handler = NULL;
         o.mux = mux;
     }
+    o.runtime = task_rt; /* NULL: --reactors decides */
     sl_server *srv;
     rc = sl_server_new(&o, &srv);
     if (rc < 0) {
@@ -307,6 +335,7 @@ int main(int argc, char **argv)
     sl_signal_ctx_stop(stop);
     sl_server_free(srv);
     sl_mux_free(mux);
+    sl_runtime_free(task_rt);
     free_limits();
     sl_logger_free(lg);
     if (rc < 0 && rc != SL_ETIMEDOUT) {

@@ -27,8 +27,9 @@
  * eventfd) when it finished on that loop, posted when an idle loop had stolen it. The server
  * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
  * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
- * pool down, so again every done task is posted (or run) before the server leaves its loops. A streaming task
- * that is over the high-water mark parks its task (sl__task_park) instead of its thread. */
+ * pool down, so again every done task is posted (or run) before the server leaves its loops. A
+ * streaming task that is over the high-water mark parks its task (sl__task_park) instead of its
+ * thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * limits) and conn.c (the per-connection HTTP/1.1 state machine and the handler API).
  *
  * Ownership: a sl_server owns its workers; a worker (the server's part of one task-runtime
- * loop, run by that loop's thread) owns its listening sockets' watchers, its connections, their buffers and its scratch space. Only the fields
- * marked atomic are read by other threads. */
+ * loop, run by that loop's thread) owns its listening sockets' watchers, its connections, their
+ * buffers and its scratch space. Only the fields marked atomic are read by other threads. */
 #ifndef SLUICE_HTTP_INT_H
 #define SLUICE_HTTP_INT_H
 
