@@ -138,15 +138,49 @@ void sl__mux_finish(sl_req *req, const sl_resp *resp)
 
 /* ---- pooled requests --------------------------------------------------------------------- */
 
-static void preq_free(sl__preq *p)
+/* Each worker keeps up to PREQ_CACHE free requests whose trailing storage (header array and
+ * path values) is PREQ_TAIL bytes: a task or pooled request then costs no malloc, no free and
+ * no mutex/cond setup (they stay initialized in the cache). Larger requests are allocated to
+ * size and freed. Only the worker's loop thread allocates and frees them. Off under ASan, so
+ * a use after free of a request is still caught there. */
+#if defined(SLUICE_ASAN)
+#define PREQ_CACHE 0
+#else
+#define PREQ_CACHE 256
+#endif
+#define PREQ_TAIL (32 * sizeof(sl_http_header) + 512)
+
+static void preq_destroy(sl__preq *p)
 {
-    if (p->client_counted) sl__iptab_release(&p->c->w->srv->pooled_ip, &p->c->ipk);
-    if (p->hook) sl_ctx_hook_stop(p->hook);
-    sl__req_end(&p->req);
-    sl__resp_release(&p->resp);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+static void preq_free(sl__preq *p)
+{
+    sl__worker *w = p->c->w;
+    if (p->client_counted) sl__iptab_release(&w->srv->pooled_ip, &p->c->ipk);
+    if (p->hook) sl_ctx_hook_stop(p->hook);
+    sl__req_end(&p->req);
+    sl__resp_release(&p->resp);
+    if (p->cacheable && w->npreq_cache < PREQ_CACHE) {
+        p->c = (sl__conn *)(void *)w->preq_cache;
+        w->preq_cache = p;
+        w->npreq_cache++;
+        return;
+    }
+    preq_destroy(p);
+}
+
+void sl__preq_cache_free(sl__worker *w)
+{
+    while (w->preq_cache) {
+        sl__preq *p = w->preq_cache;
+        w->preq_cache = (sl__preq *)(void *)p->c;
+        preq_destroy(p);
+    }
+    w->npreq_cache = 0;
 }
 
 /* Copies the routed request out of the worker's shared scratch (head, headers, match) into
@@ -159,14 +193,23 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     for (size_t i = 0; i < w->m.nparams; i++)
         vbytes += w->m.params[i].value_len + 1; /* values stay NUL-terminated */
     size_t hb = h->num_headers * sizeof(sl_http_header);
-    sl__preq *p = malloc(sizeof *p + hb + vbytes);
-    if (!p) return NULL;
-    memset(p, 0, sizeof *p);
-    if (pthread_mutex_init(&p->mu, NULL) != 0) {
-        free(p);
-        return NULL;
+    bool cacheable = PREQ_CACHE > 0 && hb + vbytes <= PREQ_TAIL;
+    sl__preq *p = NULL;
+    if (cacheable && w->preq_cache) {
+        p = w->preq_cache;
+        w->preq_cache = (sl__preq *)(void *)p->c;
+        w->npreq_cache--;
+    } else {
+        p = malloc(sizeof *p + (cacheable ? PREQ_TAIL : hb + vbytes));
+        if (!p) return NULL;
+        if (pthread_mutex_init(&p->mu, NULL) != 0) {
+            free(p);
+            return NULL;
+        }
+        pthread_cond_init(&p->cv, NULL);
     }
-    pthread_cond_init(&p->cv, NULL);
+    memset(p, 0, offsetof(sl__preq, mu));
+    p->cacheable = cacheable;
     p->c = c;
     p->head = *h;
     p->head.headers = (sl_http_header *)(void *)(p + 1);

@@ -142,14 +142,17 @@ struct sl__preq {
     int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
     bool ran;            /* the handler ran (written by the handler thread before the done
                             task is posted; read by the loop thread in that task) */
+    bool cacheable;      /* sized for its worker's cache of free requests (handler.c) */
     /* streaming (see handler.c): guarded by mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     bool streaming;         /* stream_begin was called (also read by the loop under mu) */
     size_t stream_unsent;   /* bytes in the connection's output, not yet written */
     size_t stream_posted;   /* bytes posted to the reactor, not yet in its output */
     sl_ctx_hook *hook;      /* wakes a blocked stream_write when the ctx is done */
     struct sl_task *waiter; /* a task route's task parked in stream_write, else NULL */
+    /* Last, and not cleared by preq_new: they stay initialized while the struct waits in its
+     * worker's cache. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
 
 struct sl__conn {
@@ -230,7 +233,9 @@ struct sl__worker {
     sl_route_match m;
     char *scratch; /* router scratch: 6 * max_target + 256 bytes */
     size_t scratch_len;
-    sl__tq *tq_route; /* one per distinct pooled-route timeout (mux->ntq) */
+    sl__tq *tq_route;     /* one per distinct pooled-route timeout (mux->ntq) */
+    sl__preq *preq_cache; /* free requests of the cacheable size, linked through .c */
+    int npreq_cache;
 };
 
 struct sl_server {
@@ -322,6 +327,8 @@ void sl__preq_peer_gone(sl__conn *c);
 /* Loop thread: output made progress on a connection with a streaming pooled request. */
 void sl__preq_stream_progress(sl__conn *c);
 void sl__preq_timeout(sl__reactor *r, sl__timer *t);
+/* Frees w's cache of free requests (worker teardown). */
+void sl__preq_cache_free(sl__worker *w);
 /* request.c: writes a NUL after the method, the target and every header value of a parsed
  * head (over the SP, CR or whitespace that follows each in the connection's buffer), so the
  * views the handler API returns are C strings. Called once per request, before routing. */

@@ -481,6 +481,7 @@ static void worker_destroy(sl__worker *w)
     if (!w->srv) return;
     close_listeners(w);
     sl__conn_worker_destroy(w);
+    sl__preq_cache_free(w);
     free(w->lis);
     free(w->hdrs);
     free(w->scratch);
