@@ -208,7 +208,12 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
         }
         pthread_cond_init(&p->cv, NULL);
     }
-    memset(p, 0, offsetof(sl__preq, mu));
+    /* req, resp, head and m are all assigned below: clear only the rest (mu and cv excluded). */
+    _Static_assert(offsetof(sl__preq, answered) > offsetof(sl__preq, m) &&
+                       offsetof(sl__preq, m) > offsetof(sl__preq, req),
+                   "sl__preq: the fields preq_new assigns come before `answered`");
+    p->done_task = (sl__task){0};
+    memset(&p->answered, 0, offsetof(sl__preq, mu) - offsetof(sl__preq, answered));
     p->cacheable = cacheable;
     p->c = c;
     p->head = *h;
