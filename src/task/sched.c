@@ -812,14 +812,18 @@ void sl_runtime_free(sl_runtime *rt)
 {
     sl__sched *self = sl__sched_self();
     if (!rt || (self && self->rt == rt)) return;
-    pthread_mutex_lock(&g_def_mu);
-    if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
-    pthread_mutex_unlock(&g_def_mu);
-    if (sl_runtime_shutdown(rt, NULL) == SL_EBUSY) {
+    pthread_mutex_lock(&rt->mu);
+    bool busy = rt->users > 0 && !rt->shut;
+    pthread_mutex_unlock(&rt->mu);
+    if (busy) {
         /* Freeing loops a server still runs on would crash it later: keep them (a leak). */
         sl_log_error(NULL, "sl_runtime_free: a server still uses this runtime; not freed");
         return;
     }
+    pthread_mutex_lock(&g_def_mu);
+    if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
+    pthread_mutex_unlock(&g_def_mu);
+    if (sl_runtime_shutdown(rt, NULL) == SL_EBUSY) return; /* a server attached meanwhile */
     rt_release(rt, rt->nloops);
 }
 
