@@ -681,10 +681,15 @@ int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out)
         rt_release(rt, n);
         return rc;
     }
-    /* Loop threads take no signals (they serve HTTP, among others): the application's signal
-     * handling (a signal ctx, or the default action) happens elsewhere. */
+    /* Loop threads take no asynchronous signals (they serve HTTP, among others): the
+     * application's signal handling (a signal ctx, or the default action) happens elsewhere.
+     * The synchronous ones stay open: a fault in a loop thread must reach its handler (the
+     * stack-overflow report, stack.c), a blocked SIGSEGV would kill the process silently. */
     sigset_t all, old;
     sigfillset(&all);
+    int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+        sigdelset(&all, sync_sigs[i]);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int started = 0;
     for (; started < n; started++) {
