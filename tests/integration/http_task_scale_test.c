@@ -241,8 +241,15 @@ static void test_shutdown_3000_parked(void **state)
     assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(300), &grace), 0);
     int64_t t0 = sl_mono_ns();
     assert_int_equal(sl_server_shutdown(srv, grace), SL_ETIMEDOUT);
-    /* The grace period, then the cancelled handlers return: bounded, not 3000 timeouts. */
-    assert_true(sl_mono_ns() - t0 < SL_MS(300) + SL_SEC(5));
+    /* The grace period, then the cancelled handlers return: bounded, not 3000 timeouts (the
+     * sanitizer builds, on a loaded machine, take longer to cancel and answer them all). */
+    int64_t took = sl_mono_ns() - t0;
+    print_message("shutdown with %d parked: %.0f ms\n", NSHUT, (double)took / 1e6);
+#if defined(SLUICE_ASAN) || defined(SLUICE_TSAN)
+    assert_true(took < SL_MS(300) + SL_SEC(30));
+#else
+    assert_true(took < SL_MS(300) + SL_SEC(5));
+#endif
     sl_ctx_release(grace);
     assert_int_equal(atomic_load(&cancelled), NSHUT);
     /* Every client got its 503 (none hangs: read_all is bounded and counts them). */
