@@ -52,9 +52,9 @@ int main(int argc, char **argv)
     sl_mux *mux;
     sl_server *srv;
     if (sl_client_new(&co, &g_client) < 0 || sl_mux_new(NULL, &mux) < 0) return 1;
-    sl_route_opts pooled = {.mode = SL_ROUTE_POOLED};
-    sl_mux_handle(mux, "GET /fetch", fetch, NULL, &pooled, NULL, 0);
-    sl_mux_handle(mux, "GET /slow", slow, NULL, &pooled, NULL, 0);
+    /* Task routes (the default): each waits (the upstream, its ctx) by parking its task. */
+    sl_mux_handle_fn(mux, "GET /fetch", fetch, NULL);
+    sl_mux_handle_fn(mux, "GET /slow", slow, NULL);
     if (sl_server_new(&(sl_server_opts){.mux = mux}, &srv) < 0) return 1;
     int port = sl_server_listen(srv, "127.0.0.1", argc > 1 ? atoi(argv[1]) : 8081);
     if (port < 0) {

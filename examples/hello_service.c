@@ -1,4 +1,4 @@
-/* A complete sluice service in about 40 lines: routes, a pooled handler that honours its ctx,
+/* A complete sluice service in about 40 lines: routes, a task handler that honours its ctx,
  * per-IP rate limiting with 429s, Prometheus metrics, graceful shutdown on Ctrl-C. (README's
  * example; `example_hello_service 0` picks a free port.) */
 #include <signal.h>
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     sl_mux_new(NULL, &mux);
     sl_mw_metrics_use(met, mux); /* outermost: counts the 429s too */
     sl_mw_ratelimit_use(lim, mux);
-    sl_mux_handle_fn(mux, "GET /hello/{name}", hello, NULL);             /* pooled */
+    sl_mux_handle_fn(mux, "GET /hello/{name}", hello, NULL);             /* a task */
     sl_mux_handle_inline(mux, "GET /metrics", sl_metrics_handler, NULL); /* on the loop */
     int port = -1; /* argv[1]: the port (0 picks a free one) */
     if (sl_server_new(&(sl_server_opts){.mux = mux}, &srv) == 0)

@@ -30,11 +30,9 @@ TIMEOUT_S=${TIMEOUT_S:-5}
 ROUNDS=${ROUNDS:-2}
 WIDE=${WIDE:-1}
 PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || true)}
-# One loop for sluice. Today the connections run on the server's reactor and task routes on a
-# separate runtime (sl_mux_opts.task_runtime): one reactor plus a private runtime of one loop.
-# Once the server runs on its runtime's loops this becomes "--reactors 1" alone (the default
-# here then; SLUICE_LOOP_FLAGS overrides it meanwhile).
-SLUICE_LOOP_FLAGS=${SLUICE_LOOP_FLAGS:---reactors 1 --task-loops 1}
+# One loop for sluice: the server runs on its runtime's loops, and --reactors 1 is a private
+# runtime of one loop that serves the connections and runs the task routes' tasks.
+SLUICE_LOOP_FLAGS=${SLUICE_LOOP_FLAGS:---reactors 1}
 read -ra SLUICE_ONE_LOOP <<<"$SLUICE_LOOP_FLAGS"
 
 note_skip() {

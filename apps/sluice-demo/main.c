@@ -38,7 +38,11 @@ typedef struct http_side {
     sl_ratelimit_tier_entry keys[DEMO_MAX_KEYS];
 } http_side;
 
-/* The routes, with their mode and whether they need an API key. */
+/* The routes, with their mode and whether they need an API key. Handlers that wait (the job
+ * queue's room, an sl_group) are task routes: their waits park the task, not a thread. The
+ * tiny ones that never wait stay inline. /search stays pooled on purpose: it is the demo's
+ * slow route on the handler pool, whose saturation /healthz reports and --handler-workers
+ * sizes (tests/integration/demo_e2e_test.c, test_healthz_saturated). */
 typedef struct route {
     const char *pattern;
     sl_handler_fn fn;
@@ -48,7 +52,7 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
-    {"POST /users", demo_create_user, SL_ROUTE_POOLED, true,
+    {"POST /users", demo_create_user, SL_ROUTE_TASK, true,
      "curl -i -H 'X-API-Key: demo-pro' -d '{\"name\":\"Ada\",\"email\":\"ada@example.com\"}' "
      "http://127.0.0.1:%d/users"},
     {"GET /users/{id}", demo_get_user, SL_ROUTE_INLINE, true,
@@ -57,7 +61,7 @@ static const route routes[] = {
      "curl -i -d '{\"event\":\"order.paid\"}' http://127.0.0.1:%d/webhooks"},
     {"GET /search", demo_search, SL_ROUTE_POOLED, false,
      "curl -i 'http://127.0.0.1:%d/search?q=sluice'   (Ctrl-C it: the search stops)"},
-    {"POST /batch", demo_batch, SL_ROUTE_POOLED, true,
+    {"POST /batch", demo_batch, SL_ROUTE_TASK, true,
      "curl -i -H 'X-API-Key: demo-pro' -d '{\"items\":[\"a\",\"b\",\"fail\",\"c\"]}' "
      "http://127.0.0.1:%d/batch"},
     {"POST /webhooks/receiver", demo_webhook_receiver, SL_ROUTE_INLINE, false,
@@ -75,18 +79,37 @@ static bool limited_pattern(const char *p)
                   strcmp(p, "POST /webhooks/receiver"));
 }
 
-/* With --redis a webhook is a Redis round trip, and so is the shared per-IP check at the start
- * of every limited route (rlimit.c): neither may run on a reactor. */
+/* With --redis a webhook is a blocking Redis round trip (sl_redis_jobs on the calling thread):
+ * it may not hold a loop, so it is pooled. The shared per-IP check (a Redis rule of the limits
+ * policy) parks the task of a task route; a limited route that would be inline becomes a task
+ * route so its check can wait. With --db a user read is an sl_db query, which parks a task: a
+ * task route. */
 static sl_route_mode route_mode(const demo_app *app, const route *r)
 {
     if (app->cfg.redis && r->fn == demo_webhook) return SL_ROUTE_POOLED;
-    if (app->db && r->fn == demo_get_user) return SL_ROUTE_POOLED; /* --db: a database read */
-    if (app->rlimit && limited_pattern(r->pattern)) return SL_ROUTE_POOLED;
+    if (app->rlimit && limited_pattern(r->pattern) && r->mode == SL_ROUTE_INLINE)
+        return SL_ROUTE_TASK;
+    if (app->db && r->fn == demo_get_user) return SL_ROUTE_TASK;
     return r->mode;
 }
 
-/* A limited route's handler behind the shared per-IP check (--redis). */
-typedef struct redis_limited { /* the limits policy, applied here: sl_mw_ratelimit_apply */
+/* The route registered as pattern, or NULL. */
+static const route *route_of(const char *pattern)
+{
+    for (size_t i = 0; pattern && i < NROUTES; i++)
+        if (!strcmp(routes[i].pattern, pattern)) return &routes[i];
+    return NULL;
+}
+
+static const char *mode_name(sl_route_mode m)
+{
+    return m == SL_ROUTE_INLINE ? "inline" : m == SL_ROUTE_POOLED ? "pooled" : "task";
+}
+
+/* A pooled limited route's handler behind the shared per-IP check (--redis): a pooled route's
+ * before hooks run on the loop, which must not wait for Redis, so the handler thread applies
+ * the policy itself (sl_mw_ratelimit_apply). */
+typedef struct redis_limited {
     sl_mw_ratelimit **mw;
     sl_handler_fn fn;
     void *arg;
@@ -99,11 +122,16 @@ static void redis_limited_handler(sl_req *req, sl_resp *resp, void *arg)
 }
 
 /* The main limiter applies to everything but health checks and scrapes (and does apply to
- * unmatched requests, so a 404 flood is limited too). */
+ * unmatched requests, so a 404 flood is limited too). With --redis, where the check waits for
+ * Redis, the hook takes the task routes only: pooled routes apply it on their handler thread
+ * (redis_limited_handler), and unmatched requests, answered on the loop, are not limited. */
 static bool limited(void *arg, sl_req *req)
 {
-    (void)arg;
-    return limited_pattern(sl_req_pattern(req));
+    const demo_app *app = arg;
+    const char *pat = sl_req_pattern(req);
+    if (!app->rlimit) return limited_pattern(pat);
+    const route *r = route_of(pat);
+    return r && limited_pattern(pat) && route_mode(app, r) == SL_ROUTE_TASK;
 }
 
 static int build_policies(demo_app *app, http_side *h)
@@ -177,11 +205,8 @@ static int use_middleware(demo_app *app, http_side *h)
     sl_mw_ratelimit_middleware(h->auth_mw, &m);
     if ((rc = sl_mux_use(h->mux, &m)) < 0) return rc;
     if (!h->limits) return 0;
-    sl_mw_ratelimit_opts lo = {.policy = h->limits, .applies = limited};
+    sl_mw_ratelimit_opts lo = {.policy = h->limits, .applies = limited, .applies_arg = app};
     if ((rc = sl_mw_ratelimit_new(&lo, &h->limits_mw)) < 0) return rc;
-    /* --redis: the limited routes' handlers apply it (redis_limited_handler); unmatched
-     * requests (answered on the reactor, which must not wait for Redis) are not limited. */
-    if (app->rlimit) return 0;
     sl_mw_ratelimit_middleware(h->limits_mw, &m);
     return sl_mux_use(h->mux, &m);
 }
@@ -212,7 +237,7 @@ static int build_http(demo_app *app, http_side *h)
         if (!strcmp(routes[i].pattern, "POST /users")) ro.max_body_bytes = c->users_max_body;
         sl_handler_fn fn = routes[i].fn;
         void *arg = fn == sl_metrics_handler ? (void *)h->reg : (void *)app;
-        if (app->rlimit && limited_pattern(routes[i].pattern)) {
+        if (app->rlimit && limited_pattern(routes[i].pattern) && ro.mode == SL_ROUTE_POOLED) {
             wrapped[i] = (redis_limited){.mw = &h->limits_mw, .fn = fn, .arg = arg};
             fn = redis_limited_handler;
             arg = &wrapped[i];
@@ -275,8 +300,7 @@ static void banner(const demo_app *app, int port)
         printf("sluice-demo listening on http://%s:%d (in-process limits and jobs)\n\nroutes:\n",
                c->addr, port);
     for (size_t i = 0; i < NROUTES; i++)
-        printf("  %-24s %-7s%s\n", routes[i].pattern,
-               route_mode(app, &routes[i]) == SL_ROUTE_INLINE ? "inline" : "pooled",
+        printf("  %-24s %-7s%s\n", routes[i].pattern, mode_name(route_mode(app, &routes[i])),
                routes[i].key ? "  (X-API-Key required)" : "");
     if (c->no_limits) {
         printf("\nlimits: none (--no-limits)\n");

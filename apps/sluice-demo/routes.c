@@ -1,16 +1,16 @@
 /* The demo's HTTP handlers. Each one shows one pattern of the Go seed:
  *
- *   POST /users        (pooled) validate JSON -> store in an sl_map -> queue the welcome e-mail on
+ *   POST /users        (task) validate JSON -> store in an sl_map -> queue the welcome e-mail on
  *                      the job pool (waiting at most 1 s for room, never on the handler pool's
  *                      own threads' behalf beyond that) -> 201 + Location
  *   GET  /users/{id}   (inline) a map read: no lock shared with other shards, never blocks;
- *                      (pooled) with --db, a read of the users table
+ *                      (task) with --db, a read of the users table
  *   POST /webhooks     (inline) try-submit a delivery (webhook.c) -> 202, or 503 + Retry-After
  *                      from the pool's drain rate
  *   POST /webhooks/receiver (inline, webhook.c) the default delivery target: logs and counts
  *   GET  /search?q=    (pooled) slow work that waits on the request ctx: a client that goes
  *                      away stops it at the next step
- *   POST /batch        (pooled) sl_group fan-out with a limit; the first error cancels the rest
+ *   POST /batch        (task) sl_group fan-out with a limit; the first error cancels the rest
  *                      and decides the answer; results come back in input order
  *   GET  /healthz, GET /metrics (inline)
  *

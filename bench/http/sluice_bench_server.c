@@ -8,15 +8,15 @@
  * With --mux 1 the same routes go through sl_mux, plus:
  *   GET /inline    -> "Hello, World!" from an inline route (on the reactor)
  *   GET /pooled    -> the same from a pooled route (handler pool, back through the reactor)
- *   GET /task-hello -> the same from a task route (its own task on the task runtime, back
- *                     through the reactor)
+ *   GET /task-hello -> the same from a task route (its own task on the loop that read the
+ *                     request)
  *   GET /mw        -> inline, behind the standard chain: request id + access log (the access
  *                     log writes to /dev/null, --mw-log 0 sends it to the discard logger)
  *   GET /wait1s    -> a task route that waits 1 s on its request's ctx (ending early when the
  *                     client goes), then answers "waited 1s\n" (scripts/bench_wait8k.sh)
- * --task-loops N gives the task routes a runtime of their own with N loops (0: the default
- * runtime, one loop per CPU), so that `--reactors 1 --task-loops 1` is one loop for the
- * connections and one for the handlers' tasks.
+ * --task-loops N runs the server on a runtime the program creates with N loops
+ * (sl_server_opts.runtime; the server's loops are its runtime's, so this is --reactors N
+ * with the runtime owned here; with --reactors too, both must agree).
  * With --mux 1 --limits 1, also the rate-limit and jobs routes (scripts/bench_http.sh):
  *   GET /limited        global + per-IP + per-API-key rules whose limits allow everything
  *                       (the reservations run on every request)
@@ -113,9 +113,9 @@ static void ok_route(sl_req *req, sl_resp *resp, void *arg)
 /* The benchmark mux. /inline and /pooled differ only in where the handler runs. The mux runs
  * middleware for every route, so the chain is switched by --mw: scripts/bench_http.sh measures
  * /inline on a server without it and /mw on one with it, side by side. */
-static int build_mux(sl_mux **out, sl_logger *lg, int workers, sl_runtime *task_rt)
+static int build_mux(sl_mux **out, sl_logger *lg, int workers)
 {
-    sl_mux_opts mo = {.handler_workers = workers, .task_runtime = task_rt};
+    sl_mux_opts mo = {.handler_workers = workers};
     sl_mux *mux;
     int rc = sl_mux_new(&mo, &mux);
     if (rc < 0) return rc;
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-        rc = build_mux(&mux, use_mw ? (lg ? lg : sl_log_discard()) : NULL, workers, task_rt);
+        rc = build_mux(&mux, use_mw ? (lg ? lg : sl_log_discard()) : NULL, workers);
         if (rc == 0 && use_limits) rc = add_limits(mux, redis_port);
         if (rc < 0) {
             fprintf(stderr, "sluice-bench-server: mux: %s\n", sl_strerror(rc));
@@ -354,6 +354,7 @@ int main(int argc, char **argv)
         o.handler = NULL;
         o.mux = mux;
     }
+    o.runtime = task_rt; /* NULL: --reactors decides */
     sl_server *srv;
     rc = sl_server_new(&o, &srv);
     if (rc < 0) {

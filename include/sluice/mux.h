@@ -1,40 +1,45 @@
 /* sl_mux: the application-facing request multiplexer — Go 1.22 ServeMux routing, a middleware
- * chain, and inline or pooled handlers.
+ * chain, and task, inline or pooled handlers.
  *
- *   sl_mux_opts mo = {.handler_workers = 32, .handler_queue = 256};
+ *   sl_mux_opts mo = {.max_task_requests = 10000};
  *   sl_mux *mux;
  *   sl_mux_new(&mo, &mux);
  *   sl_mux_use_request_id(mux);             // outermost first
  *   sl_mux_use_access_log(mux, NULL);
- *   sl_mux_handle_fn(mux, "POST /users", create_user, db);               // pooled (default)
- *   sl_mux_handle_inline(mux, "GET /healthz", healthz, NULL);            // on the reactor
+ *   sl_mux_handle_fn(mux, "POST /users", create_user, db);               // a task (default)
+ *   sl_mux_handle_inline(mux, "GET /healthz", healthz, NULL);            // on the loop
  *   sl_route_opts ro = {.timeout_ns = SL_SEC(2)};                        // the full form
  *   sl_mux_handle(mux, "GET /users/{id}", get_user, db, &ro, NULL, 0);
+ *   sl_route_opts cpu = {.mode = SL_ROUTE_POOLED};                       // a handler thread
+ *   sl_mux_handle(mux, "POST /thumbnails", resize, NULL, &cpu, NULL, 0);
  *   sl_server_opts so = {.mux = mux};
  *   sl_server_new(&so, &srv);  ...  sl_server_free(srv);  sl_mux_free(mux);
  *
- * Modes (DESIGN.md): an INLINE handler runs on the reactor thread that read the request and
- * must not block. A POOLED handler (the default) runs on the server's bounded handler pool
- * (handler_workers threads, handler_queue waiting requests); when the pool is saturated the
- * server answers 503 with Retry-After at once. A pooled request's ctx (sl_req_ctx) is
- * cancelled when the client goes away, when the route's timeout passes (and then, if the
- * handler has not started streaming, the server answers 503 at once and discards what the
- * handler builds later), and at the end of shutdown's grace period.
+ * Modes (docs/handlers.md says which to pick). A TASK handler (SL_ROUTE_TASK, the default)
+ * runs in its own task (task.h) on the loop that read its request: the server's loops are
+ * its runtime's loops (sl_server_opts.runtime), so the spawn is a push on that loop's own run
+ * queue and the response goes back without crossing threads (an idle loop may steal the
+ * task: then it is posted back). A handler that waits with a sluice wait (sl_ctx_wait_for on
+ * its ctx, sl_chan, sl_sem, sl_pool_submit, sl_db, sl_client, sl_wait_fd) parks only its
+ * task, so thousands of waiting requests cost a task stack each, not a thread; a foreign
+ * blocking call (a blocking library, sleep, a long computation) would hold the loop and every
+ * connection on it. It runs on its task's stack (the runtime's stack_size,
+ * SL_TASK_STACK_DEFAULT = 256 KiB): no large stack arrays. At most max_task_requests are in
+ * flight; past it the server answers 503 with Retry-After at once.
  *
- * A TASK handler (SL_ROUTE_TASK) runs in its own task (sl_go_with) on the mux's task_runtime
- * (default: sl_runtime_default()) instead of a handler thread; everything else is the pooled
- * path: the request is copied the same way, the response goes back to the connection's reactor,
- * the ctx is cancelled on client gone (SL_ECANCELED), the route deadline (SL_ETIMEDOUT, 503 if
- * nothing was streamed) and at the end of shutdown's grace period (SL_ESHUTDOWN), and streaming,
- * the arena and path values work. A handler that waits on a sluice primitive (sl_ctx_wait_for
- * on its ctx, sl_chan, sl_sem, sl_db / sl_client calls) parks only its task, so thousands of
- * waiting requests cost a task stack each, not a thread. At most max_task_requests are in
- * flight; past it the server answers 503 with Retry-After at once. max_pooled_per_client
- * counts task requests too. Shutdown cancels the ctx of every task request still running when
- * the grace period ends and waits until each has returned before it stops the reactors. The
- * server's reactors stay its own threads (the runtime's loops run only the handlers); the
- * default mode is still POOLED. The handler runs on its task's stack (the runtime's
- * stack_size, SL_TASK_STACK_DEFAULT = 256 KiB), not a thread's: no large stack arrays.
+ * An INLINE handler runs in the loop's callback that read the request and must not wait at
+ * all. A POOLED handler runs on the server's bounded handler pool (handler_workers threads,
+ * handler_queue waiting requests) and may block; when the pool is saturated the server answers
+ * 503 with Retry-After at once.
+ *
+ * Task and pooled requests share everything else: the request is copied out of the loop's
+ * scratch, the ctx (sl_req_ctx) is cancelled when the client goes away (SL_ECANCELED), when
+ * the route's timeout passes (SL_ETIMEDOUT; then, if the handler has not started streaming,
+ * the server answers 503 at once and discards what the handler builds later), and at the end
+ * of shutdown's grace period (SL_ESHUTDOWN); streaming with back-pressure, the arena and path
+ * values work; max_pooled_per_client counts both. Shutdown cancels the ctx of every request
+ * still running when the grace period ends and waits until each has returned before it takes
+ * the server off its loops.
  *
  * Middleware runs after routing and before the handler, outermost first. The rule for a
  * middleware author: a `before` hook may wait (sl_ctx_wait on sl_req_ctx(req), sl_chan, sl_sem,
@@ -73,11 +78,16 @@
 
 SL_BEGIN_DECLS
 
+/* Which to pick: docs/handlers.md. 0 is TASK so that a zeroed sl_route_opts (and
+ * sl_mux_handle_fn) gives the mode that suits most handlers; the other two are opt-ins. */
 typedef enum sl_route_mode {
-    SL_ROUTE_POOLED = 0, /* on the handler pool (default): may block, should honour its ctx */
-    SL_ROUTE_INLINE = 1, /* on the reactor: must not block */
-    SL_ROUTE_TASK = 2,   /* in its own task (task.h): may wait with sluice waits, which park
-                            only the task; must not block its loop thread with foreign calls */
+    SL_ROUTE_TASK = 0,   /* (default) in its own task on the loop that read the request
+                            (task.h): may wait with sluice waits (ctx, chan, sem, db, client,
+                            redis), which park only the task; must not block its loop thread
+                            with foreign blocking calls or long computations */
+    SL_ROUTE_POOLED = 1, /* on the server's handler pool threads: may block (foreign blocking
+                            calls, CPU-heavy work), should honour its ctx */
+    SL_ROUTE_INLINE = 2, /* on the loop, in its callback: tiny, must not wait at all */
 } sl_route_mode;
 
 /* Per-route options. Zero-initialize; NULL route options mean all defaults. */
@@ -107,11 +117,6 @@ typedef struct sl_mux_opts {
                                    (half of handler_workers is a good value); 0 = no cap (behind
                                    a proxy every client has the proxy's address) */
     sl_logger *logger;          /* engine messages; NULL = sl_log_default(); must outlive the mux */
-    sl_runtime *task_runtime;   /* where SL_ROUTE_TASK handlers run; NULL = sl_runtime_default()
-                                   (created by sl_server_new only if the mux has a task route);
-                                   must outlive every server using the mux, and must not be
-                                   shut down while one serves; sl_server_new fails with
-                                   SL_ENOMEM if the default one cannot be created */
     int max_task_requests;      /* task-route requests in flight at once (server-wide); past it
                                    503 with Retry-After; 0 = 10000 */
 } sl_mux_opts;
@@ -172,13 +177,14 @@ SL_API void sl_mux_free(sl_mux *mux);
 SL_API int sl_mux_handle(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg,
                          const sl_route_opts *ro, char *err, size_t errlen);
 
-/* The common case in one call: sl_mux_handle with default route options (pooled, the mux's
- * default timeout). Returns as sl_mux_handle; the explanation of a failure is in
+/* The common case in one call: sl_mux_handle with default route options (a task route, the
+ * mux's default timeout). Returns as sl_mux_handle; the explanation of a failure is in
  * sl_error_detail() and logged at WARN.
  *   sl_mux_handle_fn(mux, "GET /users/{id}", get_user, db);                  */
 SL_API int sl_mux_handle_fn(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg);
 
-/* The same for an inline route (runs on the reactor, must not block): /healthz, /metrics. */
+/* The same for an inline route (runs in the loop's callback, must not wait): /healthz,
+ * /metrics. */
 SL_API int sl_mux_handle_inline(sl_mux *mux, const char *pattern, sl_handler_fn fn, void *arg);
 
 /* True when pattern is registered on mux, compared as text ("GET /items/{id}" as it was given

@@ -1,22 +1,31 @@
-/* sl_server: an HTTP/1.1 server (Go's http.Server): reactors, keep-alive, pipelining,
+/* sl_server: an HTTP/1.1 server (Go's http.Server): event loops, keep-alive, pipelining,
  * timeouts, limits and graceful shutdown.
  *
- * The server runs N reactor threads (default: one per CPU). Each owns an epoll loop, its own
- * SO_REUSEPORT listening socket per address (the kernel spreads new connections), its
- * connections, their buffers and their timers; nothing on the request path is shared between
- * reactors except one atomic connection counter that enforces max_connections.
+ * The server runs on the loops of a task runtime (task.h): opts.runtime, else the default
+ * runtime (one loop per CPU), else (opts.reactors > 0) a private runtime of that many loops
+ * that the server creates and stops with itself. On each loop the server has one worker: its
+ * own SO_REUSEPORT listening socket per address (the kernel spreads new connections), its
+ * connections, their buffers and their timers, all registered on that loop's epoll set;
+ * nothing on the request path is shared between loops except one atomic connection counter
+ * that enforces max_connections. The same loops run the runtime's tasks, including the
+ * server's task-route handlers (mux.h), and may serve other servers too.
  *
- * A plain opts.handler runs inline on the reactor thread that read the request: it must not
+ * A plain opts.handler runs inline in the loop's callback that read the request: it must not
  * block (no disk or network waits, no long computations). With opts.mux instead (mux.h), each
- * route is inline or pooled: pooled handlers run on a bounded handler pool owned by the server
- * and their response travels back to the owning reactor through its completion queue.
+ * route is a task route (the default: its own task on the connection's loop, whose waits park
+ * the task), inline, or pooled (a bounded handler pool owned by the server, whose response
+ * travels back to the owning loop through its completion queue).
  *
  * Lifecycle: sl_server_new -> sl_server_listen (one or more addresses) -> sl_server_serve
- * (starts the threads and returns) -> sl_server_shutdown (graceful, bounded by a ctx) ->
- * sl_server_free. sl_server_run does serve + wait for a ctx + shutdown in one blocking call.
+ * (registers the listeners on the loops and returns) -> sl_server_shutdown (graceful, bounded
+ * by a ctx) -> sl_server_free. sl_server_run does serve + wait for a ctx + shutdown in one
+ * blocking call. A borrowed runtime must outlive the server: free the server before shutting
+ * its runtime down (sl_runtime_shutdown returns SL_EBUSY, and sl_runtime_free does nothing but
+ * log, while a server still uses the runtime).
  *
- * Threads: sl_server_new/listen/serve/shutdown/free from one controlling thread;
- * sl_server_port and sl_server_stats from any thread. */
+ * Threads: sl_server_new/listen/serve/shutdown/free from one controlling thread, which must not
+ * be a task or a loop of the server's runtime (serve and shutdown wait for those loops: they
+ * return SL_EDEADLK there); sl_server_port and sl_server_stats from any thread. */
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
 
@@ -26,7 +35,8 @@
 SL_BEGIN_DECLS
 
 typedef struct sl_server sl_server;
-typedef struct sl_mux sl_mux; /* mux.h */
+typedef struct sl_mux sl_mux;         /* mux.h */
+typedef struct sl_runtime sl_runtime; /* task.h */
 
 /* A request as the handler sees it. Every view it returns points into the connection's
  * buffers (or the request's arena) and is valid until the handler returns; copy what must
@@ -45,9 +55,10 @@ typedef struct sl_req sl_req;
  * then (status 200 and an empty body unless set). Threads: the handler's thread only. */
 typedef struct sl_resp sl_resp;
 
-/* A request handler. As opts.handler or an inline route it runs on a reactor thread and must
- * not block; as a pooled route it runs on a handler thread and may block (passing
- * sl_req_ctx(req) to every blocking call). */
+/* A request handler. As opts.handler or an inline route it runs in a loop's callback and must
+ * not block; as a task route it runs in its own task and may wait with sluice waits (which park
+ * the task); as a pooled route it runs on a handler thread and may block. Either way it passes
+ * sl_req_ctx(req) to every wait. */
 typedef void (*sl_handler_fn)(sl_req *req, sl_resp *resp, void *arg);
 
 /* Server options. Zero-initialize, then set what you need: every 0 means the default written
@@ -55,7 +66,14 @@ typedef void (*sl_handler_fn)(sl_req *req, sl_resp *resp, void *arg);
 typedef struct sl_server_opts {
     sl_handler_fn handler; /* this, or mux: exactly one of them */
     void *handler_arg;
-    int reactors;                   /* reactor threads; 0 = one per online CPU */
+    int reactors;                   /* loops serving, when runtime is NULL: 0 = the loops of
+                                       sl_runtime_default() (one per online CPU); N > 0 = a
+                                       private runtime of N loops, created and freed with the
+                                       server. With runtime set: 0 or its loop count */
+    sl_runtime *runtime;            /* the task runtime whose loops serve (task.h): borrowed,
+                                       must outlive the server and must not be shut down before
+                                       sl_server_free (sl_runtime_shutdown returns SL_EBUSY
+                                       while a server uses it); NULL = see reactors */
     int max_connections;            /* open connections, process-wide for this server; 0 = 16384.
                                        At the bound the server closes idle keep-alive connections
                                        (as nginx does) and stops accepting (new connections wait
@@ -94,7 +112,7 @@ typedef struct sl_server_opts {
                     owns the handler pool sized by the mux's options */
 } sl_server_opts;
 
-/* Counters summed over the reactors when read (each is exact for its reactor; the sum is a
+/* Counters summed over the loops when read (each is exact for its loop; the sum is a
  * snapshot, not an atomic cut). */
 typedef struct sl_server_stats {
     int64_t connections;    /* open now */
@@ -102,7 +120,7 @@ typedef struct sl_server_stats {
     uint64_t requests;      /* requests answered (by the handler or with an error status) */
     uint64_t rejected;      /* requests answered with a 4xx/5xx by the engine (parse errors,
                                limits, timeouts) */
-    uint64_t accept_pauses; /* times a reactor stopped accepting at max_connections or on an
+    uint64_t accept_pauses; /* times a loop stopped accepting at max_connections or on an
                                fd limit */
 } sl_server_stats;
 
@@ -118,7 +136,7 @@ SL_API int sl_server_new(const sl_server_opts *opts, sl_server **out);
 /* Binds and listens on host:port. host: an IPv4 or IPv6 literal ("127.0.0.1", "::1", "[::1]",
  * "0.0.0.0", "::"), or a name resolved here once ("localhost": its first IPv4 address, else its
  * first IPv6 one, as Go prefers); NULL = "0.0.0.0". Port 0 picks a free port. One SO_REUSEPORT
- * socket is opened per reactor, but the port is first claimed by a socket without
+ * socket is opened per loop, but the port is first claimed by a socket without
  * SO_REUSEPORT, so the call fails with SL_EADDRINUSE when anything else listens there —
  * another process, another sl_server, or this server on the same address already; only this
  * server's own loops share the port. IPv6 sockets are IPv6-only: listen on "0.0.0.0" and "::"
@@ -133,10 +151,12 @@ SL_API int sl_server_listen(sl_server *srv, const char *host, int port);
  * any. */
 SL_API int sl_server_port(const sl_server *srv);
 
-/* Starts the reactor threads and returns at once; connections are accepted from now on.
- * Returns 0; SL_EINVAL if nothing is listening or serve was already called; SL_ENOMEM or
- * another -errno when a reactor cannot start (then every started thread was stopped and
- * joined, and the server may only be freed). Threads: the controlling thread. */
+/* Registers the listeners and timers on every loop of the server's runtime (a step posted to
+ * each running loop, waited for) and returns; connections are accepted from now on. Returns
+ * 0; SL_EINVAL if nothing is listening or serve was already called; SL_EDEADLK from a task or
+ * loop of the server's runtime; another -errno when a loop cannot watch a listener (then the
+ * server was taken off every loop again and may only be freed). Threads: the controlling
+ * thread. Blocks until every loop has run its step. */
 SL_API int sl_server_serve(sl_server *srv);
 
 /* Shuts the server down gracefully (Go's Server.Shutdown): stops accepting, closes idle
@@ -145,11 +165,13 @@ SL_API int sl_server_serve(sl_server *srv);
  * limit); then cancels the ctx of every pooled request still running with SL_ESHUTDOWN, waits
  * for those handlers to return (a handler that ignores its ctx delays this), shuts the handler
  * pool down (pooled requests still queued are not started: they are answered 503 with
- * Retry-After and Connection: close, never a success), closes
- * whatever is left, stops and joins every reactor and handler thread. Returns 0 when
+ * Retry-After and Connection: close, never a success), does the same for task requests, closes
+ * whatever is left on every loop and takes the server off the loops (a private runtime's
+ * threads are joined; a borrowed runtime's loops go on). Returns 0 when
  * every connection finished on its own, the ctx's error (SL_ETIMEDOUT, SL_ECANCELED) when
- * some had to be closed, or SL_EINVAL if the server was never served or is already shut down.
- * Blocks (parks the thread). Threads: the controlling thread. */
+ * some had to be closed, SL_EINVAL if the server was never served or is already shut down, or
+ * SL_EDEADLK from a task or loop of the server's runtime. Blocks (parks the thread). Threads:
+ * the controlling thread. */
 SL_API int sl_server_shutdown(sl_server *srv, sl_ctx *ctx);
 
 /* Serves until ctx is done (e.g. a signal ctx from sl_signal_ctx), then shuts down with
@@ -169,8 +191,9 @@ typedef struct sl_pool sl_pool;
 SL_API sl_pool *sl_server_handler_pool(sl_server *srv);
 
 /* Frees the server. If it is still serving, shuts it down first with no grace (every
- * connection is closed at once). NULL is ignored. Threads: the controlling thread. Blocks
- * until the reactor threads are joined. */
+ * connection is closed at once); then lets go of its runtime (a private one is freed). NULL is
+ * ignored. Threads: the controlling thread, not a task or loop of the server's runtime. Blocks
+ * until the loops have dropped the server. */
 SL_API void sl_server_free(sl_server *srv);
 
 /* ---- the request (handler thread only; views valid until the handler returns) ---- */

@@ -59,13 +59,17 @@ SL_API int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out);
  * reported (one warning with their count and names) and their stacks are released with the
  * runtime: they never run again, so nothing may unpark them afterwards. Returns the number of
  * tasks abandoned that way (0 when everything finished), or SL_EDEADLK when called from one
- * of rt's own loop threads (nothing is done: it would have to join itself). After it, sl_go
- * on this runtime returns SL_ECLOSED. Threads: any but rt's loops. Blocks. */
+ * of rt's own loop threads (nothing is done: it would have to join itself), or SL_EBUSY while
+ * an HTTP server still runs on rt's loops (sl_server_opts.runtime; nothing is done: free the
+ * server first). After it, sl_go on this runtime returns SL_ECLOSED. Threads: any but rt's
+ * loops. Blocks. */
 SL_API int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx);
 
 /* Shuts down (if not done yet, with no wait) and frees rt. NULL is ignored, and so is a call
- * from one of rt's own loop threads. Freeing the default runtime makes a later sl_go create a
- * new one. Threads: any but rt's loops. Blocks until its threads are joined. */
+ * from one of rt's own loop threads; while a server still uses rt nothing is done but an error
+ * log (rt stays allocated rather than pull the loops from under the server). Freeing the default
+ * runtime makes a later sl_go create a new one. Threads: any but rt's loops. Blocks until its
+ * threads are joined. */
 SL_API void sl_runtime_free(sl_runtime *rt);
 
 /* The process's default runtime, created with default options on first use (loops: one per

@@ -380,10 +380,8 @@ static void rbuf_release(sl__conn *c)
 
 /* ---- close ------------------------------------------------------------------------------ */
 
-static void reap(sl__reactor *r, sl__task *t)
+static void reap_worker(sl__worker *w)
 {
-    sl__worker *w = r->data;
-    (void)t;
     w->reap_queued = false;
     while (w->grave) {
         sl__conn *c = w->grave;
@@ -391,6 +389,12 @@ static void reap(sl__reactor *r, sl__task *t)
         free(c);
     }
     maybe_trim(w);
+}
+
+static void reap(sl__reactor *r, sl__task *t)
+{
+    (void)r;
+    reap_worker((sl__worker *)(void *)((char *)t - offsetof(sl__worker, reap_task)));
 }
 
 void sl__conn_close(sl__conn *c)
@@ -404,7 +408,7 @@ void sl__conn_close(sl__conn *c)
     }
     sl__worker *w = c->w;
     c->dead = true;
-    sl__io_stop(&w->r, &c->io);
+    sl__io_stop(w->r, &c->io);
     close(c->io.fd);
     sl__timer_stop(&c->timer);
     c->prev->next = c->next;
@@ -421,7 +425,7 @@ void sl__conn_close(sl__conn *c)
     w->grave = c;
     if (!w->reap_queued) {
         w->reap_queued = true;
-        sl__reactor_defer(&w->r, &w->reap_task);
+        sl__reactor_defer(w->r, &w->reap_task);
     }
     atomic_fetch_sub(&w->srv->nopen, 1);
     sl__server_conn_closed(w->srv);
@@ -488,7 +492,7 @@ static void arm_timer(sl__conn *c, bool progress)
         q = &w->tq_idle;
     }
     if (c->timer.q != q || restart || !sl__timer_active(&c->timer)) {
-        sl__timer_start(&w->r, q, &c->timer);
+        sl__timer_start(w->r, q, &c->timer);
         c->timer.q = q; /* remember the state even when q is disabled (not queued) */
     }
 }
@@ -537,7 +541,7 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
                   .body_len = blen,
                   .c = c,
                   .nqp = -1,
-                  .start_ns = w->r.now};
+                  .start_ns = w->r->now};
     const char *q = memchr(h->path, '?', h->path_len);
     req.path_len = q ? (size_t)(q - h->path) : h->path_len;
     if (q) {
@@ -755,24 +759,28 @@ static void start_linger(sl__conn *c)
     }
     c->lingering = true;
     rbuf_release(c);
-    if (sl__io_set(&w->r, &c->io, EPOLLIN) < 0) {
+    if (sl__io_set(w->r, &c->io, EPOLLIN) < 0) {
         sl__conn_close(c);
         return;
     }
     arm_timer(c, false);
 }
 
-/* A pooled request is running: no reading, no parsing, and rbuf stays put (the handler reads
- * views into it); watch only for the client going away and for room to write. The connection's
- * timer runs the route's timeout meanwhile; the request's own timer runs the write timeout
- * while output is stalled (a streaming handler, or earlier pipelined responses unsent). */
+/* A pooled or task request is running: no reading, no parsing, and rbuf stays put (the
+ * handler reads views into it); watch only for the client going away and for room to write.
+ * The connection's timer runs the route's timeout meanwhile; the request's own timer runs the
+ * write timeout while output is stalled (a streaming handler, or earlier pipelined responses
+ * unsent). The EPOLLIN interest the connection had is kept (no epoll_ctl on the request path):
+ * a client that goes away makes the socket readable (EOF), and only a client that sends more
+ * meanwhile (pipelining) costs the switch to EPOLLRDHUP (on_io), so a readable socket does not
+ * spin the loop. */
 static void drive_inflight(sl__conn *c, bool progress)
 {
     sl__preq_stream_progress(c);
     if (c->peer_gone) return;
     sl__preq_write_watch(c, progress);
-    uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
-    if (sl__io_set(&c->w->r, &c->io, ev) < 0) sl__conn_close(c);
+    uint32_t ev = (c->io.events & EPOLLIN ? EPOLLIN : EPOLLRDHUP) | (c->want_out ? EPOLLOUT : 0);
+    if (sl__io_set(c->w->r, &c->io, ev) < 0) sl__conn_close(c);
 }
 
 void sl__conn_drive(sl__conn *c, bool progress)
@@ -824,7 +832,7 @@ static void drive(sl__conn *c, bool progress)
     uint32_t ev = 0;
     if (!c->closing && !output_full(c)) ev |= EPOLLIN;
     if (c->want_out) ev |= EPOLLOUT;
-    if (sl__io_set(&w->r, &c->io, ev) < 0) {
+    if (sl__io_set(w->r, &c->io, ev) < 0) {
         sl__conn_close(c);
         return;
     }
@@ -844,10 +852,26 @@ static void on_io(sl__reactor *r, sl__io *io, uint32_t events)
         return;
     }
     if (c->inflight) {
-        if (events & (EPOLLRDHUP | EPOLLHUP))
+        if (events & (EPOLLRDHUP | EPOLLHUP)) {
             sl__preq_peer_gone(c);
-        else if (events & EPOLLOUT)
-            drive(c, false);
+            return;
+        }
+        if (events & EPOLLIN) {
+            /* Readable under a running request (drive_inflight): EOF is the client gone;
+             * bytes are its next request, read once this one is answered. */
+            char b;
+            ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                sl__preq_peer_gone(c);
+                return;
+            }
+            uint32_t ev = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
+            if (sl__io_set(c->w->r, &c->io, ev) < 0) {
+                sl__conn_close(c);
+                return;
+            }
+        }
+        if (events & EPOLLOUT) drive(c, false);
         return;
     }
     bool progress = false;
@@ -883,7 +907,7 @@ int sl__conn_open(sl__worker *w, int fd, const struct sockaddr *sa, socklen_t sa
     c->fresh = true;
     if (ipk) c->ipk = *ipk;
     memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
-    int rc = sl__io_start(&w->r, &c->io, fd, EPOLLIN, on_io);
+    int rc = sl__io_start(w->r, &c->io, fd, EPOLLIN, on_io);
     if (rc < 0) {
         free(c);
         return rc;
@@ -948,23 +972,39 @@ void sl__conn_close_all(sl__worker *w)
 
 void sl__conn_worker_init(sl__worker *w)
 {
-    sl_server *srv = w->srv;
     w->conns.next = w->conns.prev = &w->conns;
     w->reap_task.fn = reap;
-    sl__tq_init(&w->r, &w->tq_header, srv->o.read_header_timeout_ns, on_header_timeout);
-    sl__tq_init(&w->r, &w->tq_body, srv->o.read_body_timeout_ns, on_body_timeout);
-    sl__tq_init(&w->r, &w->tq_write, srv->o.write_timeout_ns, on_close_timeout);
-    sl__tq_init(&w->r, &w->tq_write_inflight, srv->o.write_timeout_ns, sl__preq_write_timeout);
-    sl__tq_init(&w->r, &w->tq_idle, srv->o.idle_timeout_ns, on_close_timeout);
-    sl__tq_init(&w->r, &w->tq_linger, SL__LINGER_NS, on_close_timeout);
+}
+
+void sl__conn_worker_attach(sl__worker *w)
+{
+    sl_server *srv = w->srv;
+    sl__tq_init(w->r, &w->tq_header, srv->o.read_header_timeout_ns, on_header_timeout);
+    sl__tq_init(w->r, &w->tq_body, srv->o.read_body_timeout_ns, on_body_timeout);
+    sl__tq_init(w->r, &w->tq_write, srv->o.write_timeout_ns, on_close_timeout);
+    sl__tq_init(w->r, &w->tq_write_inflight, srv->o.write_timeout_ns, sl__preq_write_timeout);
+    sl__tq_init(w->r, &w->tq_idle, srv->o.idle_timeout_ns, on_close_timeout);
+    sl__tq_init(w->r, &w->tq_linger, SL__LINGER_NS, on_close_timeout);
     for (int i = 0; srv->mux && i < srv->mux->ntq; i++)
-        sl__tq_init(&w->r, &w->tq_route[i], srv->mux->tq_dur[i], sl__preq_timeout);
+        sl__tq_init(w->r, &w->tq_route[i], srv->mux->tq_dur[i], sl__preq_timeout);
+}
+
+void sl__conn_worker_detach(sl__worker *w)
+{
+    sl__tq_remove(w->r, &w->tq_header);
+    sl__tq_remove(w->r, &w->tq_body);
+    sl__tq_remove(w->r, &w->tq_write);
+    sl__tq_remove(w->r, &w->tq_write_inflight);
+    sl__tq_remove(w->r, &w->tq_idle);
+    sl__tq_remove(w->r, &w->tq_linger);
+    for (int i = 0; w->srv->mux && i < w->srv->mux->ntq; i++)
+        sl__tq_remove(w->r, &w->tq_route[i]);
 }
 
 void sl__conn_worker_destroy(sl__worker *w)
 {
-    sl__conn_close_all(w);
-    reap(&w->r, NULL);
+    /* Every connection was closed on the loop (the stop step), which also ran the reap. */
+    reap_worker(w);
     while (w->pool) {
         void *b = w->pool;
         memcpy(&w->pool, b, sizeof(void *));

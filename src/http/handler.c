@@ -22,15 +22,19 @@
  * that true: the server shuts the pool down (every done task posted) before stopping reactors,
  * and a reactor runs posted tasks in order, so every done task runs before the stop task.
  *
- * A task route (SL_ROUTE_TASK) travels the same way; only steps 1 and 3 differ: instead of a
- * pool job, the request gets its own task (sl_go_with on the server's task runtime), which runs
- * the before hooks and then the handler (their waits park the task, not a thread) and posts the
- * same done task. The headers the hooks set are copied (keep_mw_headers) for the 503 the
- * reactor may send at the route timeout while the task still runs. The server
+ * A task route (SL_ROUTE_TASK, the default) travels the same way; only steps 1 and 3 differ:
+ * instead of a pool job, the request gets its own task, spawned on the connection's own loop
+ * (the server's loops are its runtime's: a push on the local run queue), which runs the before
+ * hooks and then the handler (their waits park the task, not a thread) and hands back the same
+ * done task: queued locally (sl__reactor_post_local: run by the scheduler right after the
+ * task's last switch, no eventfd) when it finished on that loop, posted when an idle loop had
+ * stolen it. The headers the hooks set are copied (keep_mw_headers) for the 503 the loop may
+ * send at the route timeout while the task still runs. The server
  * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
  * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
- * pool down, so again every done task is posted before the reactors stop. A streaming task
- * that is over the high-water mark parks its task (sl__task_park) instead of its thread. */
+ * pool down, so again every done task is posted (or run) before the server leaves its loops. A
+ * streaming task that is over the high-water mark parks its task (sl__task_park) instead of its
+ * thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,16 +214,50 @@ static void task_handle(sl__preq *p)
 
 /* ---- pooled requests --------------------------------------------------------------------- */
 
-static void preq_free(sl__preq *p)
+/* Each worker keeps up to PREQ_CACHE free requests whose trailing storage (header array and
+ * path values) is PREQ_TAIL bytes: a task or pooled request then costs no malloc, no free and
+ * no mutex/cond setup (they stay initialized in the cache). Larger requests are allocated to
+ * size and freed. Only the worker's loop thread allocates and frees them. Off under ASan, so
+ * a use after free of a request is still caught there. */
+#if defined(SLUICE_ASAN)
+#define PREQ_CACHE 0
+#else
+#define PREQ_CACHE 256
+#endif
+#define PREQ_TAIL (32 * sizeof(sl_http_header) + 512)
+
+static void preq_destroy(sl__preq *p)
 {
-    sl__timer_stop(&p->wtimer);
-    if (p->client_counted) sl__iptab_release(&p->c->w->srv->pooled_ip, &p->c->ipk);
-    if (p->hook) sl_ctx_hook_stop(p->hook);
-    sl__req_end(&p->req);
-    sl__resp_release(&p->resp);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+static void preq_free(sl__preq *p)
+{
+    sl__worker *w = p->c->w;
+    sl__timer_stop(&p->wtimer);
+    if (p->client_counted) sl__iptab_release(&w->srv->pooled_ip, &p->c->ipk);
+    if (p->hook) sl_ctx_hook_stop(p->hook);
+    sl__req_end(&p->req);
+    sl__resp_release(&p->resp);
+    if (p->cacheable && w->npreq_cache < PREQ_CACHE) {
+        p->c = (sl__conn *)(void *)w->preq_cache;
+        w->preq_cache = p;
+        w->npreq_cache++;
+        return;
+    }
+    preq_destroy(p);
+}
+
+void sl__preq_cache_free(sl__worker *w)
+{
+    while (w->preq_cache) {
+        sl__preq *p = w->preq_cache;
+        w->preq_cache = (sl__preq *)(void *)p->c;
+        preq_destroy(p);
+    }
+    w->npreq_cache = 0;
 }
 
 /* Copies the routed request out of the worker's shared scratch (head, headers, match) into
@@ -232,14 +270,28 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     for (size_t i = 0; i < w->m.nparams; i++)
         vbytes += w->m.params[i].value_len + 1; /* values stay NUL-terminated */
     size_t hb = h->num_headers * sizeof(sl_http_header);
-    sl__preq *p = malloc(sizeof *p + hb + vbytes);
-    if (!p) return NULL;
-    memset(p, 0, sizeof *p);
-    if (pthread_mutex_init(&p->mu, NULL) != 0) {
-        free(p);
-        return NULL;
+    bool cacheable = PREQ_CACHE > 0 && hb + vbytes <= PREQ_TAIL;
+    sl__preq *p = NULL;
+    if (cacheable && w->preq_cache) {
+        p = w->preq_cache;
+        w->preq_cache = (sl__preq *)(void *)p->c;
+        w->npreq_cache--;
+    } else {
+        p = malloc(sizeof *p + (cacheable ? PREQ_TAIL : hb + vbytes));
+        if (!p) return NULL;
+        if (pthread_mutex_init(&p->mu, NULL) != 0) {
+            free(p);
+            return NULL;
+        }
+        pthread_cond_init(&p->cv, NULL);
     }
-    pthread_cond_init(&p->cv, NULL);
+    /* req, resp, head and m are all assigned below: clear only the rest (mu and cv excluded). */
+    _Static_assert(offsetof(sl__preq, answered) > offsetof(sl__preq, m) &&
+                       offsetof(sl__preq, m) > offsetof(sl__preq, req),
+                   "sl__preq: the fields preq_new assigns come before `answered`");
+    p->done_task = (sl__task){0};
+    memset(&p->answered, 0, offsetof(sl__preq, mu) - offsetof(sl__preq, answered));
+    p->cacheable = cacheable;
     p->c = c;
     p->head = *h;
     p->head.headers = (sl_http_header *)(void *)(p + 1);
@@ -283,7 +335,7 @@ static int run_pooled(sl_ctx *pool_ctx, void *arg)
         int64_t m = atomic_load_explicit(&srv->run_ewma_ns, memory_order_relaxed);
         atomic_store_explicit(&srv->run_ewma_ns, m ? m + (d - m) / 8 : d, memory_order_relaxed);
     }
-    sl__reactor_post(&p->c->w->r, &p->done_task);
+    sl__reactor_post(p->c->w->r, &p->done_task);
     return 0;
 }
 
@@ -314,8 +366,18 @@ static void run_task(void *arg)
         p->ran = true;
         task_handle(p);
     }
-    /* From here p belongs to the reactor; srv lives until shutdown has seen ntask reach 0. */
-    sl__reactor_post(&p->c->w->r, &p->done_task);
+    /* From here p belongs to the loop; srv lives until shutdown has seen ntask reach 0. A
+     * task still on its connection's loop (the usual case: it was spawned there and not
+     * stolen) queues its done step for the scheduler to run right after this task switches
+     * out, on the loop's stack: no eventfd, no wake. Queued before task_leave, so shutdown,
+     * which posts its stop step once ntask is 0, finds it run first. */
+    sl__reactor *r = p->c->w->r;
+    /* A streaming response posted its chunks (sl__reactor_post): the done step follows them
+     * on the same queue, never overtakes them. */
+    if (!p->streaming && sl__loop_self() == r)
+        sl__reactor_post_local(r, &p->done_task);
+    else
+        sl__reactor_post(r, &p->done_task);
     task_leave(srv);
 }
 
@@ -330,7 +392,8 @@ static int spawn_task(sl_server *srv, sl__preq *p)
     } else if (n >= srv->task_cap) {
         rc = SL_EFULL;
     } else {
-        sl_go_opts go = {.name = "http-request", .rt = srv->trt};
+        /* On the connection's own loop: from its loop thread, a push on the local run queue. */
+        sl_go_opts go = {.name = "http-request", .rt = srv->rt, .loop = p->c->w->loop};
         rc = sl_go_with(&go, run_task, p);
         if (rc == SL_ENOMEM || rc == SL_EINVAL) rc = SL_EFULL;
     }
@@ -447,7 +510,7 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
     }
     c->inflight = p;
     const sl__route *rt = p->req.rt;
-    if (rt->tq >= 0) sl__timer_start(&w->r, &w->tq_route[rt->tq], &c->timer);
+    if (rt->tq >= 0) sl__timer_start(w->r, &w->tq_route[rt->tq], &c->timer);
 }
 
 static void start_pooled(sl__conn *c, sl_req *req)
@@ -483,7 +546,7 @@ bool sl__mux_early(sl__conn *c)
 {
     sl__worker *w = c->w;
     const sl_http_req_head *h = &w->head;
-    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r.now};
+    sl_req req = {.h = h, .c = c, .nqp = -1, .start_ns = w->r->now};
     const char *q = memchr(h->path, '?', h->path_len);
     req.path_len = q ? (size_t)(q - h->path) : h->path_len;
     if (q) {
@@ -680,7 +743,7 @@ void sl__preq_peer_gone(sl__conn *c)
     /* Unregister rather than set the interest to 0: epoll reports EPOLLHUP and EPOLLERR
      * whatever the interest, so a reset socket would spin the loop until the handler returns.
      * The close that follows the done task does not unregister twice (io.fn is cleared). */
-    sl__io_stop(&c->w->r, &c->io);
+    sl__io_stop(c->w->r, &c->io);
     sl__timer_stop(&p->wtimer);
     pthread_mutex_lock(&p->mu);
     wake_locked(p);
@@ -694,7 +757,7 @@ void sl__preq_write_watch(sl__conn *c, bool progress)
     if (!c->want_out)
         sl__timer_stop(&p->wtimer);
     else if (progress || !sl__timer_active(&p->wtimer))
-        sl__timer_start(&c->w->r, &c->w->tq_write_inflight, &p->wtimer);
+        sl__timer_start(c->w->r, &c->w->tq_write_inflight, &p->wtimer);
 }
 
 void sl__preq_write_timeout(sl__reactor *r, sl__timer *t)
@@ -810,7 +873,7 @@ int sl_resp_stream_begin(sl_resp *resp)
         return SL_ETIMEDOUT;
     }
     resp->touched = true;
-    sl__reactor_post(&p->c->w->r, &m->t);
+    sl__reactor_post(p->c->w->r, &m->t);
     return 0;
 }
 
@@ -857,6 +920,6 @@ int sl_resp_stream_write(sl_resp *resp, const void *data, size_t len)
         return err;
     }
     resp->streamed += len;
-    sl__reactor_post(&p->c->w->r, &m->t);
+    sl__reactor_post(p->c->w->r, &m->t);
     return 0;
 }

@@ -1,9 +1,9 @@
 /* Private to src/http: the server's internal types, shared by server.c (lifecycle, accept,
  * limits) and conn.c (the per-connection HTTP/1.1 state machine and the handler API).
  *
- * Ownership: a sl_server owns its workers; a worker (one reactor thread) owns its listening
- * sockets' watchers, its connections, their buffers and its scratch space. Only the fields
- * marked atomic are read by other threads. */
+ * Ownership: a sl_server owns its workers; a worker (the server's part of one task-runtime
+ * loop, run by that loop's thread) owns its listening sockets' watchers, its connections, their
+ * buffers and its scratch space. Only the fields marked atomic are read by other threads. */
 #ifndef SLUICE_HTTP_INT_H
 #define SLUICE_HTTP_INT_H
 
@@ -144,9 +144,8 @@ struct sl__preq {
     int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
     bool ran;            /* the handler ran (written by the handler thread before the done
                             task is posted; read by the loop thread in that task) */
+    bool cacheable;      /* sized for its worker's cache of free requests (handler.c) */
     /* streaming (see handler.c): guarded by mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     bool streaming;         /* stream_begin was called (also read by the loop under mu) */
     size_t stream_unsent;   /* bytes in the connection's output, not yet written */
     size_t stream_posted;   /* bytes posted to the reactor, not yet in its output */
@@ -156,6 +155,10 @@ struct sl__preq {
                                arena), for the route-timeout 503; guarded by mu */
     size_t mw_hlen;
     sl__timer wtimer; /* loop thread: the write timeout while the request is in flight */
+    /* Last, and not cleared by preq_new: they stay initialized while the struct waits in its
+     * worker's cache. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
 
 struct sl__conn {
@@ -206,17 +209,18 @@ typedef struct sl__worker_stats {
 } sl__worker_stats;
 
 struct sl__worker {
-    sl__reactor r;
+    sl__reactor *r; /* the runtime loop this worker lives on (borrowed: shared with the loop's
+                       tasks and with other servers on the same runtime) */
+    int loop;       /* 1-based index of that loop in the runtime (sl_go_opts.loop) */
     sl_server *srv;
-    pthread_t thread;
-    bool thread_started;
-    sl__lis *lis; /* one per server address; lis[i].io.fd is this worker's socket */
+    bool attached; /* its listeners and timer queues are registered on r (loop thread) */
+    sl__lis *lis;  /* one per server address; lis[i].io.fd is this worker's socket */
     int nlis;
     bool accepting;             /* listeners registered for EPOLLIN (loop thread) */
     bool draining;              /* shutdown began (loop thread) */
     _Atomic bool paused;        /* stopped accepting at max_connections */
     _Atomic bool resume_posted; /* resume_task is queued */
-    sl__task resume_task, drain_task, stop_task, reap_task;
+    sl__task resume_task, drain_task, stop_task, reap_task, attach_task, fence_task;
     bool reap_queued;
     sl__tq tq_header, tq_body, tq_write, tq_idle, tq_linger, tq_backoff;
     sl__tq tq_write_inflight; /* write_timeout_ns for a connection with a request in flight */
@@ -236,7 +240,9 @@ struct sl__worker {
     sl_route_match m;
     char *scratch; /* router scratch: 6 * max_target + 256 bytes */
     size_t scratch_len;
-    sl__tq *tq_route; /* one per distinct pooled-route timeout (mux->ntq) */
+    sl__tq *tq_route;     /* one per distinct pooled-route timeout (mux->ntq) */
+    sl__preq *preq_cache; /* free requests of the cacheable size, linked through .c */
+    int npreq_cache;
 };
 
 struct sl_server {
@@ -248,6 +254,11 @@ struct sl_server {
     int nlis;
     int port;               /* first bound port, or 0 */
     int state;              /* SRV_*: controlling thread */
+    sl_runtime *rt;         /* whose loops serve: borrowed, or owned when own_rt */
+    bool own_rt;            /* created by sl_server_new for opts.reactors > 0 */
+    bool rt_attached;       /* counted in rt's users (sl__runtime_attach) */
+    int acked;              /* workers that ran the attach / stop / fence step; guarded by mu */
+    int attach_rc;          /* first attach failure; guarded by mu */
     _Atomic int64_t nconns; /* slots: open connections plus accepts in progress (the bound) */
     _Atomic int64_t nopen;  /* connections open and being served (what stats report) */
     _Atomic int npaused;
@@ -265,10 +276,9 @@ struct sl_server {
     int pooled_cap;              /* resolved max_pooled_per_client; <= 0 none */
     int64_t queue_wait_ns;       /* resolved max_queue_wait_ns; <= 0 none */
     _Atomic int64_t run_ewma_ns; /* mean pooled handler run time (EWMA); 0 = no sample yet */
-    /* task routes (handler.c): the runtime they run on (borrowed), the in-flight bound, the
-     * number in flight (a task decrements it after posting its done task, then signals cv
-     * under mu when it reaches 0), and the flag shutdown sets before it waits for 0 */
-    sl_runtime *trt;
+    /* task routes (handler.c): they run on rt, on the loop of their connection; the in-flight
+     * bound, the number in flight (a task decrements it after posting its done task, then
+     * signals cv under mu when it reaches 0), and the flag shutdown sets before it waits for 0 */
     int task_cap;
     _Atomic int ntask;
     _Atomic bool tasks_closed;
@@ -284,6 +294,9 @@ void sl__conn_close(sl__conn *c);
 void sl__conn_drain_all(sl__worker *w);
 void sl__conn_close_all(sl__worker *w);
 void sl__conn_worker_init(sl__worker *w);
+/* Loop thread: registers / unregisters w's connection timer queues on w->r. */
+void sl__conn_worker_attach(sl__worker *w);
+void sl__conn_worker_detach(sl__worker *w);
 void sl__conn_worker_destroy(sl__worker *w);
 
 /* conn.c, used by handler.c */
@@ -326,6 +339,8 @@ void sl__preq_timeout(sl__reactor *r, sl__timer *t);
 void sl__preq_write_watch(sl__conn *c, bool progress);
 /* tq_write_inflight's expiry: the connection closes, the in-flight request's ctx is cancelled. */
 void sl__preq_write_timeout(sl__reactor *r, sl__timer *t);
+/* Frees w's cache of free requests (worker teardown). */
+void sl__preq_cache_free(sl__worker *w);
 /* request.c: writes a NUL after the method, the target and every header value of a parsed
  * head (over the SP, CR or whitespace that follows each in the connection's buffer), so the
  * views the handler API returns are C strings. Called once per request, before routing. */

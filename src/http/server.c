@@ -1,5 +1,12 @@
-/* The server: options, listening sockets, reactor threads, accepting under a connection
- * bound, and graceful shutdown.
+/* The server: options, listening sockets, its workers on a task runtime's loops, accepting
+ * under a connection bound, and graceful shutdown.
+ *
+ * Loops: the server owns no I/O thread. Each loop of its runtime (opts.runtime, the default
+ * runtime, or a private one for opts.reactors > 0) gets one worker. The loops are running
+ * already, and may serve other servers and tasks, so everything a worker puts on its loop
+ * (listeners, timer queues) is put there by a step posted to that loop (attach), and taken
+ * off by another (stop); callbacks find their worker from the io/timer/task struct they get
+ * (container_of), never from the reactor's data (the scheduler's).
  *
  * Accepting under max_connections: a worker reserves a slot (CAS on the process-wide count)
  * before accept(); at the bound it stops watching its listeners (pause). Whoever frees a slot
@@ -13,8 +20,11 @@
  * the listeners, close idle connections, mark the rest to close after their current response)
  * and parks on a condition variable until every worker acknowledged the drain and the
  * connection count reached zero, or the caller's ctx fires (an on-done hook signals the same
- * condition). Then it posts a stop task (close everything, leave the loop) and joins every
- * thread. Posted tasks are the only cross-thread entry into a worker. */
+ * condition). Then it posts a stop task to every worker (close everything of this server,
+ * remove its timer queues) and waits for each, then one more round trip to every loop (a
+ * fence: a resume task another worker posted before the stop has run by then), after which
+ * no loop holds a pointer into the server. A private runtime is then shut down (its threads
+ * joined). Posted tasks are the only cross-thread entry into a worker. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -33,6 +43,7 @@
 #include "sluice/error.h"
 #include "base/base_int.h"
 #include "http/http_int.h"
+#include "task/task_int.h"
 
 enum { SRV_NEW, SRV_SERVING, SRV_STOPPED, SRV_FAILED };
 
@@ -41,6 +52,8 @@ enum { SRV_NEW, SRV_SERVING, SRV_STOPPED, SRV_FAILED };
 #define LISTEN_BACKLOG   4096
 #define MAX_BODY_LIMIT   (1ull << 30)
 #define MAX_HEADER_LIMIT (1u << 20)
+
+#define WORKER_OF(p, field) ((sl__worker *)(void *)((char *)(p)-offsetof(sl__worker, field)))
 
 /* ---- options ---------------------------------------------------------------------------- */
 
@@ -117,7 +130,7 @@ static bool slot_reserve(sl_server *srv)
 static void listeners_set(sl__worker *w, bool on)
 {
     for (int i = 0; i < w->nlis; i++)
-        if (w->lis[i].io.fn) sl__io_set(&w->r, &w->lis[i].io, on ? EPOLLIN : 0);
+        if (w->lis[i].io.fn) sl__io_set(w->r, &w->lis[i].io, on ? EPOLLIN : 0);
     w->accepting = on;
 }
 
@@ -154,16 +167,16 @@ static void pause_at_limit(sl__worker *w)
 
 static void on_resume(sl__reactor *r, sl__task *t)
 {
-    sl__worker *w = r->data;
-    (void)t;
+    sl__worker *w = WORKER_OF(t, resume_task);
+    (void)r;
     atomic_store(&w->resume_posted, false);
     maybe_resume(w);
 }
 
 static void on_backoff(sl__reactor *r, sl__timer *t)
 {
-    (void)t;
-    maybe_resume(r->data);
+    (void)r;
+    maybe_resume(WORKER_OF(t, backoff));
 }
 
 void sl__server_idle_avail(sl__worker *w)
@@ -181,7 +194,7 @@ void sl__server_conn_closed(sl_server *srv)
         for (int i = 0; i < srv->nworkers; i++) {
             sl__worker *w = &srv->workers[i];
             if (atomic_load(&w->paused) && !atomic_exchange(&w->resume_posted, true))
-                sl__reactor_post(&w->r, &w->resume_task);
+                sl__reactor_post(w->r, &w->resume_task);
         }
     }
     if (left == 0 && atomic_load(&srv->draining)) {
@@ -348,7 +361,7 @@ static void on_accept(sl__reactor *r, sl__io *io, uint32_t events)
                 /* Out of descriptors or memory: stop accepting for a moment instead of
                  * spinning on a listener that stays readable. */
                 listeners_set(w, false);
-                sl__timer_start(&w->r, &w->tq_backoff, &w->backoff);
+                sl__timer_start(w->r, &w->tq_backoff, &w->backoff);
                 atomic_store_explicit(&w->st.pauses,
                                       atomic_load_explicit(&w->st.pauses, memory_order_relaxed) + 1,
                                       memory_order_relaxed);
@@ -387,19 +400,46 @@ static void close_listeners(sl__worker *w)
 {
     for (int i = 0; i < w->nlis; i++) {
         sl__lis *l = &w->lis[i];
-        if (!l->io.fn) continue;
-        sl__io_stop(&w->r, &l->io);
-        close(l->io.fd);
+        if (l->io.fn) sl__io_stop(w->r, &l->io);
+        if (l->io.fd >= 0) close(l->io.fd);
         l->io.fd = -1;
     }
     w->accepting = false;
 }
 
+/* One worker's step of a server-wide phase (attach, stop, fence) is done; the controlling
+ * thread waits for all of them under mu. After the last one of the fence phase the worker is
+ * never touched by its loop again, so nothing may follow the unlock. */
+static void ack(sl_server *srv, int rc)
+{
+    pthread_mutex_lock(&srv->mu);
+    if (rc < 0 && !srv->attach_rc) srv->attach_rc = rc;
+    srv->acked++;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* The loop is already running when the server starts: everything the worker registers on it
+ * (timer queues, listeners) is registered from the loop thread itself, by this posted step. */
+static void on_attach(sl__reactor *r, sl__task *t)
+{
+    sl__worker *w = WORKER_OF(t, attach_task);
+    sl__conn_worker_attach(w);
+    sl__tq_init(r, &w->tq_backoff, ACCEPT_BACKOFF, on_backoff);
+    w->attached = true;
+    int rc = 0;
+    for (int a = 0; a < w->nlis && rc == 0; a++)
+        rc = sl__io_start(r, &w->lis[a].io, w->lis[a].io.fd, EPOLLIN, on_accept);
+    w->accepting = rc == 0;
+    if (rc < 0) close_listeners(w);
+    ack(w->srv, rc);
+}
+
 static void on_drain(sl__reactor *r, sl__task *t)
 {
-    sl__worker *w = r->data;
+    sl__worker *w = WORKER_OF(t, drain_task);
     sl_server *srv = w->srv;
-    (void)t;
+    (void)r;
     close_listeners(w);
     sl__timer_stop(&w->backoff);
     sl__conn_drain_all(w);
@@ -409,32 +449,39 @@ static void on_drain(sl__reactor *r, sl__task *t)
     pthread_mutex_unlock(&srv->mu);
 }
 
+static void on_fence(sl__reactor *r, sl__task *t)
+{
+    (void)r;
+    ack(WORKER_OF(t, fence_task)->srv, 0);
+}
+
+/* Closes everything of this server on the loop and takes its timer queues off the loop (the
+ * loop itself goes on: it belongs to the runtime). Acknowledged by a deferred step, which runs
+ * after the deferred free of the connections just closed. */
 static void on_stop(sl__reactor *r, sl__task *t)
 {
-    sl__worker *w = r->data;
-    (void)t;
+    sl__worker *w = WORKER_OF(t, stop_task);
     w->draining = true;
     close_listeners(w);
     sl__timer_stop(&w->backoff);
     sl__conn_close_all(w);
-    sl__reactor_stop(r);
-}
-
-static void *worker_main(void *arg)
-{
-    sl__worker *w = arg;
-    sl__reactor_run(&w->r);
-    return NULL;
+    if (w->attached) {
+        sl__conn_worker_detach(w);
+        sl__tq_remove(r, &w->tq_backoff);
+        w->attached = false;
+    }
+    w->fence_task.fn = on_fence;
+    sl__reactor_defer(r, &w->fence_task);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 static void worker_destroy(sl__worker *w)
 {
-    if (w->r.epfd < 0) return;
+    if (!w->srv) return;
     close_listeners(w);
     sl__conn_worker_destroy(w);
-    sl__reactor_destroy(&w->r);
+    sl__preq_cache_free(w);
     free(w->lis);
     free(w->hdrs);
     free(w->scratch);
@@ -445,12 +492,11 @@ static void worker_destroy(sl__worker *w)
     w->tq_route = NULL;
 }
 
-static int worker_init(sl_server *srv, sl__worker *w)
+static int worker_init(sl_server *srv, sl__worker *w, int idx)
 {
     w->srv = srv;
-    int rc = sl__reactor_init(&w->r);
-    if (rc < 0) return rc;
-    w->r.data = w;
+    w->r = &srv->rt->loops[idx].r;
+    w->loop = idx + 1;
     w->hdrs = calloc(srv->o.max_headers, sizeof *w->hdrs);
     if (srv->mux) {
         /* The router's bound for a path of max_target bytes (router.h). */
@@ -465,8 +511,6 @@ static int worker_init(sl_server *srv, sl__worker *w)
         w->hdrs = NULL;
         w->scratch = NULL;
         w->tq_route = NULL;
-        sl__reactor_destroy(&w->r);
-        w->r.epfd = -1;
         return SL_ENOMEM;
     }
     atomic_init(&w->paused, false);
@@ -474,8 +518,49 @@ static int worker_init(sl_server *srv, sl__worker *w)
     w->resume_task.fn = on_resume;
     w->drain_task.fn = on_drain;
     w->stop_task.fn = on_stop;
+    w->attach_task.fn = on_attach;
     sl__conn_worker_init(w);
-    sl__tq_init(&w->r, &w->tq_backoff, ACCEPT_BACKOFF, on_backoff);
+    return 0;
+}
+
+/* Lets go of the server's runtime: no longer counted as its user; shut down and freed if the
+ * server created it. */
+static void runtime_drop(sl_runtime *rt, bool own)
+{
+    sl__runtime_detach(rt);
+    if (own) sl_runtime_free(rt);
+}
+
+/* The runtime whose loops serve (attached: counted as a user of it). opts.runtime; else the
+ * default one (reactors 0), else a private one with `reactors` loops. (Loop threads take no
+ * signals: sl_runtime_new blocks them.) */
+static int server_runtime(const sl_server_opts *in, sl_runtime **out, bool *own)
+{
+    sl_runtime *rt = in->runtime;
+    *own = false;
+    if (rt && in->reactors && in->reactors != rt->nloops)
+        return sl__fail(SL_EINVAL,
+                        "sl_server_opts.reactors (%d) differs from the runtime's loops (%d): "
+                        "leave it 0 with .runtime",
+                        in->reactors, rt->nloops);
+    if (!rt) {
+        int rc = 0;
+        if (in->reactors == 0) {
+            rt = sl_runtime_default();
+            if (!rt) rc = SL_ENOMEM;
+        } else {
+            sl_runtime_opts ro = {.loops = in->reactors};
+            rc = sl_runtime_new(&ro, &rt);
+            *own = rc == 0;
+        }
+        if (rc < 0) return sl__fail(rc, "sl_server_new: cannot start the runtime's loops");
+    }
+    int rc = sl__runtime_attach(rt);
+    if (rc < 0) {
+        if (*own) sl_runtime_free(rt);
+        return sl__fail(rc, "sl_server_new: the runtime is shut down");
+    }
+    *out = rt;
     return 0;
 }
 
@@ -485,17 +570,30 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     sl_http_limits lim;
     int rc = resolve_opts(opts, &o, &lim);
     if (rc < 0) return rc;
+    sl_runtime *rt = NULL;
+    bool own = false;
+    rc = server_runtime(opts, &rt, &own);
+    if (rc < 0) return rc;
+    o.reactors = rt->nloops;
     sl_server *srv = calloc(1, sizeof *srv);
-    if (!srv) return SL_ENOMEM;
+    if (!srv) {
+        runtime_drop(rt, own);
+        return SL_ENOMEM;
+    }
     srv->o = o;
     srv->lim = lim;
+    srv->rt = rt;
+    srv->own_rt = own;
+    srv->rt_attached = true;
     if (sl_ctx_with_cancel(NULL, &srv->root) < 0) {
+        runtime_drop(rt, own);
         free(srv);
         return SL_ENOMEM;
     }
     if (o.mux) {
         rc = sl__mux_attach(o.mux);
         if (rc < 0) {
+            runtime_drop(rt, own);
             sl_ctx_release(srv->root);
             free(srv);
             return rc;
@@ -508,15 +606,15 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
     atomic_init(&srv->draining, false);
     srv->workers = calloc((size_t)o.reactors, sizeof *srv->workers);
     if (!srv->workers) {
+        runtime_drop(rt, own);
         if (srv->mux) sl__mux_detach(srv->mux);
         sl_ctx_release(srv->root);
         free(srv);
         return SL_ENOMEM;
     }
-    for (int i = 0; i < o.reactors; i++)
-        srv->workers[i].r.epfd = -1;
     if (pthread_mutex_init(&srv->mu, NULL) != 0) {
         free(srv->workers);
+        runtime_drop(rt, own);
         if (srv->mux) sl__mux_detach(srv->mux);
         sl_ctx_release(srv->root);
         free(srv);
@@ -537,17 +635,10 @@ int sl_server_new(const sl_server_opts *opts, sl_server **out)
         srv->queue_wait_ns = mo->max_queue_wait_ns ? mo->max_queue_wait_ns : SL_SEC(10);
         srv->pooled_cap = mo->max_pooled_per_client;
         srv->task_cap = mo->max_task_requests;
-        if (srv->mux->ntask_routes) {
-            srv->trt = mo->task_runtime ? mo->task_runtime : sl_runtime_default();
-            if (!srv->trt) {
-                sl_server_free(srv);
-                return SL_ENOMEM;
-            }
-        }
     }
     srv->nworkers = o.reactors;
     for (int i = 0; i < o.reactors; i++) {
-        rc = worker_init(srv, &srv->workers[i]);
+        rc = worker_init(srv, &srv->workers[i], i);
         if (rc < 0) {
             sl_server_free(srv);
             return rc;
@@ -708,21 +799,35 @@ int sl_server_port(const sl_server *srv)
     return srv && srv->port ? srv->port : SL_ENOENT;
 }
 
-/* Posts stop to every started worker and joins it. */
-static void stop_and_join(sl_server *srv)
+/* Posts one step to every worker and waits until each acknowledged it (ack()). */
+static void phase(sl_server *srv, size_t task_off)
 {
+    pthread_mutex_lock(&srv->mu);
+    srv->acked = 0;
+    pthread_mutex_unlock(&srv->mu);
     for (int i = 0; i < srv->nworkers; i++) {
         sl__worker *w = &srv->workers[i];
-        if (w->thread_started) sl__reactor_post(&w->r, &w->stop_task);
+        sl__reactor_post(w->r, (sl__task *)(void *)((char *)w + task_off));
     }
-    for (int i = 0; i < srv->nworkers; i++) {
-        sl__worker *w = &srv->workers[i];
-        if (!w->thread_started) continue;
-        pthread_join(w->thread, NULL);
-        w->thread_started = false;
-    }
+    pthread_mutex_lock(&srv->mu);
+    while (srv->acked < srv->nworkers)
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    pthread_mutex_unlock(&srv->mu);
 }
 
+/* Takes the server off its loops: every worker closes its listeners and connections and
+ * removes its timer queues (stop), then one more round trip to every loop (fence) so that a
+ * resume step another worker posted before the stop has run too: after it no loop holds a
+ * pointer into the server. The loops go on running (the runtime's). */
+static void stop_workers(sl_server *srv)
+{
+    phase(srv, offsetof(sl__worker, stop_task));
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].fence_task.fn = on_fence;
+    phase(srv, offsetof(sl__worker, fence_task));
+}
+
+/* Hands this worker its listening sockets (registered by its attach step, on its loop). */
 static int worker_listen(sl_server *srv, int idx)
 {
     sl__worker *w = &srv->workers[idx];
@@ -730,43 +835,35 @@ static int worker_listen(sl_server *srv, int idx)
     if (!w->lis) return SL_ENOMEM;
     w->nlis = srv->nlis;
     for (int a = 0; a < srv->nlis; a++) {
-        int fd = srv->lfds[a * srv->nworkers + idx];
-        srv->lfds[a * srv->nworkers + idx] = -1; /* the worker owns it now */
         w->lis[a].w = w;
-        w->lis[a].io.fd = fd;
-        int rc = sl__io_start(&w->r, &w->lis[a].io, fd, EPOLLIN, on_accept);
-        if (rc < 0) {
-            close(fd);
-            w->lis[a].io.fd = -1;
-            return rc;
-        }
+        w->lis[a].io.fd = srv->lfds[a * srv->nworkers + idx];
+        srv->lfds[a * srv->nworkers + idx] = -1; /* the worker owns it now */
     }
-    w->accepting = true;
     return 0;
+}
+
+static bool on_own_loop(const sl_server *srv)
+{
+    sl__sched *s = sl__sched_self();
+    return s && s->rt == srv->rt;
 }
 
 int sl_server_serve(sl_server *srv)
 {
     if (!srv || srv->state != SRV_NEW || srv->nlis == 0) return SL_EINVAL;
+    if (on_own_loop(srv))
+        return sl__fail(SL_EDEADLK, "sl_server_serve: called from a loop of the server's runtime");
     int rc = 0;
     for (int i = 0; i < srv->nworkers && rc == 0; i++)
         rc = worker_listen(srv, i);
-    /* Reactor threads take no signals: the application's signal handling (a signal ctx, or
-     * the default action) happens elsewhere. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    for (int i = 0; i < srv->nworkers && rc == 0; i++) {
-        sl__worker *w = &srv->workers[i];
-        int e = pthread_create(&w->thread, NULL, worker_main, w);
-        if (e != 0)
-            rc = -e;
-        else
-            w->thread_started = true;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
-        stop_and_join(srv);
+        srv->state = SRV_FAILED;
+        return rc;
+    }
+    phase(srv, offsetof(sl__worker, attach_task));
+    rc = srv->attach_rc;
+    if (rc < 0) {
+        stop_workers(srv);
         srv->state = SRV_FAILED;
         return rc;
     }
@@ -788,7 +885,7 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
 {
     atomic_store(&srv->draining, true);
     for (int i = 0; i < srv->nworkers; i++)
-        sl__reactor_post(&srv->workers[i].r, &srv->workers[i].drain_task);
+        sl__reactor_post(srv->workers[i].r, &srv->workers[i].drain_task);
     bool clean = false;
     if (wait) {
         sl_ctx_hook *hook = NULL;
@@ -817,7 +914,14 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
     while (atomic_load(&srv->ntask) > 0)
         pthread_cond_wait(&srv->cv, &srv->mu);
     pthread_mutex_unlock(&srv->mu);
-    stop_and_join(srv);
+    stop_workers(srv);
+    /* A runtime the server created for itself stops with it: its threads are joined here,
+     * as the server's own threads always were. */
+    if (srv->own_rt) {
+        sl__runtime_detach(srv->rt);
+        srv->rt_attached = false;
+        sl_runtime_shutdown(srv->rt, NULL);
+    }
     srv->state = SRV_STOPPED;
     if (clean) return 0;
     int err = sl_ctx_err(ctx);
@@ -827,6 +931,9 @@ static int shutdown_impl(sl_server *srv, sl_ctx *ctx, bool wait)
 int sl_server_shutdown(sl_server *srv, sl_ctx *ctx)
 {
     if (!srv || srv->state != SRV_SERVING) return SL_EINVAL;
+    if (on_own_loop(srv))
+        return sl__fail(SL_EDEADLK, "sl_server_shutdown: called from a loop of the server's "
+                                    "runtime");
     return shutdown_impl(srv, ctx, true);
 }
 
@@ -880,5 +987,7 @@ void sl_server_free(sl_server *srv)
     iptab_destroy(&srv->conns_ip);
     iptab_destroy(&srv->pooled_ip);
     free(srv->workers);
+    if (srv->rt_attached) sl__runtime_detach(srv->rt);
+    if (srv->own_rt) sl_runtime_free(srv->rt);
     free(srv);
 }

@@ -100,6 +100,17 @@ void sl__tq_init(sl__reactor *r, sl__tq *q, int64_t dur_ns, sl__timer_fn fn)
     r->queues = q;
 }
 
+void sl__tq_remove(sl__reactor *r, sl__tq *q)
+{
+    for (sl__tq **pp = &r->queues; *pp; pp = &(*pp)->next_q) {
+        if (*pp == q) {
+            *pp = q->next_q;
+            q->next_q = NULL;
+            return;
+        }
+    }
+}
+
 void sl__timer_stop(sl__timer *t)
 {
     if (!t->next) return;
@@ -185,19 +196,48 @@ static void run_posted(sl__reactor *r)
     }
 }
 
+/* Appends t to the FIFO [*head, *tail]. */
+static void fifo_push(sl__task **head, sl__task **tail, sl__task *t)
+{
+    atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
+    if (*tail)
+        atomic_store_explicit(&(*tail)->next, t, memory_order_relaxed);
+    else
+        *head = t;
+    *tail = t;
+}
+
+static sl__task *fifo_pop(sl__task **head, sl__task **tail)
+{
+    sl__task *t = *head;
+    if (!t) return NULL;
+    *head = atomic_load_explicit(&t->next, memory_order_relaxed);
+    if (!*head) *tail = NULL;
+    return t;
+}
+
 void sl__reactor_defer(sl__reactor *r, sl__task *t)
 {
-    atomic_store_explicit(&t->next, r->deferred, memory_order_relaxed);
-    r->deferred = t;
+    fifo_push(&r->deferred, &r->deferred_tail, t);
+}
+
+void sl__reactor_post_local(sl__reactor *r, sl__task *t)
+{
+    fifo_push(&r->local, &r->local_tail, t);
+}
+
+void sl__reactor_run_local(sl__reactor *r)
+{
+    sl__task *t;
+    while ((t = fifo_pop(&r->local, &r->local_tail)))
+        t->fn(r, t); /* may free t */
 }
 
 static void run_deferred(sl__reactor *r)
 {
-    while (r->deferred) {
-        sl__task *t = r->deferred;
-        r->deferred = atomic_load_explicit(&t->next, memory_order_relaxed);
+    sl__task *t;
+    while ((t = fifo_pop(&r->deferred, &r->deferred_tail)))
         t->fn(r, t);
-    }
 }
 
 void sl__reactor_stop(sl__reactor *r)
@@ -221,6 +261,7 @@ void sl__reactor_poll(sl__reactor *r, bool block)
         if (io->fn) io->fn(r, io, evs[i].events);
     }
     if (woken) run_posted(r);
+    sl__reactor_run_local(r);
     run_timers(r);
     run_deferred(r);
 }

@@ -64,11 +64,13 @@ struct sl_loop {
     int evfd;
     sl__io wake;              /* the eventfd's watcher */
     sl__task *_Atomic posted; /* MPSC stack of posted tasks (Treiber push, exchange-all pop) */
-    sl__task *deferred;       /* loop thread only: run after the current batch of events */
-    sl__tq *queues;           /* loop thread only */
-    int64_t now;              /* ns, sl_mono_ns() at the start of this iteration */
-    bool stop;                /* loop thread only: leave run() after this iteration */
-    void *data;               /* the owner's */
+    sl__task *deferred;       /* loop thread only: run after the current batch of events (FIFO) */
+    sl__task *deferred_tail;
+    sl__task *local, *local_tail; /* loop thread only: sl__reactor_post_local's FIFO */
+    sl__tq *queues;               /* loop thread only */
+    int64_t now;                  /* ns, sl_mono_ns() at the start of this iteration */
+    bool stop;                    /* loop thread only: leave run() after this iteration */
+    void *data;                   /* the owner's */
 };
 
 /* Creates the epoll set and the wake-up eventfd. Returns 0 or a negative SL_E* code. */
@@ -101,6 +103,11 @@ void sl__io_stop(sl__reactor *r, sl__io *io);
  * loop. */
 void sl__tq_init(sl__reactor *r, sl__tq *q, int64_t dur_ns, sl__timer_fn fn);
 
+/* Unlinks q from r's queues (its timers must be stopped). Loop thread only: a reactor shared
+ * by several owners (a task runtime's loop serving several servers) loses one owner's queues
+ * this way. */
+void sl__tq_remove(sl__reactor *r, sl__tq *q);
+
 /* (Re)starts t in q: deadline = r->now + q->dur. No-op (t stays stopped) if q is disabled. */
 void sl__timer_start(sl__reactor *r, sl__tq *q, sl__timer *t);
 
@@ -117,7 +124,16 @@ static inline bool sl__timer_active(const sl__timer *t)
 void sl__reactor_post(sl__reactor *r, sl__task *t);
 
 /* Runs t on this loop after the current batch of events (used to free objects that later
- * events of the same batch may still point to). Loop thread only. */
+ * events of the same batch may still point to), in the order deferred. Loop thread only. */
 void sl__reactor_defer(sl__reactor *r, sl__task *t);
+
+/* Queues t to run on this loop soon, without the eventfd: from a task running on the loop's
+ * own thread (the scheduler runs the queue after every task switch, src/task/sched.c) or a
+ * loop callback (run at the end of this iteration). FIFO. Loop thread only. */
+void sl__reactor_post_local(sl__reactor *r, sl__task *t);
+
+/* Runs what sl__reactor_post_local queued, including what those tasks queue. Loop thread
+ * only, from the loop's own stack (not a task's). */
+void sl__reactor_run_local(sl__reactor *r);
 
 #endif

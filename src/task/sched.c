@@ -32,6 +32,7 @@
  * on another thread, and a compiler may keep the thread pointer in a register across a call. */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,9 @@ static void sched_loop(sl__sched *s)
         struct sl_task *t = pop_local(s);
         if (t) {
             run_task(s, t);
+            /* What the task queued for its loop (an HTTP task route's done step) runs now, on
+             * the loop's stack, without an eventfd round. */
+            if (s->r.local) sl__reactor_run_local(&s->r);
             if ((++s->ticks % POLL_EVERY) == 0) {
                 /* Under a steady stream of tasks, still look at the fds every POLL_NS (a clock
                  * read per 64 tasks; an epoll_wait per 64 would cost more than the switches). */
@@ -683,6 +687,16 @@ int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out)
         rt_release(rt, n);
         return rc;
     }
+    /* Loop threads take no asynchronous signals (they serve HTTP, among others): the
+     * application's signal handling (a signal ctx, or the default action) happens elsewhere.
+     * The synchronous ones stay open: a fault in a loop thread must reach its handler (the
+     * stack-overflow report, stack.c), a blocked SIGSEGV would kill the process silently. */
+    sigset_t all, old;
+    sigfillset(&all);
+    int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+        sigdelset(&all, sync_sigs[i]);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     int started = 0;
     for (; started < n; started++) {
         int e = pthread_create(&rt->loops[started].thr, NULL, loop_thread, &rt->loops[started]);
@@ -691,6 +705,7 @@ int sl_runtime_new(const sl_runtime_opts *o, sl_runtime **out)
             break;
         }
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0 && rt->watchdog_ns > 0) {
         int e = pthread_create(&rt->wd_thr, NULL, watchdog, rt);
         if (e)
@@ -779,6 +794,13 @@ int sl_runtime_shutdown(sl_runtime *rt, sl_ctx *ctx)
     sl__sched *self = sl__sched_self();
     if (self && self->rt == rt) return SL_EDEADLK; /* it would join its own thread */
     pthread_mutex_lock(&rt->mu);
+    if (rt->users > 0 && !rt->shut) { /* a server still serves on these loops */
+        pthread_mutex_unlock(&rt->mu);
+        return sl__fail(SL_EBUSY,
+                        "sl_runtime_shutdown: %d server(s) still use this runtime's "
+                        "loops (free them first)",
+                        rt->users);
+    }
     bool again = rt->shut;
     rt->shut = true;
     pthread_mutex_unlock(&rt->mu);
@@ -801,11 +823,41 @@ void sl_runtime_free(sl_runtime *rt)
 {
     sl__sched *self = sl__sched_self();
     if (!rt || (self && self->rt == rt)) return;
+    pthread_mutex_lock(&rt->mu);
+    bool busy = rt->users > 0 && !rt->shut;
+    pthread_mutex_unlock(&rt->mu);
+    if (busy) {
+        /* Freeing loops a server still runs on would crash it later: keep them (a leak). */
+        sl_log_error(NULL, "sl_runtime_free: a server still uses this runtime; not freed");
+        return;
+    }
     pthread_mutex_lock(&g_def_mu);
     if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
     pthread_mutex_unlock(&g_def_mu);
-    sl_runtime_shutdown(rt, NULL);
+    if (sl_runtime_shutdown(rt, NULL) == SL_EBUSY) return; /* a server attached meanwhile */
     rt_release(rt, rt->nloops);
+}
+
+int sl__runtime_attach(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    bool shut = rt->shut;
+    if (!shut) rt->users++;
+    pthread_mutex_unlock(&rt->mu);
+    return shut ? SL_ECLOSED : 0;
+}
+
+void sl__runtime_detach(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    rt->users--;
+    pthread_mutex_unlock(&rt->mu);
+}
+
+sl__reactor *sl__loop_self(void)
+{
+    sl__sched *s = sl__sched_self();
+    return s ? &s->r : NULL;
 }
 
 sl_runtime *sl_runtime_default(void)

@@ -148,6 +148,7 @@ struct sl_runtime {
     _Atomic bool closed;   /* no more spawns */
     _Atomic bool stop;     /* loops leave their scheduler */
     bool shut;             /* shutdown ran (guarded by mu) */
+    int users;             /* servers attached to the loops (guarded by mu) */
     int abandoned;
 
     pthread_mutex_t mu;     /* slabs, free list, shutdown wait */
@@ -166,6 +167,15 @@ struct sl_runtime {
 
     struct sl__offload *off;
 };
+
+/* A server borrows rt's loops: sl_runtime_shutdown returns SL_EBUSY while any is attached.
+ * attach returns 0, or SL_ECLOSED when rt was shut down already. */
+int sl__runtime_attach(sl_runtime *rt);
+void sl__runtime_detach(sl_runtime *rt);
+
+/* The reactor of the loop the calling thread runs (a task's current loop, or a loop callback's),
+ * or NULL on a plain thread. Never cached across a switch. */
+sl__reactor *sl__loop_self(void);
 
 /* The scheduler of the calling thread, or NULL. Never cached across a switch: a task may
  * resume on another thread. */

@@ -65,7 +65,8 @@ static sl_server *start(int *port, sl_mux **mux)
     sl_middleware b = {.name = "auth", .before = auth_before};
     assert_int_equal(sl_mux_use(*mux, &a), 0);
     assert_int_equal(sl_mux_use(*mux, &b), 0);
-    assert_int_equal(sl_mux_handle(*mux, "POST /pooled", h_echo, NULL, NULL, NULL, 0), 0);
+    sl_route_opts pooled = {.mode = SL_ROUTE_POOLED}; /* a task route's hooks run in its task */
+    assert_int_equal(sl_mux_handle(*mux, "POST /pooled", h_echo, NULL, &pooled, NULL, 0), 0);
     sl_route_opts inl = {.mode = SL_ROUTE_INLINE};
     assert_int_equal(sl_mux_handle(*mux, "POST /inline", h_echo, NULL, &inl, NULL, 0), 0);
     sl_server_opts o = {.mux = *mux, .reactors = 1, .read_body_timeout_ns = SL_SEC(5)};

@@ -153,7 +153,7 @@ typedef struct fixture {
     int port;
 } fixture;
 
-/* One reactor, one runtime loop; route pat with mode, timeout and a route middleware hook
+/* The server on a runtime of one loop; route pat with mode, timeout and a route middleware hook
  * (NULL = none); the mux-wide tag middleware outermost, then the request id. With so, the
  * server options (mux and reactors are set here); cap: max_task_requests. */
 static void start_ex(fixture *f, const char *pat, sl_route_mode mode, sl_handler_fn fn,
@@ -162,7 +162,7 @@ static void start_ex(fixture *f, const char *pat, sl_route_mode mode, sl_handler
     reset();
     sl_runtime_opts rto = {.loops = 1};
     assert_int_equal(sl_runtime_new(&rto, &f->rt), 0);
-    sl_mux_opts mo = {.handler_workers = 2, .task_runtime = f->rt, .max_task_requests = cap};
+    sl_mux_opts mo = {.handler_workers = 2, .max_task_requests = cap};
     assert_int_equal(sl_mux_new(&mo, &f->mux), 0);
     sl_middleware tag = {.name = "tag", .before = mw_tag};
     assert_int_equal(sl_mux_use(f->mux, &tag), 0);
@@ -176,6 +176,7 @@ static void start_ex(fixture *f, const char *pat, sl_route_mode mode, sl_handler
     assert_int_equal(sl_mux_handle_inline(f->mux, "GET /16k", h_16k, NULL), 0);
     sl_server_opts o = so ? *so : (sl_server_opts){0};
     o.mux = f->mux;
+    o.runtime = f->rt; /* its one loop serves, and runs the task routes */
     o.reactors = 1;
     f->srv = tc_server_start(&o, &f->port);
 }

@@ -40,7 +40,9 @@ static void test_client_gone_cancels(void **state)
     atomic_store(&result, 0);
     sl_mux *mux;
     assert_int_equal(sl_mux_new(NULL, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /block", h_block, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /block", h_block, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
@@ -90,7 +92,9 @@ static void test_saturated_503(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 1, .handler_queue = 2};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /g", h_gate, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /g", h_gate, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
@@ -151,7 +155,9 @@ static void test_wrk_pooled(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 4};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /pooled", h_hello, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /pooled", h_hello, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_middleware rid;
     sl_mw_request_id(&rid);
     assert_int_equal(sl_mux_use(mux, &rid), 0);
@@ -207,7 +213,9 @@ static void test_shutdown_under_pooled_load(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 4, .handler_queue = 64};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /work", h_work, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /work", h_work, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 2};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
@@ -239,7 +247,9 @@ static void test_shutdown_cancels_past_grace(void **state)
     atomic_store(&result, 0);
     sl_mux *mux;
     assert_int_equal(sl_mux_new(NULL, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /block", h_block, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /block", h_block, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);

@@ -89,7 +89,9 @@ static sl_mux *mux_with(const char *pattern, sl_handler_fn fn)
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
     sl_middleware mw = {.name = "rec", .after = rec_after};
     assert_int_equal(sl_mux_use(mux, &mw), 0);
-    assert_int_equal(sl_mux_handle(mux, pattern, fn, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(
+        sl_mux_handle(mux, pattern, fn, NULL, &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+        0);
     sl_route_opts inl = {.mode = SL_ROUTE_INLINE};
     assert_int_equal(sl_mux_handle(mux, "GET /ping", h_ping, NULL, &inl, NULL, 0), 0);
     return mux;
@@ -234,7 +236,9 @@ static void test_queue_wait_shed(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 1, .handler_queue = 8, .max_queue_wait_ns = SL_MS(150)};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "POST /users", h_create, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "POST /users", h_create, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
@@ -280,8 +284,12 @@ static void test_per_client_cap(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 2, .handler_queue = 16, .max_pooled_per_client = 1};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "GET /search", h_create, NULL, NULL, NULL, 0), 0);
-    assert_int_equal(sl_mux_handle(mux, "POST /users", h_ping, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "GET /search", h_create, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
+    assert_int_equal(sl_mux_handle(mux, "POST /users", h_ping, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);
@@ -333,7 +341,9 @@ static void test_retry_after_cold(void **state)
     sl_mux *mux;
     sl_mux_opts mo = {.handler_workers = 1, .handler_queue = 2};
     assert_int_equal(sl_mux_new(&mo, &mux), 0);
-    assert_int_equal(sl_mux_handle(mux, "POST /users", h_create, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(sl_mux_handle(mux, "POST /users", h_create, NULL,
+                                   &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL, 0),
+                     0);
     sl_server_opts o = {.mux = mux, .reactors = 1};
     int port;
     sl_server *srv = tc_server_start(&o, &port);

@@ -34,7 +34,8 @@ int main(void)
     sl_wg_init(&a.meet);
     sl_wg_add(&a.meet, 2);
     sl_mux *mux = rt_mux(2);
-    sl_mux_handle(mux, "GET /hit/{user}", handle, &a, NULL, NULL, 0);
+    sl_mux_handle(mux, "GET /hit/{user}", handle, &a, &(sl_route_opts){.mode = SL_ROUTE_POOLED},
+                  NULL, 0);
     int port;
     sl_server *srv = rt_serve(mux, &port);
     char bodies[2][256];

@@ -57,8 +57,10 @@ int main(void)
     static app a;
     if (sl_pool_new(&(sl_pool_opts){.name = "email", .workers = 1}, &a.jobs) != 0) return 2;
     sl_mux *mux = rt_mux(1);
-    sl_mux_handle(mux, "POST /signup/{name}", signup, &a, NULL, NULL, 0);
-    sl_mux_handle(mux, "GET /other/{x}", other, NULL, NULL, NULL, 0);
+    sl_mux_handle(mux, "POST /signup/{name}", signup, &a, &(sl_route_opts){.mode = SL_ROUTE_POOLED},
+                  NULL, 0);
+    sl_mux_handle(mux, "GET /other/{x}", other, NULL, &(sl_route_opts){.mode = SL_ROUTE_POOLED},
+                  NULL, 0);
     int port;
     sl_server *srv = rt_serve(mux, &port);
     int fd = rt_connect(port);

@@ -44,7 +44,8 @@ int main(void)
 {
     if (sl_executor_new(2, &ex) != 0) return 2;
     sl_mux *mux = rt_mux(1);
-    sl_mux_handle(mux, "GET /batch", handle, NULL, NULL, NULL, 0);
+    sl_mux_handle(mux, "GET /batch", handle, NULL, &(sl_route_opts){.mode = SL_ROUTE_POOLED}, NULL,
+                  0);
     int port;
     sl_server *srv = rt_serve(mux, &port);
     char bodies[1][256];
