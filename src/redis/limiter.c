@@ -848,6 +848,9 @@ static sl__reactor *task_loop(sl_redis_limiter *rl)
     sl__reactor *r = &s->r;
     if (find_conn(rl, r)) return r;
     if (sl_redis_limiter_attach(rl, r) < 0) return NULL;
+    /* The loop's memory must outlive this attachment: sl_redis_limiter_free detaches it, maybe
+     * after the runtime was freed (a server's private runtime goes with the server). */
+    sl__runtime_ref(s->rt);
     pthread_mutex_lock(&rl->mu);
     for (int i = 0; i < MAX_REACTORS; i++)
         if (atomic_load_explicit(&rl->slots[i].r, memory_order_relaxed) == r)
@@ -988,8 +991,10 @@ static void detach_lazy(sl_redis_limiter *rl)
         sl__reactor *r = atomic_load_explicit(&rl->slots[i].r, memory_order_acquire);
         if (!r || !rl->slots[i].lazy) continue;
         sl__sched *s = r->data;
-        if (atomic_load_explicit(&s->rt->stop, memory_order_acquire)) {
+        sl_runtime *rt = s->rt;
+        if (atomic_load_explicit(&rt->stop, memory_order_acquire)) {
             sl_redis_limiter_detach(rl, r);
+            sl__runtime_unref(rt); /* may free the runtime: r is gone after this */
             continue;
         }
         detach_job j = {.task.fn = detach_run, .rl = rl};
@@ -1002,6 +1007,7 @@ static void detach_lazy(sl_redis_limiter *rl)
         pthread_mutex_unlock(&j.mu);
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
+        sl__runtime_unref(rt);
     }
 }
 

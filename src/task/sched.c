@@ -835,7 +835,26 @@ void sl_runtime_free(sl_runtime *rt)
     if (atomic_load(&g_def) == rt) atomic_store(&g_def, NULL);
     pthread_mutex_unlock(&g_def_mu);
     if (sl_runtime_shutdown(rt, NULL) == SL_EBUSY) return; /* a server attached meanwhile */
-    rt_release(rt, rt->nloops);
+    pthread_mutex_lock(&rt->mu);
+    bool held = rt->refs > 0;
+    rt->free_pending = held;
+    pthread_mutex_unlock(&rt->mu);
+    if (!held) rt_release(rt, rt->nloops); /* else the last sl__runtime_unref does it */
+}
+
+void sl__runtime_ref(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    rt->refs++;
+    pthread_mutex_unlock(&rt->mu);
+}
+
+void sl__runtime_unref(sl_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    bool last = --rt->refs == 0 && rt->free_pending;
+    pthread_mutex_unlock(&rt->mu);
+    if (last) rt_release(rt, rt->nloops);
 }
 
 int sl__runtime_attach(sl_runtime *rt)

@@ -149,6 +149,8 @@ struct sl_runtime {
     _Atomic bool stop;     /* loops leave their scheduler */
     bool shut;             /* shutdown ran (guarded by mu) */
     int users;             /* servers attached to the loops (guarded by mu) */
+    int refs;              /* holders of loop memory (sl__runtime_ref; guarded by mu) */
+    bool free_pending;     /* sl_runtime_free ran while refs > 0 (guarded by mu) */
     int abandoned;
 
     pthread_mutex_t mu;     /* slabs, free list, shutdown wait */
@@ -172,6 +174,13 @@ struct sl_runtime {
  * attach returns 0, or SL_ECLOSED when rt was shut down already. */
 int sl__runtime_attach(sl_runtime *rt);
 void sl__runtime_detach(sl_runtime *rt);
+
+/* Keeps rt's memory (its loops' reactors) alive after sl_runtime_free, for a component that
+ * registered on a loop and cleans up later from another thread (a Redis limiter attached
+ * lazily by a task). sl_runtime_free still shuts the runtime down, but the last unref frees
+ * it. Any thread. */
+void sl__runtime_ref(sl_runtime *rt);
+void sl__runtime_unref(sl_runtime *rt);
 
 /* The reactor of the loop the calling thread runs (a task's current loop, or a loop callback's),
  * or NULL on a plain thread. Never cached across a switch. */

@@ -408,6 +408,33 @@ static void test_tasks_park_on_one_loop(void **state)
     sl_runtime_free(rt);
 }
 
+/* The runtime goes first (as a server's private runtime goes with sl_server_free), the limiter
+ * a task attached to its loop after: the limiter's free still detaches safely (the loop's
+ * memory is held until then; ASan would see a use after free). */
+static void test_runtime_freed_before_limiter(void **state)
+{
+    (void)state;
+    sl_runtime *rt;
+    sl_runtime_opts ro = {.loops = 1};
+    assert_int_equal(sl_runtime_new(&ro, &rt), 0);
+    sl_redis_limiter *lim = new_limiter(g_redis.port, "t9:", SL_REDIS_FAIL_CLOSED, SL_SEC(5));
+    sl_ratelimit_rule r = {
+        .kind = SL_RATELIMIT_IP, .name = "ip", .limit = 100, .burst = 10, .redis = lim};
+    fleet f = {.rl = new_policy(&r, 1)};
+    assert_int_equal(sl_wg_init(&f.wg), 0);
+    static one o;
+    o = (one){&f, 1};
+    sl_wg_add(&f.wg, 1);
+    sl_go_opts go = {.rt = rt, .name = "decider"};
+    assert_int_equal(sl_go_with(&go, decider, &o), 0);
+    assert_int_equal(sl_wg_wait(&f.wg, NULL), 0);
+    assert_int_equal(atomic_load(&f.allowed), 1); /* decided by Redis, on the loop */
+    sl_runtime_free(rt);
+    sl_ratelimit_free(f.rl);
+    sl_redis_limiter_free(lim);
+    sl_wg_destroy(&f.wg);
+}
+
 typedef struct ctxwait {
     sl_ratelimit *rl;
     sl_wg wg;
@@ -513,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_grouping_through_redis),
         cmocka_unit_test(test_dry_run_redis_rule),
         cmocka_unit_test(test_tasks_park_on_one_loop),
+        cmocka_unit_test(test_runtime_freed_before_limiter),
         cmocka_unit_test(test_ctx_bounds_the_wait),
         cmocka_unit_test(test_config),
     };
