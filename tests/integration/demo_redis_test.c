@@ -173,7 +173,10 @@ static void test_killed_instance_jobs_finish_elsewhere(void **state)
     /* SIGTERM: workers stop and are joined while Redis is down; exit 0. */
     int code = sl_test_proc_stop(&b.proc, SIGTERM, 30000);
     char *out = sl_test_read_file(b.out), *err = sl_test_read_file(b.err);
-    if (code != 0) fail_msg("B exited %d\nstdout:\n%s\nstderr:\n%s", code, out, err);
+    if (code != 0) {
+        fprintf(stderr, "B exited %d\nstdout:\n%s\nstderr:\n%s\n", code, out, err);
+        fail_msg("B exited %d (output above)", code);
+    }
     assert_non_null(strstr(out, "shutdown: redis jobs submitted=1 "));
     assert_non_null(strstr(out, "shutdown: complete"));
     free(out);
@@ -254,7 +257,9 @@ static void test_instances_share_the_ip_limit(void **state)
         int code = sl_test_proc_stop(&all[i]->proc, SIGTERM, 30000);
         if (code != 0) {
             char *err = sl_test_read_file(all[i]->err);
-            fail_msg("instance %d exited %d\nstderr:\n%s", i, code, err);
+            /* In full (a sanitizer's report can be longer than a failure message holds). */
+            fprintf(stderr, "instance %d exited %d; its stderr:\n%s\n", i, code, err);
+            fail_msg("instance %d exited %d (stderr above)", i, code);
         }
         demo_cleanup(all[i]);
     }
