@@ -303,6 +303,24 @@ int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, b
     return 0;
 }
 
+void sl__conn_queue_answer(sl__conn *c, const sl_http_req_head *h, sl_resp *resp, bool head_method)
+{
+    bool keep = h->keep_alive && !resp->close && !c->w->draining;
+    /* No memory for the answer: send what is queued (earlier pipelined responses are intact;
+     * wbuf_reserve failed before writing), then close without this one. */
+    if (sl__conn_queue_resp(c, resp, head_method, keep, h->version_minor == 0) < 0 || !keep)
+        c->closing = true;
+}
+
+void sl__conn_answer(sl__conn *c, sl_req *req, sl_resp *resp, bool head_method)
+{
+    sl__conn_queue_answer(c, req->h, resp, head_method);
+    if (c->w->srv->mux)
+        sl__mux_finish(req, resp);
+    else
+        sl__req_end(req);
+}
+
 static void ext_release(sl__conn *c)
 {
     if (c->ext_owned) free((void *)c->ext);
@@ -520,19 +538,8 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     } else {
         srv->o.handler(&req, &w->resp, srv->o.handler_arg);
     }
-    bool keep = h->keep_alive && !w->resp.close && !w->draining;
     bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    if (sl__conn_queue_resp(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
-        /* No memory for the answer: send what is queued (earlier pipelined responses are
-         * intact; wbuf_reserve failed before writing), then close without this one. */
-        c->closing = true;
-    } else if (!keep) {
-        c->closing = true;
-    }
-    if (srv->mux)
-        sl__mux_finish(&req, &w->resp);
-    else
-        sl__req_end(&req);
+    sl__conn_answer(c, &req, &w->resp, is_head);
 }
 
 static bool output_full(const sl__conn *c)

@@ -314,6 +314,17 @@ void sl__conn_worker_destroy(sl__worker *w);
 
 /* conn.c, used by handler.c */
 int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10);
+/* The one path from a finished response to its request's end, for every handler (plain, inline,
+ * task, pooled) and every answer the mux gives for a request (a before hook's stop, 503 at the
+ * bounds, the route timeout): sl__conn_queue_answer queues resp as the answer to the request
+ * whose head is h (keep-alive unless h, resp or a draining server says close; no memory for it:
+ * the connection closes after what is queued); sl__conn_answer does that, then runs the after
+ * hooks (sl__mux_finish; without a mux it only ends the request: arena, ctx). head_method: a
+ * HEAD request (no body sent); a parameter because a pooled request keeps it from its first
+ * parse. Only the route-timeout 503 calls sl__conn_queue_answer alone: its request is still
+ * running, and its hooks run when it returns. Loop thread. */
+void sl__conn_queue_answer(sl__conn *c, const sl_http_req_head *h, sl_resp *resp, bool head_method);
+void sl__conn_answer(sl__conn *c, sl_req *req, sl_resp *resp, bool head_method);
 void sl__conn_drive(sl__conn *c, bool progress);
 int sl__conn_flush(sl__conn *c, bool *progress);
 int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len);
@@ -322,8 +333,8 @@ const char *sl__http_reason(int status);
 
 /* handler.c: the mux side of a request. sl__mux_dispatch routes req (its head, body and
  * connection set) and runs middleware and the handler inline, or hands it to the pool. Returns
- * true when the response is in w->resp and the caller must queue it then call
- * sl__mux_finish; false when the request went to the pool or was answered already. */
+ * true when the response is in w->resp and the caller must answer with it (sl__conn_answer);
+ * false when the request went to the pool or was answered already. */
 bool sl__mux_dispatch(sl__conn *c, sl_req *req);
 void sl__mux_finish(sl_req *req, const sl_resp *resp);
 /* Loop thread, at head time of a request with a body (w->head): routes it and runs the before
