@@ -19,7 +19,7 @@
 #define SLUICE_JSON_H
 
 #include "sluice/common.h"
-#include "sluice/server.h"
+#include "sluice/request.h"
 
 SL_BEGIN_DECLS
 

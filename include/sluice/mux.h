@@ -73,6 +73,7 @@
 
 #include "sluice/common.h"
 #include "sluice/log.h"
+#include "sluice/request.h"
 #include "sluice/server.h"
 #include "sluice/task.h"
 
@@ -135,13 +136,6 @@ typedef sl_mw_action (*sl_mw_before_fn)(sl_req *req, sl_resp *resp, void *arg);
  * for every request whose before hook ran (also when a later middleware stopped the chain).
  * The request (and its values) is still valid. Must not block. */
 typedef void (*sl_mw_after_fn)(sl_req *req, const sl_resp *resp, void *arg);
-
-/* True when the caller (a before hook, a handler) runs off the reactor — in a task route's task
- * or on a pooled route's handler thread — so it may wait; false on the reactor (inline routes,
- * before hooks of pooled routes and of unmatched requests, every after hook): there it must not
- * block (a limiter would take its local decision instead of a network round trip). Threads:
- * the request's current thread. Does not block. */
-SL_API bool sl_req_may_wait(const sl_req *req);
 
 /* Checks a middleware's configuration against the finished mux, once, when a server takes the
  * mux (sl_server_new): e.g. that every route pattern the middleware names is registered. Returns

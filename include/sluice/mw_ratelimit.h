@@ -36,6 +36,7 @@
 #include "sluice/common.h"
 #include "sluice/mux.h"
 #include "sluice/ratelimit.h"
+#include "sluice/request.h"
 #include "sluice/server.h"
 
 SL_BEGIN_DECLS
@@ -94,10 +95,6 @@ SL_API void sl_mw_ratelimit_stats_get(const sl_mw_ratelimit *mw, sl_mw_ratelimit
 /* Frees the state (not the policy). Every server using a mux holding it must have been freed.
  * NULL is ignored. */
 SL_API void sl_mw_ratelimit_free(sl_mw_ratelimit *mw);
-
-/* The peer address of req as an sl_ipkey (parsed from sl_req_remote_addr). Returns 0, or
- * SL_EPARSE when the peer has no IP address. For applications that key things by client. */
-SL_API int sl_req_peer_ipkey(sl_req *req, sl_ipkey *out);
 
 SL_END_DECLS
 

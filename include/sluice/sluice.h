@@ -25,6 +25,7 @@
 #include "sluice/redis_limiter.h"
 #include "sluice/redis_jobs.h"
 #include "sluice/router.h"
+#include "sluice/request.h"
 #include "sluice/server.h"
 #include "sluice/mux.h"
 #include "sluice/mw_ratelimit.h"

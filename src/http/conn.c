@@ -1,4 +1,7 @@
-/* One HTTP/1.1 connection: read, parse, call the handler, queue the response, write.
+/* One HTTP/1.1 connection: read, parse, call the handler, queue the response, write. This file
+ * is the connection's state machine only (reading, parsing, writing, timeouts, close): the
+ * request and response API the handler uses is request.c's, the mux side of a request
+ * (routing, middleware, task and pooled handlers) handler.c's.
  *
  * A connection is driven by its reactor only (no locks). Each readiness event runs drive():
  * parse every complete request in the read buffer, call the handler inline for each and append
@@ -29,11 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,15 +189,6 @@ static int wbuf_reserve(sl__conn *c, size_t need)
     return 0;
 }
 
-static char *put(char *p, const char *s, size_t n)
-{
-    if (n == 0) return p; /* s may be NULL (no headers yet): memcpy forbids that */
-    memcpy(p, s, n);
-    return p + n;
-}
-
-#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
-
 static char *put_u64(char *p, uint64_t v)
 {
     char tmp[24];
@@ -213,14 +205,14 @@ static char *put_u64(char *p, uint64_t v)
 /* Writes the status line, Date and Server. 96 + strlen(reason) bytes at most. */
 static char *put_status(sl__worker *w, char *p, int status)
 {
-    p = PUTS(p, "HTTP/1.1 ");
+    p = SL__PUTS(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)status);
     *p++ = ' ';
     const char *rs = sl__http_reason(status);
-    p = put(p, rs, strlen(rs));
-    p = PUTS(p, "\r\nServer: sluice\r\nDate: ");
-    p = put(p, w->date, 29);
-    return PUTS(p, "\r\n");
+    p = sl__put(p, rs, strlen(rs));
+    p = SL__PUTS(p, "\r\nServer: sluice\r\nDate: ");
+    p = sl__put(p, w->date, 29);
+    return SL__PUTS(p, "\r\n");
 }
 
 static void early_abort(sl__conn *c, int status);
@@ -239,12 +231,12 @@ static void queue_error(sl__conn *c, int status)
     if (wbuf_reserve(c, 256 + 2 * rl) < 0) return;
     date_refresh(w);
     char *p = put_status(w, c->wbuf + c->wlen, status);
-    p = PUTS(p, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    p = SL__PUTS(p, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     p = put_u64(p, rl + 1);
-    p = PUTS(p, "\r\nConnection: close\r\n");
+    p = SL__PUTS(p, "\r\nConnection: close\r\n");
     if (status == 503) p += sl__retry_after_line(p, 1);
-    p = PUTS(p, "\r\n");
-    p = put(p, rs, rl);
+    p = SL__PUTS(p, "\r\n");
+    p = sl__put(p, rs, rl);
     *p++ = '\n';
     c->wlen = (uint32_t)(p - c->wbuf);
     c->pending++;
@@ -280,22 +272,22 @@ int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, b
     date_refresh(w);
     char *p = put_status(w, c->wbuf + c->wlen, st);
     if (clen) {
-        p = PUTS(p, "Content-Type: ");
-        p = put(p, rp->ctype, clen);
-        p = PUTS(p, "\r\n");
+        p = SL__PUTS(p, "Content-Type: ");
+        p = sl__put(p, rp->ctype, clen);
+        p = SL__PUTS(p, "\r\n");
     }
     if (!bodyless) {
-        p = PUTS(p, "Content-Length: ");
+        p = SL__PUTS(p, "Content-Length: ");
         p = put_u64(p, blen);
-        p = PUTS(p, "\r\n");
+        p = SL__PUTS(p, "\r\n");
     }
     if (!keep)
-        p = PUTS(p, "Connection: close\r\n");
+        p = SL__PUTS(p, "Connection: close\r\n");
     else if (v10)
-        p = PUTS(p, "Connection: keep-alive\r\n");
-    p = put(p, rp->hdrs, rp->hlen);
-    p = PUTS(p, "\r\n");
-    if (copy) p = put(p, rp->body, blen);
+        p = SL__PUTS(p, "Connection: keep-alive\r\n");
+    p = sl__put(p, rp->hdrs, rp->hlen);
+    p = SL__PUTS(p, "\r\n");
+    if (copy) p = sl__put(p, rp->body, blen);
     c->wlen = (uint32_t)(p - c->wbuf);
     c->pending++;
     if (!head_method && blen > SL__COPY_MAX) {
@@ -309,6 +301,24 @@ int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, b
         }
     }
     return 0;
+}
+
+void sl__conn_queue_answer(sl__conn *c, const sl_http_req_head *h, sl_resp *resp, bool head_method)
+{
+    bool keep = h->keep_alive && !resp->close && !c->w->draining;
+    /* No memory for the answer: send what is queued (earlier pipelined responses are intact;
+     * wbuf_reserve failed before writing), then close without this one. */
+    if (sl__conn_queue_resp(c, resp, head_method, keep, h->version_minor == 0) < 0 || !keep)
+        c->closing = true;
+}
+
+void sl__conn_answer(sl__conn *c, sl_req *req, sl_resp *resp, bool head_method)
+{
+    sl__conn_queue_answer(c, req->h, resp, head_method);
+    if (c->w->srv->mux)
+        sl__mux_finish(req, resp);
+    else
+        sl__req_end(req);
 }
 
 static void ext_release(sl__conn *c)
@@ -499,37 +509,6 @@ static void arm_timer(sl__conn *c, bool progress)
 
 /* ---- requests --------------------------------------------------------------------------- */
 
-void sl__resp_init(sl_resp *rp)
-{
-    memset(rp, 0, sizeof *rp);
-    rp->status = 200;
-}
-
-void sl__resp_release(sl_resp *rp)
-{
-    free(rp->hdrs);
-    free(rp->copy);
-    rp->hdrs = rp->copy = NULL;
-    rp->hcap = rp->copy_cap = 0;
-}
-
-void sl__resp_reset(sl_resp *rp)
-{
-    if (rp->copy_cap > SL__COPY_MAX) { /* a big copy that was not handed over (HEAD) */
-        free(rp->copy);
-        rp->copy = NULL;
-        rp->copy_cap = 0;
-    }
-    rp->status = 200;
-    rp->close = false;
-    rp->hlen = 0;
-    rp->ctype[0] = '\0';
-    rp->body = NULL;
-    rp->body_len = 0;
-    rp->touched = false;
-    rp->streamed = 0;
-}
-
 static void dispatch(sl__conn *c, const char *body, size_t blen)
 {
     sl__worker *w = c->w;
@@ -559,19 +538,8 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     } else {
         srv->o.handler(&req, &w->resp, srv->o.handler_arg);
     }
-    bool keep = h->keep_alive && !w->resp.close && !w->draining;
     bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    if (sl__conn_queue_resp(c, &w->resp, is_head, keep, h->version_minor == 0) < 0) {
-        /* No memory for the answer: send what is queued (earlier pipelined responses are
-         * intact; wbuf_reserve failed before writing), then close without this one. */
-        c->closing = true;
-    } else if (!keep) {
-        c->closing = true;
-    }
-    if (srv->mux)
-        sl__mux_finish(&req, &w->resp);
-    else
-        sl__req_end(&req);
+    sl__conn_answer(c, &req, &w->resp, is_head);
 }
 
 static bool output_full(const sl__conn *c)
@@ -1012,172 +980,4 @@ void sl__conn_worker_destroy(sl__worker *w)
     }
     w->npool = 0;
     sl__resp_release(&w->resp);
-}
-
-/* ---- the handler API -------------------------------------------------------------------- */
-
-const char *sl_req_method(const sl_req *req, size_t *len)
-{
-    *len = req->h->method_len;
-    return req->h->method;
-}
-
-const char *sl_req_target(const sl_req *req, size_t *len)
-{
-    *len = req->h->target_len;
-    return req->h->target;
-}
-
-const char *sl_req_path(const sl_req *req, size_t *len)
-{
-    *len = req->path_len;
-    return req->h->path;
-}
-
-const char *sl_req_query(const sl_req *req, size_t *len)
-{
-    *len = req->query_len;
-    return req->query;
-}
-
-const char *sl_req_header(const sl_req *req, const char *name, size_t *len)
-{
-    const sl_http_header *hd = sl_http_find_header(req->h, name, strlen(name));
-    if (len) *len = hd ? hd->value_len : 0;
-    return hd ? hd->value : NULL;
-}
-
-size_t sl_req_header_count(const sl_req *req)
-{
-    return req->h->num_headers;
-}
-
-int sl_req_header_at(const sl_req *req, size_t i, const char **name, size_t *name_len,
-                     const char **value, size_t *value_len)
-{
-    if (i >= req->h->num_headers) return SL_ERANGE;
-    const sl_http_header *hd = &req->h->headers[i];
-    *name = hd->name;
-    *name_len = hd->name_len;
-    *value = hd->value;
-    *value_len = hd->value_len;
-    return 0;
-}
-
-const void *sl_req_body(const sl_req *req, size_t *len)
-{
-    *len = req->body_len;
-    return req->body;
-}
-
-int sl_req_version(const sl_req *req)
-{
-    return req->h->version_minor ? 11 : 10;
-}
-
-const char *sl_req_remote_addr(sl_req *req)
-{
-    if (req->addr[0]) return req->addr;
-    const struct sockaddr_in6 *s6 = &req->c->peer;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (s6->sin6_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)s6;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
-        snprintf(req->addr, sizeof req->addr, "%s:%u", ip, ntohs(s4->sin_port));
-    } else {
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
-        snprintf(req->addr, sizeof req->addr, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    }
-    return req->addr;
-}
-
-int sl_resp_set_status(sl_resp *resp, int status)
-{
-    if (status < 100 || status > 999) return SL_EINVAL;
-    resp->status = status;
-    resp->touched = true;
-    return 0;
-}
-
-static bool is_tchar(unsigned char ch)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-        return true;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-static bool valid_value(const char *v)
-{
-    for (; *v; v++)
-        if (*v == '\r' || *v == '\n') return false;
-    return true;
-}
-
-int sl_resp_set_content_type(sl_resp *resp, const char *type)
-{
-    size_t n = strlen(type);
-    if (n >= sizeof resp->ctype || !valid_value(type)) return SL_EINVAL;
-    memcpy(resp->ctype, type, n + 1);
-    return 0;
-}
-
-int sl_resp_add_header(sl_resp *resp, const char *name, const char *value)
-{
-    size_t nl = strlen(name), vl = strlen(value);
-    if (nl == 0 || !valid_value(value)) return SL_EINVAL;
-    for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i])) return SL_EINVAL;
-    if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding") ||
-        !strcasecmp(name, "Date"))
-        return SL_EINVAL;
-    if (!strcasecmp(name, "Content-Type")) return sl_resp_set_content_type(resp, value);
-    if (!strcasecmp(name, "Connection")) {
-        /* The server owns connection management; the handler can only ask to close. */
-        if (!strcasecmp(value, "close")) resp->close = true;
-        return 0;
-    }
-    size_t need = nl + vl + 4;
-    if (resp->hcap - resp->hlen < need) {
-        size_t cap = resp->hcap ? resp->hcap * 2 : 256;
-        while (cap - resp->hlen < need)
-            cap *= 2;
-        char *nb = realloc(resp->hdrs, cap);
-        if (!nb) return SL_ENOMEM;
-        resp->hdrs = nb;
-        resp->hcap = cap;
-    }
-    char *p = resp->hdrs + resp->hlen;
-    p = put(p, name, nl);
-    p = PUTS(p, ": ");
-    p = put(p, value, vl);
-    p = PUTS(p, "\r\n");
-    resp->hlen = (size_t)(p - resp->hdrs);
-    return 0;
-}
-
-int sl_resp_set_body(sl_resp *resp, const void *data, size_t len)
-{
-    resp->touched = true;
-    resp->body = NULL;
-    resp->body_len = 0;
-    if (len == 0) return 0;
-    if (resp->copy_cap < len) {
-        char *nb = malloc(len);
-        if (!nb) return SL_ENOMEM;
-        free(resp->copy);
-        resp->copy = nb;
-        resp->copy_cap = len;
-    }
-    memcpy(resp->copy, data, len);
-    resp->body = resp->copy;
-    resp->body_len = len;
-    return 0;
-}
-
-int sl_resp_set_body_static(sl_resp *resp, const void *data, size_t len)
-{
-    resp->touched = true;
-    resp->body = len ? data : NULL;
-    resp->body_len = len;
-    return 0;
 }

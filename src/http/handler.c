@@ -403,13 +403,7 @@ static int spawn_task(sl_server *srv, sl__preq *p)
 
 static void answer_now(sl__conn *c, sl__preq *p)
 {
-    sl__worker *w = c->w;
-    bool keep = p->head.keep_alive && !p->resp.close && !w->draining;
-    if (sl__conn_queue_resp(c, &p->resp, p->head_method, keep, p->head.version_minor == 0) < 0)
-        c->closing = true;
-    else if (!keep)
-        c->closing = true;
-    sl__mux_finish(&p->req, &p->resp);
+    sl__conn_answer(c, &p->req, &p->resp, p->head_method);
     preq_free(p);
 }
 
@@ -445,7 +439,8 @@ static void answer_unstarted(sl__conn *c, sl__preq *p)
 /* The handler ran but the client half-closed (or left) meanwhile. A client that only shut its
  * write side after a complete request still reads: send the response now, with one write, then
  * close. Whatever could not be written is what the client did not get: the hooks then see 499
- * instead of a success nobody received. */
+ * instead of a success nobody received. Not sl__conn_answer: the write must happen between
+ * queuing and the after hooks, which see its outcome. */
 static void answer_gone(sl__conn *c, sl__preq *p)
 {
     bool v10 = p->head.version_minor == 0;
@@ -519,9 +514,8 @@ static void start_pooled(sl__conn *c, sl_req *req)
     sl__preq *p = preq_new(c, req);
     if (!p) {
         sl_resp_error(&w->resp, 503, "out of memory");
-        sl__conn_queue_resp(c, &w->resp, is_head(req->h), false, req->h->version_minor == 0);
-        c->closing = true;
-        sl__req_end(req);
+        w->resp.close = true; /* no hook ran: sl__conn_answer runs none */
+        sl__conn_answer(c, req, &w->resp, is_head(req->h));
         return;
     }
     p->done_task.fn = on_done;
@@ -624,10 +618,7 @@ void sl__mux_dispatch_early(sl__conn *c, const sl_req *fresh)
     /* Inline: the worker's response, as for any inline request. */
     sl_resp *resp = &w->resp;
     p->req.rt->fn(&p->req, resp, p->req.rt->arg);
-    bool keep = p->head.keep_alive && !resp->close && !w->draining;
-    if (sl__conn_queue_resp(c, resp, p->head_method, keep, p->head.version_minor == 0) < 0 || !keep)
-        c->closing = true;
-    sl__mux_finish(&p->req, resp);
+    sl__conn_answer(c, &p->req, resp, p->head_method);
     preq_free(p);
 }
 
@@ -728,10 +719,8 @@ void sl__preq_timeout(sl__reactor *r, sl__timer *t)
     if (streaming) return; /* committed: the ctx deadline stops the handler */
     sl__worker *w = c->w;
     timeout_503(&w->resp, mh, ml);
-    bool keep = p->head.keep_alive && !w->draining;
-    if (sl__conn_queue_resp(c, &w->resp, p->head_method, keep, p->head.version_minor == 0) < 0 ||
-        !keep)
-        c->closing = true;
+    /* The request still runs: its after hooks run when it returns (on_done), not here. */
+    sl__conn_queue_answer(c, &p->head, &w->resp, p->head_method);
     sl__conn_drive(c, false);
 }
 

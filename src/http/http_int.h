@@ -1,5 +1,6 @@
 /* Private to src/http: the server's internal types, shared by server.c (lifecycle, accept,
- * limits) and conn.c (the per-connection HTTP/1.1 state machine and the handler API).
+ * limits), conn.c (the per-connection HTTP/1.1 state machine), request.c (the request and
+ * response API) and handler.c (the mux side of a request).
  *
  * Ownership: a sl_server owns its workers; a worker (the server's part of one task-runtime
  * loop, run by that loop's thread) owns its listening sockets' watchers, its connections, their
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "sluice/ipkey.h"
 #include "sluice/mux.h"
@@ -77,6 +79,17 @@ struct sl_mux {
 /* How long a closing connection keeps draining input after its last response (so the peer
  * reads the response instead of a reset caused by unread data). */
 #define SL__LINGER_NS SL_SEC(2)
+
+/* Appends s[0..n) at p and returns the end: how conn.c writes a response head and request.c a
+ * header line. SL__PUTS appends a string literal. */
+static inline char *sl__put(char *p, const char *s, size_t n)
+{
+    if (n == 0) return p; /* s may be NULL (no headers yet): memcpy forbids that */
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define SL__PUTS(p, lit) sl__put((p), (lit), sizeof(lit) - 1)
 
 /* The response under construction (one per worker: handlers run one at a time on a reactor). */
 struct sl_resp {
@@ -301,19 +314,27 @@ void sl__conn_worker_destroy(sl__worker *w);
 
 /* conn.c, used by handler.c */
 int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, bool v10);
+/* The one path from a finished response to its request's end, for every handler (plain, inline,
+ * task, pooled) and every answer the mux gives for a request (a before hook's stop, 503 at the
+ * bounds, the route timeout): sl__conn_queue_answer queues resp as the answer to the request
+ * whose head is h (keep-alive unless h, resp or a draining server says close; no memory for it:
+ * the connection closes after what is queued); sl__conn_answer does that, then runs the after
+ * hooks (sl__mux_finish; without a mux it only ends the request: arena, ctx). head_method: a
+ * HEAD request (no body sent); a parameter because a pooled request keeps it from its first
+ * parse. Only the route-timeout 503 calls sl__conn_queue_answer alone: its request is still
+ * running, and its hooks run when it returns. Loop thread. */
+void sl__conn_queue_answer(sl__conn *c, const sl_http_req_head *h, sl_resp *resp, bool head_method);
+void sl__conn_answer(sl__conn *c, sl_req *req, sl_resp *resp, bool head_method);
 void sl__conn_drive(sl__conn *c, bool progress);
 int sl__conn_flush(sl__conn *c, bool *progress);
 int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len);
-void sl__resp_init(sl_resp *rp);
-void sl__resp_reset(sl_resp *rp);
-void sl__resp_release(sl_resp *rp);
 void sl__stat_inc(_Atomic uint64_t *v);
 const char *sl__http_reason(int status);
 
 /* handler.c: the mux side of a request. sl__mux_dispatch routes req (its head, body and
  * connection set) and runs middleware and the handler inline, or hands it to the pool. Returns
- * true when the response is in w->resp and the caller must queue it then call
- * sl__mux_finish; false when the request went to the pool or was answered already. */
+ * true when the response is in w->resp and the caller must answer with it (sl__conn_answer);
+ * false when the request went to the pool or was answered already. */
 bool sl__mux_dispatch(sl__conn *c, sl_req *req);
 void sl__mux_finish(sl_req *req, const sl_resp *resp);
 /* Loop thread, at head time of a request with a body (w->head): routes it and runs the before
@@ -347,6 +368,13 @@ void sl__preq_cache_free(sl__worker *w);
 void sl__req_terminate(const sl_http_req_head *h);
 /* Frees a request's arena and releases its ctx. */
 void sl__req_end(sl_req *req);
+/* request.c: a response's storage: init (status 200, nothing set), reset for the next request
+ * (keeps the buffers), release (frees them). */
+void sl__resp_init(sl_resp *rp);
+void sl__resp_reset(sl_resp *rp);
+void sl__resp_release(sl_resp *rp);
+/* mux.c: the key sl_mw_request_id binds the request id to (sl_req_request_id reads it). */
+extern const char sl__rid_key;
 int sl__mux_attach(sl_mux *mux);
 void sl__mux_detach(sl_mux *mux);
 

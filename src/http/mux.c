@@ -317,11 +317,6 @@ void sl_mw_request_id(sl_middleware *out)
     *out = (sl_middleware){.name = "request_id", .before = rid_before};
 }
 
-const char *sl_req_request_id(const sl_req *req)
-{
-    return sl_req_get_value(req, &sl__rid_key);
-}
-
 /* ---- access log ---------------------------------------------------------------------------- */
 
 /* A NUL-terminated copy of s[0..n): in buf when it fits, else in the request's arena. */

@@ -9,10 +9,10 @@
  * the reactor (other routes, unmatched requests) it must not block, so the Redis rules answer
  * by their fail policy at once (counted in the rule's redis_nowait).
  *
- * The peer address comes from sl_req_remote_addr's text ("1.2.3.4:5", "[::1]:5"): the request
- * API exposes no sockaddr, and parsing a short literal is cheaper than one bucket update. The
- * allow path adds the quota headers before the handler runs, so they are on the response
- * whatever the handler does (the handler may still replace them with sl_resp_set_header). */
+ * The peer address is sl_req_peer_ipkey's (request.c: parsed from sl_req_remote_addr's text,
+ * cheaper than one bucket update). The allow path adds the quota headers before the handler runs,
+ * so they are on the response whatever the handler does (the handler may still replace them with
+ * sl_resp_set_header). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,20 +34,6 @@ struct sl_mw_ratelimit {
     int64_t cost;
     _Atomic uint64_t decided, allowed, rejected, unauthorized, errors; /* relaxed */
 };
-
-int sl_req_peer_ipkey(sl_req *req, sl_ipkey *out)
-{
-    const char *a = sl_req_remote_addr(req);
-    if (!a) return SL_EPARSE;
-    size_t n = strlen(a);
-    if (a[0] == '[') {
-        const char *e = memchr(a, ']', n);
-        if (!e) return SL_EPARSE;
-        return sl_ipkey_parse(a + 1, (size_t)(e - a - 1), out);
-    }
-    const char *colon = memchr(a, ':', n);
-    return sl_ipkey_parse(a, colon ? (size_t)(colon - a) : n, out);
-}
 
 static size_t headers_cb(void *arg, const char *name, sl_ratelimit_str *out, size_t cap)
 {

@@ -1,18 +1,28 @@
-/* The request and response API that applications use on top of the engine's basics (conn.c):
- * request ctx, path values, decoded query, multi-value headers, the per-request arena and
- * request-scoped values; response header replace/delete, buffered writes, JSON helpers.
+/* The request and response API (include/sluice/request.h): every sl_req_* and sl_resp_*
+ * function but the two streaming calls, sl_resp_stream_begin/write, which live in handler.c
+ * with the pooled/task request machinery they drive (they post chunks to the owning loop and
+ * wait on its back-pressure). The views of the request (method, target, headers, body) point
+ * into the connection's buffer (conn.c parses it there); the response is built here and
+ * serialized by conn.c when the request ends. Here too: the request ctx, path values, decoded
+ * query, multi-value headers, the per-request arena and request-scoped values, the request id
+ * and the peer address as an sl_ipkey; response headers (add, replace, delete), buffered
+ * writes, JSON helpers and the one Retry-After of src/http.
  *
  * The arena is a list of blocks (h2o's pool): allocation bumps a pointer, the end of the
  * request frees every block at once, so handlers and middleware can allocate freely without
  * tracking lifetimes. The query is decoded lazily, once, into the arena: requests that never
- * ask pay nothing. Everything here runs on the one thread that owns the request at the time
- * (the reactor, or the handler thread of a pooled request). */
+ * ask pay nothing. The peer address comes from sl_req_remote_addr's text ("1.2.3.4:5",
+ * "[::1]:5"): the request keeps no sockaddr of its own, and parsing a short literal is cheap.
+ * Everything here runs on the one thread that owns the request at the time (the reactor, a
+ * task route's task, or the handler thread of a pooled request). */
 #include <stdarg.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "sluice/clock.h"
 #include "sluice/error.h"
@@ -90,6 +100,81 @@ void sl__req_terminate(const sl_http_req_head *h)
         ((char *)h->headers[i].name)[h->headers[i].name_len] = '\0'; /* over the ':' */
         ((char *)h->headers[i].value)[h->headers[i].value_len] = '\0';
     }
+}
+
+const char *sl_req_method(const sl_req *req, size_t *len)
+{
+    *len = req->h->method_len;
+    return req->h->method;
+}
+
+const char *sl_req_target(const sl_req *req, size_t *len)
+{
+    *len = req->h->target_len;
+    return req->h->target;
+}
+
+const char *sl_req_path(const sl_req *req, size_t *len)
+{
+    *len = req->path_len;
+    return req->h->path;
+}
+
+const char *sl_req_query(const sl_req *req, size_t *len)
+{
+    *len = req->query_len;
+    return req->query;
+}
+
+const char *sl_req_header(const sl_req *req, const char *name, size_t *len)
+{
+    const sl_http_header *hd = sl_http_find_header(req->h, name, strlen(name));
+    if (len) *len = hd ? hd->value_len : 0;
+    return hd ? hd->value : NULL;
+}
+
+size_t sl_req_header_count(const sl_req *req)
+{
+    return req->h->num_headers;
+}
+
+int sl_req_header_at(const sl_req *req, size_t i, const char **name, size_t *name_len,
+                     const char **value, size_t *value_len)
+{
+    if (i >= req->h->num_headers) return SL_ERANGE;
+    const sl_http_header *hd = &req->h->headers[i];
+    *name = hd->name;
+    *name_len = hd->name_len;
+    *value = hd->value;
+    *value_len = hd->value_len;
+    return 0;
+}
+
+const void *sl_req_body(const sl_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body;
+}
+
+int sl_req_version(const sl_req *req)
+{
+    return req->h->version_minor ? 11 : 10;
+}
+
+const char *sl_req_remote_addr(sl_req *req)
+{
+    if (req->addr[0]) return req->addr;
+    const struct sockaddr_in6 *s6 = &req->c->peer;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (s6->sin6_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)s6;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(req->addr, sizeof req->addr, "%s:%u", ip, ntohs(s4->sin_port));
+    } else {
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(req->addr, sizeof req->addr, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    }
+    return req->addr;
 }
 
 const char *sl_req_path_str(sl_req *req)
@@ -272,7 +357,148 @@ void *sl_req_get_value(const sl_req *req, const void *key)
     return NULL;
 }
 
+const char *sl_req_request_id(const sl_req *req)
+{
+    return sl_req_get_value(req, &sl__rid_key);
+}
+
+int sl_req_peer_ipkey(sl_req *req, sl_ipkey *out)
+{
+    const char *a = sl_req_remote_addr(req);
+    if (!a) return SL_EPARSE;
+    size_t n = strlen(a);
+    if (a[0] == '[') {
+        const char *e = memchr(a, ']', n);
+        if (!e) return SL_EPARSE;
+        return sl_ipkey_parse(a + 1, (size_t)(e - a - 1), out);
+    }
+    const char *colon = memchr(a, ':', n);
+    return sl_ipkey_parse(a, colon ? (size_t)(colon - a) : n, out);
+}
+
 /* ---- response ------------------------------------------------------------------------------- */
+
+void sl__resp_init(sl_resp *rp)
+{
+    memset(rp, 0, sizeof *rp);
+    rp->status = 200;
+}
+
+void sl__resp_release(sl_resp *rp)
+{
+    free(rp->hdrs);
+    free(rp->copy);
+    rp->hdrs = rp->copy = NULL;
+    rp->hcap = rp->copy_cap = 0;
+}
+
+void sl__resp_reset(sl_resp *rp)
+{
+    if (rp->copy_cap > SL__COPY_MAX) { /* a big copy that was not handed over (HEAD) */
+        free(rp->copy);
+        rp->copy = NULL;
+        rp->copy_cap = 0;
+    }
+    rp->status = 200;
+    rp->close = false;
+    rp->hlen = 0;
+    rp->ctype[0] = '\0';
+    rp->body = NULL;
+    rp->body_len = 0;
+    rp->touched = false;
+    rp->streamed = 0;
+}
+
+int sl_resp_set_status(sl_resp *resp, int status)
+{
+    if (status < 100 || status > 999) return SL_EINVAL;
+    resp->status = status;
+    resp->touched = true;
+    return 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool valid_value(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\r' || *v == '\n') return false;
+    return true;
+}
+
+int sl_resp_set_content_type(sl_resp *resp, const char *type)
+{
+    size_t n = strlen(type);
+    if (n >= sizeof resp->ctype || !valid_value(type)) return SL_EINVAL;
+    memcpy(resp->ctype, type, n + 1);
+    return 0;
+}
+
+int sl_resp_add_header(sl_resp *resp, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0 || !valid_value(value)) return SL_EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i])) return SL_EINVAL;
+    if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding") ||
+        !strcasecmp(name, "Date"))
+        return SL_EINVAL;
+    if (!strcasecmp(name, "Content-Type")) return sl_resp_set_content_type(resp, value);
+    if (!strcasecmp(name, "Connection")) {
+        /* The server owns connection management; the handler can only ask to close. */
+        if (!strcasecmp(value, "close")) resp->close = true;
+        return 0;
+    }
+    size_t need = nl + vl + 4;
+    if (resp->hcap - resp->hlen < need) {
+        size_t cap = resp->hcap ? resp->hcap * 2 : 256;
+        while (cap - resp->hlen < need)
+            cap *= 2;
+        char *nb = realloc(resp->hdrs, cap);
+        if (!nb) return SL_ENOMEM;
+        resp->hdrs = nb;
+        resp->hcap = cap;
+    }
+    char *p = resp->hdrs + resp->hlen;
+    p = sl__put(p, name, nl);
+    p = SL__PUTS(p, ": ");
+    p = sl__put(p, value, vl);
+    p = SL__PUTS(p, "\r\n");
+    resp->hlen = (size_t)(p - resp->hdrs);
+    return 0;
+}
+
+int sl_resp_set_body(sl_resp *resp, const void *data, size_t len)
+{
+    resp->touched = true;
+    resp->body = NULL;
+    resp->body_len = 0;
+    if (len == 0) return 0;
+    if (resp->copy_cap < len) {
+        char *nb = malloc(len);
+        if (!nb) return SL_ENOMEM;
+        free(resp->copy);
+        resp->copy = nb;
+        resp->copy_cap = len;
+    }
+    memcpy(resp->copy, data, len);
+    resp->body = resp->copy;
+    resp->body_len = len;
+    return 0;
+}
+
+int sl_resp_set_body_static(sl_resp *resp, const void *data, size_t len)
+{
+    resp->touched = true;
+    resp->body = len ? data : NULL;
+    resp->body_len = len;
+    return 0;
+}
 
 int sl_resp_del_header(sl_resp *resp, const char *name)
 {
