@@ -95,10 +95,8 @@ void sl__stat_inc(_Atomic uint64_t *v)
 
 /* ---- Date header, cached per second ------------------------------------------------------ */
 
-static void date_refresh(sl__worker *w)
+void sl__http_date(char out[SL__HTTP_DATE_CAP], int64_t sec)
 {
-    int64_t sec = sl_wall_ns() / SL_SEC(1);
-    if (sec == w->date_sec) return;
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -106,8 +104,15 @@ static void date_refresh(sl__worker *w)
     struct tm tm;
     gmtime_r(&t, &tm);
     /* Formatted by hand: strftime's %a and %b follow the locale; HTTP's names do not. */
-    snprintf(w->date, sizeof w->date, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+    snprintf(out, SL__HTTP_DATE_CAP, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
              tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void date_refresh(sl__worker *w)
+{
+    int64_t sec = sl_wall_ns() / SL_SEC(1);
+    if (sec == w->date_sec) return;
+    sl__http_date(w->date, sec);
     w->date_sec = sec;
 }
 

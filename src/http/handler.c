@@ -833,7 +833,11 @@ int sl_resp_stream_begin(sl_resp *resp)
     bool v10 = p->head.version_minor == 0;
     bool keep = p->head.keep_alive && !resp->close && !v10;
     char *d = m->data;
-    d += sprintf(d, "HTTP/1.1 %d %s\r\nServer: sluice\r\n", st, sl__http_reason(st));
+    /* Date too (RFC 9110 section 6.6.1), formatted here: the loop's cached one is its own. */
+    char date[SL__HTTP_DATE_CAP];
+    sl__http_date(date, sl_wall_ns() / SL_SEC(1));
+    d += sprintf(d, "HTTP/1.1 %d %s\r\nServer: sluice\r\nDate: %s\r\n", st, sl__http_reason(st),
+                 date);
     if (cl) d += sprintf(d, "Content-Type: %s\r\n", resp->ctype);
     if (!v10) d += sprintf(d, "Transfer-Encoding: chunked\r\n");
     if (!keep) d += sprintf(d, "Connection: close\r\n");

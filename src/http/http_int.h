@@ -22,6 +22,8 @@
 #include "http/parser.h"
 #include "loop/reactor.h"
 
+#define SL__HTTP_DATE_CAP 80 /* a Date value: 29 chars, room for anything gmtime_r yields */
+
 /* A count per client group (open addressing, linear probing, backward-shift delete), for
  * caps per client address. Guarded by mu; sized at twice the most keys it can hold. */
 typedef struct sl__iptab {
@@ -242,8 +244,8 @@ struct sl__worker {
     sl__conn *grave; /* closed, freed by reap_task */
     void *pool;      /* free SL__BUF_SIZE buffers, linked through their first bytes */
     int npool;
-    uint64_t freed_big; /* bytes of grown buffers freed since the last malloc_trim */
-    char date[80];      /* IMF-fixdate, 29 chars (room for anything gmtime_r yields) */
+    uint64_t freed_big;           /* bytes of grown buffers freed since the last malloc_trim */
+    char date[SL__HTTP_DATE_CAP]; /* IMF-fixdate (sl__http_date) */
     int64_t date_sec;
     sl_http_header *hdrs; /* max_headers slots for the parser */
     sl_http_req_head head;
@@ -329,6 +331,9 @@ void sl__conn_drive(sl__conn *c, bool progress);
 int sl__conn_flush(sl__conn *c, bool *progress);
 int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len);
 void sl__stat_inc(_Atomic uint64_t *v);
+/* The IMF-fixdate of sec (seconds since the epoch), for the Date header: "Sun, 06 Nov 1994
+ * 08:49:37 GMT" (RFC 9110 section 5.6.7), NUL-terminated. Any thread. */
+void sl__http_date(char out[SL__HTTP_DATE_CAP], int64_t sec);
 const char *sl__http_reason(int status);
 
 /* handler.c: the mux side of a request. sl__mux_dispatch routes req (its head, body and

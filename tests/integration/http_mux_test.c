@@ -644,6 +644,8 @@ static void test_streaming(void **state)
     while (!(end = memmem(c->buf + c->pos, c->len - c->pos, "\r\n\r\n", 4)))
         assert_true(tc_fill(c, 5000) > 0);
     assert_non_null(strstr(c->buf, "Transfer-Encoding: chunked"));
+    assert_non_null(strstr(c->buf, "\r\nDate: ")); /* like every other response */
+    assert_non_null(strstr(c->buf, " GMT\r\n"));
     assert_true(strncmp(c->buf, "HTTP/1.1 200 OK", 15) == 0);
     c->pos = (size_t)(end + 4 - c->buf);
     char tail[4] = "";
