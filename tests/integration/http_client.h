@@ -344,4 +344,30 @@ static inline void tc_keepalive_run(tc_conn *c, const char *req, const char *bod
     }
 }
 
+/* Reads one small response (head and a Content-Length body, in a few segments) within ms into
+ * buf (NUL-terminated); returns its status, or -1 when none arrived in time. */
+static inline int tc_read_small(int fd, char *buf, size_t cap, int ms)
+{
+    size_t len = 0;
+    int64_t dl = sl_mono_ns() + SL_MS(ms);
+    buf[0] = '\0';
+    while (sl_mono_ns() < dl) {
+        const char *e = strstr(buf, "\r\n\r\n");
+        if (e) {
+            char v[32];
+            size_t want = 0;
+            if (tc_find_hdr(buf, "Content-Length", v, sizeof v)) want = (size_t)atol(v);
+            if (len >= (size_t)(e + 4 - buf) + want) break;
+        }
+        if (!tc_readable(fd, 50)) continue;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0) break;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    int st = -1;
+    if (sscanf(buf, "HTTP/1.1 %d", &st) != 1) return -1;
+    return st;
+}
+
 #endif

@@ -197,32 +197,6 @@ static void stop(fixture *f)
     sl_runtime_free(f->rt);
 }
 
-/* Reads one response with a Content-Length body within ms: its status (or -1); the bytes in
- * buf (NUL-terminated). */
-static int read_resp(int fd, char *buf, size_t cap, int ms)
-{
-    size_t len = 0;
-    int64_t dl = sl_mono_ns() + SL_MS(ms);
-    buf[0] = '\0';
-    while (sl_mono_ns() < dl) {
-        const char *e = strstr(buf, "\r\n\r\n");
-        if (e) {
-            char v[32];
-            size_t want = 0;
-            if (tc_find_hdr(buf, "Content-Length", v, sizeof v)) want = (size_t)atol(v);
-            if (len >= (size_t)(e + 4 - buf) + want) break;
-        }
-        if (!tc_readable(fd, 50)) continue;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
-        if (n <= 0) break;
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-    int st = -1;
-    if (sscanf(buf, "HTTP/1.1 %d", &st) != 1) return -1;
-    return st;
-}
-
 static int get(int port, const char *path, char *buf, size_t cap)
 {
     int fd = tc_connect(port);
@@ -230,7 +204,7 @@ static int get(int port, const char *path, char *buf, size_t cap)
     char req[256];
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path);
     assert_true(tc_sends(fd, req));
-    int st = read_resp(fd, buf, cap, 10000);
+    int st = tc_read_small(fd, buf, cap, 10000);
     close(fd);
     return st;
 }
@@ -256,7 +230,7 @@ static void test_park_then_pass(void **state)
     /* A request with a body: its hooks run in the task too, once the body is read. */
     int fd = tc_connect(f.port);
     assert_true(tc_sends(fd, "GET /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"));
-    assert_int_equal(read_resp(fd, buf, sizeof buf, 10000), 200);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 10000), 200);
     assert_int_equal(atomic_load(&hooked), 2);
     assert_int_equal(atomic_load(&may_wait_hook), 2);
     close(fd);
@@ -292,7 +266,7 @@ static void test_park_then_stop(void **state)
         assert_true(SL_WAIT_UNTIL(atomic_load(&hooked) == i + 1, 5000)); /* parked */
         assert_false(tc_readable(fd, 20));                               /* nothing yet */
         assert_int_equal(sl_chan_send(decisions, &want[i], NULL), 0);
-        int st = read_resp(fd, buf, sizeof buf, 5000);
+        int st = tc_read_small(fd, buf, sizeof buf, 5000);
         assert_int_equal(st, want[i] ? want[i] : 200);
         assert_non_null(tc_find_hdr(buf, "X-Mw", v, sizeof v));
         if (want[i] == 429) assert_non_null(tc_find_hdr(buf, "Retry-After", v, sizeof v));
@@ -324,7 +298,7 @@ static void test_500_parked_hooks(void **state)
     int ok = 0;
     char buf[2048];
     for (int i = 0; i < NPARK; i++) {
-        if (read_resp(fds[i], buf, sizeof buf, 30000) == 200 && strstr(buf, "\r\n\r\nhandled"))
+        if (tc_read_small(fds[i], buf, sizeof buf, 30000) == 200 && strstr(buf, "\r\n\r\nhandled"))
             ok++;
         close(fds[i]);
     }
@@ -359,7 +333,7 @@ static void test_refusing_hook_flood_bounded(void **state)
     int n429 = 0, n503 = 0;
     char buf[2048], v[32];
     for (int i = 0; i < NFLOOD; i++) {
-        int st = read_resp(fds[i], buf, sizeof buf, 10000);
+        int st = tc_read_small(fds[i], buf, sizeof buf, 10000);
         if (st == 429) n429++;
         if (st == 503 && tc_find_hdr(buf, "Retry-After", v, sizeof v)) n503++;
         close(fds[i]);
@@ -407,7 +381,7 @@ static void test_hook_past_deadline(void **state)
     int64_t t0 = sl_mono_ns();
     int fd = tc_connect(f.port);
     assert_true(tc_sends(fd, "GET /f HTTP/1.1\r\nHost: a\r\n\r\n"));
-    assert_int_equal(read_resp(fd, buf, sizeof buf, 10000), 503);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 10000), 503);
     int64_t took = sl_mono_ns() - t0;
     assert_true(took >= SL_MS(140) && took < SL_SEC(3));
     assert_non_null(strstr(buf, "handler timeout"));
@@ -430,7 +404,7 @@ static void timeout_keeps_headers(sl_route_mode mode)
     char buf[2048], v[64];
     int fd = tc_connect(f.port);
     assert_true(tc_sends(fd, "GET /slow HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc-123\r\n\r\n"));
-    assert_int_equal(read_resp(fd, buf, sizeof buf, 5000), 503);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 5000), 503);
     assert_non_null(strstr(buf, "handler timeout"));
     assert_non_null(tc_find_hdr(buf, "X-Mw", v, sizeof v));
     assert_string_equal(v, "tagged");
@@ -438,7 +412,7 @@ static void timeout_keeps_headers(sl_route_mode mode)
     assert_string_equal(v, "abc-123");
     /* The connection stays usable, and the next 503 has them too. */
     assert_true(tc_sends(fd, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"));
-    assert_int_equal(read_resp(fd, buf, sizeof buf, 5000), 503);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 5000), 503);
     assert_non_null(tc_find_hdr(buf, "X-Mw", v, sizeof v));
     assert_non_null(tc_find_hdr(buf, "X-Request-Id", v, sizeof v));
     close(fd);

@@ -41,32 +41,6 @@ static sl_server *start(sl_runtime *rt, sl_mux **mux, const char *pat, sl_handle
     return tc_server_start(&o, port);
 }
 
-/* Reads one small response (head and body in a few segments) within ms; returns its status
- * or -1, and copies what it read into buf. */
-static int read_small(int fd, char *buf, size_t cap, int ms)
-{
-    size_t len = 0;
-    int64_t dl = sl_mono_ns() + SL_MS(ms);
-    buf[0] = '\0';
-    while (sl_mono_ns() < dl) {
-        const char *e = strstr(buf, "\r\n\r\n");
-        if (e) {
-            char v[32];
-            size_t want = 0;
-            if (tc_find_hdr(buf, "Content-Length", v, sizeof v)) want = (size_t)atol(v);
-            if (len >= (size_t)(e + 4 - buf) + want) break;
-        }
-        if (!tc_readable(fd, 50)) continue;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
-        if (n <= 0) break;
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-    int st = -1;
-    if (sscanf(buf, "HTTP/1.1 %d", &st) != 1) return -1;
-    return st;
-}
-
 /* ---- 2000 parked requests ---- */
 
 static atomic_int inflight, peak;
@@ -124,7 +98,7 @@ static void test_2000_parked(void **state)
     int ok = 0;
     char buf[1024];
     for (int i = 0; i < NCLIENTS; i++) {
-        int st = read_small(fds[i], buf, sizeof buf, 30000);
+        int st = tc_read_small(fds[i], buf, sizeof buf, 30000);
         if (st == 200 && strstr(buf, "\r\n\r\nwaited")) ok++;
         close(fds[i]);
     }
@@ -249,7 +223,7 @@ static void test_shutdown_cancels_parked(void **state)
     char buf[1024];
     int n503 = 0;
     for (int i = 0; i < NSHUT; i++) {
-        if (read_small(fds[i], buf, sizeof buf, 5000) == 503) n503++;
+        if (tc_read_small(fds[i], buf, sizeof buf, 5000) == 503) n503++;
         close(fds[i]);
     }
     assert_int_equal(n503, NSHUT);
@@ -288,7 +262,8 @@ static void test_shutdown_lets_parked_finish(void **state)
     char buf[1024];
     int ok = 0;
     for (int i = 0; i < NSHUT; i++) {
-        if (read_small(fds[i], buf, sizeof buf, 5000) == 200 && strstr(buf, "\r\n\r\ndone")) ok++;
+        if (tc_read_small(fds[i], buf, sizeof buf, 5000) == 200 && strstr(buf, "\r\n\r\ndone"))
+            ok++;
         close(fds[i]);
     }
     assert_int_equal(ok, NSHUT);
@@ -325,7 +300,7 @@ static void test_cap_503(void **state)
     int fd = tc_connect(port);
     assert_true(tc_sends(fd, "GET /g HTTP/1.1\r\nHost: a\r\n\r\n"));
     char buf[1024];
-    assert_int_equal(read_small(fd, buf, sizeof buf, 5000), 503);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 5000), 503);
     assert_true(sl_mono_ns() - t0 < SL_MS(500));
     char v[32];
     assert_non_null(tc_find_hdr(buf, "Retry-After", v, sizeof v));
@@ -334,7 +309,7 @@ static void test_cap_503(void **state)
     close(fd);
     sl_ctx_cancel(gate);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(read_small(fds[i], buf, sizeof buf, 5000), 200);
+        assert_int_equal(tc_read_small(fds[i], buf, sizeof buf, 5000), 200);
         assert_non_null(strstr(buf, "\r\n\r\ndone"));
         close(fds[i]);
     }
@@ -342,7 +317,7 @@ static void test_cap_503(void **state)
     atomic_store(&parked, 0);
     fd = tc_connect(port);
     assert_true(tc_sends(fd, "GET /g HTTP/1.1\r\nHost: a\r\n\r\n"));
-    assert_int_equal(read_small(fd, buf, sizeof buf, 5000), 200);
+    assert_int_equal(tc_read_small(fd, buf, sizeof buf, 5000), 200);
     close(fd);
     sl_server_free(srv);
     sl_mux_free(mux);
