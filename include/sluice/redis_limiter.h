@@ -139,10 +139,11 @@ SL_API int sl_redis_limiter_new(const sl_redis_limiter_config *cfg, sl_redis_lim
 
 /* Frees the limiter: stops and joins the private reactor thread (if a blocking check started
  * it), whose pending checks end with SL_ECANCELED first, and detaches the task loops that
- * sl_ratelimit's Redis rules attached it to (on each loop's thread: the runtime must be
- * running, or shut down but not freed). Every reactor the application attached must have been
- * detached. No policy may be deciding with it. NULL is ignored. Threads: any thread but a
- * loop's. Blocks until the detaches and the join. */
+ * sl_ratelimit's Redis rules attached it to (on each loop's thread while the runtime runs;
+ * directly once it was shut down or freed: such a runtime's loop memory is kept until this
+ * detach, so freeing a server with its private runtime first is safe). Every reactor the
+ * application attached must have been detached. No policy may be deciding with it. NULL is ignored.
+ * Threads: any thread but a loop's. Blocks until the detaches and the join. */
 SL_API void sl_redis_limiter_free(sl_redis_limiter *rl);
 
 /* Attaches the limiter to loop r: creates r's connection (connecting starts at once, in the
