@@ -201,6 +201,9 @@ struct conn {
     struct call *pend, *pend_tail; /* checks made while UP, sent as one batch on EPOLLOUT */
     char *fmt;                     /* the batch command's buffer (reused) */
     size_t fmt_cap;
+    double t_limit; /* the last tier limit formatted, and its T as text */
+    char t_str[32];
+    size_t t_len;
 };
 
 typedef struct call {
@@ -572,10 +575,28 @@ static void batch_cb(redisAsyncContext *ac, void *reply, void *priv)
     free(b);
 }
 
+/* Writes v in decimal at p; returns the length. */
+static size_t put_int(char *p, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0) p[len++] = '-';
+    while (n)
+        p[len++] = tmp[--n];
+    return len;
+}
+
 /* Appends one RESP bulk string. */
 static char *put_bulk(char *p, const char *s, size_t n)
 {
-    p += sprintf(p, "$%zu\r\n", n);
+    *p++ = '$';
+    p += put_int(p, (long long)n);
+    *p++ = '\r';
+    *p++ = '\n';
     memcpy(p, s, n);
     p += n;
     *p++ = '\r';
@@ -583,8 +604,14 @@ static char *put_bulk(char *p, const char *s, size_t n)
     return p;
 }
 
+static char *put_bulk_int(char *p, long long v)
+{
+    char num[24];
+    return put_bulk(p, num, put_int(num, v));
+}
+
 /* EVALSHA sha n key... (T burst n now)..., formatted here (one buffer, reused) and handed to
- * hiredis as is. */
+ * hiredis as is. T's text is cached per connection (the checks of a rule share its tier). */
 static int send_batch(batch *b)
 {
     conn *c = b->c;
@@ -597,19 +624,26 @@ static int send_batch(batch *b)
         c->fmt = f;
         c->fmt_cap = need;
     }
-    char *p = c->fmt, num[32];
-    p += sprintf(p, "*%d\r\n", 3 + 5 * b->n);
+    char *p = c->fmt;
+    *p++ = '*';
+    p += put_int(p, 3 + 5 * (long long)b->n);
+    *p++ = '\r';
+    *p++ = '\n';
     p = put_bulk(p, "EVALSHA", 7);
     p = put_bulk(p, c->rl->sha, 40);
-    p = put_bulk(p, num, (size_t)sprintf(num, "%d", b->n));
+    p = put_bulk_int(p, b->n);
     for (int i = 0; i < b->n; i++)
         p = put_bulk(p, b->calls[i]->name, b->calls[i]->name_len);
     for (int i = 0; i < b->n; i++) {
         const call *k = b->calls[i];
-        p = put_bulk(p, num, (size_t)snprintf(num, sizeof num, "%.17g", 1e6 / k->tier.limit));
-        p = put_bulk(p, num, (size_t)sprintf(num, "%lld", (long long)k->tier.burst));
-        p = put_bulk(p, num, (size_t)sprintf(num, "%lld", (long long)k->n));
-        p = put_bulk(p, num, (size_t)sprintf(num, "%lld", (long long)k->now_us));
+        if (k->tier.limit != c->t_limit || !c->t_len) {
+            c->t_limit = k->tier.limit;
+            c->t_len = (size_t)snprintf(c->t_str, sizeof c->t_str, "%.17g", 1e6 / k->tier.limit);
+        }
+        p = put_bulk(p, c->t_str, c->t_len);
+        p = put_bulk_int(p, (long long)k->tier.burst);
+        p = put_bulk_int(p, (long long)k->n);
+        p = put_bulk_int(p, (long long)k->now_us);
     }
     if (redisAsyncFormattedCommand(c->ac, batch_cb, b, c->fmt, (size_t)(p - c->fmt)) != REDIS_OK)
         return -1;
