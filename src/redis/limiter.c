@@ -645,6 +645,7 @@ static int send_batch(batch *b)
         p = put_bulk_int(p, (long long)k->n);
         p = put_bulk_int(p, (long long)k->now_us);
     }
+    *p = '\0'; /* hiredis 0.14 scans the command with strchr (within need's slack) */
     if (redisAsyncFormattedCommand(c->ac, batch_cb, b, c->fmt, (size_t)(p - c->fmt)) != REDIS_OK)
         return -1;
     if (c->inflight++ == 0) c->last_progress = c->r->now;
