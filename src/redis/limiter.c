@@ -13,10 +13,12 @@
  *
  * Batches. A check made while the connection is UP is not sent at once: it joins the
  * connection's pending list and asks for the write event; on that event (the loop's next epoll
- * pass, after the tasks of this round ran) every pending check goes out as one EVALSHA of up to
- * MAX_BATCH keys (a `batch` is hiredis's privdata; its reply answers each check in order, and
- * the script reads and writes each bucket once per batch). So one loop round costs Redis one
- * script call and sluice one hiredis command and one reply, not one per request. A check that
+ * pass, after the tasks of this round ran) the pending checks go out in one write, each run of
+ * consecutive checks of one key as one EVALSHA of up to MAX_BATCH checks (one key per script
+ * call: single-slot, as before). A `batch` is hiredis's privdata; its reply answers each check
+ * in order, and the script reads and writes the bucket once per batch. So a hot key (the
+ * global rule's, one client's flood) costs Redis one script call per loop round and sluice
+ * one hiredis command and one reply, not one per request. A check that
  * times out while pending is answered then and dropped at the flush; a connection that goes
  * down answers its pending checks like its in-flight ones.
  *
@@ -652,8 +654,9 @@ static int send_batch(batch *b)
     return 0;
 }
 
-/* Sends the pending checks (those not answered meanwhile by their timeout), MAX_BATCH per
- * EVALSHA. On the write event: every check of the loop's last round goes out in one write. */
+/* Sends the pending checks (those not answered meanwhile by their timeout): each run of
+ * consecutive checks of one key as one EVALSHA (at most MAX_BATCH), so a script touches one
+ * key. On the write event: every check of the loop's last round goes out in one write. */
 static void flush(conn *c)
 {
     while (c->pend) {
@@ -665,6 +668,10 @@ static void flush(conn *c)
         *b = (batch){.c = c};
         while (c->pend && b->n < MAX_BATCH) {
             call *k = c->pend;
+            const call *k0 = b->n ? b->calls[0] : NULL;
+            if (k0 && !k->answered &&
+                (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0))
+                break; /* one key per EVALSHA: single-slot, as a Redis Cluster requires */
             c->pend = k->next;
             if (k->answered)
                 free(k);
