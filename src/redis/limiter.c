@@ -2,18 +2,30 @@
  *
  * Structure. A limiter has up to MAX_REACTORS connections, one per attached reactor, each
  * touched only on its reactor's loop thread (slots are published with atomics so any loop can
- * find its own). A check is a heap `call` handed to hiredis as privdata: hiredis calls its
- * reply callback exactly once (with the reply, or with NULL when the context is freed), and
- * that callback is the only place a call is freed. Independently, the call's timer (one
+ * find its own). A check is a heap `call`, sent in a `batch` handed to hiredis as privdata:
+ * hiredis calls its reply callback exactly once (with the reply, or with NULL when the context
+ * is freed), and that callback (or the flush that drops a call answered while pending) is the
+ * only place a call is freed. Independently, the call's timer (one
  * fixed-duration queue per connection: every call has the same timeout, so start/stop are
  * O(1)) may fire first: the call is then marked `answered`, the user hears SL_ETIMEDOUT with
  * the policy's decision, and the late reply only frees the call. So each user callback runs
  * exactly once, whichever comes first.
  *
+ * Batches. A check made while the connection is UP is not sent at once: it joins the
+ * connection's pending list and asks for the write event; on that event (the loop's next epoll
+ * pass, after the tasks of this round ran) the pending checks go out in one write, each run of
+ * consecutive checks of one key as one EVALSHA of up to MAX_BATCH checks (one key per script
+ * call: single-slot, as before). A `batch` is hiredis's privdata; its reply answers each check
+ * in order, and the script reads and writes the bucket once per batch. So a hot key (the
+ * global rule's, one client's flood) costs Redis one script call per loop round and sluice
+ * one hiredis command and one reply, not one per request. A check that
+ * times out while pending is answered then and dropped at the flush; a connection that goes
+ * down answers its pending checks like its in-flight ones.
+ *
  * Script. Its SHA-1 is computed here, so a new connection pipelines SCRIPT LOAD and the first
  * EVALSHAs back to back (Redis runs them in order). A NOSCRIPT reply (SCRIPT FLUSH, a failover
- * to a replica that never saw the load) re-sends SCRIPT LOAD + the same EVALSHA once, within
- * the call's original deadline.
+ * to a replica that never saw the load) re-sends SCRIPT LOAD + the same batch once, within
+ * the calls' original deadlines.
  *
  * Connection life. DOWN -> (connect) -> CONNECTING -> UP; any failure -> DOWN with a reconnect
  * timer whose delay doubles from backoff_min to backoff_max (reset on success). While DOWN,
@@ -55,35 +67,58 @@
 #define MAX_REACTORS       64
 #define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
 
-/* KEYS[1] the bucket; ARGV: emission interval T (us, double), burst, n, now (us; <= 0: TIME).
- * Returns {allowed, remaining, retry_after_us, reset_us}. The TAT is stored with 17
+/* A batch of checks: KEYS[i] the i-th check's bucket; ARGV[4i-3..4i] its emission interval T
+ * (us, double), burst, n, now (us; <= 0: TIME, read once per batch). Returns a flat array,
+ * {allowed, remaining, retry_after_us, reset_us} per check, as if the checks had run one after
+ * the other: a bucket named twice sees its earlier check's effect (it is read once, written
+ * once, at the end, with the last allowed check's expiry). The TAT is stored with 17
  * significant digits so that a fractional T accumulates no rounding in Redis. */
 static const char SCRIPT[] =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
-    "local T = tonumber(ARGV[1])\n"
-    "local burst = tonumber(ARGV[2])\n"
-    "local n = tonumber(ARGV[3])\n"
-    "local now = tonumber(ARGV[4])\n"
-    "if now <= 0 then\n"
-    "  local t = redis.call('TIME')\n"
-    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local out, tats, px, clock = {}, {}, {}, nil\n"
+    "for i = 1, #KEYS do\n"
+    "  local a = (i - 1) * 4\n"
+    "  local T = tonumber(ARGV[a + 1])\n"
+    "  local burst = tonumber(ARGV[a + 2])\n"
+    "  local n = tonumber(ARGV[a + 3])\n"
+    "  local now = tonumber(ARGV[a + 4])\n"
+    "  if now <= 0 then\n"
+    "    if not clock then\n"
+    "      local t = redis.call('TIME')\n"
+    "      clock = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "    end\n"
+    "    now = clock\n"
+    "  end\n"
+    "  local k = KEYS[i]\n"
+    "  local tat = tats[k]\n"
+    "  if tat == nil then\n"
+    "    local v = redis.call('GET', k)\n"
+    "    tat = v and tonumber(v) or false\n"
+    "    tats[k] = tat\n"
+    "  end\n"
+    "  tat = tat or now\n"
+    "  if tat < now then tat = now end\n"
+    "  local tau = burst * T\n"
+    "  local new_tat = tat + n * T\n"
+    "  local allow_at = new_tat - tau\n"
+    "  if now < allow_at then\n"
+    "    local rem = math.floor((now - (tat - tau)) / T)\n"
+    "    if rem < 0 then rem = 0 end\n"
+    "    out[a + 1], out[a + 2] = 0, rem\n"
+    "    out[a + 3], out[a + 4] = math.ceil(allow_at - now), math.ceil(tat - now)\n"
+    "  else\n"
+    "    if n > 0 then\n"
+    "      tats[k] = new_tat\n"
+    "      px[k] = math.max(1, math.ceil((new_tat - now) / 1000))\n"
+    "    end\n"
+    "    out[a + 1], out[a + 2] = 1, math.floor((now - allow_at) / T)\n"
+    "    out[a + 3], out[a + 4] = 0, math.ceil(new_tat - now)\n"
+    "  end\n"
     "end\n"
-    "local v = redis.call('GET', KEYS[1])\n"
-    "local tat = v and tonumber(v) or now\n"
-    "if tat < now then tat = now end\n"
-    "local tau = burst * T\n"
-    "local new_tat = tat + n * T\n"
-    "local allow_at = new_tat - tau\n"
-    "if now < allow_at then\n"
-    "  local rem = math.floor((now - (tat - tau)) / T)\n"
-    "  if rem < 0 then rem = 0 end\n"
-    "  return {0, rem, math.ceil(allow_at - now), math.ceil(tat - now)}\n"
+    "for k, p in pairs(px) do\n"
+    "  redis.call('SET', k, string.format('%.17g', tats[k]), 'PX', p)\n"
     "end\n"
-    "if n > 0 then\n"
-    "  redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX',\n"
-    "             math.max(1, math.ceil((new_tat - now) / 1000)))\n"
-    "end\n"
-    "return {1, math.floor((now - allow_at) / T), 0, math.ceil(new_tat - now)}\n";
+    "return out\n";
 
 /* The refund of sl_ratelimit's rollback: gives n tokens back to a bucket that granted them,
  * capped at the burst (the TAT goes back n*T, never before now). KEYS, ARGV as above. A refund
@@ -162,18 +197,24 @@ struct conn {
     sl__tq call_q;  /* per-call timeouts, dur = rl->timeout */
     sl__tq retry_q; /* one timer: reconnect backoff, or the connect timeout */
     sl__timer retry_t;
-    int64_t backoff;       /* ns: the next reconnect delay */
-    int64_t inflight;      /* calls hiredis holds (answered or not) */
-    int64_t last_progress; /* ns, loop time: last reply, or when inflight went 0 -> 1 */
+    int64_t backoff;               /* ns: the next reconnect delay */
+    int64_t inflight;              /* calls hiredis holds (answered or not) */
+    int64_t last_progress;         /* ns, loop time: last reply, or when inflight went 0 -> 1 */
+    struct call *pend, *pend_tail; /* checks made while UP, sent as one batch on EPOLLOUT */
+    char *fmt;                     /* the batch command's buffer (reused) */
+    size_t fmt_cap;
+    double t_limit; /* the last tier limit formatted, and its T as text */
+    char t_str[32];
+    size_t t_len;
 };
 
 typedef struct call {
     sl__timer t;
+    struct call *next; /* conn's pending list */
     conn *c;
     sl_redis_check_fn cb;
     void *arg;
     bool answered; /* the user has heard (timeout, disconnect): the reply only frees it */
-    bool reloaded; /* NOSCRIPT handled once */
     bool raw;      /* no failure policy: Redis's answer, or d->err (sl_ratelimit applies it) */
     bool refund;   /* a refund: no callback, no timer; the reply only frees it */
     sl_keyed_tier tier;
@@ -181,6 +222,16 @@ typedef struct call {
     size_t name_len;
     char name[]; /* prefix "{" key "}" */
 } call;
+
+/* Checks sent as one EVALSHA (hiredis's privdata): the reply answers each in order. */
+typedef struct batch {
+    conn *c;
+    bool reloaded; /* NOSCRIPT handled once */
+    int n;
+    call *calls[];
+} batch;
+
+#define MAX_BATCH 128
 
 #define INC(f) atomic_fetch_add_explicit(&rl->st.f, 1, memory_order_relaxed)
 
@@ -259,7 +310,8 @@ static void ev_add_write(void *p)
 }
 static void ev_del_write(void *p)
 {
-    set_want(p, 0, EPOLLOUT);
+    conn *c = p;
+    if (!c->pend) set_want(c, 0, EPOLLOUT); /* else the pending batch still needs the event */
 }
 static void ev_cleanup(void *p)
 {
@@ -268,6 +320,9 @@ static void ev_cleanup(void *p)
     c->want = 0;
     c->ac = NULL;
 }
+
+static void flush(conn *c);
+static void fail_pending(conn *c, int err);
 
 static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
 {
@@ -279,7 +334,10 @@ static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
         redisAsyncHandleRead(ac);
         if (c->ac != ac) return; /* freed by a disconnect */
     }
-    if (events & (EPOLLOUT | EPOLLERR)) redisAsyncHandleWrite(ac);
+    if (events & (EPOLLOUT | EPOLLERR)) {
+        if (c->pend) flush(c);
+        if (c->ac == ac) redisAsyncHandleWrite(ac);
+    }
 }
 
 static void schedule_reconnect(conn *c)
@@ -337,6 +395,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     INC(disconnects);
     c->ac = NULL;
     c->state = DOWN;
+    fail_pending(c, c->closing ? SL_ECANCELED : SL_EUNAVAIL);
     if (!c->closing) schedule_reconnect(c);
 }
 
@@ -424,9 +483,8 @@ static void call_fail(call *k, int err)
     answer(rl, &d, k->cb, k->arg);
 }
 
-static int send_eval(call *k);
-
-static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
+/* A refund's reply: nobody waits for it; an error is logged. */
+static void refund_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     call *k = priv;
@@ -435,55 +493,14 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     c->inflight--;
     if (rep) c->last_progress = c->r->now;
-    if (k->refund) {
-        if (rep && rep->type == REDIS_REPLY_ERROR) {
-            INC(redis_errors);
-            sl_log_error(rl->logger, "redis limiter: refund error reply",
-                         SL_A_STR("reply", rep->str));
-        }
-        free(k);
-        return;
-    }
-    if (k->answered) {
-        if (rep) INC(late_replies);
-        free(k);
-        return;
-    }
-    if (!rep) {
-        if (!c->closing) INC(unavailable);
-        call_fail(k, c->closing ? SL_ECANCELED : SL_EUNAVAIL);
-        free(k);
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ERROR && !k->reloaded && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-        INC(noscript);
-        k->reloaded = true;
-        if (c->ac && send_script_load(c) == 0 && send_eval(k) == 0) return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
         INC(redis_errors);
-        if (rep->type == REDIS_REPLY_ERROR)
-            sl_log_error(rl->logger, "redis limiter: error reply", SL_A_STR("reply", rep->str));
-        call_fail(k, SL_EREDIS);
-        free(k);
-        return;
+        sl_log_error(rl->logger, "redis limiter: refund error reply", SL_A_STR("reply", rep->str));
     }
-    INC(redis_replies);
-    sl__timer_stop(&k->t);
-    sl_rate_decision d = {
-        .allowed = rep->element[0]->integer == 1,
-        .source = SL_RATE_FROM_REDIS,
-        .limit = k->tier.burst,
-        .remaining = rep->element[1]->integer,
-        .retry_after_ns = rep->element[2]->integer * 1000,
-        .reset_ns = rep->element[3]->integer * 1000,
-    };
-    k->answered = true;
-    answer(rl, &d, k->cb, k->arg);
     free(k);
 }
 
-static int send_eval(call *k)
+static int send_refund(call *k)
 {
     conn *c = k->c;
     char T[32], burst[24], n[24], now[24];
@@ -491,21 +508,196 @@ static int send_eval(call *k)
     snprintf(burst, sizeof burst, "%lld", (long long)k->tier.burst);
     snprintf(n, sizeof n, "%lld", (long long)k->n);
     snprintf(now, sizeof now, "%lld", (long long)k->now_us);
-    const char *argv[] = {k->refund ? "EVAL" : "EVALSHA",
-                          k->refund ? REFUND : c->rl->sha,
-                          "1",
-                          k->name,
-                          T,
-                          burst,
-                          n,
-                          now};
+    const char *argv[] = {"EVAL", REFUND, "1", k->name, T, burst, n, now};
     size_t lens[8];
     for (int i = 0; i < 8; i++)
         lens[i] = strlen(argv[i]);
     lens[3] = k->name_len;
-    if (redisAsyncCommandArgv(c->ac, reply_cb, k, 8, argv, lens) != REDIS_OK) return -1;
+    if (redisAsyncCommandArgv(c->ac, refund_cb, k, 8, argv, lens) != REDIS_OK) return -1;
     if (c->inflight++ == 0) c->last_progress = c->r->now;
     return 0;
+}
+
+/* One check's share of a batch reply (e: its 4 integers; NULL: none, err says why). Frees k. */
+static void call_reply(call *k, redisReply **e, int err)
+{
+    sl_redis_limiter *rl = k->c->rl;
+    if (k->answered) {
+        if (e) INC(late_replies);
+        free(k);
+        return;
+    }
+    if (!e) {
+        if (err == SL_EUNAVAIL) INC(unavailable);
+        if (err == SL_EREDIS) INC(redis_errors);
+        call_fail(k, err);
+        free(k);
+        return;
+    }
+    INC(redis_replies);
+    sl__timer_stop(&k->t);
+    sl_rate_decision d = {
+        .allowed = e[0]->integer == 1,
+        .source = SL_RATE_FROM_REDIS,
+        .limit = k->tier.burst,
+        .remaining = e[1]->integer,
+        .retry_after_ns = e[2]->integer * 1000,
+        .reset_ns = e[3]->integer * 1000,
+    };
+    k->answered = true;
+    answer(rl, &d, k->cb, k->arg);
+    free(k);
+}
+
+static int send_batch(batch *b);
+
+static void batch_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    batch *b = priv;
+    conn *c = b->c;
+    sl_redis_limiter *rl = c->rl;
+    redisReply *rep = reply;
+    c->inflight--;
+    if (rep) c->last_progress = c->r->now;
+    if (rep && rep->type == REDIS_REPLY_ERROR && !b->reloaded &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        INC(noscript);
+        b->reloaded = true;
+        if (c->ac && send_script_load(c) == 0 && send_batch(b) == 0) return;
+    }
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 * (size_t)b->n;
+    for (size_t i = 0; ok && i < rep->elements; i++)
+        ok = rep->element[i]->type == REDIS_REPLY_INTEGER;
+    if (rep && !ok && rep->type == REDIS_REPLY_ERROR)
+        sl_log_error(rl->logger, "redis limiter: error reply", SL_A_STR("reply", rep->str));
+    int err = !rep ? (c->closing ? SL_ECANCELED : SL_EUNAVAIL) : SL_EREDIS;
+    for (int i = 0; i < b->n; i++)
+        call_reply(b->calls[i], ok ? &rep->element[4 * i] : NULL, err);
+    free(b);
+}
+
+/* Writes v in decimal at p; returns the length. */
+static size_t put_int(char *p, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0) p[len++] = '-';
+    while (n)
+        p[len++] = tmp[--n];
+    return len;
+}
+
+/* Appends one RESP bulk string. */
+static char *put_bulk(char *p, const char *s, size_t n)
+{
+    *p++ = '$';
+    p += put_int(p, (long long)n);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static char *put_bulk_int(char *p, long long v)
+{
+    char num[24];
+    return put_bulk(p, num, put_int(num, v));
+}
+
+/* EVALSHA sha n key... (T burst n now)..., formatted here (one buffer, reused) and handed to
+ * hiredis as is. T's text is cached per connection (the checks of a rule share its tier). */
+static int send_batch(batch *b)
+{
+    conn *c = b->c;
+    size_t need = 128;
+    for (int i = 0; i < b->n; i++)
+        need += b->calls[i]->name_len + 256;
+    if (need > c->fmt_cap) {
+        char *f = realloc(c->fmt, need);
+        if (!f) return -1;
+        c->fmt = f;
+        c->fmt_cap = need;
+    }
+    char *p = c->fmt;
+    *p++ = '*';
+    p += put_int(p, 3 + 5 * (long long)b->n);
+    *p++ = '\r';
+    *p++ = '\n';
+    p = put_bulk(p, "EVALSHA", 7);
+    p = put_bulk(p, c->rl->sha, 40);
+    p = put_bulk_int(p, b->n);
+    for (int i = 0; i < b->n; i++)
+        p = put_bulk(p, b->calls[i]->name, b->calls[i]->name_len);
+    for (int i = 0; i < b->n; i++) {
+        const call *k = b->calls[i];
+        if (k->tier.limit != c->t_limit || !c->t_len) {
+            c->t_limit = k->tier.limit;
+            c->t_len = (size_t)snprintf(c->t_str, sizeof c->t_str, "%.17g", 1e6 / k->tier.limit);
+        }
+        p = put_bulk(p, c->t_str, c->t_len);
+        p = put_bulk_int(p, (long long)k->tier.burst);
+        p = put_bulk_int(p, (long long)k->n);
+        p = put_bulk_int(p, (long long)k->now_us);
+    }
+    *p = '\0'; /* hiredis 0.14 scans the command with strchr (within need's slack) */
+    if (redisAsyncFormattedCommand(c->ac, batch_cb, b, c->fmt, (size_t)(p - c->fmt)) != REDIS_OK)
+        return -1;
+    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    return 0;
+}
+
+/* Sends the pending checks (those not answered meanwhile by their timeout): each run of
+ * consecutive checks of one key as one EVALSHA (at most MAX_BATCH), so a script touches one
+ * key. On the write event: every check of the loop's last round goes out in one write. */
+static void flush(conn *c)
+{
+    while (c->pend) {
+        batch *b = malloc(sizeof *b + MAX_BATCH * sizeof(call *));
+        if (!b) {
+            fail_pending(c, SL_EUNAVAIL);
+            return;
+        }
+        *b = (batch){.c = c};
+        while (c->pend && b->n < MAX_BATCH) {
+            call *k = c->pend;
+            const call *k0 = b->n ? b->calls[0] : NULL;
+            if (k0 && !k->answered &&
+                (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0))
+                break; /* one key per EVALSHA: single-slot, as a Redis Cluster requires */
+            c->pend = k->next;
+            if (k->answered)
+                free(k);
+            else
+                b->calls[b->n++] = k;
+        }
+        if (!c->pend) c->pend_tail = NULL;
+        if (b->n == 0) {
+            free(b);
+        } else if (!c->ac || send_batch(b) < 0) {
+            for (int i = 0; i < b->n; i++)
+                call_reply(b->calls[i], NULL, SL_EUNAVAIL);
+            free(b);
+        }
+    }
+}
+
+/* The pending checks, unsent: answered with err (the connection went down). */
+static void fail_pending(conn *c, int err)
+{
+    while (c->pend) {
+        call *k = c->pend;
+        c->pend = k->next;
+        call_reply(k, NULL, err);
+    }
+    c->pend_tail = NULL;
 }
 
 static void call_timeout(sl__reactor *r, sl__timer *t)
@@ -589,7 +781,26 @@ static int check(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t l
     memcpy(k->name + rl->prefix_len + 1, key, len);
     k->name[name_len - 1] = '}';
     k->name[name_len] = '\0';
-    if (send_eval(k) < 0) {
+    if (mode != REFUNDING && c->state == UP) {
+        /* Pending until the write event: the loop's other checks of this round join it. */
+        k->next = NULL;
+        if (c->pend_tail)
+            c->pend_tail->next = k;
+        else
+            c->pend = k;
+        c->pend_tail = k;
+        set_want(c, EPOLLOUT, 0);
+        sl__timer_start(r, &c->call_q, &k->t);
+        return 0;
+    }
+    /* A refund, or a check while CONNECTING (queued in hiredis): sent at once. */
+    batch *b = mode == REFUNDING ? NULL : malloc(sizeof *b + sizeof(call *));
+    if (b) {
+        *b = (batch){.c = c, .n = 1};
+        b->calls[0] = k;
+    }
+    if (mode == REFUNDING ? send_refund(k) < 0 : !b || send_batch(b) < 0) {
+        free(b);
         free(k);
         if (mode == REFUNDING) return SL_EUNAVAIL;
         INC(unavailable);
@@ -676,9 +887,11 @@ int sl_redis_limiter_detach(sl_redis_limiter *rl, sl__reactor *r)
     c->closing = true;
     sl__timer_stop(&c->retry_t);
     conn_drop(c);
+    fail_pending(c, SL_ECANCELED); /* none left if on_disconnect ran: then a no-op */
     /* Calls that timed out were freed by their NULL replies above; none is left queued. */
     sl__redis_tq_remove(r, &c->call_q);
     sl__redis_tq_remove(r, &c->retry_q);
+    free(c->fmt);
     free(c);
     return 0;
 }

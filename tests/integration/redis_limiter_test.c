@@ -213,6 +213,111 @@ static void test_async_pipelined(void **state)
     sl_redis_limiter_free(a.rl);
 }
 
+/* ---- one round, one batch: keys interleaved, each counted in order ------------------------- */
+
+/* EVALSHA calls redis-server has run so far (INFO commandstats). */
+static long long evalsha_calls(void)
+{
+    redisContext *c = redisConnect("127.0.0.1", g_redis.port);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    const char *p = strstr(r->str, "cmdstat_evalsha:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+#define MIX_N 24
+
+typedef struct mix_run {
+    sl__reactor r;
+    sl_redis_limiter *rl;
+    sl__task start;
+    int answered, allowed[2];
+    int64_t remaining[2][MIX_N]; /* per key, in answer order, of the allowed checks */
+    int order_ok;
+} mix_run;
+
+typedef struct mix_arg {
+    mix_run *m;
+    int key, seq;
+} mix_arg;
+
+static mix_arg g_mix[MIX_N];
+
+static void mix_cb(void *arg, const sl_rate_decision *d)
+{
+    mix_arg *a = arg;
+    mix_run *m = a->m;
+    if (a->seq == m->answered) m->order_ok++; /* answered in the order asked */
+    m->answered++;
+    if (d->source == SL_RATE_FROM_REDIS && d->allowed)
+        m->remaining[a->key][m->allowed[a->key]++] = d->remaining;
+    if (m->answered == MIX_N) sl__reactor_stop(&m->r);
+}
+
+static void mix_retry(sl__reactor *r, sl__task *t);
+
+static void mix_start(sl__reactor *r, sl__task *t)
+{
+    mix_run *m = r->data;
+    if (!sl_redis_limiter_connected(m->rl, r)) {
+        t->fn = mix_retry;
+        sl__reactor_post(r, t);
+        return;
+    }
+    for (int i = 0; i < MIX_N; i++) {
+        int key = i < MIX_N / 2 ? 0 : 1;
+        g_mix[i] = (mix_arg){.m = m, .key = key, .seq = i};
+        sl_rate_decision d;
+        int rc = sl_redis_limiter_check_at(m->rl, r, key ? "mix-b" : "mix-a", 5, 1,
+                                           SL_SEC(1800000000), mix_cb, &g_mix[i], &d);
+        assert_int_equal(rc, 0);
+    }
+}
+
+static void mix_retry(sl__reactor *r, sl__task *t)
+{
+    t->fn = mix_start;
+    sl__reactor_post(r, t);
+}
+
+/* Checks made in one loop round go to Redis batched, one EVALSHA per run of one key's checks
+ * (one key per script call: single-slot): 12 checks of a then 12 of b are 2 EVALSHAs. Each key
+ * is counted as if its checks had run one after the other: burst 3 allows exactly 3 per key,
+ * remaining 2, 1, 0, every answer in the order asked. */
+static void test_one_round_is_one_batch(void **state)
+{
+    (void)state;
+    mix_run m = {0};
+    m.rl = new_limiter(1, 3, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(5));
+    assert_int_equal(sl__reactor_init(&m.r), 0);
+    m.r.data = &m;
+    assert_int_equal(sl_redis_limiter_attach(m.rl, &m.r), 0);
+    long long before = evalsha_calls();
+    m.start.fn = mix_start;
+    sl__reactor_post(&m.r, &m.start);
+    sl__reactor_run(&m.r);
+    long long sent = evalsha_calls() - before;
+    assert_int_equal(m.answered, MIX_N);
+    assert_int_equal(m.order_ok, MIX_N);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(m.allowed[k], 3);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(m.remaining[k][i], 2 - i);
+    }
+    assert_int_equal(sent, 2);
+    sl_redis_limiter_stats st;
+    sl_redis_limiter_stats_get(m.rl, &st);
+    assert_int_equal(st.redis_replies, MIX_N);
+    assert_int_equal(sl_redis_limiter_detach(m.rl, &m.r), 0);
+    sl__reactor_destroy(&m.r);
+    sl_redis_limiter_free(m.rl);
+}
+
 /* ---- two instances, one limit ------------------------------------------------------------ */
 
 typedef struct instance {
@@ -559,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_keyed_decision),
         cmocka_unit_test(test_same_decisions_as_sl_limiter),
         cmocka_unit_test(test_async_pipelined),
+        cmocka_unit_test(test_one_round_is_one_batch),
         cmocka_unit_test(test_tiers_per_key),
         cmocka_unit_test(test_inflight_checks_answered_once_on_drop),
         cmocka_unit_test(test_two_instances_share_a_limit),
