@@ -458,57 +458,60 @@ int sl_keyed_reserve_n_max_at(sl_keyed *k, const void *key, size_t len, int64_t 
     return reserve(k, key, len, n, now_ns, max_wait_ns, out, true);
 }
 
+/* Gives res's tokens back to its bucket: cancel (x/time/rate's CancelAt: exact, at the instant
+ * the reservation was made) or refund (adds them back at t, capped at the burst: for a give-back
+ * that comes after a wait, when other reservations may have moved the bucket). One lookup under
+ * the key's shard lock; a key evicted meanwhile has nothing to give back to. */
+static void give_back(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
+                      int64_t t, bool refund)
+{
+    if (!res->r.ok) return;
+    sl__spin *lock;
+    sl__tb *tb;
+    double limit;
+    int64_t burst;
+    shard *sh = NULL;
+    if (res->where == WHERE_OVERFLOW) {
+        lock = &k->ovf_lock;
+        sl__spin_lock(lock);
+        tb = &k->ovf;
+        limit = k->ovf_limit;
+        burst = k->ovf_burst;
+    } else {
+        if (res->where != WHERE_KEY || len > SL_KEYED_MAX_KEY || (!key && len)) return;
+        if (!len) key = "";
+        /* The hash reserve computed: the key is the same (the caller's contract). */
+        uint64_t h = res->hash;
+        sh = shard_of(k, h);
+        lock = &sh->lock;
+        sl__spin_lock(lock);
+        entry *e = find(sh, (uint32_t)(h >> 32), key, len);
+        if (!e) {
+            sl__spin_unlock(lock);
+            return;
+        }
+        tb = &e->tb;
+        params(k, e, &limit, &burst);
+    }
+    if (refund)
+        sl__tb_refund(tb, limit, burst, res->r.tokens, t);
+    else if (limit != 0 || !sh)
+        /* A key at limit 0: cancel restores nothing to the burst (Go's tokens field, which it
+         * would change, is unused at limit 0); keep the encoding intact. */
+        sl__tb_cancel(tb, limit, burst, &res->r, t);
+    sl__spin_unlock(lock);
+}
+
 void sl_keyed_cancel_at(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
                         int64_t now_ns)
 {
-    if (!res->r.ok) return;
-    if (res->where == WHERE_OVERFLOW) {
-        sl__spin_lock(&k->ovf_lock);
-        sl__tb_cancel(&k->ovf, k->ovf_limit, k->ovf_burst, &res->r, now_ns);
-        sl__spin_unlock(&k->ovf_lock);
-        return;
-    }
-    if (res->where != WHERE_KEY || len > SL_KEYED_MAX_KEY || (!key && len)) return;
-    if (!len) key = "";
-    /* The hash reserve computed: the key is the same (the caller's contract). */
-    uint64_t h = res->hash;
-    shard *sh = shard_of(k, h);
-    sl__spin_lock(&sh->lock);
-    entry *e = find(sh, (uint32_t)(h >> 32), key, len);
-    if (e) {
-        double limit;
-        int64_t burst;
-        params(k, e, &limit, &burst);
-        /* With limit 0, cancel restores nothing to the burst (Go's tokens field, which it
-         * would change, is unused at limit 0); keep the encoding intact. */
-        if (limit != 0) sl__tb_cancel(&e->tb, limit, burst, &res->r, now_ns);
-    }
-    sl__spin_unlock(&sh->lock);
+    give_back(k, key, len, res, now_ns, false);
 }
 
 void sl__keyed_refund(sl_keyed *k, const void *key, size_t len, const sl_keyed_reservation *res,
                       int64_t t)
 {
-    if (!res->r.ok) return;
-    if (res->where == WHERE_OVERFLOW) {
-        sl__spin_lock(&k->ovf_lock);
-        sl__tb_refund(&k->ovf, k->ovf_limit, k->ovf_burst, res->r.tokens, t);
-        sl__spin_unlock(&k->ovf_lock);
-        return;
-    }
-    if (res->where != WHERE_KEY || len > SL_KEYED_MAX_KEY || (!key && len)) return;
-    if (!len) key = "";
-    uint64_t h = res->hash;
-    shard *sh = shard_of(k, h);
-    sl__spin_lock(&sh->lock);
-    entry *e = find(sh, (uint32_t)(h >> 32), key, len); /* evicted meanwhile: nothing to give */
-    if (e) {
-        double limit;
-        int64_t burst;
-        params(k, e, &limit, &burst);
-        sl__tb_refund(&e->tb, limit, burst, res->r.tokens, t);
-    }
-    sl__spin_unlock(&sh->lock);
+    give_back(k, key, len, res, t, true);
 }
 
 double sl_keyed_tokens_at(sl_keyed *k, const void *key, size_t len, int64_t now_ns)
