@@ -71,6 +71,11 @@ static const unsigned char cls[256] = {
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
+bool sl__http_is_tchar(unsigned char c)
+{
+    return IS(c, C_TCHAR);
+}
+
 static inline int lower(int c)
 {
     return (c >= 'A' && c <= 'Z') ? c + 32 : c;

@@ -87,6 +87,10 @@ typedef struct sl_http_req_head {
     int status;             /* 0 unless SL_EPARSE: then the HTTP status to answer */
 } sl_http_req_head;
 
+/* True when c is a token character (RFC 9110 section 5.6.2: tchar), by the parser's own
+ * table: route methods and header names are checked against the same set it parses with. */
+bool sl__http_is_tchar(unsigned char c);
+
 /* Parses the request head at buf[0..len). Returns the head's length in bytes (> 0: the body or
  * the next request starts at buf + that), SL_EAGAIN when buf holds an incomplete but so far
  * valid head (call again with more bytes; the parse restarts from buf[0]), or SL_EPARSE with

@@ -417,13 +417,6 @@ int sl_resp_set_status(sl_resp *resp, int status)
     return 0;
 }
 
-static bool is_tchar(unsigned char ch)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-        return true;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
 static bool valid_value(const char *v)
 {
     for (; *v; v++)
@@ -444,7 +437,7 @@ int sl_resp_add_header(sl_resp *resp, const char *name, const char *value)
     size_t nl = strlen(name), vl = strlen(value);
     if (nl == 0 || !valid_value(value)) return SL_EINVAL;
     for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i])) return SL_EINVAL;
+        if (!sl__http_is_tchar((unsigned char)name[i])) return SL_EINVAL;
     if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding") ||
         !strcasecmp(name, "Date"))
         return SL_EINVAL;

@@ -23,6 +23,7 @@
 
 #include "sluice/error.h"
 #include "sluice/router.h"
+#include "http/parser.h"
 
 #define MAX_SEGS 32 /* per pattern; a request's segments past this can only meet a multi */
 
@@ -51,12 +52,6 @@ struct sl_router {
 enum rel { REL_EQUIV, REL_MORE_SPECIFIC, REL_MORE_GENERAL, REL_OVERLAPS, REL_DISJOINT };
 
 /* ---- parsing ----------------------------------------------------------------------------- */
-
-static bool is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
 
 static bool is_ident(const char *s, size_t n)
 {
@@ -158,7 +153,7 @@ static int parse_pattern(const char *pattern, route *rt, char *err, size_t errle
     if (sp) {
         size_t mlen = (size_t)(sp - p);
         for (size_t i = 0; i < mlen; i++)
-            if (!is_tchar((unsigned char)p[i])) FAIL(SL_EINVAL, "%s: bad method", pattern);
+            if (!sl__http_is_tchar((unsigned char)p[i])) FAIL(SL_EINVAL, "%s: bad method", pattern);
         if (mlen == 0) FAIL(SL_EINVAL, "%s: empty method", pattern);
         if (!(rt->method = dupn(p, mlen))) return SL_ENOMEM;
         rt->method_len = mlen;
