@@ -21,7 +21,6 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/mw_ratelimit.h"
-#include "sluice/task.h"
 #include "base/base_int.h"
 
 struct sl_mw_ratelimit {
@@ -65,8 +64,9 @@ static void count(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* hook: called as the before hook, which runs on the reactor unless it runs in a task. */
-static sl_mw_action apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp, bool hook)
+/* The decision waits for Redis rules only where the request may wait (sl_req_may_wait: in its
+ * task or on a handler thread); on the reactor the fail policy answers them. */
+static sl_mw_action apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp)
 {
     sl_ipkey peer;
     bool has_peer = sl_req_peer_ipkey(req, &peer) == 0;
@@ -77,7 +77,7 @@ static sl_mw_action apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp, bool 
         .now_ns = sl_now_ns(),
         .cost = mw->cost,
         .user = req,
-        .no_wait = hook && !sl_task_in(), /* the hook runs on the reactor */
+        .no_wait = !sl_req_may_wait(req),
     };
     sl_ratelimit_decision d;
     sl_ctx *ctx = in.no_wait || !sl_ratelimit_waits(mw->policy) ? NULL : sl_req_ctx(req);
@@ -104,12 +104,12 @@ static sl_mw_action before(sl_req *req, sl_resp *resp, void *arg)
 {
     sl_mw_ratelimit *mw = arg;
     if (!applies(mw, req)) return SL_MW_NEXT;
-    return apply(mw, req, resp, true);
+    return apply(mw, req, resp);
 }
 
 bool sl_mw_ratelimit_apply(sl_mw_ratelimit *mw, sl_req *req, sl_resp *resp)
 {
-    return apply(mw, req, resp, false) == SL_MW_NEXT;
+    return apply(mw, req, resp) == SL_MW_NEXT;
 }
 
 int sl_mw_ratelimit_new(const sl_mw_ratelimit_opts *opts, sl_mw_ratelimit **out)
