@@ -543,8 +543,7 @@ static void dispatch(sl__conn *c, const char *body, size_t blen)
     } else {
         srv->o.handler(&req, &w->resp, srv->o.handler_arg);
     }
-    bool is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    sl__conn_answer(c, &req, &w->resp, is_head);
+    sl__conn_answer(c, &req, &w->resp, sl__http_is_head(h));
 }
 
 static bool output_full(const sl__conn *c)

@@ -51,11 +51,6 @@
 /* Unsent bytes of one streaming response above which sl_resp_stream_write waits. */
 #define STREAM_HIGH_WATER (256u * 1024u)
 
-static bool is_head(const sl_http_req_head *h)
-{
-    return h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-}
-
 static int route(sl__worker *w, const sl_http_req_head *h, size_t path_len)
 {
     return sl_router_match(w->srv->mux->router, h->method, h->method_len, h->path, path_len, &w->m,
@@ -308,7 +303,7 @@ static sl__preq *preq_new(sl__conn *c, const sl_req *req)
     p->req = *req;
     p->req.h = &p->head;
     p->req.m = &p->m;
-    p->head_method = is_head(h);
+    p->head_method = sl__http_is_head(h);
     sl__resp_init(&p->resp);
     p->resp.p = p;
     return p;
@@ -515,7 +510,7 @@ static void start_pooled(sl__conn *c, sl_req *req)
     if (!p) {
         sl_resp_error(&w->resp, 503, "out of memory");
         w->resp.close = true; /* no hook ran: sl__conn_answer runs none */
-        sl__conn_answer(c, req, &w->resp, is_head(req->h));
+        sl__conn_answer(c, req, &w->resp, sl__http_is_head(req->h));
         return;
     }
     p->done_task.fn = on_done;

@@ -22,6 +22,12 @@
 #include "http/parser.h"
 #include "loop/reactor.h"
 
+/* A HEAD request: its response carries the head only. */
+static inline bool sl__http_is_head(const sl_http_req_head *h)
+{
+    return h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+}
+
 #define SL__HTTP_DATE_CAP 80 /* a Date value: 29 chars, room for anything gmtime_r yields */
 
 /* A count per client group (open addressing, linear probing, backward-shift delete), for
