@@ -2,14 +2,19 @@
  * with no synchronisation. Registered only in the TSan build, where it must fail with a race
  * report: proof that the runtime's fiber annotations (__tsan_switch_to_fiber on every switch)
  * leave TSan able to see races between tasks. If this passes there, task code is unchecked. */
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
 #include "sluice/sluice.h"
 
-static int counter;        /* racy on purpose */
-static atomic_int arrived; /* relaxed only: a rendezvous that creates no happens-before */
-static atomic_int finished;
+/* Each variable on its own cache line. TSan keeps a few access records per 8-byte granule and
+ * evicts them at random; when `counter` shared a granule with `arrived`, the spinning loads of
+ * `arrived` evicted the other task's write to `counter` and the race went unseen (about 1 run in
+ * 7). `volatile` keeps 1000 separate accesses instead of one folded read-modify-write. */
+static alignas(64) volatile int counter; /* racy on purpose */
+static alignas(64) atomic_int arrived;   /* relaxed only: a rendezvous with no happens-before */
+static alignas(64) atomic_int finished;
 
 static void bump(void *arg)
 {
