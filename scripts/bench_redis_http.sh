@@ -54,15 +54,25 @@ done
 [ "$answered" = 1 ] || { echo "| redis http bench | failed | | /limited-redis not answered by Redis |"; exit 0; }
 hz=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-declare -A cpu_srv=() cpu_red=() reqs=()
+declare -A cpu_srv=() cpu_red=() cpu_wrk=() reqs=()
+# Sets ct to the CPU this shell's waited-for children used, in ticks (bash's `times`, second
+# line: user, sys). Not called as $(...): a subshell would report its own, empty, children.
+child_ticks() {
+    times >"$tmp/times"
+    ct=$(awk -v hz="$hz" 'NR == 2 {t = 0; for (i = 1; i <= 2; i++) {split($i, a, "m"); t += a[1] * 60 + a[2]}
+                          printf "%.0f\n", t * hz}' "$tmp/times")
+}
 
 run_wrk() { # path -> "req/s p99_ms non2xx"; adds the CPU both servers spent to cpu_srv/cpu_red
-    local s0 r0
-    s0=$(ticks "$spid") r0=$(ticks "$rpid")
+    local s0 r0 w0
+    child_ticks
+    s0=$(ticks "$spid") r0=$(ticks "$rpid") w0=$ct
     timeout $((DURATION + 20)) "${cpu1[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency --timeout 5s \
         -H 'X-API-Key: bench' "http://127.0.0.1:$port$1" >"$tmp/wrk.out" 2>&1
     cpu_srv[$1]=$((${cpu_srv[$1]:-0} + $(ticks "$spid") - s0))
     cpu_red[$1]=$((${cpu_red[$1]:-0} + $(ticks "$rpid") - r0))
+    child_ticks
+    cpu_wrk[$1]=$((${cpu_wrk[$1]:-0} + ct - w0))
     reqs[$1]=$((${reqs[$1]:-0} + $(awk '/requests in/ {print $1}' "$tmp/wrk.out")))
     awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} /Non-2xx/ {n=$NF}
          END {u=p; v=p+0; if (u ~ /us$/) v/=1000; else if (u ~ /ms$/) v+=0; else if (u ~ /s$/) v*=1000;
@@ -81,8 +91,8 @@ echo "| http limited, in-memory policy (task route): sluice-bench-server /limite
 echo "| http limited, per-IP rule in Redis (task parks): sluice-bench-server /limited-redis | $red_rps | req/s | $note; runs ${red[*]}; p99 ${red_p99} ms; non-2xx total ${bad} |"
 awk -v a="$red_rps" -v b="$mem_rps" 'BEGIN {printf "| http Redis-limited / in-memory-limited | %.2f | x | target >= 0.8 |\n", (b > 0 ? a / b : 0)}'
 for r in /limited-task /limited-redis; do # CPU per request over all runs (less load-sensitive)
-    awk -v r="$r" -v s="${cpu_srv[$r]:-0}" -v d="${cpu_red[$r]:-0}" -v n="${reqs[$r]:-0}" -v hz="$hz" \
-        'BEGIN {if (n > 0) printf "| http %s CPU per request: server / redis-server | %.1f / %.1f | us | /proc utime+stime over all runs |\n", r, s * 1e6 / hz / n, d * 1e6 / hz / n}'
+    awk -v r="$r" -v s="${cpu_srv[$r]:-0}" -v d="${cpu_red[$r]:-0}" -v w="${cpu_wrk[$r]:-0}" -v n="${reqs[$r]:-0}" -v hz="$hz" \
+        'BEGIN {if (n > 0) printf "| http %s CPU per request: server / redis-server / wrk | %.1f / %.1f / %.1f | us | utime+stime over all runs (server CPU 0; redis-server and wrk share CPU 1 when pinned) |\n", r, s * 1e6 / hz / n, d * 1e6 / hz / n, w * 1e6 / hz / n}'
 done
 
 kill -TERM "$rpid" 2>/dev/null

@@ -2,8 +2,8 @@
  *
  * One iteration: compute the nearest timer deadline, epoll_wait until then, dispatch each
  * ready fd's callback, then run the tasks posted from other threads, then expired timers, then
- * the deferred tasks (sl__reactor_poll is one iteration: the task scheduler drives the loop
- * with it, see src/task/sched.c). Ordering matters in two places:
+ * the deferred tasks, then the idle ones (sl__reactor_poll is one iteration: the task scheduler
+ * drives the loop with it, see src/task/sched.c). Ordering matters in two places:
  *  - posted tasks and timers run after the whole batch of fd events, and objects closed
  *    during the iteration are freed by deferred tasks at its very end, so no event of the
  *    batch can reach freed memory (a posted "close every idle connection" may close a
@@ -136,6 +136,7 @@ void sl__timer_start(sl__reactor *r, sl__tq *q, sl__timer *t)
  * never wake just before a deadline and spin. */
 static int wait_ms(sl__reactor *r)
 {
+    if (r->idle) return 0;
     int64_t next = INT64_MAX;
     for (sl__tq *q = r->queues; q; q = q->next_q) {
         sl__timer *h = q->head.next;
@@ -233,6 +234,34 @@ void sl__reactor_run_local(sl__reactor *r)
         t->fn(r, t); /* may free t */
 }
 
+void sl__reactor_at_idle(sl__reactor *r, sl__task *t)
+{
+    fifo_push(&r->idle, &r->idle_tail, t);
+}
+
+void sl__reactor_idle_cancel(sl__reactor *r, sl__task *t)
+{
+    sl__task *prev = NULL;
+    for (sl__task *x = r->idle; x;
+         prev = x, x = atomic_load_explicit(&x->next, memory_order_relaxed)) {
+        if (x != t) continue;
+        sl__task *next = atomic_load_explicit(&x->next, memory_order_relaxed);
+        if (prev)
+            atomic_store_explicit(&prev->next, next, memory_order_relaxed);
+        else
+            r->idle = next;
+        if (r->idle_tail == t) r->idle_tail = prev;
+        return;
+    }
+}
+
+void sl__reactor_run_idle(sl__reactor *r)
+{
+    sl__task *t;
+    while ((t = fifo_pop(&r->idle, &r->idle_tail)))
+        t->fn(r, t);
+}
+
 static void run_deferred(sl__reactor *r)
 {
     sl__task *t;
@@ -264,6 +293,7 @@ void sl__reactor_poll(sl__reactor *r, bool block)
     sl__reactor_run_local(r);
     run_timers(r);
     run_deferred(r);
+    sl__reactor_run_idle(r);
 }
 
 void sl__reactor_run(sl__reactor *r)

@@ -67,6 +67,7 @@ struct sl_loop {
     sl__task *deferred;       /* loop thread only: run after the current batch of events (FIFO) */
     sl__task *deferred_tail;
     sl__task *local, *local_tail; /* loop thread only: sl__reactor_post_local's FIFO */
+    sl__task *idle, *idle_tail;   /* loop thread only: sl__reactor_at_idle's FIFO */
     sl__tq *queues;               /* loop thread only */
     int64_t now;                  /* ns, sl_mono_ns() at the start of this iteration */
     bool stop;                    /* loop thread only: leave run() after this iteration */
@@ -135,5 +136,20 @@ void sl__reactor_post_local(sl__reactor *r, sl__task *t);
 /* Runs what sl__reactor_post_local queued, including what those tasks queue. Loop thread
  * only, from the loop's own stack (not a task's). */
 void sl__reactor_run_local(sl__reactor *r);
+
+/* Queues t to run once this loop has nothing else to do this round: at the end of an
+ * iteration (after events, posted tasks, timers and deferred tasks), and on a task loop also
+ * as soon as its run queue drains. So t sees everything the round produced: the Redis limiter
+ * sends the checks the round's tasks made as one write, without asking epoll for a write
+ * event. The loop never sleeps with t queued. FIFO. Loop thread only; t stays alive until it
+ * runs or sl__reactor_idle_cancel() removes it. */
+void sl__reactor_at_idle(sl__reactor *r, sl__task *t);
+
+/* Removes t from the idle queue if it is there. Loop thread only. */
+void sl__reactor_idle_cancel(sl__reactor *r, sl__task *t);
+
+/* Runs the idle queue, including what those tasks queue. Loop thread only, from the loop's
+ * own stack. */
+void sl__reactor_run_idle(sl__reactor *r);
 
 #endif

@@ -4,7 +4,7 @@
  * touched only on its reactor's loop thread (slots are published with atomics so any loop can
  * find its own). A check is a heap `call`, sent in a `batch` handed to hiredis as privdata:
  * hiredis calls its reply callback exactly once (with the reply, or with NULL when the context
- * is freed), and that callback (or the flush that drops a call answered while pending) is the
+ * is freed), and that callback (or the timeout of a call still pending, never sent) is the
  * only place a call is freed. Independently, the call's timer (one
  * fixed-duration queue per connection: every call has the same timeout, so start/stop are
  * O(1)) may fire first: the call is then marked `answered`, the user hears SL_ETIMEDOUT with
@@ -12,25 +12,30 @@
  * exactly once, whichever comes first.
  *
  * Batches. A check made while the connection is UP is not sent at once: it joins the
- * connection's pending list and asks for the write event; on that event (the loop's next epoll
- * pass, after the tasks of this round ran) the pending checks go out in one write, each run of
- * consecutive checks of one key as one EVALSHA of up to MAX_BATCH checks (one key per script
- * call: single-slot, as before). A `batch` is hiredis's privdata; its reply answers each check
- * in order, and the script reads and writes the bucket once per batch. So a hot key (the
- * global rule's, one client's flood) costs Redis one script call per loop round and sluice
- * one hiredis command and one reply, not one per request. A check that
- * times out while pending is answered then and dropped at the flush; a connection that goes
- * down answers its pending checks like its in-flight ones.
+ * connection's pending list, and the connection asks its loop to run flush_idle once the round
+ * is over (sl__reactor_at_idle: the loop's run queue drained, or the end of its iteration).
+ * Then the pending checks go out in one write, each run of consecutive checks of one bucket as
+ * one EVALSHA of up to MAX_BATCH checks (one key per script call: single-slot, as before). A
+ * `batch` is hiredis's privdata. The script applies the checks in order, reads and writes the
+ * bucket once, and returns only what it read; the reply callback replays its arithmetic to
+ * answer each check. So a hot key (the global rule's, one client's flood) costs Redis one
+ * short script call per loop round and sluice one hiredis command and one small reply, not
+ * one per request. While a batch is out, new checks wait for its reply (then go at the end of
+ * that round): one batch in flight per connection, like Nagle's algorithm, so the batches grow
+ * with the load and an idle connection sends at once. A check that times out while pending
+ * leaves the list then; a connection that goes down answers its pending checks like its
+ * in-flight ones.
  *
  * Script. Its SHA-1 is computed here, so a new connection pipelines SCRIPT LOAD and the first
- * EVALSHAs back to back (Redis runs them in order). A NOSCRIPT reply (SCRIPT FLUSH, a failover
+ * EVALSHAs back to back (Redis runs them in order): the checks made while connecting wait in
+ * the pending list and go right after the load. A NOSCRIPT reply (SCRIPT FLUSH, a failover
  * to a replica that never saw the load) re-sends SCRIPT LOAD + the same batch once, within
  * the calls' original deadlines.
  *
  * Connection life. DOWN -> (connect) -> CONNECTING -> UP; any failure -> DOWN with a reconnect
  * timer whose delay doubles from backoff_min to backoff_max (reset on success). While DOWN,
  * checks are answered at once by the policy (no queueing: a dead Redis costs nothing). While
- * CONNECTING they are queued in hiredis under their timeout. A connection that is UP but
+ * CONNECTING they wait in the pending list under their timeout. A connection that is UP but
  * silent (no reply for max(4 x timeout, 1 s) while calls wait: a paused or wedged server) is
  * dropped and re-established, so timed-out calls do not pile up in hiredis forever.
  *
@@ -67,21 +72,28 @@
 #define MAX_REACTORS       64
 #define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
 
-/* A batch of checks: KEYS[i] the i-th check's bucket; ARGV[4i-3..4i] its emission interval T
- * (us, double), burst, n, now (us; <= 0: TIME, read once per batch). Returns a flat array,
- * {allowed, remaining, retry_after_us, reset_us} per check, as if the checks had run one after
- * the other: a bucket named twice sees its earlier check's effect (it is read once, written
- * once, at the end, with the last allowed check's expiry). The TAT is stored with 17
- * significant digits so that a fractional T accumulates no rounding in Redis. */
+/* A batch of checks of one bucket, KEYS[1]: ARGV = T (emission interval, us, double), burst,
+ * then one group per run of equal checks: n, now (us; <= 0: TIME, read once per batch), count.
+ * The checks are applied one after the other, as GCRA would take them one at a time (a refused
+ * check leaves the bucket as it was, so the rest of its group is refused too); the bucket is
+ * read once and written once, with the last allowed check's expiry. The TAT is stored with 17
+ * significant digits so that a fractional T accumulates no rounding in Redis.
+ *
+ * Returns only {the TAT read (nil if none), the TIME used (0 if none)}: from those the client
+ * replays the same arithmetic (replay() below; both sides IEEE doubles, the same operations
+ * in the same order) to get each check's decision. So a batch costs Redis a few arguments and
+ * a two-element reply however many checks it carries, and sluice no reply object per check. */
 static const char SCRIPT[] =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
-    "local out, tats, px, clock = {}, {}, {}, nil\n"
-    "for i = 1, #KEYS do\n"
-    "  local a = (i - 1) * 4\n"
-    "  local T = tonumber(ARGV[a + 1])\n"
-    "  local burst = tonumber(ARGV[a + 2])\n"
-    "  local n = tonumber(ARGV[a + 3])\n"
-    "  local now = tonumber(ARGV[a + 4])\n"
+    "local k = KEYS[1]\n"
+    "local T = tonumber(ARGV[1])\n"
+    "local tau = tonumber(ARGV[2]) * T\n"
+    "local v = redis.call('GET', k)\n"
+    "local tat = v and tonumber(v) or nil\n"
+    "local clock, px = nil, nil\n"
+    "for g = 3, #ARGV, 3 do\n"
+    "  local n = tonumber(ARGV[g])\n"
+    "  local now = tonumber(ARGV[g + 1])\n"
     "  if now <= 0 then\n"
     "    if not clock then\n"
     "      local t = redis.call('TIME')\n"
@@ -89,36 +101,19 @@ static const char SCRIPT[] =
     "    end\n"
     "    now = clock\n"
     "  end\n"
-    "  local k = KEYS[i]\n"
-    "  local tat = tats[k]\n"
-    "  if tat == nil then\n"
-    "    local v = redis.call('GET', k)\n"
-    "    tat = v and tonumber(v) or false\n"
-    "    tats[k] = tat\n"
-    "  end\n"
-    "  tat = tat or now\n"
-    "  if tat < now then tat = now end\n"
-    "  local tau = burst * T\n"
-    "  local new_tat = tat + n * T\n"
-    "  local allow_at = new_tat - tau\n"
-    "  if now < allow_at then\n"
-    "    local rem = math.floor((now - (tat - tau)) / T)\n"
-    "    if rem < 0 then rem = 0 end\n"
-    "    out[a + 1], out[a + 2] = 0, rem\n"
-    "    out[a + 3], out[a + 4] = math.ceil(allow_at - now), math.ceil(tat - now)\n"
-    "  else\n"
+    "  for j = 1, tonumber(ARGV[g + 2]) do\n"
+    "    local t = tat or now\n"
+    "    if t < now then t = now end\n"
+    "    local new_tat = t + n * T\n"
+    "    if now < new_tat - tau then break end\n"
     "    if n > 0 then\n"
-    "      tats[k] = new_tat\n"
-    "      px[k] = math.max(1, math.ceil((new_tat - now) / 1000))\n"
+    "      tat = new_tat\n"
+    "      px = math.max(1, math.ceil((new_tat - now) / 1000))\n"
     "    end\n"
-    "    out[a + 1], out[a + 2] = 1, math.floor((now - allow_at) / T)\n"
-    "    out[a + 3], out[a + 4] = 0, math.ceil(new_tat - now)\n"
     "  end\n"
     "end\n"
-    "for k, p in pairs(px) do\n"
-    "  redis.call('SET', k, string.format('%.17g', tats[k]), 'PX', p)\n"
-    "end\n"
-    "return out\n";
+    "if px then redis.call('SET', k, string.format('%.17g', tat), 'PX', px) end\n"
+    "return {v, clock or 0}\n";
 
 /* The refund of sl_ratelimit's rollback: gives n tokens back to a bucket that granted them,
  * capped at the burst (the TAT goes back n*T, never before now). KEYS, ARGV as above. A refund
@@ -199,9 +194,13 @@ struct conn {
     sl__timer retry_t;
     int64_t backoff;               /* ns: the next reconnect delay */
     int64_t inflight;              /* calls hiredis holds (answered or not) */
+    int batches;                   /* batch commands hiredis holds: the flush waits for 0 */
     int64_t last_progress;         /* ns, loop time: last reply, or when inflight went 0 -> 1 */
-    struct call *pend, *pend_tail; /* checks made while UP, sent as one batch on EPOLLOUT */
-    char *fmt;                     /* the batch command's buffer (reused) */
+    struct call *pend, *pend_tail; /* checks made while UP, sent as one batch at idle */
+    sl__task flush_t;              /* queued with sl__reactor_at_idle while pend is not empty */
+    bool flush_queued;
+    bool hold_want; /* flushing: epoll learns hiredis's interest at the end */
+    char *fmt;      /* the batch command's buffer (reused) */
     size_t fmt_cap;
     double t_limit; /* the last tier limit formatted, and its T as text */
     char t_str[32];
@@ -210,11 +209,12 @@ struct conn {
 
 typedef struct call {
     sl__timer t;
-    struct call *next; /* conn's pending list */
+    struct call *prev, *next; /* conn's pending list, while `pending` */
     conn *c;
     sl_redis_check_fn cb;
     void *arg;
     bool answered; /* the user has heard (timeout, disconnect): the reply only frees it */
+    bool pending;  /* on the conn's pending list (not yet handed to hiredis) */
     bool raw;      /* no failure policy: Redis's answer, or d->err (sl_ratelimit applies it) */
     bool refund;   /* a refund: no callback, no timer; the reply only frees it */
     sl_keyed_tier tier;
@@ -228,6 +228,7 @@ typedef struct batch {
     conn *c;
     bool reloaded; /* NOSCRIPT handled once */
     int n;
+    double T; /* the emission interval as the script parses it (from the text sent) */
     call *calls[];
 } batch;
 
@@ -294,7 +295,7 @@ static void policy_decide(sl_redis_limiter *rl, const void *key, size_t len, int
 static void set_want(conn *c, uint32_t add, uint32_t del)
 {
     c->want = (c->want | add) & ~del;
-    if (c->io.fn) sl__io_set(c->r, &c->io, c->want);
+    if (c->io.fn && !c->hold_want) sl__io_set(c->r, &c->io, c->want);
 }
 static void ev_add_read(void *p)
 {
@@ -310,8 +311,7 @@ static void ev_add_write(void *p)
 }
 static void ev_del_write(void *p)
 {
-    conn *c = p;
-    if (!c->pend) set_want(c, 0, EPOLLOUT); /* else the pending batch still needs the event */
+    set_want(p, 0, EPOLLOUT);
 }
 static void ev_cleanup(void *p)
 {
@@ -323,6 +323,7 @@ static void ev_cleanup(void *p)
 
 static void flush(conn *c);
 static void fail_pending(conn *c, int err);
+static void queue_flush(conn *c);
 
 static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
 {
@@ -334,10 +335,8 @@ static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
         redisAsyncHandleRead(ac);
         if (c->ac != ac) return; /* freed by a disconnect */
     }
-    if (events & (EPOLLOUT | EPOLLERR)) {
-        if (c->pend) flush(c);
+    if (events & (EPOLLOUT | EPOLLERR)) /* the rest of a write the socket took only part of */
         if (c->ac == ac) redisAsyncHandleWrite(ac);
-    }
 }
 
 static void schedule_reconnect(conn *c)
@@ -377,6 +376,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees ac after this returns (cleanup hook, pending calls get NULL). */
         schedule_reconnect(c);
+        fail_pending(c, SL_EUNAVAIL);
         return;
     }
     sl_redis_limiter *rl = c->rl;
@@ -385,6 +385,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     c->backoff = rl->backoff_min;
     c->last_progress = c->r->now;
     send_script_load(c);
+    queue_flush(c); /* the checks made while connecting: after the load, so no NOSCRIPT */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -445,6 +446,7 @@ static void retry_fire(sl__reactor *r, sl__timer *t)
         conn_drop(c);
         c->ac = NULL;
         schedule_reconnect(c);
+        fail_pending(c, SL_EUNAVAIL);
     } else if (c->state == DOWN) {
         conn_connect(c);
     }
@@ -518,16 +520,16 @@ static int send_refund(call *k)
     return 0;
 }
 
-/* One check's share of a batch reply (e: its 4 integers; NULL: none, err says why). Frees k. */
-static void call_reply(call *k, redisReply **e, int err)
+/* One check's answer from a batch reply (d; NULL: none, err says why). Frees k. */
+static void call_reply(call *k, sl_rate_decision *d, int err)
 {
     sl_redis_limiter *rl = k->c->rl;
     if (k->answered) {
-        if (e) INC(late_replies);
+        if (d) INC(late_replies);
         free(k);
         return;
     }
-    if (!e) {
+    if (!d) {
         if (err == SL_EUNAVAIL) INC(unavailable);
         if (err == SL_EREDIS) INC(redis_errors);
         call_fail(k, err);
@@ -536,17 +538,39 @@ static void call_reply(call *k, redisReply **e, int err)
     }
     INC(redis_replies);
     sl__timer_stop(&k->t);
-    sl_rate_decision d = {
-        .allowed = e[0]->integer == 1,
-        .source = SL_RATE_FROM_REDIS,
-        .limit = k->tier.burst,
-        .remaining = e[1]->integer,
-        .retry_after_ns = e[2]->integer * 1000,
-        .reset_ns = e[3]->integer * 1000,
-    };
     k->answered = true;
-    answer(rl, &d, k->cb, k->arg);
+    answer(rl, d, k->cb, k->arg);
     free(k);
+}
+
+/* The script's arithmetic for one check, from the bucket as the checks before it left it
+ * (*has_tat, *tat: at first what the script read) and the TIME it used (clock): the check's
+ * decision exactly as the script reached it (the same IEEE double operations in the same
+ * order; T is parsed from the same 17-digit text the script parsed). */
+static void replay(const call *k, double T, double clock, bool *has_tat, double *tat,
+                   sl_rate_decision *d)
+{
+    double n = (double)k->n, now = k->now_us > 0 ? (double)k->now_us : clock;
+    double tau = (double)k->tier.burst * T;
+    double t = *has_tat ? *tat : now;
+    if (t < now) t = now;
+    double new_tat = t + n * T;
+    double allow_at = new_tat - tau;
+    *d = (sl_rate_decision){.source = SL_RATE_FROM_REDIS, .limit = k->tier.burst};
+    if (now < allow_at) {
+        double rem = floor((now - (t - tau)) / T);
+        d->remaining = rem < 0 ? 0 : (int64_t)rem;
+        d->retry_after_ns = (int64_t)ceil(allow_at - now) * 1000;
+        d->reset_ns = (int64_t)ceil(t - now) * 1000;
+        return;
+    }
+    if (k->n > 0) {
+        *tat = new_tat;
+        *has_tat = true;
+    }
+    d->allowed = true;
+    d->remaining = (int64_t)floor((now - allow_at) / T);
+    d->reset_ns = (int64_t)ceil(new_tat - now) * 1000;
 }
 
 static int send_batch(batch *b);
@@ -566,15 +590,33 @@ static void batch_cb(redisAsyncContext *ac, void *reply, void *priv)
         b->reloaded = true;
         if (c->ac && send_script_load(c) == 0 && send_batch(b) == 0) return;
     }
-    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 * (size_t)b->n;
-    for (size_t i = 0; ok && i < rep->elements; i++)
-        ok = rep->element[i]->type == REDIS_REPLY_INTEGER;
+    /* {the TAT the script read, or nil; the TIME it used, or 0} */
+    bool ok =
+        rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        (rep->element[0]->type == REDIS_REPLY_STRING || rep->element[0]->type == REDIS_REPLY_NIL) &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER;
+    bool has_tat = false;
+    double tat = 0;
+    if (ok && rep->element[0]->type == REDIS_REPLY_STRING) {
+        char *end;
+        tat = strtod(rep->element[0]->str, &end);
+        while (*end == ' ' || (*end >= '\t' && *end <= '\r'))
+            end++;
+        has_tat = end != rep->element[0]->str && *end == '\0'; /* Lua's tonumber: else nil */
+    }
     if (rep && !ok && rep->type == REDIS_REPLY_ERROR)
         sl_log_error(rl->logger, "redis limiter: error reply", SL_A_STR("reply", rep->str));
     int err = !rep ? (c->closing ? SL_ECANCELED : SL_EUNAVAIL) : SL_EREDIS;
-    for (int i = 0; i < b->n; i++)
-        call_reply(b->calls[i], ok ? &rep->element[4 * i] : NULL, err);
+    double clock = ok ? (double)rep->element[1]->integer : 0;
+    for (int i = 0; i < b->n; i++) {
+        sl_rate_decision d;
+        if (ok) replay(b->calls[i], b->T, clock, &has_tat, &tat, &d);
+        call_reply(b->calls[i], ok ? &d : NULL, err);
+    }
     free(b);
+    /* The checks made while this batch was out go at the end of this round (with those the
+     * tasks it answered make now). */
+    if (--c->batches == 0 && rep) queue_flush(c);
 }
 
 /* Writes v in decimal at p; returns the length. */
@@ -612,51 +654,85 @@ static char *put_bulk_int(char *p, long long v)
     return put_bulk(p, num, put_int(num, v));
 }
 
-/* EVALSHA sha n key... (T burst n now)..., formatted here (one buffer, reused) and handed to
- * hiredis as is. T's text is cached per connection (the checks of a rule share its tier). */
+/* EVALSHA sha 1 key T burst (n now count)..., formatted here (one buffer, reused) and handed
+ * to hiredis as is: each run of checks with the same n and now is one group. T's text is
+ * cached per connection (the checks of a rule share its tier). */
 static int send_batch(batch *b)
 {
     conn *c = b->c;
-    size_t need = 128;
-    for (int i = 0; i < b->n; i++)
-        need += b->calls[i]->name_len + 256;
+    const call *k0 = b->calls[0];
+    size_t need = 256 + k0->name_len + (size_t)b->n * 96;
     if (need > c->fmt_cap) {
         char *f = realloc(c->fmt, need);
         if (!f) return -1;
         c->fmt = f;
         c->fmt_cap = need;
     }
+    if (k0->tier.limit != c->t_limit || !c->t_len) {
+        c->t_limit = k0->tier.limit;
+        c->t_len = (size_t)snprintf(c->t_str, sizeof c->t_str, "%.17g", 1e6 / k0->tier.limit);
+    }
+    b->T = strtod(c->t_str, NULL);
+    int groups = 1;
+    for (int i = 1; i < b->n; i++)
+        groups +=
+            b->calls[i]->n != b->calls[i - 1]->n || b->calls[i]->now_us != b->calls[i - 1]->now_us;
     char *p = c->fmt;
     *p++ = '*';
-    p += put_int(p, 3 + 5 * (long long)b->n);
+    p += put_int(p, 6 + 3 * (long long)groups);
     *p++ = '\r';
     *p++ = '\n';
     p = put_bulk(p, "EVALSHA", 7);
     p = put_bulk(p, c->rl->sha, 40);
-    p = put_bulk_int(p, b->n);
-    for (int i = 0; i < b->n; i++)
-        p = put_bulk(p, b->calls[i]->name, b->calls[i]->name_len);
-    for (int i = 0; i < b->n; i++) {
+    p = put_bulk(p, "1", 1);
+    p = put_bulk(p, k0->name, k0->name_len);
+    p = put_bulk(p, c->t_str, c->t_len);
+    p = put_bulk_int(p, (long long)k0->tier.burst);
+    for (int i = 0, j; i < b->n; i = j) {
         const call *k = b->calls[i];
-        if (k->tier.limit != c->t_limit || !c->t_len) {
-            c->t_limit = k->tier.limit;
-            c->t_len = (size_t)snprintf(c->t_str, sizeof c->t_str, "%.17g", 1e6 / k->tier.limit);
+        for (j = i + 1; j < b->n && b->calls[j]->n == k->n && b->calls[j]->now_us == k->now_us;
+             j++) {
         }
-        p = put_bulk(p, c->t_str, c->t_len);
-        p = put_bulk_int(p, (long long)k->tier.burst);
         p = put_bulk_int(p, (long long)k->n);
         p = put_bulk_int(p, (long long)k->now_us);
+        p = put_bulk_int(p, j - i);
     }
     *p = '\0'; /* hiredis 0.14 scans the command with strchr (within need's slack) */
     if (redisAsyncFormattedCommand(c->ac, batch_cb, b, c->fmt, (size_t)(p - c->fmt)) != REDIS_OK)
         return -1;
     if (c->inflight++ == 0) c->last_progress = c->r->now;
+    if (!b->reloaded) c->batches++; /* a NOSCRIPT resend is still the same batch */
     return 0;
 }
 
-/* Sends the pending checks (those not answered meanwhile by their timeout): each run of
- * consecutive checks of one key as one EVALSHA (at most MAX_BATCH), so a script touches one
- * key. On the write event: every check of the loop's last round goes out in one write. */
+static void pend_push(conn *c, call *k)
+{
+    k->pending = true;
+    k->next = NULL;
+    k->prev = c->pend_tail;
+    if (c->pend_tail)
+        c->pend_tail->next = k;
+    else
+        c->pend = k;
+    c->pend_tail = k;
+}
+
+static void pend_unlink(conn *c, call *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->pend = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    else
+        c->pend_tail = k->prev;
+    k->pending = false;
+}
+
+/* Sends the pending checks: each run of consecutive checks of one bucket as one EVALSHA (at
+ * most MAX_BATCH), so a script touches one key. Every check of the loop's round goes out in
+ * one write. (A check that timed out left the list then: the list holds live checks only.) */
 static void flush(conn *c)
 {
     while (c->pend) {
@@ -669,19 +745,13 @@ static void flush(conn *c)
         while (c->pend && b->n < MAX_BATCH) {
             call *k = c->pend;
             const call *k0 = b->n ? b->calls[0] : NULL;
-            if (k0 && !k->answered &&
-                (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0))
-                break; /* one key per EVALSHA: single-slot, as a Redis Cluster requires */
-            c->pend = k->next;
-            if (k->answered)
-                free(k);
-            else
-                b->calls[b->n++] = k;
+            if (k0 && (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0 ||
+                       k->tier.limit != k0->tier.limit || k->tier.burst != k0->tier.burst))
+                break; /* one bucket per EVALSHA: single-slot, as a Redis Cluster requires */
+            pend_unlink(c, k);
+            b->calls[b->n++] = k;
         }
-        if (!c->pend) c->pend_tail = NULL;
-        if (b->n == 0) {
-            free(b);
-        } else if (!c->ac || send_batch(b) < 0) {
+        if (!c->ac || send_batch(b) < 0) {
             for (int i = 0; i < b->n; i++)
                 call_reply(b->calls[i], NULL, SL_EUNAVAIL);
             free(b);
@@ -689,15 +759,41 @@ static void flush(conn *c)
     }
 }
 
+/* The loop's round is over (sl__reactor_at_idle): its checks go out now, written at once.
+ * hiredis asks for the write event when it queues the command and drops it when the write
+ * completes; epoll hears only the net change (none, when the write completes), so a batch
+ * costs one write and no epoll_ctl. */
+static void flush_idle(sl__reactor *r, sl__task *t)
+{
+    (void)r;
+    conn *c = CONTAINER(t, conn, flush_t);
+    c->flush_queued = false;
+    /* A batch out: its reply queues us again. Connecting: on_connect does. */
+    if (!c->pend || c->batches > 0 || c->state != UP) return;
+    c->hold_want = true;
+    flush(c);
+    redisAsyncContext *ac = c->ac;
+    if (ac) redisAsyncHandleWrite(ac); /* may drop the connection: on_disconnect */
+    c->hold_want = false;
+    if (c->io.fn) sl__io_set(c->r, &c->io, c->want);
+}
+
+/* Asks for flush_idle at the end of this round, if there is something it would send. */
+static void queue_flush(conn *c)
+{
+    if (c->flush_queued || !c->pend || c->batches > 0 || c->state != UP) return;
+    c->flush_queued = true;
+    sl__reactor_at_idle(c->r, &c->flush_t);
+}
+
 /* The pending checks, unsent: answered with err (the connection went down). */
 static void fail_pending(conn *c, int err)
 {
     while (c->pend) {
         call *k = c->pend;
-        c->pend = k->next;
+        pend_unlink(c, k);
         call_reply(k, NULL, err);
     }
-    c->pend_tail = NULL;
 }
 
 static void call_timeout(sl__reactor *r, sl__timer *t)
@@ -707,6 +803,10 @@ static void call_timeout(sl__reactor *r, sl__timer *t)
     sl_redis_limiter *rl = c->rl;
     INC(timeouts);
     call_fail(k, SL_ETIMEDOUT);
+    if (k->pending) { /* never sent: nothing else will free it */
+        pend_unlink(c, k);
+        free(k);
+    }
     int64_t stall = 4 * rl->timeout > SL_SEC(1) ? 4 * rl->timeout : SL_SEC(1);
     if (c->state == UP && r->now - c->last_progress >= stall) {
         sl_log_warn(rl->logger, "redis limiter: connection stalled, reconnecting",
@@ -781,41 +881,19 @@ static int check(sl_redis_limiter *rl, sl__reactor *r, const void *key, size_t l
     memcpy(k->name + rl->prefix_len + 1, key, len);
     k->name[name_len - 1] = '}';
     k->name[name_len] = '\0';
-    if (mode != REFUNDING && c->state == UP) {
-        /* Pending until the write event: the loop's other checks of this round join it. */
-        k->next = NULL;
-        if (c->pend_tail)
-            c->pend_tail->next = k;
-        else
-            c->pend = k;
-        c->pend_tail = k;
-        set_want(c, EPOLLOUT, 0);
+    if (mode != REFUNDING) {
+        /* Pending until the round ends (and no batch is out; while connecting, until the
+         * script is loaded): the round's other checks join it. */
+        pend_push(c, k);
+        queue_flush(c);
         sl__timer_start(r, &c->call_q, &k->t);
         return 0;
     }
-    /* A refund, or a check while CONNECTING (queued in hiredis): sent at once. */
-    batch *b = mode == REFUNDING ? NULL : malloc(sizeof *b + sizeof(call *));
-    if (b) {
-        *b = (batch){.c = c, .n = 1};
-        b->calls[0] = k;
-    }
-    if (mode == REFUNDING ? send_refund(k) < 0 : !b || send_batch(b) < 0) {
-        free(b);
+    if (send_refund(k) < 0) {
         free(k);
-        if (mode == REFUNDING) return SL_EUNAVAIL;
-        INC(unavailable);
-        if (mode == RAW)
-            raw_fail(tier, SL_EUNAVAIL, now);
-        else
-            policy_decide(rl, key, len, n, tier, SL_EUNAVAIL, now);
-        answer(rl, now, NULL, NULL);
-        return 1;
+        return SL_EUNAVAIL;
     }
-    if (mode == REFUNDING) {
-        INC(refunds);
-        return 0;
-    }
-    sl__timer_start(r, &c->call_q, &k->t);
+    INC(refunds);
     return 0;
 }
 
@@ -860,6 +938,7 @@ int sl_redis_limiter_attach(sl_redis_limiter *rl, sl__reactor *r)
     c->rl = rl;
     c->r = r;
     c->io.fd = -1;
+    c->flush_t.fn = flush_idle;
     c->backoff = rl->backoff_min;
     sl__tq_init(r, &c->call_q, rl->timeout, call_timeout);
     sl__tq_init(r, &c->retry_q, rl->backoff_min, retry_fire);
@@ -885,6 +964,7 @@ int sl_redis_limiter_detach(sl_redis_limiter *rl, sl__reactor *r)
     pthread_mutex_unlock(&rl->mu);
     if (!c) return SL_ENOENT;
     c->closing = true;
+    if (c->flush_queued) sl__reactor_idle_cancel(r, &c->flush_t);
     sl__timer_stop(&c->retry_t);
     conn_drop(c);
     fail_pending(c, SL_ECANCELED); /* none left if on_disconnect ran: then a no-op */

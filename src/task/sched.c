@@ -323,9 +323,13 @@ static void run_task(sl__sched *s, struct sl_task *t)
     }
 }
 
-/* Spins briefly for work from other threads; true if some arrived. */
+/* Spins briefly for work from other threads; true if some arrived. A runtime of one loop
+ * does not spin: there is nothing to steal, and a post from another thread wakes it through
+ * the eventfd anyway, so spinning would only burn the core a lone loop (a server's) shares
+ * with nothing else while its tasks wait on the network. */
 static bool spin(sl__sched *s)
 {
+    if (s->rt->nloops == 1) return false;
     for (int i = 0; i < SPINS; i++) {
         if (atomic_load_explicit(&s->inbox, memory_order_relaxed)) return true;
         if (atomic_load_explicit(&s->rt->stop, memory_order_relaxed)) return true;
@@ -356,6 +360,13 @@ static void sched_loop(sl__sched *s)
                 }
                 if (atomic_load_explicit(&rt->stop, memory_order_relaxed)) break;
             }
+            continue;
+        }
+        if (s->r.idle) {
+            /* The run queue drained: what waits for the end of the round goes now (the Redis
+             * limiter's batch of this round's checks), before any spinning or sleeping. */
+            sl__reactor_run_idle(&s->r);
+            if (s->r.local) sl__reactor_run_local(&s->r);
             continue;
         }
         if (atomic_load_explicit(&rt->stop, memory_order_acquire)) break;

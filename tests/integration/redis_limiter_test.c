@@ -230,7 +230,7 @@ static long long evalsha_calls(void)
     return n;
 }
 
-#define MIX_N 24
+#define MIX_N  24
 
 typedef struct mix_run {
     sl__reactor r;
@@ -318,6 +318,74 @@ static void test_one_round_is_one_batch(void **state)
     sl_redis_limiter_free(m.rl);
 }
 
+/* While a batch is out, the checks of later rounds wait for its reply and then go as one batch:
+ * under load the batches grow instead of the calls. Redis is paused (CLIENT PAUSE) so the first
+ * batch stays out while ten more rounds each make one check: 2 EVALSHAs for 11 checks, every
+ * check answered by Redis in the order made. */
+#define GROW_N 11
+
+typedef struct grow_run {
+    sl__reactor r;
+    sl_redis_limiter *rl;
+    sl__task step;
+    int made, answered, in_order, from_redis, warm;
+    int64_t last_remaining;
+} grow_run;
+
+static void grow_cb(void *arg, const sl_rate_decision *d)
+{
+    grow_run *g = arg;
+    if (g->warm == 0) { /* the warm-up check: the script is loaded, the connection up */
+        g->warm = 1;
+        sl__reactor_stop(&g->r);
+        return;
+    }
+    g->from_redis += d->source == SL_RATE_FROM_REDIS && d->allowed;
+    if (g->answered == 0 || d->remaining == g->last_remaining - 1) g->in_order++;
+    g->last_remaining = d->remaining;
+    if (++g->answered == GROW_N) sl__reactor_stop(&g->r);
+}
+
+static void grow_step(sl__reactor *r, sl__task *t)
+{
+    grow_run *g = r->data;
+    if (!sl_redis_limiter_connected(g->rl, r)) { /* not yet: the next round */
+        sl__reactor_post(r, t);
+        return;
+    }
+    sl_rate_decision d;
+    const char *key = g->warm ? "grow" : "grow-warm";
+    assert_int_equal(sl_redis_limiter_check(g->rl, r, key, strlen(key), 1, grow_cb, g, &d), 0);
+    if (g->warm && ++g->made < GROW_N) sl__reactor_post(r, t); /* one check per round */
+}
+
+static void test_batches_grow_while_one_is_out(void **state)
+{
+    (void)state;
+    grow_run g = {0};
+    g.rl = new_limiter(1, 100, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(10));
+    assert_int_equal(sl__reactor_init(&g.r), 0);
+    g.r.data = &g;
+    assert_int_equal(sl_redis_limiter_attach(g.rl, &g.r), 0);
+    g.step.fn = grow_step;
+    sl__reactor_post(&g.r, &g.step);
+    sl__reactor_run(&g.r); /* until the warm-up check is answered */
+    g.r.stop = false;
+    long long before = evalsha_calls();
+    redis_cmd("CLIENT PAUSE 300 ALL");
+    sl__reactor_post(&g.r, &g.step);
+    sl__reactor_run(&g.r);
+    long long sent = evalsha_calls() - before;
+    assert_int_equal(g.answered, GROW_N);
+    assert_int_equal(g.from_redis, GROW_N);
+    assert_int_equal(g.in_order, GROW_N);
+    assert_int_equal(g.last_remaining, 100 - GROW_N);
+    assert_int_equal(sent, 2);
+    assert_int_equal(sl_redis_limiter_detach(g.rl, &g.r), 0);
+    sl__reactor_destroy(&g.r);
+    sl_redis_limiter_free(g.rl);
+}
+
 /* ---- two instances, one limit ------------------------------------------------------------ */
 
 typedef struct instance {
@@ -377,15 +445,18 @@ static void test_two_instances_share_a_limit(void **state)
 static void test_noscript_reload(void **state)
 {
     (void)state;
+    redis_cmd("SCRIPT FLUSH");
     sl_redis_limiter *rl = new_limiter(10, 5, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(2));
     assert_true(SL_WAIT_UNTIL(redis_answers(rl, "ns"), 5000));
+    sl_redis_limiter_stats st;
+    sl_redis_limiter_stats_get(rl, &st);
+    assert_int_equal(st.noscript, 0); /* a new connection loads the script before its checks */
     redis_cmd("SCRIPT FLUSH");
     sl_rate_decision d;
     assert_int_equal(sl_redis_limiter_check_wait(rl, "ns", 2, 1, 0, NULL, &d), 0);
     assert_int_equal(d.source, SL_RATE_FROM_REDIS);
     assert_int_equal(d.err, 0);
     assert_true(d.allowed);
-    sl_redis_limiter_stats st;
     sl_redis_limiter_stats_get(rl, &st);
     assert_int_equal(st.noscript, 1);
     assert_int_equal(st.redis_errors, 0);
@@ -665,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_same_decisions_as_sl_limiter),
         cmocka_unit_test(test_async_pipelined),
         cmocka_unit_test(test_one_round_is_one_batch),
+        cmocka_unit_test(test_batches_grow_while_one_is_out),
         cmocka_unit_test(test_tiers_per_key),
         cmocka_unit_test(test_inflight_checks_answered_once_on_drop),
         cmocka_unit_test(test_two_instances_share_a_limit),
