@@ -488,6 +488,10 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
         keep_mw_headers(p); /* the hooks ran on this thread */
         sl_pool_job job = {.fn = run_pooled, .arg = p, .timeout_ns = -1};
         rc = sl_pool_try_submit(srv->hpool, &job);
+        if (rc == 0) {
+            p->awaited = true; /* its done step comes back as a post: worth a spin */
+            w->r->awaiting++;
+        }
     }
     if (rc < 0) {
         p->req.may_wait = false;
@@ -652,7 +656,7 @@ static void on_done(sl__reactor *r, sl__task *t)
 {
     sl__preq *p = PREQ_OF_TASK(t);
     sl__conn *c = p->c;
-    (void)r;
+    if (p->awaited) r->awaiting--;
     c->inflight = NULL;
     sl__timer_stop(&c->timer);
     sl__timer_stop(&p->wtimer);

@@ -161,6 +161,7 @@ struct sl__preq {
     bool answered;         /* loop thread: a 503 went out at the route timeout */
     bool head_method;
     bool shed;           /* not started: it waited longer than max_queue_wait_ns */
+    bool awaited;        /* pooled: its loop counts it in r->awaiting until on_done */
     bool client_counted; /* holds a slot in the server's per-client pooled table */
     int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
     bool ran;            /* the handler ran (written by the handler thread before the done

@@ -71,7 +71,9 @@ struct sl_loop {
     sl__tq *queues;               /* loop thread only */
     int64_t now;                  /* ns, sl_mono_ns() at the start of this iteration */
     bool stop;                    /* loop thread only: leave run() after this iteration */
-    void *data;                   /* the owner's */
+    uint32_t awaiting; /* loop thread only: posts expected from other threads (pooled requests
+                          in flight); a lone task loop spins before sleeping while nonzero */
+    void *data;        /* the owner's */
 };
 
 /* Creates the epoll set and the wake-up eventfd. Returns 0 or a negative SL_E* code. */

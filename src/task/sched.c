@@ -323,19 +323,30 @@ static void run_task(sl__sched *s, struct sl_task *t)
     }
 }
 
-/* Spins briefly for work from other threads; true if some arrived. A runtime of one loop
- * does not spin: there is nothing to steal, and a post from another thread wakes it through
- * the eventfd anyway, so spinning would only burn the core a lone loop (a server's) shares
- * with nothing else while its tasks wait on the network. */
+/* Spins briefly for work from other threads; true if some arrived. A runtime of one loop has
+ * nothing to steal: its spin only waits for other threads' posts (to its inbox, or to its
+ * reactor), which also wake it through the eventfd. So a lone loop spins only while that pays:
+ * while its reactor awaits posts (r.awaiting: a handler pool's requests in flight, whose
+ * completions arriving during the spin cost one poll and no sleep), or for SPIN_CREDIT idle
+ * moments after a spin that caught inbox work. Otherwise (its tasks wait on the network: a
+ * Redis reply, the next request) it goes straight to epoll, trying a spin every 64th idle
+ * moment, instead of burning its core each time. */
+#define SPIN_CREDIT 4
 static bool spin(sl__sched *s)
 {
-    if (s->rt->nloops == 1) return false;
+    bool lone = s->rt->nloops == 1;
+    if (lone && s->r.awaiting == 0 && s->spin_credit == 0 && (++s->spin_skips & 63) != 0)
+        return false;
     for (int i = 0; i < SPINS; i++) {
-        if (atomic_load_explicit(&s->inbox, memory_order_relaxed)) return true;
-        if (atomic_load_explicit(&s->rt->stop, memory_order_relaxed)) return true;
-        if ((i & 31) == 31 && steal(s)) return true;
+        if (atomic_load_explicit(&s->inbox, memory_order_relaxed) ||
+            atomic_load_explicit(&s->rt->stop, memory_order_relaxed) ||
+            ((i & 31) == 31 && steal(s))) {
+            s->spin_credit = SPIN_CREDIT;
+            return true;
+        }
         sl__cpu_relax();
     }
+    if (s->spin_credit > 0) s->spin_credit--;
     return false;
 }
 

@@ -117,6 +117,8 @@ typedef struct sl__sched {
     int ncache;
     uint64_t ticks;
     int64_t last_poll;             /* ns, sl_mono_ns() of the last epoll look */
+    uint32_t spin_credit;          /* a lone loop's failed spins left before it stops spinning */
+    uint32_t spin_skips;           /* idle moments a lone loop did not spin (tries every 64th) */
     _Atomic uint64_t switches;     /* watchdog: bumped each time a task starts running */
     _Atomic(const char *) running; /* watchdog: name of the running task, NULL if none */
 
