@@ -95,6 +95,12 @@ for r in /limited-task /limited-redis; do # CPU per request over all runs (less 
         'BEGIN {if (n > 0) printf "| http %s CPU per request: server / redis-server / wrk | %.1f / %.1f / %.1f | us | utime+stime over all runs (server CPU 0; redis-server and wrk share CPU 1 when pinned) |\n", r, s * 1e6 / hz / n, d * 1e6 / hz / n, w * 1e6 / hz / n}'
 done
 
+# The same ratio per server CPU-second (requests / the server's CPU time): what the Redis rule
+# costs the server itself, whichever core the load generator and redis-server saturate.
+awk -v sm="${cpu_srv[/limited-task]:-0}" -v nm="${reqs[/limited-task]:-0}" \
+    -v sr="${cpu_srv[/limited-redis]:-0}" -v nr="${reqs[/limited-redis]:-0}" \
+    'BEGIN {if (sm > 0 && sr > 0 && nm > 0) printf "| http Redis-limited / in-memory-limited per server core | %.2f | x | requests per server CPU-second, same run |\n", (nr / sr) / (nm / sm)}'
+
 kill -TERM "$rpid" 2>/dev/null
 timeout 10 tail --pid="$rpid" -f /dev/null
 read -r down_rps down_p99 down_bad < <(run_wrk /limited-redis)
