@@ -272,11 +272,13 @@ for i in range(n):
     s.sendall(req)
     socks.append(s)
 deadline = time.time() + 60
-for s in socks:
+for i, s in enumerate(socks):
     got = b""
     while b"Hello, World!" not in got:
         if time.time() > deadline: sys.exit("timeout")
-        got += s.recv(4096)
+        chunk = s.recv(4096)
+        if not chunk: sys.exit(f"connection {i} closed by the server: {got[:40]!r}")
+        got += chunk
 time.sleep(0.5)  # sleep-ok: let the server finish its bookkeeping before reading RSS
 after = rss()
 print((after - before) / n)
@@ -295,7 +297,7 @@ idle_row() { # name port pids
 
 handler_rows
 
-start_sluice
+start_sluice --max-conns-per-ip 20000 # every idle client is 127.0.0.1 (default cap: 1/4)
 idle_row "sluice" "$PORT" "$sluice_pid"
 stop_sluice
 if [ $have_nginx -eq 1 ]; then
