@@ -17,8 +17,10 @@
  * nothing in Redis but lets clock skew between instances move tokens. See docs/redis.md.
  *
  * I/O. hiredis's async API is attached to sluice loops (sl_loop; from a task,
- * sl_loop_current()): one connection per attached loop, every callback on that loop's thread,
- * many checks in flight on one connection (pipelining). Nothing ever blocks a loop. Each check
+ * sl_loop_current()): one connection per attached loop, every callback on that loop's thread.
+ * The checks a loop makes in one round go to Redis together when the round ends, one script
+ * call per bucket; while a batch is out, later checks wait for its reply and go as the next
+ * batch (so batches grow with the load; docs/redis.md). Nothing ever blocks a loop. Each check
  * has a timeout; a dropped connection is re-established with exponential backoff. While Redis is
  * slow or down, the limiter's failure policy answers: fail-open (allow), fail-closed
  * ("unavailable": the middleware answers 503) or a local sl_keyed fallback (each instance then
