@@ -299,10 +299,14 @@ static void test_stalled_redis_quick_503(void **state)
     for (int i = 0; i < N; i++)
         pthread_join(th[i], NULL);
     assert_int_equal(kill(g_redis.proc.pid, SIGCONT), 0);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(sp[i].status, 503);
-        assert_true(sp[i].took < SL_MS(1500));
-    }
+    for (int i = 0; i < N; i++)
+        if (sp[i].status != 503 || sp[i].took >= SL_MS(1500)) {
+            char *err = sl_test_read_file(d.err);
+            fprintf(stderr, "demo's stderr:\n%s\n", err ? err : "(none)");
+            free(err);
+            fail_msg("post %d: status %d after %lld ms (want 503 within 1500 ms)", i, sp[i].status,
+                     (long long)(sp[i].took / 1000000));
+        }
     int code = sl_test_proc_stop(&d.proc, SIGTERM, 30000);
     assert_int_equal(code, 0);
     demo_cleanup(&d);
