@@ -65,12 +65,12 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/redis_limiter.h"
+#include "base/list_int.h"
 #include "redis/redis_int.h"
 #include "sync/park_int.h"
 #include "task/task_int.h"
 
-#define MAX_REACTORS       64
-#define CONTAINER(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
+#define MAX_REACTORS 64
 
 /* A batch of checks of one bucket, KEYS[1]: ARGV = T (emission interval, us, double), burst,
  * then one group per run of equal checks: n, now (us; <= 0: TIME, read once per batch), count.
@@ -192,24 +192,25 @@ struct conn {
     sl__tq call_q;  /* per-call timeouts, dur = rl->timeout */
     sl__tq retry_q; /* one timer: reconnect backoff, or the connect timeout */
     sl__timer retry_t;
-    int64_t backoff;               /* ns: the next reconnect delay */
-    int64_t inflight;              /* calls hiredis holds (answered or not) */
-    int batches;                   /* batch commands hiredis holds: the flush waits for 0 */
-    int64_t last_progress;         /* ns, loop time: last reply, or when inflight went 0 -> 1 */
-    struct call *pend, *pend_tail; /* checks made while UP, sent as one batch at idle */
-    sl__task flush_t;              /* queued with sl__reactor_at_idle while pend is not empty */
+    int64_t backoff;       /* ns: the next reconnect delay */
+    int64_t inflight;      /* calls hiredis holds (answered or not) */
+    int batches;           /* batch commands hiredis holds: the flush waits for 0 */
+    int64_t last_progress; /* ns, loop time: last reply, or when inflight went 0 -> 1 */
+    sl__dlist pend;        /* calls made, not yet sent: sent as one batch at idle */
+    sl__task flush_t;      /* queued with sl__reactor_at_idle while pend is not empty */
     bool flush_queued;
     bool hold_want; /* flushing: epoll learns hiredis's interest at the end */
     char *fmt;      /* the batch command's buffer (reused) */
     size_t fmt_cap;
-    double t_limit; /* the last tier limit formatted, and its T as text */
+    double t_limit; /* the last tier limit formatted: its T as text, and as the script reads it */
     char t_str[32];
     size_t t_len;
+    double t_val;
 };
 
 typedef struct call {
     sl__timer t;
-    struct call *prev, *next; /* conn's pending list, while `pending` */
+    sl__dnode node; /* on the conn's pending list, while `pending` */
     conn *c;
     sl_redis_check_fn cb;
     void *arg;
@@ -328,7 +329,7 @@ static void queue_flush(conn *c);
 static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
 {
     (void)r;
-    conn *c = CONTAINER(io, conn, io);
+    conn *c = SL__CONTAINER_OF(io, conn, io);
     redisAsyncContext *ac = c->ac;
     if (!ac) return;
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
@@ -345,6 +346,19 @@ static void schedule_reconnect(conn *c)
     c->retry_q.dur = c->backoff;
     sl__timer_start(c->r, &c->retry_q, &c->retry_t);
     c->backoff = c->backoff * 2 > c->rl->backoff_max ? c->rl->backoff_max : c->backoff * 2;
+}
+
+/* A command handed to hiredis: one more in flight; the silence clock starts with the first. */
+static void sent(conn *c)
+{
+    if (c->inflight++ == 0) c->last_progress = c->r->now;
+}
+
+/* A command's reply callback ran (rep NULL: the context was freed, no reply). */
+static void replied(conn *c, const redisReply *rep)
+{
+    c->inflight--;
+    if (rep) c->last_progress = c->r->now;
 }
 
 static void script_load_cb(redisAsyncContext *ac, void *reply, void *priv)
@@ -365,7 +379,7 @@ static int send_script_load(conn *c)
     const char *argv[] = {"SCRIPT", "LOAD", SCRIPT};
     const size_t lens[] = {6, 4, sizeof SCRIPT - 1};
     if (redisAsyncCommandArgv(c->ac, script_load_cb, c, 3, argv, lens) != REDIS_OK) return -1;
-    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    sent(c);
     return 0;
 }
 
@@ -440,7 +454,7 @@ static void conn_drop(conn *c)
 static void retry_fire(sl__reactor *r, sl__timer *t)
 {
     (void)r;
-    conn *c = CONTAINER(t, conn, retry_t);
+    conn *c = SL__CONTAINER_OF(t, conn, retry_t);
     if (c->state == CONNECTING) {
         /* Connect timeout: never CONNECTED, so no on_disconnect will reschedule. */
         conn_drop(c);
@@ -493,8 +507,7 @@ static void refund_cb(redisAsyncContext *ac, void *reply, void *priv)
     conn *c = k->c;
     sl_redis_limiter *rl = c->rl;
     redisReply *rep = reply;
-    c->inflight--;
-    if (rep) c->last_progress = c->r->now;
+    replied(c, rep);
     if (rep && rep->type == REDIS_REPLY_ERROR) {
         INC(redis_errors);
         sl_log_error(rl->logger, "redis limiter: refund error reply", SL_A_STR("reply", rep->str));
@@ -516,7 +529,7 @@ static int send_refund(call *k)
         lens[i] = strlen(argv[i]);
     lens[3] = k->name_len;
     if (redisAsyncCommandArgv(c->ac, refund_cb, k, 8, argv, lens) != REDIS_OK) return -1;
-    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    sent(c);
     return 0;
 }
 
@@ -582,8 +595,7 @@ static void batch_cb(redisAsyncContext *ac, void *reply, void *priv)
     conn *c = b->c;
     sl_redis_limiter *rl = c->rl;
     redisReply *rep = reply;
-    c->inflight--;
-    if (rep) c->last_progress = c->r->now;
+    replied(c, rep);
     if (rep && rep->type == REDIS_REPLY_ERROR && !b->reloaded &&
         strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         INC(noscript);
@@ -671,8 +683,9 @@ static int send_batch(batch *b)
     if (k0->tier.limit != c->t_limit || !c->t_len) {
         c->t_limit = k0->tier.limit;
         c->t_len = (size_t)snprintf(c->t_str, sizeof c->t_str, "%.17g", 1e6 / k0->tier.limit);
+        c->t_val = strtod(c->t_str, NULL);
     }
-    b->T = strtod(c->t_str, NULL);
+    b->T = c->t_val;
     int groups = 1;
     for (int i = 1; i < b->n; i++)
         groups +=
@@ -700,7 +713,7 @@ static int send_batch(batch *b)
     *p = '\0'; /* hiredis 0.14 scans the command with strchr (within need's slack) */
     if (redisAsyncFormattedCommand(c->ac, batch_cb, b, c->fmt, (size_t)(p - c->fmt)) != REDIS_OK)
         return -1;
-    if (c->inflight++ == 0) c->last_progress = c->r->now;
+    sent(c);
     if (!b->reloaded) c->batches++; /* a NOSCRIPT resend is still the same batch */
     return 0;
 }
@@ -708,26 +721,18 @@ static int send_batch(batch *b)
 static void pend_push(conn *c, call *k)
 {
     k->pending = true;
-    k->next = NULL;
-    k->prev = c->pend_tail;
-    if (c->pend_tail)
-        c->pend_tail->next = k;
-    else
-        c->pend = k;
-    c->pend_tail = k;
+    sl__dlist_push_back(&c->pend, &k->node);
 }
 
-static void pend_unlink(conn *c, call *k)
+static void pend_remove(conn *c, call *k)
 {
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        c->pend = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    else
-        c->pend_tail = k->prev;
+    sl__dlist_remove(&c->pend, &k->node);
     k->pending = false;
+}
+
+static call *pend_head(const conn *c)
+{
+    return c->pend.head ? SL__CONTAINER_OF(c->pend.head, call, node) : NULL;
 }
 
 /* Sends the pending checks: each run of consecutive checks of one bucket as one EVALSHA (at
@@ -735,20 +740,20 @@ static void pend_unlink(conn *c, call *k)
  * one write. (A check that timed out left the list then: the list holds live checks only.) */
 static void flush(conn *c)
 {
-    while (c->pend) {
+    while (!sl__dlist_empty(&c->pend)) {
         batch *b = malloc(sizeof *b + MAX_BATCH * sizeof(call *));
         if (!b) {
             fail_pending(c, SL_EUNAVAIL);
             return;
         }
         *b = (batch){.c = c};
-        while (c->pend && b->n < MAX_BATCH) {
-            call *k = c->pend;
+        call *k;
+        while ((k = pend_head(c)) && b->n < MAX_BATCH) {
             const call *k0 = b->n ? b->calls[0] : NULL;
             if (k0 && (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0 ||
                        k->tier.limit != k0->tier.limit || k->tier.burst != k0->tier.burst))
                 break; /* one bucket per EVALSHA: single-slot, as a Redis Cluster requires */
-            pend_unlink(c, k);
+            pend_remove(c, k);
             b->calls[b->n++] = k;
         }
         if (!c->ac || send_batch(b) < 0) {
@@ -766,10 +771,10 @@ static void flush(conn *c)
 static void flush_idle(sl__reactor *r, sl__task *t)
 {
     (void)r;
-    conn *c = CONTAINER(t, conn, flush_t);
+    conn *c = SL__CONTAINER_OF(t, conn, flush_t);
     c->flush_queued = false;
     /* A batch out: its reply queues us again. Connecting: on_connect does. */
-    if (!c->pend || c->batches > 0 || c->state != UP) return;
+    if (sl__dlist_empty(&c->pend) || c->batches > 0 || c->state != UP) return;
     c->hold_want = true;
     flush(c);
     redisAsyncContext *ac = c->ac;
@@ -781,7 +786,7 @@ static void flush_idle(sl__reactor *r, sl__task *t)
 /* Asks for flush_idle at the end of this round, if there is something it would send. */
 static void queue_flush(conn *c)
 {
-    if (c->flush_queued || !c->pend || c->batches > 0 || c->state != UP) return;
+    if (c->flush_queued || sl__dlist_empty(&c->pend) || c->batches > 0 || c->state != UP) return;
     c->flush_queued = true;
     sl__reactor_at_idle(c->r, &c->flush_t);
 }
@@ -789,9 +794,9 @@ static void queue_flush(conn *c)
 /* The pending checks, unsent: answered with err (the connection went down). */
 static void fail_pending(conn *c, int err)
 {
-    while (c->pend) {
-        call *k = c->pend;
-        pend_unlink(c, k);
+    call *k;
+    while ((k = pend_head(c))) {
+        pend_remove(c, k);
         call_reply(k, NULL, err);
     }
 }
@@ -804,7 +809,7 @@ static void call_timeout(sl__reactor *r, sl__timer *t)
     INC(timeouts);
     call_fail(k, SL_ETIMEDOUT);
     if (k->pending) { /* never sent: nothing else will free it */
-        pend_unlink(c, k);
+        pend_remove(c, k);
         free(k);
     }
     int64_t stall = 4 * rl->timeout > SL_SEC(1) ? 4 * rl->timeout : SL_SEC(1);
