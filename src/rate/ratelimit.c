@@ -421,6 +421,8 @@ static sl_keyed_tier rule_tier(const rule *ru, const void *key, size_t len)
     return ru->tiers[t];
 }
 
+static char *digits(char *p, char *end, long long v);
+
 /* The Redis key of a rule's key: "<rule>:<key>" (IP: the group as text with its prefix
  * length), or "<rule>" for GLOBAL. Returns its length. */
 static size_t redis_key(const rule *ru, const step *st, const sl_ipkey *group, char *buf)
@@ -429,13 +431,13 @@ static size_t redis_key(const rule *ru, const step *st, const sl_ipkey *group, c
     memcpy(buf, ru->name, nl);
     if (ru->kind == SL_RATELIMIT_GLOBAL) return nl;
     buf[nl++] = ':';
-    if (ru->kind == SL_RATELIMIT_IP) {
-        char ip[SL_IPKEY_STRLEN];
-        sl_ipkey_format(group, ip, sizeof ip);
-        bool v4 = sl_ipkey_is_v4(group);
-        size_t room = SL_RATELIMIT_MAX_NAME + 2 + SL_RATELIMIT_MAX_KEY - nl;
-        return nl + (size_t)snprintf(buf + nl, room, "%s/%u", ip,
-                                     v4 ? ru->group.v4_bits : ru->group.v6_bits);
+    if (ru->kind == SL_RATELIMIT_IP) { /* "<address>/<bits>", per request: no snprintf */
+        char *end = buf + SL_RATELIMIT_MAX_NAME + 2 + SL_RATELIMIT_MAX_KEY;
+        sl_ipkey_format(group, buf + nl, SL_IPKEY_STRLEN);
+        char *p = buf + nl + strlen(buf + nl);
+        *p++ = '/';
+        p = digits(p, end, sl_ipkey_is_v4(group) ? ru->group.v4_bits : ru->group.v6_bits);
+        return (size_t)(p - buf);
     }
     memcpy(buf + nl, st->key, st->len);
     return nl + st->len;

@@ -67,6 +67,7 @@
 #include "sluice/redis_limiter.h"
 #include "base/list_int.h"
 #include "redis/redis_int.h"
+#include "sync/ctx_int.h"
 #include "sync/park_int.h"
 #include "task/task_int.h"
 
@@ -1200,10 +1201,11 @@ static int wait_task(sl_redis_limiter *rl, sl__reactor *r, const void *key, size
         return rc < 0 ? rc : 0;
     }
     INC(parked);
-    sl_ctx_hook *hook = NULL;
-    if (sl_ctx_on_done(ctx, tw_cancel, w, &hook) < 0) tw_cancel(w, 0);
+    /* A hook on this task's stack (no allocation per check); del waits for a running one. */
+    struct sl_ctx_hook hook;
+    if (sl__ctx_hook_add(ctx, &hook, tw_cancel, w) != 0) tw_cancel(w, 0);
     uint32_t st = sl__park_wait(&w->p);
-    sl_ctx_hook_stop(hook); /* waits for a running hook: it touches w */
+    sl__ctx_hook_del(&hook);
     if (st == SL__DONE) {
         *out = w->d;
         rc = 0;
