@@ -198,10 +198,16 @@ struct conn {
     int batches;           /* batch commands hiredis holds: the flush waits for 0 */
     int64_t last_progress; /* ns, loop time: last reply, or when inflight went 0 -> 1 */
     sl__dlist pend;        /* calls made, not yet sent: sent as one batch at idle */
+    size_t npend;          /* calls on pend */
     sl__task flush_t;      /* queued with sl__reactor_at_idle while pend is not empty */
     bool flush_queued;
     bool hold_want; /* flushing: epoll learns hiredis's interest at the end */
     char *fmt;      /* the batch command's buffer (reused) */
+    /* flush's scratch (reused): the pending checks grouped by bucket */
+    struct group *grp;
+    size_t grp_cap;
+    int32_t *gtab; /* open addressing: index into grp, or -1 */
+    size_t gtab_cap;
     size_t fmt_cap;
     double t_limit; /* the last tier limit formatted: its T as text, and as the script reads it */
     char t_str[32];
@@ -211,7 +217,8 @@ struct conn {
 
 typedef struct call {
     sl__timer t;
-    sl__dnode node; /* on the conn's pending list, while `pending` */
+    sl__dnode node;     /* on the conn's pending list, while `pending` */
+    struct call *gnext; /* flush: the next check of its group */
     conn *c;
     sl_redis_check_fn cb;
     void *arg;
@@ -723,12 +730,14 @@ static void pend_push(conn *c, call *k)
 {
     k->pending = true;
     sl__dlist_push_back(&c->pend, &k->node);
+    c->npend++;
 }
 
 static void pend_remove(conn *c, call *k)
 {
     sl__dlist_remove(&c->pend, &k->node);
     k->pending = false;
+    c->npend--;
 }
 
 static call *pend_head(const conn *c)
@@ -736,31 +745,105 @@ static call *pend_head(const conn *c)
     return c->pend.head ? SL__CONTAINER_OF(c->pend.head, call, node) : NULL;
 }
 
-/* Sends the pending checks: each run of consecutive checks of one bucket as one EVALSHA (at
- * most MAX_BATCH), so a script touches one key. Every check of the loop's round goes out in
- * one write. (A check that timed out left the list then: the list holds live checks only.) */
+/* One bucket's checks in a flush, in the order they were made (chained by gnext). */
+typedef struct group {
+    call *head, *tail;
+    uint64_t hash;
+    int n;
+} group;
+
+static bool same_bucket(const call *a, const call *b)
+{
+    return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0 &&
+           a->tier.limit == b->tier.limit && a->tier.burst == b->tier.burst;
+}
+
+static uint64_t bucket_hash(const call *k)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < k->name_len; i++)
+        h = (h ^ (unsigned char)k->name[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Groups the pending checks by bucket, in one pass: c->grp[0..*ng) in the order each group's
+ * first check was made; a group holds at most MAX_BATCH (the next check of its bucket opens a
+ * new group, which goes after it). Returns false when out of memory. */
+static bool group_pending(conn *c, size_t *ng)
+{
+    size_t n = c->npend, cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    if (n > c->grp_cap) {
+        group *g = realloc(c->grp, n * sizeof *g);
+        if (!g) return false;
+        c->grp = g;
+        c->grp_cap = n;
+    }
+    if (cap > c->gtab_cap) {
+        int32_t *t = realloc(c->gtab, cap * sizeof *t);
+        if (!t) return false;
+        c->gtab = t;
+        c->gtab_cap = cap;
+    }
+    memset(c->gtab, 0xff, cap * sizeof *c->gtab); /* -1: free */
+    size_t mask = cap - 1, count = 0;
+    for (sl__dnode *d = c->pend.head; d; d = d->next) {
+        call *k = SL__CONTAINER_OF(d, call, node);
+        k->gnext = NULL;
+        uint64_t h = bucket_hash(k);
+        size_t i = (size_t)h & mask;
+        while (c->gtab[i] >= 0) {
+            group *g = &c->grp[c->gtab[i]];
+            if (g->hash == h && same_bucket(g->head, k)) break;
+            i = (i + 1) & mask;
+        }
+        group *g = c->gtab[i] >= 0 ? &c->grp[c->gtab[i]] : NULL;
+        if (g && g->n < MAX_BATCH) {
+            g->tail->gnext = k;
+            g->tail = k;
+            g->n++;
+            continue;
+        }
+        c->gtab[i] = (int32_t)count; /* a full group's bucket continues in a new one */
+        c->grp[count++] = (group){.head = k, .tail = k, .hash = h, .n = 1};
+    }
+    *ng = count;
+    return true;
+}
+
+/* Sends the pending checks: each bucket's checks as one EVALSHA (at most MAX_BATCH), so a
+ * script touches one key, in the order made; buckets interleaved in the list (two Redis rules,
+ * many clients) still go one call per bucket. Every check of the loop's round goes out in one
+ * write. (A check that timed out left the list then: the list holds live checks only.) */
 static void flush(conn *c)
 {
-    while (!sl__dlist_empty(&c->pend)) {
-        batch *b = malloc(sizeof *b + MAX_BATCH * sizeof(call *));
+    size_t ng;
+    if (sl__dlist_empty(&c->pend)) return;
+    if (!group_pending(c, &ng)) {
+        fail_pending(c, SL_EUNAVAIL);
+        return;
+    }
+    for (size_t gi = 0; gi < ng; gi++) {
+        group g = c->grp[gi];
+        batch *b = c->ac ? malloc(sizeof *b + (size_t)g.n * sizeof(call *)) : NULL;
         if (!b) {
-            fail_pending(c, SL_EUNAVAIL);
+            fail_pending(c, SL_EUNAVAIL); /* the groups not sent: still on the list */
             return;
         }
         *b = (batch){.c = c};
-        call *k;
-        while ((k = pend_head(c)) && b->n < MAX_BATCH) {
-            const call *k0 = b->n ? b->calls[0] : NULL;
-            if (k0 && (k->name_len != k0->name_len || memcmp(k->name, k0->name, k->name_len) != 0 ||
-                       k->tier.limit != k0->tier.limit || k->tier.burst != k0->tier.burst))
-                break; /* one bucket per EVALSHA: single-slot, as a Redis Cluster requires */
+        for (call *k = g.head; k; k = k->gnext) {
             pend_remove(c, k);
             b->calls[b->n++] = k;
         }
-        if (!c->ac || send_batch(b) < 0) {
+        if (send_batch(b) < 0) {
+            /* Answered before the rest is failed: their callbacks may make checks (or
+             * detach), so the groups' chains are not walked again. */
             for (int i = 0; i < b->n; i++)
                 call_reply(b->calls[i], NULL, SL_EUNAVAIL);
             free(b);
+            fail_pending(c, SL_EUNAVAIL);
+            return;
         }
     }
 }
@@ -978,6 +1061,8 @@ int sl_redis_limiter_detach(sl_redis_limiter *rl, sl__reactor *r)
     sl__redis_tq_remove(r, &c->call_q);
     sl__redis_tq_remove(r, &c->retry_q);
     free(c->fmt);
+    free(c->grp);
+    free(c->gtab);
     free(c);
     return 0;
 }

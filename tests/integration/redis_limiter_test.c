@@ -239,6 +239,9 @@ typedef struct mix_run {
     int answered, allowed[2];
     int64_t remaining[2][MIX_N]; /* per key, in answer order, of the allowed checks */
     int order_ok;
+    bool interleave;  /* a, b, a, b... instead of 12 a then 12 b (keys "mix-c", "mix-d") */
+    int last_seq[2];  /* per key: the seq answered last */
+    int key_order_ok; /* answers in the order asked within their key */
 } mix_run;
 
 typedef struct mix_arg {
@@ -253,6 +256,8 @@ static void mix_cb(void *arg, const sl_rate_decision *d)
     mix_arg *a = arg;
     mix_run *m = a->m;
     if (a->seq == m->answered) m->order_ok++; /* answered in the order asked */
+    if (a->seq > m->last_seq[a->key]) m->key_order_ok++;
+    m->last_seq[a->key] = a->seq;
     m->answered++;
     if (d->source == SL_RATE_FROM_REDIS && d->allowed)
         m->remaining[a->key][m->allowed[a->key]++] = d->remaining;
@@ -270,11 +275,12 @@ static void mix_start(sl__reactor *r, sl__task *t)
         return;
     }
     for (int i = 0; i < MIX_N; i++) {
-        int key = i < MIX_N / 2 ? 0 : 1;
+        int key = m->interleave ? i % 2 : i < MIX_N / 2 ? 0 : 1;
         g_mix[i] = (mix_arg){.m = m, .key = key, .seq = i};
         sl_rate_decision d;
-        int rc = sl_redis_limiter_check_at(m->rl, r, key ? "mix-b" : "mix-a", 5, 1,
-                                           SL_SEC(1800000000), mix_cb, &g_mix[i], &d);
+        const char *name = m->interleave ? (key ? "mix-d" : "mix-c") : key ? "mix-b" : "mix-a";
+        int rc = sl_redis_limiter_check_at(m->rl, r, name, 5, 1, SL_SEC(1800000000), mix_cb,
+                                           &g_mix[i], &d);
         assert_int_equal(rc, 0);
     }
 }
@@ -292,7 +298,7 @@ static void mix_retry(sl__reactor *r, sl__task *t)
 static void test_one_round_is_one_batch(void **state)
 {
     (void)state;
-    mix_run m = {0};
+    mix_run m = {.last_seq = {-1, -1}};
     m.rl = new_limiter(1, 3, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(5));
     assert_int_equal(sl__reactor_init(&m.r), 0);
     m.r.data = &m;
@@ -313,6 +319,35 @@ static void test_one_round_is_one_batch(void **state)
     sl_redis_limiter_stats st;
     sl_redis_limiter_stats_get(m.rl, &st);
     assert_int_equal(st.redis_replies, MIX_N);
+    assert_int_equal(sl_redis_limiter_detach(m.rl, &m.r), 0);
+    sl__reactor_destroy(&m.r);
+    sl_redis_limiter_free(m.rl);
+}
+
+/* Checks of two buckets interleaved in one round (two Redis rules, or many clients) still go
+ * as one EVALSHA per bucket, not one per run: a, b, a, b... 24 checks are 2 calls. Within a
+ * bucket the answers keep the order asked (remaining 2, 1, 0); across buckets they need not. */
+static void test_interleaved_keys_one_call_per_bucket(void **state)
+{
+    (void)state;
+    mix_run m = {.last_seq = {-1, -1}, .interleave = true};
+    m.rl = new_limiter(1, 3, SL_REDIS_FAIL_CLOSED, NULL, SL_SEC(5));
+    assert_int_equal(sl__reactor_init(&m.r), 0);
+    m.r.data = &m;
+    assert_int_equal(sl_redis_limiter_attach(m.rl, &m.r), 0);
+    long long before = evalsha_calls();
+    m.start.fn = mix_start;
+    sl__reactor_post(&m.r, &m.start);
+    sl__reactor_run(&m.r);
+    long long sent = evalsha_calls() - before;
+    assert_int_equal(m.answered, MIX_N);
+    assert_int_equal(m.key_order_ok, MIX_N);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(m.allowed[k], 3);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(m.remaining[k][i], 2 - i);
+    }
+    assert_int_equal(sent, 2);
     assert_int_equal(sl_redis_limiter_detach(m.rl, &m.r), 0);
     sl__reactor_destroy(&m.r);
     sl_redis_limiter_free(m.rl);
@@ -736,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_same_decisions_as_sl_limiter),
         cmocka_unit_test(test_async_pipelined),
         cmocka_unit_test(test_one_round_is_one_batch),
+        cmocka_unit_test(test_interleaved_keys_one_call_per_bucket),
         cmocka_unit_test(test_batches_grow_while_one_is_out),
         cmocka_unit_test(test_tiers_per_key),
         cmocka_unit_test(test_inflight_checks_answered_once_on_drop),
