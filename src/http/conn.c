@@ -553,7 +553,8 @@ static bool output_full(const sl__conn *c)
 }
 
 /* Starts the current request's body after its head was parsed into w->head. Returns false
- * when the connection is now closing. */
+ * when processing stops here: the connection is closing, or a task runs the request's before
+ * hooks first (the request is in flight). */
 static bool body_begin(sl__conn *c)
 {
     sl__worker *w = c->w;
@@ -579,7 +580,8 @@ static bool body_begin(sl__conn *c)
             return false;
         }
         /* Route, authenticate, rate-limit before the body is read (and before 100 Continue
-         * invites it). */
+         * invites it). False: answered, or a task runs the hooks (its request is in flight;
+         * sl__conn_resume_body goes on with the body if they let it through). */
         if (!sl__mux_early(c)) return false;
     }
     uint32_t have = c->rlen - c->rpos - c->head_len;
@@ -758,6 +760,13 @@ static void drive_inflight(sl__conn *c, bool progress)
 void sl__conn_drive(sl__conn *c, bool progress)
 {
     drive(c, progress);
+}
+
+void sl__conn_resume_body(sl__conn *c, bool expect_continue)
+{
+    uint32_t have = c->rlen - c->rpos - c->head_len;
+    if (expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have)) queue_continue(c);
+    drive(c, false);
 }
 
 /* After reading or writing: handle requests, write, then set interest and timer. */

@@ -28,7 +28,9 @@
  * hooks and then the handler (their waits park the task, not a thread) and hands back the same
  * done task: queued locally (sl__reactor_post_local: run by the scheduler right after the
  * task's last switch, no eventfd) when it finished on that loop, posted when an idle loop had
- * stolen it. The headers the hooks set are copied (keep_mw_headers) for the 503 the loop may
+ * stolen it. (A request with a body takes two tasks when its route has before hooks: one for
+ * the hooks before the body is read, one for the handler after: sl__mux_early.) The headers
+ * the hooks set are copied (keep_mw_headers) for the 503 the loop may
  * send at the route timeout while the task still runs. The server
  * counts task requests in flight (ntask, bounded by max_task_requests: past it 503); shutdown
  * waits for that count to reach 0 after cancelling the root ctx, the analogue of shutting the
@@ -126,6 +128,16 @@ static bool run_before(const sl_mux *mux, sl_req *req, sl_resp *resp)
     return false;
 }
 
+/* Whether a request on route rt has a before hook to run. */
+static bool has_before(const sl_mux *mux, const sl__route *rt)
+{
+    for (size_t i = 0; i < mux->nmw; i++)
+        if (mux->mw[i].before) return true;
+    for (size_t i = 0; i < rt->nmw; i++)
+        if (rt->mw[i].before) return true;
+    return false;
+}
+
 /* Runs the after hooks of the middleware whose before hook ran, innermost first. A task request
  * answered before its task ran its hooks (max_task_requests, shed, shutdown, a body that never
  * came) ran none: the middleware with no before hook (an access log) still see it. */
@@ -198,11 +210,13 @@ static bool task_before(sl__preq *p)
  * handler's is) the handler. */
 static void task_handle(sl__preq *p)
 {
-    if (task_before(p)) return;
+    if (p->req.hooks_deferred && task_before(p)) return;
     /* A hook that parked until the client left, the deadline or shutdown: the handler is not
      * started (the client gets 499 / 503, never an empty 200). */
     if (sl_ctx_done(p->req.ctx))
         p->ran = false;
+    else if (p->early_hooks)
+        p->hooks_passed = true; /* the body next (on_early_passed), then a task for the handler */
     else
         p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
 }
@@ -350,6 +364,8 @@ static void task_leave(sl_server *srv)
     pthread_mutex_unlock(&srv->mu);
 }
 
+static void on_early_passed(sl__reactor *r, sl__task *t);
+
 /* The body of a task route's task: run_pooled on a task. The handler's waits park the task. */
 static void run_task(void *arg)
 {
@@ -367,6 +383,7 @@ static void run_task(void *arg)
      * out, on the loop's stack: no eventfd, no wake. Queued before task_leave, so shutdown,
      * which posts its stop step once ntask is 0, finds it run first. */
     sl__reactor *r = p->c->w->r;
+    if (p->hooks_passed) p->done_task.fn = on_early_passed;
     /* A streaming response posted its chunks (sl__reactor_post): the done step follows them
      * on the same queue, never overtakes them. */
     if (!p->streaming && sl__loop_self() == r)
@@ -398,6 +415,8 @@ static int spawn_task(sl_server *srv, sl__preq *p)
 
 static void answer_now(sl__conn *c, sl__preq *p)
 {
+    /* Answered before its body was read: nobody will read that body, the connection closes. */
+    if (p->early_hooks) p->resp.close = true;
     sl__conn_answer(c, &p->req, &p->resp, p->head_method);
     preq_free(p);
 }
@@ -424,8 +443,11 @@ static void answer_unstarted(sl__conn *c, sl__preq *p)
     if (p->shed) { /* the connection stays usable */
         sl_resp_error(&p->resp, 503, "server busy: waited too long for a handler");
     } else {
+        int err = sl_ctx_err(p->req.ctx);
         sl_resp_error(&p->resp, 503,
-                      sl_ctx_err(p->req.ctx) == SL_ESHUTDOWN ? "shutting down" : "not started");
+                      err == SL_ESHUTDOWN   ? "shutting down"
+                      : err == SL_ETIMEDOUT ? "handler timeout"
+                                            : "not started");
         p->resp.close = true;
     }
     answer_now(c, p);
@@ -469,7 +491,7 @@ static void submit_pooled(sl__conn *c, sl__preq *p)
         return;
     }
     /* One client may not hold every handler thread (and the queue before them). */
-    if (srv->pooled_cap > 0 && c->ip_counted) {
+    if (srv->pooled_cap > 0 && c->ip_counted && !p->client_counted) {
         if (!sl__iptab_acquire(&srv->pooled_ip, &c->ipk, srv->pooled_cap)) {
             sl__resp_reset(&p->resp);
             sl__resp_retry_after(&p->resp, 1);
@@ -534,7 +556,14 @@ static void start_pooled(sl__conn *c, sl_req *req)
  * sent: a request that will be refused costs no body memory. Its state (values the hooks set,
  * its arena, how many hooks ran) waits in an sl__preq, whose address does not change, until
  * the body is complete; then sl__mux_dispatch_early refreshes the head's views (the read
- * buffer may have moved while the body arrived) and runs the handler, inline or pooled. */
+ * buffer may have moved while the body arrived) and runs the handler, inline or pooled.
+ *
+ * A task route's hooks may park, so they cannot run here: the request gets a task for its hooks
+ * alone (early_hooks) and is in flight while it runs, so the connection reads nothing (the
+ * head's views stay valid wherever the task runs). A refusal is answered as any task response
+ * and closes the connection (its body is never read). If the hooks let it through,
+ * on_early_passed makes it c->early, 100 Continue goes out and the body is read as above; its
+ * handler then runs in a second task (task_handle skips the hooks: hooks_deferred is clear). */
 bool sl__mux_early(sl__conn *c)
 {
     sl__worker *w = c->w;
@@ -552,8 +581,15 @@ bool sl__mux_early(sl__conn *c)
     sl__preq *p = preq_new(c, &req);
     if (!p) return true; /* the request goes the ordinary way, body first */
     p->done_task.fn = on_done;
-    /* A task route's hooks run in its task once the body is here: they may wait. */
+    /* A task route's hooks run in its task (they may wait): one is spawned for them now, and
+     * the body is read only if they let the request through (on_early_passed). */
     p->req.hooks_deferred = p->req.rt && p->req.rt->mode == SL_ROUTE_TASK;
+    if (p->req.hooks_deferred && has_before(w->srv->mux, p->req.rt)) {
+        p->early_hooks = true;
+        submit_pooled(c, p); /* in flight, or answered at once (and closing) */
+        if (!c->inflight) sl__stat_inc(&w->st.requests); /* else on_done, or dispatch */
+        return false;
+    }
     bool stop = !p->req.hooks_deferred && run_before(w->srv->mux, &p->req, &p->resp);
     if (!stop && !p->req.rt) { /* nothing will take the body: answer 404/405/301 now */
         p->req.m = &w->m;      /* Location and Allow are views into the worker's scratch, */
@@ -656,6 +692,8 @@ static void on_done(sl__reactor *r, sl__task *t)
 {
     sl__preq *p = PREQ_OF_TASK(t);
     sl__conn *c = p->c;
+    bool early = p->early_hooks; /* ended before its body was read: the connection closes */
+    if (early) sl__stat_inc(&c->w->st.requests);
     if (p->awaited) r->awaiting--;
     c->inflight = NULL;
     sl__timer_stop(&c->timer);
@@ -693,7 +731,32 @@ static void on_done(sl__reactor *r, sl__task *t)
         sl__conn_close(c);
         return;
     }
+    if (early) c->closing = true;
     sl__conn_drive(c, false);
+}
+
+/* A task route's before hooks let its request through before its body was read: the
+ * connection reads the body now (as c->early), and sl__mux_dispatch_early spawns the task that
+ * runs the handler. If meanwhile the route deadline's 503 went out, the client left or the ctx
+ * is done, it ends here as a request whose handler never started. */
+static void on_early_passed(sl__reactor *r, sl__task *t)
+{
+    sl__preq *p = PREQ_OF_TASK(t);
+    sl__conn *c = p->c;
+    p->hooks_passed = false;
+    p->done_task.fn = on_done;
+    if (p->answered || c->peer_gone || sl_ctx_done(p->req.ctx)) {
+        p->ran = false;
+        on_done(r, t);
+        return;
+    }
+    c->inflight = NULL;
+    sl__timer_stop(&c->timer); /* the route timer: the body's own timers run while it comes */
+    sl__timer_stop(&p->wtimer);
+    p->early_hooks = false;
+    p->req.may_wait = false;
+    c->early = p;
+    sl__conn_resume_body(c, p->head.expect_continue);
 }
 
 /* Wakes whoever waits in sl_resp_stream_write: a handler thread or a task. Under p->mu. */
@@ -718,6 +781,7 @@ void sl__preq_timeout(sl__reactor *r, sl__timer *t)
     if (streaming) return; /* committed: the ctx deadline stops the handler */
     sl__worker *w = c->w;
     timeout_503(&w->resp, mh, ml);
+    w->resp.close = p->early_hooks; /* its body was never read */
     /* The request still runs: its after hooks run when it returns (on_done), not here. */
     sl__conn_queue_answer(c, &p->head, &w->resp, p->head_method);
     sl__conn_drive(c, false);

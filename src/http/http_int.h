@@ -163,6 +163,10 @@ struct sl__preq {
     bool shed;           /* not started: it waited longer than max_queue_wait_ns */
     bool awaited;        /* pooled: its loop counts it in r->awaiting until on_done */
     bool client_counted; /* holds a slot in the server's per-client pooled table */
+    bool early_hooks;    /* a task route's request with a body: its task runs the before hooks
+                            now, before the body is read (handler.c: sl__mux_early) */
+    bool hooks_passed;   /* set by that task: read the body, then a second task runs the
+                            handler */
     int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
     bool ran;            /* the handler ran (written by the handler thread before the done
                             task is posted; read by the loop thread in that task) */
@@ -335,6 +339,9 @@ int sl__conn_queue_resp(sl__conn *c, sl_resp *rp, bool head_method, bool keep, b
 void sl__conn_queue_answer(sl__conn *c, const sl_http_req_head *h, sl_resp *resp, bool head_method);
 void sl__conn_answer(sl__conn *c, sl_req *req, sl_resp *resp, bool head_method);
 void sl__conn_drive(sl__conn *c, bool progress);
+/* The task that ran c->early's before hooks let it through: read its body now (with 100
+ * Continue first when the client asked for it). */
+void sl__conn_resume_body(sl__conn *c, bool expect_continue);
 int sl__conn_flush(sl__conn *c, bool *progress);
 int sl__conn_wbuf_append(sl__conn *c, const void *data, size_t len);
 void sl__stat_inc(_Atomic uint64_t *v);
@@ -352,7 +359,8 @@ void sl__mux_finish(sl_req *req, const sl_resp *resp);
 /* Loop thread, at head time of a request with a body (w->head): routes it and runs the before
  * hooks. Returns true when the body is to be read (c->early holds the request, or NULL when out
  * of memory: then the ordinary path runs after the body); false when it was answered (the
- * connection is closing). */
+ * connection is closing), or when a task route's task runs its hooks first (c->inflight holds
+ * the request; sl__conn_resume_body follows if they let it through). */
 bool sl__mux_early(sl__conn *c);
 /* The body is complete: runs c->early's handler with fresh's head views, body, path and query
  * (inline: queues the response; pooled: hands it to the pool). */
