@@ -15,7 +15,10 @@
  * sl_ctx on-done hook is registered whose only action is shutdown(fd): it can run on any
  * thread (async-signal-safe, no hiredis state touched), it wakes the blocked read at once, and
  * sl_ctx_hook_stop waits for a running hook, so the fd is never closed under it. A connection
- * that was shut down, or that failed, is freed and reopened by the next command.
+ * that was shut down, or that failed, is freed and reopened by the next command. The hook may
+ * fire before or while hiredis writes the command, and hiredis writes with write(2): each
+ * command runs with SIGPIPE held back on its thread (sigpipe.c), so that write fails with
+ * EPIPE instead of raising a SIGPIPE that would end the application.
  *
  * Delayed member format: "<entry>|<attempts>|<idlen>|<id><payload>". The stream entry id
  * makes two jobs with equal id and payload distinct members; the payload is last, so it may
@@ -146,7 +149,12 @@ static int cmd(sl_redis_jobs *q, sl_ctx *ctx, int64_t block_ns, int argc, const 
         drop(q);
         return sl_ctx_err(ctx);
     }
+    /* The hook may shut the socket down while hiredis is still writing (the deadline came
+     * first, or the command is big): EPIPE then, not a SIGPIPE that ends the process. */
+    sl__sigpipe_guard g;
+    sl__sigpipe_hold(&g);
     redisReply *r = redisCommandArgv(q->c, argc, argv, lens);
+    sl__sigpipe_release(&g);
     sl_ctx_hook_stop(hook);
     int cerr = sl_ctx_err(ctx);
     if (!r || cerr) {

@@ -37,7 +37,9 @@
  * checks are answered at once by the policy (no queueing: a dead Redis costs nothing). While
  * CONNECTING they wait in the pending list under their timeout. A connection that is UP but
  * silent (no reply for max(4 x timeout, 1 s) while calls wait: a paused or wedged server) is
- * dropped and re-established, so timed-out calls do not pile up in hiredis forever.
+ * dropped and re-established, so timed-out calls do not pile up in hiredis forever. hiredis
+ * writes with write(2): its writes run with SIGPIPE held back (sigpipe.c), so a server that
+ * reset the connection is a disconnect, not the end of the application.
  *
  * For sl_ratelimit's Redis rules (redis_int.h): a "raw" check applies no failure policy (the
  * rule applies its own); a refund is a call with no callback and no timer (its reply only
@@ -334,6 +336,16 @@ static void flush(conn *c);
 static void fail_pending(conn *c, int err);
 static void queue_flush(conn *c);
 
+/* hiredis writes with write(2): a server that reset the connection must cost an EPIPE (then
+ * on_disconnect), not a SIGPIPE that ends the application. */
+static void handle_write(redisAsyncContext *ac)
+{
+    sl__sigpipe_guard g;
+    sl__sigpipe_hold(&g);
+    redisAsyncHandleWrite(ac);
+    sl__sigpipe_release(&g);
+}
+
 static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
 {
     (void)r;
@@ -345,7 +357,7 @@ static void io_cb(sl__reactor *r, sl__io *io, uint32_t events)
         if (c->ac != ac) return; /* freed by a disconnect */
     }
     if (events & (EPOLLOUT | EPOLLERR)) /* the rest of a write the socket took only part of */
-        if (c->ac == ac) redisAsyncHandleWrite(ac);
+        if (c->ac == ac) handle_write(ac);
 }
 
 static void schedule_reconnect(conn *c)
@@ -862,7 +874,7 @@ static void flush_idle(sl__reactor *r, sl__task *t)
     c->hold_want = true;
     flush(c);
     redisAsyncContext *ac = c->ac;
-    if (ac) redisAsyncHandleWrite(ac); /* may drop the connection: on_disconnect */
+    if (ac) handle_write(ac); /* may drop the connection: on_disconnect */
     c->hold_want = false;
     if (c->io.fn) sl__io_set(c->r, &c->io, c->want);
 }

@@ -2,6 +2,7 @@
 #ifndef SLUICE_REDIS_INT_H
 #define SLUICE_REDIS_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +13,17 @@
 /* Writes the lowercase hex SHA-1 of data (41 bytes with the NUL): what Redis's SCRIPT LOAD
  * answers, so EVALSHA can be sent before that answer arrives. */
 void sl__redis_sha1_hex(const void *data, size_t len, char out[41]);
+
+/* SIGPIPE held back on the calling thread around a hiredis write (sigpipe.c): a write to a
+ * reset or shut-down socket then fails with EPIPE instead of killing the process. Use as
+ * hold; the hiredis call that may write; release, on the same thread, with nothing between
+ * them that should receive SIGPIPE. Never fails; Threads: any (acts on the calling thread). */
+typedef struct sl__sigpipe_guard {
+    bool unblock;     /* the thread did not block SIGPIPE: release unblocks it */
+    bool was_pending; /* one was pending already (the application's): left alone */
+} sl__sigpipe_guard;
+void sl__sigpipe_hold(sl__sigpipe_guard *g);
+void sl__sigpipe_release(sl__sigpipe_guard *g);
 
 /* Removes timer queue q from r's list (the reactor has no such call: its queues live as long
  * as it does; a detached Redis connection does not). Loop thread only. */

@@ -1,8 +1,9 @@
 /* Durable jobs against a real redis-server: a consumer SIGKILLed mid-job (a forked child)
  * and its job finished by another after the visibility timeout; retries with backoff through
- * the delayed set; dead-lettering; a blocking fetch cut short by its ctx; sl_pool jobs spilled
- * at shutdown. The crash test runs first, while this process has no other thread, so the
- * forked child may run ordinary code. */
+ * the delayed set; dead-lettering; a blocking fetch cut short by its ctx; a submit cut by its
+ * ctx mid-write (an error, not a SIGPIPE); sl_pool jobs spilled at shutdown. The crash test
+ * runs first, while this process has no other thread, so the forked child may run ordinary
+ * code. */
 #include "harness.h"
 
 #if !__has_include(<hiredis/hiredis.h>)
@@ -279,6 +280,91 @@ static void test_fetch_honours_ctx(void **state)
     sl_redis_jobs_free(q);
 }
 
+static bool sigpipe_pending(void)
+{
+    sigset_t p;
+    sigemptyset(&p);
+    sigpending(&p);
+    return sigismember(&p, SIGPIPE);
+}
+
+static bool sigpipe_blocked(void)
+{
+    sigset_t m;
+    sigemptyset(&m);
+    pthread_sigmask(SIG_BLOCK, NULL, &m);
+    return sigismember(&m, SIGPIPE);
+}
+
+/* Codec for a big payload: the arg, {buf, len}, hands its malloc'd buffer over as the
+ * encoded bytes (the library frees them), so encoding costs nothing. */
+typedef struct big_arg {
+    char *buf;
+    size_t len;
+} big_arg;
+
+static int enc_take(void *ca, const void *arg, void **bytes, size_t *len)
+{
+    (void)ca;
+    big_arg *b = (big_arg *)arg;
+    *bytes = b->buf;
+    *len = b->len;
+    b->buf = NULL;
+    return 0;
+}
+
+/* A ctx that fires while hiredis is still writing the command: the on-done hook shuts the
+ * socket down under that write(2), which then fails with EPIPE. That must be an SL_ETIMEDOUT,
+ * not a SIGPIPE killing the process (the default action; hiredis writes with write(2), not
+ * send(MSG_NOSIGNAL)). A stalled Redis (SIGSTOP) and a payload far larger than the socket
+ * buffers keep the write blocked until the deadline, every time. (sluice-demo died this way
+ * under ASan: a submit that got the producer's mutex just as its deadline passed, before
+ * the ctx timer fired, had its socket shut down before its first write.) */
+static void test_ctx_cut_mid_write_no_sigpipe(void **state)
+{
+    (void)state;
+    sl_redis_jobs_config cfg = {.port = g_redis.port,
+                                .queue = "bigwrite",
+                                .codec = {.encode = enc_take, .decode = dec},
+                                .logger = sl_log_discard()};
+    sl_redis_jobs *q = NULL;
+    assert_int_equal(sl_redis_jobs_new(&cfg, NULL, &q), 0);
+    assert_false(sigpipe_blocked()); /* the default: a stray SIGPIPE kills this test */
+    /* Without reads on the other side, loopback buffers take a few MB at most. */
+    big_arg big = {.len = 32u << 20};
+    big.buf = malloc(big.len);
+    assert_non_null(big.buf);
+    memset(big.buf, 'x', big.len);
+    assert_int_equal(kill(g_redis.proc.pid, SIGSTOP), 0);
+    sl_ctx *ctx = NULL;
+    assert_int_equal(sl_ctx_with_timeout(NULL, SL_MS(300), &ctx), 0);
+    int64_t t0 = sl_mono_ns();
+    int rc = sl_redis_jobs_submit(q, "big", &big, ctx);
+    int64_t took = sl_mono_ns() - t0;
+    assert_int_equal(kill(g_redis.proc.pid, SIGCONT), 0);
+    sl_ctx_release(ctx);
+    assert_null(big.buf); /* encoded: the write was under way when the deadline came */
+    assert_int_equal(rc, SL_ETIMEDOUT);
+    assert_true(took >= SL_MS(290) && took < SL_MS(2000));
+    /* Nothing left behind on this thread: no SIGPIPE pending, the mask as it was. */
+    assert_false(sigpipe_pending());
+    assert_false(sigpipe_blocked());
+    /* The cut connection is replaced on the next call; the cut command never ran. */
+    char small[] = "v";
+    big = (big_arg){.buf = strdup(small), .len = 1};
+    assert_int_equal(sl_redis_jobs_submit(q, "small", &big, NULL), 0);
+    sl_redis_job *job = NULL;
+    sl_redis_jobs *w = open_q("bigwrite", "w", SL_SEC(30));
+    assert_int_equal(sl_redis_jobs_fetch(w, NULL, &job), 0);
+    assert_string_equal(job->id, "small");
+    assert_string_equal(job->arg, "v");
+    assert_int_equal(sl_redis_jobs_ack(w, job, NULL), 0);
+    sl_redis_job_free(w, job);
+    assert_int_equal(redis_int("XLEN %s", "sl:jobs:{bigwrite}:stream"), 0);
+    sl_redis_jobs_free(w);
+    sl_redis_jobs_free(q);
+}
+
 /* ---- spilling an sl_pool's abandoned jobs ------------------------------------------------ */
 
 static int blocks_until_canceled(sl_ctx *ctx, void *arg)
@@ -391,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_retry_with_backoff_then_success),
         cmocka_unit_test(test_dead_letter),
         cmocka_unit_test(test_fetch_honours_ctx),
+        cmocka_unit_test(test_ctx_cut_mid_write_no_sigpipe),
         cmocka_unit_test(test_pool_spill_on_shutdown),
         cmocka_unit_test(test_work_survives_redis_restart),
     };
