@@ -89,6 +89,9 @@ static const flag flags[] = {
     {"redis-fail", F_SPECIAL, 0,
      "--redis: when Redis is down the shared per-IP limit answers open|closed (503)|local "
      "(this instance alone) [open]"},
+    {"redis-timeout-ms", F_MS, OFF(redis_timeout_ns),
+     "--redis: a per-IP check Redis has not answered by then gets the --redis-fail answer, "
+     "ms [50]"},
     {"jobs-visibility-ms", F_MS, OFF(visibility_ns),
      "--redis: a job left running this long (its instance died) is rerun elsewhere [30000]"},
     {"help", F_SPECIAL, 0, "this text"},
@@ -126,6 +129,7 @@ static void defaults(demo_config *c)
     c->log_format = SL_LOG_TEXT;
     c->log_level = SL_LOG_INFO;
     c->visibility_ns = SL_SEC(30);
+    c->redis_timeout_ns = SL_MS(50);
     c->db = "sluice-demo.db";
     c->webhook_timeout_ns = SL_SEC(10);
 }
@@ -369,6 +373,8 @@ int demo_config_parse(demo_config *cfg, int argc, char **argv)
     if (cfg->redis && parse_redis_url(cfg) < 0)
         return bad("redis", cfg->redis, "want redis://host[:port]");
     if (cfg->visibility_ns < SL_MS(100)) return bad("jobs-visibility-ms", NULL, "must be >= 100");
+    if (cfg->redis_timeout_ns < SL_MS(1) || cfg->redis_timeout_ns > SL_SEC(60))
+        return bad("redis-timeout-ms", NULL, "must be 1..60000");
     if (cfg->webhook_url && !webhook_url_ok(cfg->webhook_url))
         return bad("webhook-url", cfg->webhook_url, "want http://host[:port]/path or https://...");
     if (cfg->webhook_timeout_ns <= 0) return bad("webhook-timeout-ms", NULL, "must be >= 1");

@@ -74,6 +74,7 @@ typedef struct demo_config {
     int redis_port;             /* parsed from redis */
     int64_t visibility_ns;      /* Redis jobs: a job pending this long is reclaimed */
     int redis_fail;             /* sl_redis_fail_policy of the shared per-IP limit */
+    int64_t redis_timeout_ns;   /* one per-IP check's Redis round trip, then the policy */
     const char *webhook_url;    /* --webhook-url, or NULL: this demo's own receiver */
     int64_t webhook_timeout_ns; /* one delivery attempt */
 } demo_config;

@@ -34,6 +34,7 @@ int demo_rlimit_init(demo_app *app)
                                   .tiers = &tier,
                                   .ntiers = 1,
                                   .policy = (sl_redis_fail_policy)c->redis_fail,
+                                  .timeout_ns = c->redis_timeout_ns,
                                   .logger = app->log};
     int rc = sl_redis_limiter_new(&lc, &r->rl);
     if (rc < 0) fprintf(stderr, "sluice-demo: redis limiter: %s\n", sl_strerror(rc));
