@@ -48,8 +48,10 @@
  * not block — sl_req_may_wait(req) tells which. `before` may stop the chain by returning
  * SL_MW_STOP with the response it set (a 401, a 429): the handler is never called (on a pooled
  * route the request never costs a handler thread; on a task route it costs its task, within
- * max_task_requests). On a task route the hooks run once the body is read (on other routes, as
- * soon as the head is: a refused request's body is never read), count in the route's timeout
+ * max_task_requests). On every route the hooks run as soon as the head is parsed, before the
+ * body is read (on a task route in a task of their own; 100 Continue and the body follow only
+ * if they let the request through, and a refusal closes the connection: a refused request's
+ * body is never read; hooks therefore never see the body), count in the route's timeout
  * (a hook parked past it: the client gets 503 at the deadline and the hook's ctx is done), and
  * a client that leaves cancels the ctx a parked hook waits on. `after` hooks run on the reactor
  * when the response is queued for sending, innermost first (access logs, metrics); a task
