@@ -421,8 +421,6 @@ static sl_keyed_tier rule_tier(const rule *ru, const void *key, size_t len)
     return ru->tiers[t];
 }
 
-static char *digits(char *p, char *end, long long v);
-
 /* The Redis key of a rule's key: "<rule>:<key>" (IP: the group as text with its prefix
  * length), or "<rule>" for GLOBAL. Returns its length. */
 static size_t redis_key(const rule *ru, const step *st, const sl_ipkey *group, char *buf)
@@ -431,13 +429,10 @@ static size_t redis_key(const rule *ru, const step *st, const sl_ipkey *group, c
     memcpy(buf, ru->name, nl);
     if (ru->kind == SL_RATELIMIT_GLOBAL) return nl;
     buf[nl++] = ':';
-    if (ru->kind == SL_RATELIMIT_IP) { /* "<address>/<bits>", per request: no snprintf */
-        char *end = buf + SL_RATELIMIT_MAX_NAME + 2 + SL_RATELIMIT_MAX_KEY;
-        sl_ipkey_format(group, buf + nl, SL_IPKEY_STRLEN);
-        char *p = buf + nl + strlen(buf + nl);
-        *p++ = '/';
-        p = digits(p, end, sl_ipkey_is_v4(group) ? ru->group.v4_bits : ru->group.v6_bits);
-        return (size_t)(p - buf);
+    if (ru->kind == SL_RATELIMIT_IP) { /* the group as "<address>/<bits>" */
+        bool v4 = sl_ipkey_is_v4(group);
+        sl_cidr net = {*group, (uint8_t)(v4 ? 96u + ru->group.v4_bits : ru->group.v6_bits)};
+        return nl + (size_t)sl_cidr_format(&net, buf + nl, SL_CIDR_STRLEN);
     }
     memcpy(buf + nl, st->key, st->len);
     return nl + st->len;
