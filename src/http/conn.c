@@ -552,6 +552,13 @@ static bool output_full(const sl__conn *c)
     return c->pending >= srv->o.max_pipeline || unsent(c) >= srv->o.max_output_bytes || c->ext;
 }
 
+/* Invites the body with 100 Continue when the client asked for it and it is not all here. */
+static void invite_body(sl__conn *c, bool expect_continue)
+{
+    uint32_t have = c->rlen - c->rpos - c->head_len;
+    if (expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have)) queue_continue(c);
+}
+
 /* Starts the current request's body after its head was parsed into w->head. Returns false
  * when processing stops here: the connection is closing, or a task runs the request's before
  * hooks first (the request is in flight). */
@@ -584,9 +591,7 @@ static bool body_begin(sl__conn *c)
          * sl__conn_resume_body goes on with the body if they let it through). */
         if (!sl__mux_early(c)) return false;
     }
-    uint32_t have = c->rlen - c->rpos - c->head_len;
-    if (w->head.expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have))
-        queue_continue(c);
+    invite_body(c, w->head.expect_continue);
     return true;
 }
 
@@ -764,8 +769,7 @@ void sl__conn_drive(sl__conn *c, bool progress)
 
 void sl__conn_resume_body(sl__conn *c, bool expect_continue)
 {
-    uint32_t have = c->rlen - c->rpos - c->head_len;
-    if (expect_continue && (c->body_len < 0 || (uint64_t)c->body_len > have)) queue_continue(c);
+    invite_body(c, expect_continue);
     drive(c, false);
 }
 
