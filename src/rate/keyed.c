@@ -27,11 +27,11 @@
  * (with limit 0 Go never reads tokens), so no entry needs a burst field. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "sluice/keyed.h"
 #include "sluice/error.h"
 #include "sluice/clock.h"
+#include "base/hash_int.h"
 #include "rate/rate_int.h"
 
 #define F_USED 1u
@@ -70,7 +70,7 @@ typedef struct shard {
 } __attribute__((aligned(64))) shard;
 
 struct sl_keyed {
-    uint64_t seed0, seed1;
+    sl__hseed seed;
     uint32_t shard_mask;
     uint32_t ttl_ticks;
     shard *shards;
@@ -89,45 +89,10 @@ struct sl_keyed {
 
 /* ---- hashing ------------------------------------------------------------------------------ */
 
-static inline uint64_t mum(uint64_t a, uint64_t b)
+/* The shared seeded hash (base/hash_int.h): clients cannot predict collisions. */
+static inline uint64_t hash_key(const sl_keyed *k, const uint8_t *p, size_t len)
 {
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static inline uint64_t rd64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static inline uint64_t rd_tail(const uint8_t *p, size_t n) /* n in 1..8 */
-{
-    uint64_t v = 0;
-    memcpy(&v, p, n);
-    return v;
-}
-
-/* A multiply-mix hash in the manner of wyhash: one 64x64->128 multiply per 16 bytes. Not a
- * cryptographic PRF, but with per-table random seeds clients cannot predict collisions. */
-static uint64_t hash_key(const sl_keyed *k, const uint8_t *p, size_t len)
-{
-    uint64_t h = k->seed0 ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
-    size_t n = len;
-    while (n > 16) {
-        h = mum(rd64(p) ^ k->seed1, rd64(p + 8) ^ h);
-        p += 16;
-        n -= 16;
-    }
-    uint64_t a = 0, b = 0;
-    if (n > 8) {
-        a = rd64(p);
-        b = rd_tail(p + 8, n - 8);
-    } else if (n > 0) {
-        a = rd_tail(p, n);
-    }
-    return mum(mum(a ^ k->seed1, b ^ h) ^ 0xE7037ED1A0B428DBULL, h ^ k->seed0);
+    return sl__hash_bytes(&k->seed, p, len);
 }
 
 /* ---- entries ------------------------------------------------------------------------------ */
@@ -168,7 +133,7 @@ static bool refilled(const sl_keyed *k, const entry *e, int64_t t)
 /* Key equality; 16-byte keys (IPv6 and mapped IPv4 addresses) skip the memcmp call. */
 static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t len)
 {
-    if (len == 16) return ((rd64(a) ^ rd64(b)) | (rd64(a + 8) ^ rd64(b + 8))) == 0;
+    if (len == 16) return ((sl__rd64(a) ^ sl__rd64(b)) | (sl__rd64(a + 8) ^ sl__rd64(b + 8))) == 0;
     return memcmp(a, b, len) == 0;
 }
 
@@ -600,18 +565,6 @@ static int check_config(const sl_keyed_config *cfg)
     return 0;
 }
 
-static void seed(sl_keyed *k)
-{
-    uint64_t s[2];
-    if (getrandom(s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
-        /* No entropy yet (early boot): still unpredictable enough to vary per process. */
-        s[0] = (uint64_t)sl_mono_ns() ^ (uint64_t)(uintptr_t)k;
-        s[1] = mum(s[0] ^ 0x9E3779B97F4A7C15ULL, (uint64_t)sl_wall_ns());
-    }
-    k->seed0 = s[0] | 1;
-    k->seed1 = s[1] | 1;
-}
-
 void sl_keyed_free(sl_keyed *k)
 {
     if (!k) return;
@@ -639,7 +592,7 @@ int sl_keyed_new(const sl_keyed_config *cfg, sl_keyed **out)
 
     sl_keyed *k = calloc(1, sizeof *k);
     if (!k) return SL_ENOMEM;
-    seed(k);
+    sl__hseed_init(&k->seed, k);
     memcpy(k->tiers, cfg->tiers, (size_t)cfg->ntiers * sizeof *cfg->tiers);
     k->ntiers = cfg->ntiers;
     k->default_tier = cfg->default_tier;

@@ -67,6 +67,7 @@
 #include "sluice/clock.h"
 #include "sluice/error.h"
 #include "sluice/redis_limiter.h"
+#include "base/hash_int.h"
 #include "base/list_int.h"
 #include "redis/redis_int.h"
 #include "sync/ctx_int.h"
@@ -210,6 +211,7 @@ struct conn {
     size_t grp_cap;
     int32_t *gtab; /* open addressing: index into grp, or -1 */
     size_t gtab_cap;
+    sl__hseed gseed; /* gtab's hash seed */
     size_t fmt_cap;
     double t_limit; /* the last tier limit formatted: its T as text, and as the script reads it */
     char t_str[32];
@@ -770,12 +772,11 @@ static bool same_bucket(const call *a, const call *b)
            a->tier.limit == b->tier.limit && a->tier.burst == b->tier.burst;
 }
 
-static uint64_t bucket_hash(const call *k)
+/* Seeded (the key is the client's address or API key): no one can aim checks at one chain of
+ * the flush's table. */
+static uint64_t bucket_hash(const conn *c, const call *k)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < k->name_len; i++)
-        h = (h ^ (unsigned char)k->name[i]) * 1099511628211ULL;
-    return h;
+    return sl__hash_bytes(&c->gseed, k->name, k->name_len);
 }
 
 /* Groups the pending checks by bucket, in one pass: c->grp[0..*ng) in the order each group's
@@ -803,7 +804,7 @@ static bool group_pending(conn *c, size_t *ng)
     for (sl__dnode *d = c->pend.head; d; d = d->next) {
         call *k = SL__CONTAINER_OF(d, call, node);
         k->gnext = NULL;
-        uint64_t h = bucket_hash(k);
+        uint64_t h = bucket_hash(c, k);
         size_t i = (size_t)h & mask;
         while (c->gtab[i] >= 0) {
             group *g = &c->grp[c->gtab[i]];
@@ -1040,6 +1041,7 @@ int sl_redis_limiter_attach(sl_redis_limiter *rl, sl__reactor *r)
     c->r = r;
     c->io.fd = -1;
     c->flush_t.fn = flush_idle;
+    sl__hseed_init(&c->gseed, c);
     c->backoff = rl->backoff_min;
     sl__tq_init(r, &c->call_q, rl->timeout, call_timeout);
     sl__tq_init(r, &c->retry_q, rl->backoff_min, retry_fire);
