@@ -688,6 +688,16 @@ static char *put_bulk_int(char *p, long long v)
     return put_bulk(p, num, put_int(num, v));
 }
 
+/* The end of the run of checks with the same n and now that starts at i: one script group. */
+static int run_end(const batch *b, int i)
+{
+    int j = i + 1;
+    while (j < b->n && b->calls[j]->n == b->calls[i]->n &&
+           b->calls[j]->now_us == b->calls[i]->now_us)
+        j++;
+    return j;
+}
+
 /* EVALSHA sha 1 key T burst (n now count)..., formatted here (one buffer, reused) and handed
  * to hiredis as is: each run of checks with the same n and now is one group. T's text is
  * cached per connection (the checks of a rule share its tier). */
@@ -708,10 +718,9 @@ static int send_batch(batch *b)
         c->t_val = strtod(c->t_str, NULL);
     }
     b->T = c->t_val;
-    int groups = 1;
-    for (int i = 1; i < b->n; i++)
-        groups +=
-            b->calls[i]->n != b->calls[i - 1]->n || b->calls[i]->now_us != b->calls[i - 1]->now_us;
+    int groups = 0;
+    for (int i = 0; i < b->n; i = run_end(b, i))
+        groups++;
     char *p = c->fmt;
     *p++ = '*';
     p += put_int(p, 6 + 3 * (long long)groups);
@@ -725,9 +734,7 @@ static int send_batch(batch *b)
     p = put_bulk_int(p, (long long)k0->tier.burst);
     for (int i = 0, j; i < b->n; i = j) {
         const call *k = b->calls[i];
-        for (j = i + 1; j < b->n && b->calls[j]->n == k->n && b->calls[j]->now_us == k->now_us;
-             j++) {
-        }
+        j = run_end(b, i);
         p = put_bulk_int(p, (long long)k->n);
         p = put_bulk_int(p, (long long)k->now_us);
         p = put_bulk_int(p, j - i);
