@@ -206,6 +206,8 @@ static bool task_before(sl__preq *p)
     return false;
 }
 
+static void on_early_passed(sl__reactor *r, sl__task *t);
+
 /* A started task request: its before hooks, then (unless one stopped: its response is sent as a
  * handler's is) the handler. */
 static void task_handle(sl__preq *p)
@@ -216,7 +218,7 @@ static void task_handle(sl__preq *p)
     if (sl_ctx_done(p->req.ctx))
         p->ran = false;
     else if (p->early_hooks)
-        p->hooks_passed = true; /* the body next (on_early_passed), then a task for the handler */
+        p->done_task.fn = on_early_passed; /* the body next, then a task for the handler */
     else
         p->req.rt->fn(&p->req, &p->resp, p->req.rt->arg);
 }
@@ -364,8 +366,6 @@ static void task_leave(sl_server *srv)
     pthread_mutex_unlock(&srv->mu);
 }
 
-static void on_early_passed(sl__reactor *r, sl__task *t);
-
 /* The body of a task route's task: run_pooled on a task. The handler's waits park the task. */
 static void run_task(void *arg)
 {
@@ -383,7 +383,6 @@ static void run_task(void *arg)
      * out, on the loop's stack: no eventfd, no wake. Queued before task_leave, so shutdown,
      * which posts its stop step once ntask is 0, finds it run first. */
     sl__reactor *r = p->c->w->r;
-    if (p->hooks_passed) p->done_task.fn = on_early_passed;
     /* A streaming response posted its chunks (sl__reactor_post): the done step follows them
      * on the same queue, never overtakes them. */
     if (!p->streaming && sl__loop_self() == r)
@@ -743,7 +742,6 @@ static void on_early_passed(sl__reactor *r, sl__task *t)
 {
     sl__preq *p = PREQ_OF_TASK(t);
     sl__conn *c = p->c;
-    p->hooks_passed = false;
     p->done_task.fn = on_done;
     if (p->answered || c->peer_gone || sl_ctx_done(p->req.ctx)) {
         p->ran = false;

@@ -165,8 +165,6 @@ struct sl__preq {
     bool client_counted; /* holds a slot in the server's per-client pooled table */
     bool early_hooks;    /* a task route's request with a body: its task runs the before hooks
                             now, before the body is read (handler.c: sl__mux_early) */
-    bool hooks_passed;   /* set by that task: read the body, then a second task runs the
-                            handler */
     int64_t queued_ns;   /* sl_mono_ns when handed to the pool */
     bool ran;            /* the handler ran (written by the handler thread before the done
                             task is posted; read by the loop thread in that task) */
